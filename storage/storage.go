@@ -1,0 +1,300 @@
+// Package storage defines the contract between gocap's processor and the
+// database that holds the published (outbox) and received (inbox) tables.
+//
+// A backend lives in a sub-package (storage/postgres, storage/mysql,
+// storage/sqlite) and implements [Driver] for the transaction type of its
+// database library. The conformance suite in storage/storagetest checks that
+// a backend keeps every promise written down here; a third-party backend
+// runs the same suite.
+//
+// # The life of a row
+//
+// A row is inserted Scheduled with NextAttemptAt set to the time it may first
+// be tried. A processor claims due rows with [Store.Claim]: the claim sets a
+// lease token and moves NextAttemptAt to the end of the lease, so the row is
+// invisible to other processors until the lease ends. The holder of the lease
+// then reports the outcome with [Store.Succeed] or [Store.Fail]; both are
+// guarded by the lease token, so a processor whose lease ran out cannot
+// overwrite the work of the processor that took the row over. A row whose
+// holder died simply becomes due again when its lease ends.
+//
+// All times passed to and returned from a Store are UTC.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind selects one of the two message tables.
+type Kind uint8
+
+const (
+	// Published is the outbox: messages the application publishes.
+	Published Kind = 1
+	// Received is the inbox: messages consumed from a transport.
+	Received Kind = 2
+)
+
+// String returns "published" or "received".
+func (k Kind) String() string {
+	switch k {
+	case Published:
+		return "published"
+	case Received:
+		return "received"
+	default:
+		return "unknown"
+	}
+}
+
+// Status is the state of a stored message. The values are the strings stored
+// in the status column; they match DotNetCore.CAP's StatusName values.
+type Status string
+
+const (
+	// StatusScheduled: the message waits to be sent (published) or handled
+	// (received), possibly after earlier failed attempts.
+	StatusScheduled Status = "Scheduled"
+	// StatusSucceeded: sent and confirmed by the broker, or handled without error.
+	StatusSucceeded Status = "Succeeded"
+	// StatusFailed: every allowed attempt failed, or the message can never
+	// succeed (for example a body that does not decode). It stays until it
+	// expires or a person requeues it.
+	StatusFailed Status = "Failed"
+)
+
+// Statuses lists every Status in display order.
+var Statuses = []Status{StatusScheduled, StatusSucceeded, StatusFailed}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	return s == StatusScheduled || s == StatusSucceeded || s == StatusFailed
+}
+
+// Message is one row of the published or the received table.
+type Message struct {
+	// ID is the row's primary key, a snowflake id. For a published message it
+	// is also the message id sent on the wire as cap-msg-id.
+	ID int64
+	// Kind tells which table the row belongs to.
+	Kind Kind
+	// MsgID is the message id as carried on the wire (cap-msg-id). For a
+	// published row it is the decimal form of ID. For a received row it is
+	// whatever the publisher sent (or a generated id when it sent none);
+	// MsgID and Group together are unique in the received table.
+	MsgID string
+	// Name is the topic (cap-msg-name).
+	Name string
+	// Group is the consumer group of a received row; empty for published rows.
+	Group string
+	// Headers are the transport headers, cap-* included.
+	Headers map[string]string
+	// Body is the payload exactly as sent on the wire.
+	Body []byte
+	// Status is the row's state.
+	Status Status
+	// Retries counts failed attempts so far.
+	Retries int
+	// LastError is the error text of the most recent failed attempt.
+	LastError string
+	// Added is when the row was inserted.
+	Added time.Time
+	// NextAttemptAt is, for a Scheduled row, the earliest time it may be
+	// claimed; while the row is claimed it is the end of the lease.
+	NextAttemptAt time.Time
+	// ExpiresAt is when the cleaner may delete the row; zero while the row
+	// is Scheduled.
+	ExpiresAt time.Time
+	// LeaseToken identifies the current claim; zero when unclaimed.
+	LeaseToken int64
+}
+
+// Lease identifies one claim of one row: the row id and the token of the
+// claim. Succeed and Fail only act on a row whose token still matches.
+type Lease struct {
+	ID    int64
+	Token int64
+}
+
+// ClaimRequest asks for up to Limit due Scheduled rows.
+type ClaimRequest struct {
+	// Now is the current time: rows with NextAttemptAt <= Now are due.
+	Now time.Time
+	// LeaseUntil becomes the claimed rows' NextAttemptAt.
+	LeaseUntil time.Time
+	// Token is stored on the claimed rows as their LeaseToken. Must be non-zero.
+	Token int64
+	// Limit is the largest number of rows to claim. Must be positive.
+	Limit int
+}
+
+// Failure describes a failed attempt reported by the holder of a lease.
+type Failure struct {
+	// Error is the error text to store as LastError.
+	Error string
+	// Now is the time of the failure.
+	Now time.Time
+	// NextAttemptAt is when the row becomes due again if it stays Scheduled.
+	NextAttemptAt time.Time
+	// MaxAttempts is the number of attempts allowed in all: when the
+	// incremented retry count reaches it, the row becomes Failed.
+	MaxAttempts int
+	// Permanent makes the row Failed at once, whatever its retry count.
+	Permanent bool
+	// ExpiresAt is stored when the row becomes Failed.
+	ExpiresAt time.Time
+}
+
+// FailResult is the state of a row after [Store.Fail].
+type FailResult struct {
+	// Retries is the retry count after the increment.
+	Retries int
+	// Status is StatusScheduled when another attempt will follow, or
+	// StatusFailed when none will.
+	Status Status
+}
+
+// Filter selects rows for the dashboard. Zero fields do not filter.
+type Filter struct {
+	Kind   Kind
+	Status Status
+	// Name matches the topic exactly.
+	Name string
+	// Group matches the consumer group exactly (received rows only).
+	Group string
+	// MsgID matches the wire message id exactly.
+	MsgID string
+	// Content matches rows whose body contains this text.
+	Content string
+	// BeforeID asks for rows with ID < BeforeID (keyset pagination; rows are
+	// returned newest first, that is by ID descending). Zero starts at the newest.
+	BeforeID int64
+	// Limit is the page size; zero or negative means 50.
+	Limit int
+}
+
+// HistogramBucket counts the rows of one status added in one time bucket.
+type HistogramBucket struct {
+	// Start is the start of the bucket.
+	Start  time.Time
+	Status Status
+	Count  int64
+}
+
+// Instance is a processor running against the database, as recorded by its
+// heartbeat.
+type Instance struct {
+	// ID is unique per running processor.
+	ID       string
+	Hostname string
+	PID      int
+	Started  time.Time
+	LastSeen time.Time
+}
+
+// Errors returned by a Store.
+var (
+	// ErrNotFound: no row has the given id.
+	ErrNotFound = errors.New("storage: message not found")
+	// ErrLeaseLost: the row is no longer claimed by the given lease (its
+	// lease ran out and another processor took it, or it was requeued or
+	// deleted meanwhile). The outcome was not recorded.
+	ErrLeaseLost = errors.New("storage: lease lost")
+)
+
+// Store is everything a backend does outside the application's transactions.
+// Every method is safe for concurrent use.
+type Store interface {
+	// Migrate creates the tables and indexes if they do not exist. It is
+	// idempotent and safe to run from several processes at once.
+	Migrate(ctx context.Context) error
+
+	// InsertPublished inserts Scheduled published rows in a transaction of
+	// its own (for Publish outside an application transaction).
+	InsertPublished(ctx context.Context, msgs []*Message) error
+
+	// InsertReceived stores a received message m (ID, MsgID, Name, Group,
+	// Headers, Body, Added set) as Scheduled and claimed under lease, with
+	// NextAttemptAt = leaseUntil. If a row with the same MsgID and Group
+	// exists: a Failed row is reset to Scheduled with zero retries and
+	// claimed under lease; any other row is left alone. It returns the id of
+	// the stored row and whether the caller now holds its lease.
+	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (id int64, claimed bool, err error)
+
+	// Claim leases up to req.Limit due Scheduled rows of kind, oldest
+	// NextAttemptAt first, skipping rows that another claim holds at the
+	// same moment (FOR UPDATE SKIP LOCKED or equivalent). It holds no
+	// transaction open after it returns.
+	Claim(ctx context.Context, kind Kind, req ClaimRequest) ([]*Message, error)
+
+	// Succeed marks the leased rows Succeeded with the given expiry and
+	// clears their lease. Rows whose lease no longer matches are left alone;
+	// it returns how many rows it marked.
+	Succeed(ctx context.Context, kind Kind, leases []Lease, now, expiresAt time.Time) (int64, error)
+
+	// Fail records a failed attempt of a leased row: retries is incremented
+	// in SQL, LastError set, and the row becomes Failed (with f.ExpiresAt)
+	// if f.Permanent or the new retry count reaches f.MaxAttempts, else it
+	// stays Scheduled with NextAttemptAt = f.NextAttemptAt. The lease is
+	// cleared. It returns ErrLeaseLost if the lease no longer matches.
+	Fail(ctx context.Context, kind Kind, lease Lease, f Failure) (FailResult, error)
+
+	// Get returns one row, or ErrNotFound.
+	Get(ctx context.Context, kind Kind, id int64) (*Message, error)
+
+	// List returns one page of rows matching f, newest first.
+	List(ctx context.Context, f Filter) ([]*Message, error)
+
+	// Counts returns the number of rows of kind in each status.
+	Counts(ctx context.Context, kind Kind) (map[Status]int64, error)
+
+	// Histogram counts the rows of kind added since since, by status and by
+	// bucket of the given width, using the time encoded in the snowflake ids
+	// (epochMillis is the snowflake epoch in Unix milliseconds).
+	Histogram(ctx context.Context, kind Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]HistogramBucket, error)
+
+	// Requeue makes the given rows Scheduled and due at now, with zero
+	// retries, no error, no expiry and no lease. It returns how many rows it
+	// changed.
+	Requeue(ctx context.Context, kind Kind, ids []int64, now time.Time) (int64, error)
+
+	// Delete removes the given rows; it returns how many it removed.
+	Delete(ctx context.Context, kind Kind, ids []int64) (int64, error)
+
+	// DeleteExpired removes at most limit rows whose ExpiresAt is set and
+	// not after now; it returns how many it removed.
+	DeleteExpired(ctx context.Context, kind Kind, now time.Time, limit int) (int64, error)
+
+	// Heartbeat records that the processor inst is alive at inst.LastSeen.
+	Heartbeat(ctx context.Context, inst Instance) error
+
+	// Instances lists the processors whose last heartbeat is after since.
+	Instances(ctx context.Context, since time.Time) ([]Instance, error)
+
+	// RemoveInstance deletes the heartbeat row of a processor that stopped,
+	// and those last seen before olderThan when olderThan is not zero.
+	RemoveInstance(ctx context.Context, id string, olderThan time.Time) error
+}
+
+// Driver is a Store that can also insert published rows inside the
+// application's own transaction, of type TTx (pgx.Tx for PostgreSQL, *sql.Tx
+// for database/sql backends).
+type Driver[TTx any] interface {
+	Store
+	// InsertPublishedTx inserts Scheduled published rows using tx. The rows
+	// become visible, and are sent, only if tx commits.
+	InsertPublishedTx(ctx context.Context, tx TTx, msgs []*Message) error
+}
+
+// Listener is implemented by a Store that can tell processors promptly that
+// a transaction inserting published rows has committed (PostgreSQL's
+// LISTEN/NOTIFY). Processors without one rely on their own in-process signal
+// and on polling.
+type Listener interface {
+	// Listen calls notify each time such a transaction commits, until ctx
+	// ends. It returns ctx's error when ctx ends, or an error if it cannot
+	// listen; the processor then falls back to polling and calls it again.
+	Listen(ctx context.Context, notify func()) error
+}

@@ -1,0 +1,93 @@
+// Package transport defines the contract between gocap's processor and a
+// message broker. A broker adapter lives in a sub-package
+// (transport/rabbitmq, transport/kafka, transport/memory) and implements
+// [Transport]; the conformance suite in transport/transporttest checks it.
+//
+// A transport moves [Message] values: a set of string headers and an opaque
+// body. gocap puts DotNetCore.CAP's headers (see the Header constants) on
+// every message it sends, and leaves the body exactly as the application
+// serialized it, so CAP services and programs in other languages that set
+// the same headers interoperate.
+package transport
+
+import "context"
+
+// Header names, identical to DotNetCore.CAP's (DotNetCore.CAP.Messages.Headers).
+const (
+	// HeaderMsgID is the message id: a decimal int64 for gocap and CAP.
+	HeaderMsgID = "cap-msg-id"
+	// HeaderMsgName is the topic the message was published to.
+	HeaderMsgName = "cap-msg-name"
+	// HeaderGroup is the consumer group a received message was stored for.
+	HeaderGroup = "cap-msg-group"
+	// HeaderMsgType is the short name of the payload's type.
+	HeaderMsgType = "cap-msg-type"
+	// HeaderCorrelationID is the id of the message that started the
+	// conversation; equal to the message id at publish.
+	HeaderCorrelationID = "cap-corr-id"
+	// HeaderCorrelationSeq is the position in the conversation; "0" at publish.
+	HeaderCorrelationSeq = "cap-corr-seq"
+	// HeaderCallbackName names a topic to publish the handler's result to.
+	HeaderCallbackName = "cap-callback-name"
+	// HeaderSentTime is when the message was published, RFC 3339 in UTC.
+	HeaderSentTime = "cap-senttime"
+	// HeaderDelayTime is the requested delay of a delayed message.
+	HeaderDelayTime = "cap-delaytime"
+	// HeaderException carries the last error text of a failed message.
+	HeaderException = "cap-exception"
+	// HeaderTraceParent is the W3C trace context.
+	HeaderTraceParent = "traceparent"
+)
+
+// Message is what travels over a broker.
+type Message struct {
+	// Headers are sent as broker headers (AMQP headers, Kafka record headers).
+	Headers map[string]string
+	// Body is sent untouched.
+	Body []byte
+}
+
+// Delivery is a message received from a broker.
+type Delivery struct {
+	Message
+	// Topic is the broker-side topic or routing key the message arrived
+	// with. It stands in for cap-msg-name when a foreign publisher did not
+	// set that header.
+	Topic string
+}
+
+// Sender sends messages to a broker.
+type Sender interface {
+	// Send publishes msg to topic and returns nil only once the broker has
+	// accepted responsibility for it (publisher confirm, acks=all). Send is
+	// safe for concurrent use, and implementations pipeline concurrent
+	// calls instead of serializing them, so a caller reaches the broker's
+	// throughput by calling Send from many goroutines.
+	Send(ctx context.Context, topic string, msg Message) error
+}
+
+// Handler is called for every delivery. Returning nil acknowledges the
+// delivery to the broker (ack, offset commit); returning an error leaves it
+// unacknowledged, so the broker delivers it again.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Receiver consumes messages from a broker.
+type Receiver interface {
+	// Consume subscribes group to topics (topic patterns with AMQP-style
+	// '*' and '#' wildcards where the broker supports them) and calls h for
+	// each delivery, until ctx ends. Consumers sharing a group share the
+	// work; each group gets every message. Consume survives connection loss
+	// by reconnecting with backoff; it returns when ctx ends, or with an
+	// error that retrying cannot fix (such as an invalid configuration).
+	Consume(ctx context.Context, group string, topics []string, h Handler) error
+}
+
+// Transport is a broker adapter: it sends and receives, and is closed when
+// the application stops.
+type Transport interface {
+	Sender
+	Receiver
+	// Close releases the broker connections. Sends and consumes in progress
+	// fail or end.
+	Close() error
+}
