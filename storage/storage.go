@@ -128,6 +128,10 @@ type ClaimRequest struct {
 	Token int64
 	// Limit is the largest number of rows to claim. Must be positive.
 	Limit int
+	// Groups, when not nil, restricts a claim of received rows to these
+	// consumer groups: a processor claims only the rows it has handlers
+	// for. It is ignored for published rows.
+	Groups []string
 }
 
 // Failure describes a failed attempt reported by the holder of a lease.
