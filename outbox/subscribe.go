@@ -140,12 +140,15 @@ func (e *engine) consume(ctx, work context.Context, group string, subs []*subscr
 	}
 	backoff := newBackoff(100*time.Millisecond, 30*time.Second)
 	for ctx.Err() == nil {
+		started := time.Now()
 		err := e.transport.Consume(ctx, group, patterns, func(dctx context.Context, d transport.Delivery) error {
-			backoff.reset()
 			return e.store1(dctx, work, group, d)
 		})
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff.reset() // it ran well for a while: this is a new failure
 		}
 		d := backoff.next()
 		e.opts.Logger.Error("gocap: consuming failed; consuming again after a pause",

@@ -1,0 +1,319 @@
+// Command throughput measures gocap's publish side on the machine's real
+// PostgreSQL and RabbitMQ and prints, in one run:
+//
+//   - the raw amqp091-go publish rate with pipelined publisher confirms
+//     (the ceiling for any outbox on this broker);
+//   - gocap's dispatch throughput: committed rows sent, confirmed by
+//     RabbitMQ and marked Succeeded, per second;
+//   - commit-to-broker latency percentiles at a steady publish rate, measured
+//     from the application's commit to the arrival at a consumer.
+//
+// Usage:
+//
+//	go run ./examples/throughput [-n 20000] [-rate 1000] [-duration 10s]
+//
+// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/outbox"
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/storage/postgres"
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/rabbitmq"
+)
+
+func main() {
+	n := flag.Int("n", 20000, "messages for the throughput runs")
+	rate := flag.Int("rate", 1000, "publish rate (msg/s) for the latency run")
+	dur := flag.Duration("duration", 10*time.Second, "length of the latency run")
+	flag.Parse()
+	pgURL := env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	amqpURL := env("GOCAP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	ctx := context.Background()
+
+	raw, err := rawConfirmRate(ctx, amqpURL, *n)
+	check("raw amqp091 run", err)
+	fmt.Printf("raw amqp091-go, pipelined confirms:   %8.0f msg/s (%d messages)\n", raw, *n)
+
+	b, err := newBench(ctx, pgURL, amqpURL)
+	check("setup", err)
+	defer b.close()
+
+	disp, err := b.dispatchRate(ctx, *n)
+	check("dispatch run", err)
+	fmt.Printf("gocap dispatch, commit -> Succeeded:  %8.0f msg/s (%d messages) = %.0f%% of raw\n", disp, *n, 100*disp/raw)
+
+	p50, p99, count, err := b.latency(ctx, *rate, *dur)
+	check("latency run", err)
+	fmt.Printf("commit -> broker -> consumer latency at %d msg/s over %v (%d msgs): p50 %v, p99 %v\n",
+		*rate, *dur, count, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func check(what string, err error) {
+	if err != nil {
+		log.Fatalf("%s: %v", what, err)
+	}
+}
+
+// rawConfirmRate publishes n persistent messages with plain amqp091-go to a
+// queue, keeping up to window confirms outstanding, and returns msg/s.
+func rawConfirmRate(ctx context.Context, url string, n int) (float64, error) {
+	const window = 256
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return 0, err
+	}
+	body := []byte(`{"id":12345,"amount":"9.90","currency":"EUR"}`)
+	pending := make(chan *amqp.DeferredConfirmation, window)
+	errc := make(chan error, 1)
+	go func() {
+		for dc := range pending {
+			if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+				errc <- fmt.Errorf("nack or error: %v", err)
+				for range pending {
+				}
+				return
+			}
+		}
+		errc <- nil
+	}()
+	start := time.Now()
+	for i := range n {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q.Name, false, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, Body: body,
+			Headers: amqp.Table{"cap-msg-id": strconv.Itoa(i), "cap-msg-name": "bench"},
+		})
+		if err != nil {
+			close(pending)
+			return 0, err
+		}
+		pending <- dc
+	}
+	close(pending)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+type bench struct {
+	pool     *pgxpool.Pool
+	schema   string
+	exchange string
+	amqpURL  string
+	conn     *amqp.Connection
+}
+
+func newBench(ctx context.Context, pgURL, amqpURL string) (*bench, error) {
+	pool, err := pgxpool.New(ctx, pgURL)
+	if err != nil {
+		return nil, err
+	}
+	suffix := strconv.FormatInt(ids.Token()%1_000_000, 10)
+	b := &bench{pool: pool, schema: "gocap_bench_" + suffix, exchange: "gocap.bench." + suffix, amqpURL: amqpURL}
+	b.conn, err = amqp.Dial(amqpURL)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	b.pool.Exec(context.Background(), "drop schema if exists "+b.schema+" cascade")
+	if ch, err := b.conn.Channel(); err == nil {
+		ch.ExchangeDelete(b.exchange, false, false)
+	}
+	b.conn.Close()
+	b.pool.Close()
+}
+
+// consumer binds a fresh queue to the exchange and returns its deliveries.
+func (b *bench) consumer() (<-chan amqp.Delivery, error) {
+	ch, err := b.conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.ExchangeDeclare(b.exchange, "topic", true, false, false, false, nil); err != nil {
+		return nil, err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.QueueBind(q.Name, "#", b.exchange, false, nil); err != nil {
+		return nil, err
+	}
+	return ch.Consume(q.Name, "", true, true, false, false, nil)
+}
+
+func (b *bench) outbox(ctx context.Context) (*outbox.Outbox[pgx.Tx], transport.Transport, error) {
+	d := postgres.New(b.pool, postgres.Options{Schema: b.schema})
+	if err := d.Migrate(ctx); err != nil {
+		return nil, nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: b.amqpURL, Exchange: b.exchange, Logger: quiet})
+	if err != nil {
+		return nil, nil, err
+	}
+	ob, err := outbox.New(d, tr, outbox.Options{Logger: quiet})
+	return ob, tr, err
+}
+
+// dispatchRate commits n messages while no processor runs, then starts one
+// and measures until every row is Succeeded.
+func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
+	if _, err := b.consumer(); err != nil { // a bound queue, so nothing is unroutable
+		return 0, err
+	}
+	ob, tr, err := b.outbox(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tr.Close()
+	payload := map[string]any{"id": 12345, "amount": "9.90", "currency": "EUR"}
+	const perTx = 100
+	for i := 0; i < n; i += perTx {
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			for j := i; j < min(i+perTx, n); j++ {
+				if _, err := ob.Publish(ctx, tx, "bench.dispatch", payload); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	start := time.Now()
+	go func() {
+		defer wg.Done()
+		ob.Run(runCtx)
+	}()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		c, err := ob.Store().Counts(ctx, storage.Published)
+		if err != nil {
+			stop()
+			return 0, err
+		}
+		if c[storage.StatusSucceeded] >= int64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return 0, fmt.Errorf("only %d of %d succeeded in 5 minutes", c[storage.StatusSucceeded], n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	stop()
+	wg.Wait()
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// latency publishes at rate msg/s, one transaction each, and measures from
+// each commit to the message's arrival at a consumer.
+func (b *bench) latency(ctx context.Context, rate int, d time.Duration) (p50, p99 time.Duration, count int, err error) {
+	got, err := b.consumer()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	ob, tr, err := b.outbox(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer tr.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go ob.Run(runCtx)
+	time.Sleep(200 * time.Millisecond) // let the listener start
+
+	// Arrivals and commits are recorded separately and joined at the end: a
+	// message may arrive before its publisher has noted the commit time.
+	committed := make(map[string]time.Time, rate*int(d.Seconds()))
+	arrived := make(map[string]time.Time, len(committed))
+	total := int(d.Seconds() * float64(rate))
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		timeout := time.After(d + 30*time.Second)
+		for len(arrived) < total {
+			select {
+			case m := <-got:
+				arrived[fmt.Sprint(m.Headers["cap-msg-id"])] = time.Now()
+			case <-timeout:
+				return
+			}
+		}
+	}()
+	payload := map[string]any{"id": 12345, "amount": "9.90"}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for range total {
+		<-tick.C
+		var id int64
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			var err error
+			id, err = ob.Publish(ctx, tx, "bench.latency", payload)
+			return err
+		})
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		committed[strconv.FormatInt(id, 10)] = time.Now()
+	}
+	<-recvDone
+	lat := make([]time.Duration, 0, total)
+	for id, c := range committed {
+		if a, ok := arrived[id]; ok {
+			lat = append(lat, max(a.Sub(c), 0))
+		}
+	}
+	if len(lat) < total {
+		return 0, 0, len(lat), fmt.Errorf("only %d of %d messages arrived", len(lat), total)
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*99/100], len(lat), nil
+}

@@ -1,0 +1,520 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gocap/gocap/internal/testenv"
+	"github.com/gocap/gocap/internal/testproxy"
+	"github.com/gocap/gocap/outbox"
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/rabbitmq"
+)
+
+// dbEnv is one isolated set of tables on a real database.
+type dbEnv[TTx any] struct {
+	// name is the schema or table prefix, dsn the database address.
+	name, dsn string
+	// driver returns a new driver (with its own connections, like another
+	// process) on the same tables.
+	driver func(t *testing.T) storage.Driver[TTx]
+	// begin starts an application transaction.
+	begin func(t *testing.T) (tx TTx, commit, rollback func() error)
+	// exec runs a business statement in tx.
+	exec func(t *testing.T, tx TTx, note string)
+}
+
+// backend opens isolated dbEnvs on one kind of database.
+type backend[TTx any] struct {
+	name string
+	open func(t *testing.T) dbEnv[TTx]
+	// attach opens a driver on the tables of an existing dbEnv, outside a
+	// test (in a child process).
+	attach func(dsn, name string) (d storage.Driver[TTx], close func(), err error)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// broker is an exchange of its own on the real RabbitMQ, with a plain
+// amqp091 queue that collects everything published to it.
+type broker struct {
+	url      string
+	exchange string
+	got      <-chan amqp.Delivery
+}
+
+func newBroker(t *testing.T, url string) *broker {
+	t.Helper()
+	b := &broker{url: url, exchange: testenv.Name("gocap_test_ex")}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("dial rabbitmq: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(b.exchange, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := amqp.Dial(url)
+		if err == nil {
+			if ch, err := c.Channel(); err == nil {
+				ch.ExchangeDelete(b.exchange, false, false)
+			}
+			c.Close()
+		}
+	})
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "#", b.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.got = got
+	return b
+}
+
+func (b *broker) transport(t *testing.T, url string) transport.Transport {
+	t.Helper()
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: url, Exchange: b.exchange, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("rabbitmq.New: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// next returns the next message the plain consumer got, or fails after d.
+func (b *broker) next(t *testing.T, d time.Duration) amqp.Delivery {
+	t.Helper()
+	select {
+	case m := <-b.got:
+		return m
+	case <-time.After(d):
+		t.Fatalf("no message arrived within %v", d)
+		return amqp.Delivery{}
+	}
+}
+
+// none fails if a message arrives within d.
+func (b *broker) none(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-b.got:
+		t.Fatalf("unexpected message: %s %s", m.RoutingKey, m.Body)
+	case <-time.After(d):
+	}
+}
+
+func newOutbox[TTx any](t *testing.T, d storage.Driver[TTx], tr transport.Transport, opts outbox.Options) *outbox.Outbox[TTx] {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 50 * time.Millisecond
+	}
+	ob, err := outbox.New(d, tr, opts)
+	if err != nil {
+		t.Fatalf("outbox.New: %v", err)
+	}
+	return ob
+}
+
+// run starts ob.Run and stops it when the test ends.
+func run[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ob.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(40 * time.Second):
+			t.Errorf("Run did not return after its context ended")
+		}
+	})
+}
+
+// waitFor polls cond every 20ms until it holds, failing after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func getRow(t *testing.T, s storage.Store, kind storage.Kind, id int64) *storage.Message {
+	t.Helper()
+	m, err := s.Get(context.Background(), kind, id)
+	if err != nil {
+		t.Fatalf("Get(%d): %v", id, err)
+	}
+	return m
+}
+
+type orderPaid struct {
+	ID     int    `json:"id"`
+	Amount string `json:"amount"`
+}
+
+func runCore[TTx any](t *testing.T, be backend[TTx]) {
+	t.Run("CommitDelivered", func(t *testing.T) { testCommitDelivered(t, be) })
+	t.Run("RollbackNotDelivered", func(t *testing.T) { testRollback(t, be) })
+	t.Run("BrokerDownRetried", func(t *testing.T) { testBrokerDown(t, be) })
+	t.Run("PermanentFailure", func(t *testing.T) { testPermanentFailure(t, be) })
+	t.Run("Cleaner", func(t *testing.T) { testCleaner(t, be) })
+	t.Run("TwoProcessors", func(t *testing.T) { testTwoProcessors(t, be) })
+	t.Run("BadInput", func(t *testing.T) { testBadInput(t, be) })
+	t.Run("ProcessorKilled", func(t *testing.T) { testProcessorKilled(t, be) })
+	runReceive(t, be)
+}
+
+func testCommitDelivered[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
+	run(t, ob)
+
+	tx, commit, _ := env.begin(t)
+	env.exec(t, tx, "order 7 paid")
+	before := time.Now().UTC()
+	id, err := ob.Publish(context.Background(), tx, "order.paid", orderPaid{ID: 7, Amount: "9.90"},
+		outbox.WithHeader("tenant", "acme"))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if err := commit(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+
+	m := b.next(t, 10*time.Second)
+	if string(m.Body) != `{"id":7,"amount":"9.90"}` {
+		t.Errorf("body = %s", m.Body)
+	}
+	if m.RoutingKey != "order.paid" {
+		t.Errorf("routing key = %q", m.RoutingKey)
+	}
+	sid := strconv.FormatInt(id, 10)
+	want := map[string]string{
+		transport.HeaderMsgID: sid, transport.HeaderMsgName: "order.paid", transport.HeaderMsgType: "orderPaid",
+		transport.HeaderCorrelationID: sid, transport.HeaderCorrelationSeq: "0", "tenant": "acme",
+	}
+	for k, v := range want {
+		if got := fmt.Sprint(m.Headers[k]); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	sent, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m.Headers[transport.HeaderSentTime]))
+	if err != nil || sent.Location() != time.UTC || sent.Before(before.Add(-time.Second)) || sent.After(time.Now().Add(time.Second)) {
+		t.Errorf("cap-senttime = %v (%v), want RFC 3339 UTC around now", m.Headers[transport.HeaderSentTime], err)
+	}
+	if m.DeliveryMode != amqp.Persistent {
+		t.Errorf("delivery mode = %d, want persistent", m.DeliveryMode)
+	}
+	waitFor(t, 5*time.Second, "row Succeeded", func() bool {
+		return getRow(t, ob.Store(), storage.Published, id).Status == storage.StatusSucceeded
+	})
+	row := getRow(t, ob.Store(), storage.Published, id)
+	if d := row.ExpiresAt.Sub(time.Now().UTC()); d < 23*time.Hour || d > 25*time.Hour {
+		t.Errorf("succeeded row expires in %v, want about a day", d)
+	}
+}
+
+func testRollback[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
+	run(t, ob)
+
+	tx, _, rollback := env.begin(t)
+	id, err := ob.Publish(context.Background(), tx, "order.paid", orderPaid{ID: 1})
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if err := rollback(); err != nil {
+		t.Fatal(err)
+	}
+	// A committed message published afterwards arrives; the rolled back one never does.
+	tx2, commit2, _ := env.begin(t)
+	id2, err := ob.Publish(context.Background(), tx2, "order.paid", orderPaid{ID: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commit2(); err != nil {
+		t.Fatal(err)
+	}
+	m := b.next(t, 10*time.Second)
+	if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id2, 10) {
+		t.Fatalf("got message %s, want %d", got, id2)
+	}
+	b.none(t, 300*time.Millisecond)
+	if _, err := ob.Store().Get(context.Background(), storage.Published, id); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("rolled back row: Get err = %v, want ErrNotFound", err)
+	}
+}
+
+func testBrokerDown[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	proxy := testproxy.New(t, hostPort(t, url))
+	tr := b.transport(t, "amqp://guest:guest@"+proxy.Addr()+"/")
+	ob := newOutbox(t, env.driver(t), tr, outbox.Options{
+		Retry: outbox.RetryPolicy{Interval: 200 * time.Millisecond},
+	})
+	run(t, ob)
+
+	proxy.Down()
+	id, err := ob.PublishWithoutTx(context.Background(), "order.paid", orderPaid{ID: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "failed attempts recorded", func() bool {
+		r := getRow(t, ob.Store(), storage.Published, id)
+		return r.Retries >= 4 && r.Status == storage.StatusScheduled && r.LastError != ""
+	})
+	b.none(t, 100*time.Millisecond)
+	proxy.Up()
+	m := b.next(t, 30*time.Second)
+	if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id, 10) {
+		t.Fatalf("got %s, want %d", got, id)
+	}
+	waitFor(t, 5*time.Second, "row Succeeded", func() bool {
+		return getRow(t, ob.Store(), storage.Published, id).Status == storage.StatusSucceeded
+	})
+	if r := getRow(t, ob.Store(), storage.Published, id); r.Retries < 4 {
+		t.Errorf("retries = %d, want the failed attempts counted", r.Retries)
+	}
+}
+
+func testPermanentFailure[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	// An exchange with no queue bound: every send is unroutable and fails.
+	ex := testenv.Name("gocap_test_unroutable")
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: url, Exchange: ex, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	var calls atomic.Int32
+	var failed atomic.Pointer[outbox.FailedMessage]
+	ob := newOutbox(t, env.driver(t), tr, outbox.Options{
+		Retry: outbox.RetryPolicy{Interval: 5 * time.Millisecond},
+		OnFailed: func(ctx context.Context, f outbox.FailedMessage) {
+			calls.Add(1)
+			failed.Store(&f)
+		},
+	})
+	run(t, ob)
+	id, err := ob.PublishWithoutTx(context.Background(), "nobody.listens", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "row Failed", func() bool {
+		return getRow(t, ob.Store(), storage.Published, id).Status == storage.StatusFailed
+	})
+	r := getRow(t, ob.Store(), storage.Published, id)
+	if r.Retries != outbox.DefaultMaxAttempts {
+		t.Errorf("retries = %d, want %d", r.Retries, outbox.DefaultMaxAttempts)
+	}
+	if !errors.Is(failed.Load().Err, rabbitmq.ErrUnroutable) || r.LastError == "" {
+		t.Errorf("last error = %q / %v, want unroutable", r.LastError, failed.Load().Err)
+	}
+	if d := r.ExpiresAt.Sub(time.Now().UTC()); d < 14*24*time.Hour || d > 16*24*time.Hour {
+		t.Errorf("failed row expires in %v, want about 15 days", d)
+	}
+	time.Sleep(200 * time.Millisecond) // room for a wrong second call
+	if n := calls.Load(); n != 1 {
+		t.Errorf("OnFailed called %d times, want once", n)
+	}
+	if f := failed.Load(); f.Message.ID != id || f.Retries != outbox.DefaultMaxAttempts {
+		t.Errorf("OnFailed got id %d retries %d", f.Message.ID, f.Retries)
+	}
+}
+
+// rejectingSender fails every send to one topic permanently.
+type rejectingSender struct {
+	transport.Transport
+	topic string
+}
+
+func (s rejectingSender) Send(ctx context.Context, topic string, msg transport.Message) error {
+	if topic == s.topic {
+		return outbox.Permanent(errors.New("rejected by test"))
+	}
+	return s.Transport.Send(ctx, topic, msg)
+}
+
+func testCleaner[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	ob := newOutbox(t, env.driver(t), rejectingSender{b.transport(t, url), "order.rejected"}, outbox.Options{
+		SucceededTTL:  300 * time.Millisecond,
+		CleanInterval: 100 * time.Millisecond,
+		CleanBatch:    2, // several batches per round
+	})
+	ctx := context.Background()
+	var sent []int64
+	for i := range 5 {
+		id, err := ob.PublishWithoutTx(ctx, "order.paid", orderPaid{ID: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, id)
+	}
+	failed, err := ob.PublishWithoutTx(ctx, "order.rejected", orderPaid{ID: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, ob)
+	for range sent {
+		b.next(t, 10*time.Second)
+	}
+	waitFor(t, 10*time.Second, "succeeded rows cleaned", func() bool {
+		for _, id := range sent {
+			if _, err := ob.Store().Get(ctx, storage.Published, id); !errors.Is(err, storage.ErrNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+	// The Failed row expires in 15 days: the cleaner keeps it.
+	time.Sleep(300 * time.Millisecond)
+	if r := getRow(t, ob.Store(), storage.Published, failed); r.Status != storage.StatusFailed || r.Retries != 1 {
+		t.Errorf("failed row: status %s retries %d, want Failed after 1 attempt", r.Status, r.Retries)
+	}
+}
+
+func testBadInput[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
+	ctx := context.Background()
+	tx, commit, _ := env.begin(t)
+	if _, err := ob.Publish(ctx, tx, "", orderPaid{}); err == nil {
+		t.Error("empty topic: no error")
+	}
+	if _, err := ob.Publish(ctx, tx, "order.*", orderPaid{}); err == nil {
+		t.Error("wildcard topic: no error")
+	}
+	if _, err := ob.Publish(ctx, tx, "bad.payload", make(chan int)); err == nil {
+		t.Error("unserializable payload: no error")
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ob.Store().Counts(ctx, storage.Published); err != nil || n[storage.StatusScheduled] != 0 {
+		t.Errorf("rows after bad input: %v %v, want none", n, err)
+	}
+	ob.Close()
+	if _, err := ob.PublishWithoutTx(ctx, "order.paid", orderPaid{}); !errors.Is(err, outbox.ErrClosed) {
+		t.Errorf("publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+// exclusiveSender records sends that overlap for the same message id.
+type exclusiveSender struct {
+	transport.Transport
+	mu       sync.Mutex
+	inFlight map[string]bool
+	overlaps atomic.Int32
+}
+
+func (s *exclusiveSender) Send(ctx context.Context, topic string, msg transport.Message) error {
+	id := msg.Headers[transport.HeaderMsgID]
+	s.mu.Lock()
+	if s.inFlight[id] {
+		s.overlaps.Add(1)
+	}
+	s.inFlight[id] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inFlight, id)
+		s.mu.Unlock()
+	}()
+	return s.Transport.Send(ctx, topic, msg)
+}
+
+func testTwoProcessors[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	// Both processors share one recording wrapper, so overlapping sends of
+	// one id by the two are seen.
+	shared := &exclusiveSender{Transport: b.transport(t, url), inFlight: map[string]bool{}}
+	opts := outbox.Options{ClaimBatch: 7, SendConcurrency: 8}
+	ob1 := newOutbox(t, env.driver(t), shared, opts)
+	ob2 := newOutbox(t, env.driver(t), shared, opts)
+	run(t, ob1)
+	run(t, ob2)
+	const n = 400
+	want := map[string]bool{}
+	ctx := context.Background()
+	for i := range n {
+		ob := ob1
+		if i%2 == 1 {
+			ob = ob2
+		}
+		tx, commit, _ := env.begin(t)
+		id, err := ob.Publish(ctx, tx, "order.paid", orderPaid{ID: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := commit(); err != nil {
+			t.Fatal(err)
+		}
+		want[strconv.FormatInt(id, 10)] = true
+	}
+	got := map[string]int{}
+	for len(got) < n {
+		m := b.next(t, 20*time.Second)
+		id := fmt.Sprint(m.Headers[transport.HeaderMsgID])
+		if !want[id] {
+			t.Fatalf("unknown message %s", id)
+		}
+		got[id]++
+	}
+	b.none(t, 300*time.Millisecond)
+	for id, c := range got {
+		if c != 1 {
+			t.Errorf("message %s delivered %d times", id, c)
+		}
+	}
+	if o := shared.overlaps.Load(); o != 0 {
+		t.Errorf("%d concurrent double sends", o)
+	}
+}

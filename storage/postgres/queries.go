@@ -1,0 +1,129 @@
+package postgres
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// tableQueries are the statements for one message table.
+type tableQueries struct {
+	selectAll     string // all columns, in scanMessages order; append WHERE/ORDER
+	get           string
+	claim         string
+	claimGroups   string
+	succeed       string
+	fail          string
+	counts        string
+	histogram     string
+	requeue       string
+	delete        string
+	deleteExpired string
+}
+
+// queries holds every statement, built once per schema.
+type queries struct {
+	published, received tableQueries
+
+	insertOne      string
+	insertMany     string
+	insertReceived string
+	heartbeat      string
+	instances      string
+	removeInstance string
+}
+
+func (q *queries) table(kind storage.Kind) (*tableQueries, error) {
+	switch kind {
+	case storage.Published:
+		return &q.published, nil
+	case storage.Received:
+		return &q.received, nil
+	default:
+		return nil, fmt.Errorf("postgres: unknown message kind %d", kind)
+	}
+}
+
+func newQueries(schema, channel string, notify bool) queries {
+	s := pgx.Identifier{schema}.Sanitize()
+	pub := s + ".published"
+	rec := s + ".received"
+	q := queries{
+		published: newTableQueries(pub, "id::text AS msg_id, '' AS grp"),
+		received:  newTableQueries(rec, "msg_id, grp"),
+	}
+	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at)`
+	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, 'Scheduled', $5, $6)`
+	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, 'Scheduled', added, next_attempt_at
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
+		AS m(id, name, headers, body, added, next_attempt_at)`
+	if notify {
+		// One statement, one round trip: the NOTIFY is queued in the same
+		// transaction and delivered only if it commits.
+		lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
+		q.insertOne = `WITH ins AS (` + q.insertOne + ` RETURNING 1) SELECT pg_notify(` + lit + `, '') FROM ins`
+		q.insertMany = `WITH ins AS (` + q.insertMany + ` RETURNING 1)
+			SELECT pg_notify(` + lit + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one`
+	}
+	q.insertReceived = `INSERT INTO ` + rec + ` AS r
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token)
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $8, $9)
+		ON CONFLICT (msg_id, grp) DO UPDATE
+		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
+		    next_attempt_at = EXCLUDED.next_attempt_at, lease_token = EXCLUDED.lease_token
+		WHERE r.status = 'Failed'
+		RETURNING r.id`
+	inst := s + ".instances"
+	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen`
+	q.instances = `SELECT id, hostname, pid, started, last_seen FROM ` + inst + ` WHERE last_seen > $1 ORDER BY started, id`
+	q.removeInstance = `DELETE FROM ` + inst + ` WHERE id = $1 OR last_seen < $2`
+	return q
+}
+
+func newTableQueries(table, idCols string) tableQueries {
+	cols := `id, ` + idCols + `, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token`
+	claim := func(extra string) string {
+		return `UPDATE ` + table + ` SET next_attempt_at = $3, lease_token = $4
+			WHERE id IN (
+				SELECT id FROM ` + table + `
+				WHERE status = 'Scheduled' AND next_attempt_at <= $1` + extra + `
+				ORDER BY next_attempt_at
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			RETURNING ` + cols
+	}
+	final := `$5::boolean OR ($4::integer > 0 AND retries + 1 >= $4::integer)`
+	return tableQueries{
+		selectAll:   `SELECT ` + cols + ` FROM ` + table,
+		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
+		claim:       claim(""),
+		claimGroups: claim(` AND grp = ANY($5::text[])`),
+		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL
+			FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+			WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'`,
+		fail: `UPDATE ` + table + ` SET
+				retries = retries + 1,
+				last_error = $3,
+				status = CASE WHEN ` + final + ` THEN 'Failed' ELSE 'Scheduled' END,
+				expires_at = CASE WHEN ` + final + ` THEN $6::timestamptz END,
+				next_attempt_at = CASE WHEN ` + final + ` THEN next_attempt_at ELSE $7::timestamptz END,
+				lease_token = NULL
+			WHERE id = $1 AND lease_token = $2 AND status = 'Scheduled'
+			RETURNING retries, status`,
+		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
+		histogram: `SELECT (id >> 22) / $2::bigint AS bucket, status, count(*) FROM ` + table + `
+			WHERE id >= $1 GROUP BY bucket, status ORDER BY bucket, status`,
+		// A Scheduled row under a lease is in flight: requeueing it would
+		// let a second processor take it, so it is left alone.
+		requeue: `UPDATE ` + table + ` SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
+				lease_token = NULL, next_attempt_at = $2
+			WHERE id = ANY($1::bigint[]) AND (status <> 'Scheduled' OR lease_token IS NULL)`,
+		delete: `DELETE FROM ` + table + ` WHERE id = ANY($1::bigint[])`,
+		deleteExpired: `DELETE FROM ` + table + ` WHERE id IN (
+				SELECT id FROM ` + table + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)`,
+	}
+}
