@@ -20,8 +20,8 @@ const (
 	DefaultCleanBatch         = 1000
 	DefaultPollInterval       = time.Second
 	DefaultLease              = time.Minute
-	DefaultClaimBatch         = 100
-	DefaultSendConcurrency    = 256
+	DefaultClaimBatch         = 500
+	DefaultSendConcurrency    = 1000
 	DefaultHandlerConcurrency = 16
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultHeartbeatInterval  = 10 * time.Second
@@ -102,7 +102,7 @@ type Options struct {
 	ClaimBatch int
 	// SendConcurrency is the number of sends in flight at once. Sends are
 	// pipelined by the transport, so this is what lets dispatch reach the
-	// broker's confirm throughput. Zero means 256.
+	// broker's confirm throughput. Zero means 1000.
 	SendConcurrency int
 	// HandlerConcurrency is the number of subscriber handlers running at
 	// once. Zero means 16.

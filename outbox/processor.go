@@ -103,9 +103,12 @@ func (p *processor) run(ctx, work context.Context) {
 func (p *processor) claimLoop(ctx, work context.Context) {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
+	// Claim in batches: with many attempts in flight, wait until a good part
+	// of a batch is free instead of claiming a row or two per query.
+	threshold := max(1, min(p.opts.ClaimBatch, p.limit)/2)
 	for ctx.Err() == nil {
 		free := p.limit - len(p.slots)
-		if free <= 0 {
+		if free < threshold {
 			select {
 			case <-p.freed:
 			case <-ctx.Done():

@@ -212,7 +212,7 @@ func (e *engine) store1(ctx, work context.Context, group string, d transport.Del
 		}
 		m = stored
 	}
-	m.LeaseToken, m.NextAttemptAt = token, leaseUntil
+	m.LeaseToken, m.LeaseUntil = token, leaseUntil
 	e.receiver.startClaimed(ctx, work, m)
 	return nil
 }

@@ -11,8 +11,8 @@
 //
 // A row is inserted Scheduled with NextAttemptAt set to the time it may first
 // be tried. A processor claims due rows with [Store.Claim]: the claim sets a
-// lease token and moves NextAttemptAt to the end of the lease, so the row is
-// invisible to other processors until the lease ends. The holder of the lease
+// lease token and LeaseUntil, the end of the lease, and the row is
+// invisible to other claims until the lease ends. The holder of the lease
 // then reports the outcome with [Store.Succeed] or [Store.Fail]; both are
 // guarded by the lease token, so a processor whose lease ran out cannot
 // overwrite the work of the processor that took the row over. A row whose
@@ -102,13 +102,16 @@ type Message struct {
 	// Added is when the row was inserted.
 	Added time.Time
 	// NextAttemptAt is, for a Scheduled row, the earliest time it may be
-	// claimed; while the row is claimed it is the end of the lease.
+	// claimed.
 	NextAttemptAt time.Time
 	// ExpiresAt is when the cleaner may delete the row; zero while the row
 	// is Scheduled.
 	ExpiresAt time.Time
 	// LeaseToken identifies the current claim; zero when unclaimed.
 	LeaseToken int64
+	// LeaseUntil is when the current claim ends; zero when unclaimed. A
+	// claimed row is not claimed again before then.
+	LeaseUntil time.Time
 }
 
 // Lease identifies one claim of one row: the row id and the token of the
@@ -120,9 +123,10 @@ type Lease struct {
 
 // ClaimRequest asks for up to Limit due Scheduled rows.
 type ClaimRequest struct {
-	// Now is the current time: rows with NextAttemptAt <= Now are due.
+	// Now is the current time: Scheduled rows with NextAttemptAt <= Now
+	// whose lease, if any, ended by Now are due.
 	Now time.Time
-	// LeaseUntil becomes the claimed rows' NextAttemptAt.
+	// LeaseUntil becomes the claimed rows' LeaseUntil.
 	LeaseUntil time.Time
 	// Token is stored on the claimed rows as their LeaseToken. Must be non-zero.
 	Token int64
@@ -220,8 +224,8 @@ type Store interface {
 	InsertPublished(ctx context.Context, msgs []*Message) error
 
 	// InsertReceived stores a received message m (ID, MsgID, Name, Group,
-	// Headers, Body, Added set) as Scheduled and claimed under lease, with
-	// NextAttemptAt = leaseUntil. If a row with the same MsgID and Group
+	// Headers, Body, Added set) as Scheduled, due at m.Added and claimed
+	// under the lease (token, leaseUntil). If a row with the same MsgID and Group
 	// exists: a Failed row is reset to Scheduled with zero retries and
 	// claimed under lease; any other row is left alone. It returns the id of
 	// the stored row and whether the caller now holds its lease.
@@ -234,7 +238,7 @@ type Store interface {
 	Claim(ctx context.Context, kind Kind, req ClaimRequest) ([]*Message, error)
 
 	// Succeed marks the leased rows Succeeded with the given expiry and
-	// clears their lease. Rows whose lease no longer matches are left alone;
+	// clears their lease (token and LeaseUntil). Rows whose lease no longer matches are left alone;
 	// it returns how many rows it marked.
 	Succeed(ctx context.Context, kind Kind, leases []Lease, now, expiresAt time.Time) (int64, error)
 
@@ -260,8 +264,9 @@ type Store interface {
 	Histogram(ctx context.Context, kind Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]HistogramBucket, error)
 
 	// Requeue makes the given rows Scheduled and due at now, with zero
-	// retries, no error, no expiry and no lease. It returns how many rows it
-	// changed.
+	// retries, no error, no expiry and no lease. A Scheduled row whose
+	// lease has not ended is in flight and is left alone. It returns how
+	// many rows it changed.
 	Requeue(ctx context.Context, kind Kind, ids []int64, now time.Time) (int64, error)
 
 	// Delete removes the given rows; it returns how many it removed.

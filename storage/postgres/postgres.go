@@ -514,9 +514,10 @@ func scanMessages(rows pgx.Rows, kind storage.Kind) ([]*storage.Message, error) 
 		var headers []byte
 		var expires *time.Time
 		var token *int64
+		var leaseUntil *time.Time
 		var status string
 		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
-			&m.LastError, &m.Added, &m.NextAttemptAt, &expires, &token); err != nil {
+			&m.LastError, &m.Added, &m.NextAttemptAt, &expires, &token, &leaseUntil); err != nil {
 			return nil, err
 		}
 		m.Status = storage.Status(status)
@@ -529,6 +530,9 @@ func scanMessages(rows pgx.Rows, kind storage.Kind) ([]*storage.Message, error) 
 		}
 		if token != nil {
 			m.LeaseToken = *token
+		}
+		if leaseUntil != nil {
+			m.LeaseUntil = leaseUntil.UTC()
 		}
 		out = append(out, m)
 	}

@@ -69,11 +69,12 @@ func newQueries(schema, channel string, notify bool) queries {
 			SELECT pg_notify(` + lit + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one`
 	}
 	q.insertReceived = `INSERT INTO ` + rec + ` AS r
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token)
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $8, $9)
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8)
 		ON CONFLICT (msg_id, grp) DO UPDATE
 		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
-		    next_attempt_at = EXCLUDED.next_attempt_at, lease_token = EXCLUDED.lease_token
+		    next_attempt_at = EXCLUDED.next_attempt_at, lease_token = EXCLUDED.lease_token,
+		    lease_until = EXCLUDED.lease_until
 		WHERE r.status = 'Failed'
 		RETURNING r.id`
 	inst := s + ".instances"
@@ -85,12 +86,13 @@ func newQueries(schema, channel string, notify bool) queries {
 }
 
 func newTableQueries(table, idCols string) tableQueries {
-	cols := `id, ` + idCols + `, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token`
+	cols := `id, ` + idCols + `, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until`
 	claim := func(extra string) string {
-		return `UPDATE ` + table + ` SET next_attempt_at = $3, lease_token = $4
+		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4
 			WHERE id IN (
 				SELECT id FROM ` + table + `
-				WHERE status = 'Scheduled' AND next_attempt_at <= $1` + extra + `
+				WHERE status = 'Scheduled' AND next_attempt_at <= $1
+				  AND (lease_until IS NULL OR lease_until <= $1)` + extra + `
 				ORDER BY next_attempt_at
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED)
@@ -102,7 +104,7 @@ func newTableQueries(table, idCols string) tableQueries {
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
 		claim:       claim(""),
 		claimGroups: claim(` AND grp = ANY($5::text[])`),
-		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL
+		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL
 			FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
 			WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'`,
 		fail: `UPDATE ` + table + ` SET
@@ -111,7 +113,7 @@ func newTableQueries(table, idCols string) tableQueries {
 				status = CASE WHEN ` + final + ` THEN 'Failed' ELSE 'Scheduled' END,
 				expires_at = CASE WHEN ` + final + ` THEN $6::timestamptz END,
 				next_attempt_at = CASE WHEN ` + final + ` THEN next_attempt_at ELSE $7::timestamptz END,
-				lease_token = NULL
+				lease_token = NULL, lease_until = NULL
 			WHERE id = $1 AND lease_token = $2 AND status = 'Scheduled'
 			RETURNING retries, status`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
@@ -120,8 +122,8 @@ func newTableQueries(table, idCols string) tableQueries {
 		// A Scheduled row under a lease is in flight: requeueing it would
 		// let a second processor take it, so it is left alone.
 		requeue: `UPDATE ` + table + ` SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
-				lease_token = NULL, next_attempt_at = $2
-			WHERE id = ANY($1::bigint[]) AND (status <> 'Scheduled' OR lease_token IS NULL)`,
+				lease_token = NULL, lease_until = NULL, next_attempt_at = $2
+			WHERE id = ANY($1::bigint[]) AND (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= $2)`,
 		delete: `DELETE FROM ` + table + ` WHERE id = ANY($1::bigint[])`,
 		deleteExpired: `DELETE FROM ` + table + ` WHERE id IN (
 				SELECT id FROM ` + table + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)`,
