@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		switch b {
 		case postgresBackend.name:
 			err = runHungProcessor(postgresBackend)
+		case mysqlBackend.name:
+			err = runHungProcessor(mysqlBackend)
 		default:
 			err = fmt.Errorf("unknown backend %q", b)
 		}

@@ -1,0 +1,694 @@
+// Package mysql is gocap's MySQL and MariaDB storage, on database/sql with
+// github.com/go-sql-driver/mysql.
+//
+// [New] returns a [Driver] that implements storage.Driver[*sql.Tx]: Publish
+// takes the application's *sql.Tx. MySQL has no LISTEN/NOTIFY: use
+// outbox.InTx, which wakes the processor right after the commit, or rely on
+// the processor's polling (Options.PollInterval of the outbox).
+//
+// # Servers
+//
+// Claims use SELECT ... FOR UPDATE SKIP LOCKED in a short transaction that
+// only sets the lease, so no transaction is open while a message is sent.
+// SKIP LOCKED exists from MySQL 8.0.1 and MariaDB 10.6; on older servers the
+// driver falls back to FOR UPDATE, where concurrent claimers wait for each
+// other instead of skipping: still correct (the lease keeps a row with one
+// processor), only slower with many processors. MariaDB 10.11 (tested here)
+// and MySQL 8 need no other difference: the SQL avoids syntax only one of
+// them has (row aliases in ON DUPLICATE KEY UPDATE, RETURNING).
+//
+// # Connection settings
+//
+// Times are written and read as UTC DATETIME(6) text by the driver itself,
+// so the DSN's parseTime and loc settings do not matter. A message must fit
+// in one packet with its statement: raise the server's max_allowed_packet
+// above your largest body (MariaDB's default, 16 MiB, is too small for a
+// 16 MiB body; SET GLOBAL max_allowed_packet = 64*1024*1024, or the
+// [mysqld] setting). go-sql-driver's own limit defaults to 64 MiB. Tables
+// are utf8mb4 with binary collation.
+//
+// # Schema
+//
+// Tables are named with Options.TablePrefix (default "gocap_"): published,
+// received and instances. [Driver.Migrate] creates them under a GET_LOCK,
+// so several instances may run it at once; [SchemaSQL] gives the DDL for
+// teams that run their own migrations. QUERY_PLANS.md shows the plans of
+// the background queries.
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// DefaultTablePrefix names the tables when Options.TablePrefix is empty.
+const DefaultTablePrefix = "gocap_"
+
+// SchemaSQL returns the DDL that Migrate runs, for prefix (empty =
+// "gocap_"), as separate statements.
+func SchemaSQL(prefix string) []string {
+	if prefix == "" {
+		prefix = DefaultTablePrefix
+	}
+	var out []string
+	for _, stmt := range strings.Split(strings.ReplaceAll(schemaSQL, "{{prefix}}", prefix), ";\n") {
+		var lines []string
+		for _, l := range strings.Split(stmt, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				lines = append(lines, l)
+			}
+		}
+		if s := strings.TrimSpace(strings.Join(lines, "\n")); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Options configure a [Driver].
+type Options struct {
+	// TablePrefix is put before the table names. Empty means "gocap_".
+	TablePrefix string
+	// Logger receives the driver's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Driver is the MySQL storage. It is safe for concurrent use.
+type Driver struct {
+	db   *sql.DB
+	opts Options
+	q    queries
+
+	skipLockedOnce sync.Once
+	skipLocked     string // " SKIP LOCKED" where the server has it
+	skipLockedErr  error
+}
+
+var _ storage.Driver[*sql.Tx] = (*Driver)(nil)
+
+var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_]{0,40}$`)
+
+// New returns a driver on db. It panics if opts.TablePrefix has characters
+// other than letters, digits and underscores.
+func New(db *sql.DB, opts Options) *Driver {
+	if opts.TablePrefix == "" {
+		opts.TablePrefix = DefaultTablePrefix
+	}
+	if !prefixPattern.MatchString(opts.TablePrefix) {
+		panic(fmt.Sprintf("mysql: table prefix %q is not a plain identifier", opts.TablePrefix))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix)}
+}
+
+// Migrate creates the tables if they do not exist.
+func (d *Driver) Migrate(ctx context.Context) error {
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("mysql: migrate: %w", err)
+	}
+	defer conn.Close()
+	lock := "gocap.migrate." + d.opts.TablePrefix
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", lock).Scan(&got); err != nil || got.Int64 != 1 {
+		return fmt.Errorf("mysql: migrate: taking lock %q: %v (result %v)", lock, err, got)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lock)
+	for _, stmt := range SchemaSQL(d.opts.TablePrefix) {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("mysql: migrate: %w\n%s", err, stmt)
+		}
+	}
+	return nil
+}
+
+// lockClause returns " SKIP LOCKED" if the server supports it.
+func (d *Driver) lockClause(ctx context.Context) (string, error) {
+	d.skipLockedOnce.Do(func() {
+		var version string
+		if err := d.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+			d.skipLockedErr = fmt.Errorf("mysql: reading the server version: %w", err)
+			return
+		}
+		if supportsSkipLocked(version) {
+			d.skipLocked = " SKIP LOCKED"
+		} else {
+			d.opts.Logger.Warn("gocap: this MySQL server has no SKIP LOCKED; claims wait for each other", "version", version)
+		}
+	})
+	if d.skipLockedErr != nil {
+		err := d.skipLockedErr
+		// Try again next time.
+		d.skipLockedOnce = sync.Once{}
+		d.skipLockedErr = nil
+		return "", err
+	}
+	return d.skipLocked, nil
+}
+
+// supportsSkipLocked reads a VERSION() string: MariaDB 10.6+, MySQL 8.0.1+.
+func supportsSkipLocked(version string) bool {
+	nums := strings.SplitN(strings.SplitN(version, "-", 2)[0], ".", 3)
+	part := func(i int) int {
+		if i >= len(nums) {
+			return 0
+		}
+		n, _ := strconv.Atoi(nums[i])
+		return n
+	}
+	major, minor, patch := part(0), part(1), part(2)
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return major > 10 || (major == 10 && minor >= 6)
+	}
+	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
+}
+
+// dbTime formats t for a DATETIME(6) column, in UTC.
+func dbTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
+
+// nullTime formats t, or NULL when t is zero.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return dbTime(t)
+}
+
+// timeCol scans a DATETIME column whatever the DSN's parseTime setting.
+type timeCol struct{ t *time.Time }
+
+func (c timeCol) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*c.t = time.Time{}
+	case time.Time:
+		// parseTime=true: the driver read it in the DSN's loc; the wall
+		// clock is UTC.
+		*c.t = time.Date(x.Year(), x.Month(), x.Day(), x.Hour(), x.Minute(), x.Second(), x.Nanosecond(), time.UTC)
+	case []byte:
+		return c.parse(string(x))
+	case string:
+		return c.parse(x)
+	default:
+		return fmt.Errorf("mysql: cannot scan %T into a time", v)
+	}
+	return nil
+}
+
+func (c timeCol) parse(s string) error {
+	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", s, time.UTC)
+	if err != nil {
+		return fmt.Errorf("mysql: reading time %q: %w", s, err)
+	}
+	*c.t = t
+	return nil
+}
+
+func headersJSON(m *storage.Message) (string, error) {
+	h := m.Headers
+	if h == nil {
+		h = map[string]string{}
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("mysql: encoding headers of message %d: %w", m.ID, err)
+	}
+	return string(b), nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// execer is what *sql.DB and *sql.Tx have in common.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// InsertPublishedTx inserts msgs with the application's transaction.
+func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message) error {
+	if tx == nil {
+		return errors.New("mysql: insert published: transaction is nil")
+	}
+	return d.insertPublished(ctx, tx, msgs)
+}
+
+// InsertPublished inserts msgs in a transaction of its own (one statement).
+func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message) error {
+	return d.insertPublished(ctx, d.db, msgs)
+}
+
+func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	var sb strings.Builder
+	sb.WriteString(d.q.insertPublished)
+	args := make([]any, 0, 6*len(msgs))
+	for i, m := range msgs {
+		h, err := headersJSON(m)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)")
+		args = append(args, m.ID, m.Name, h, nonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
+	}
+	if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
+		return fmt.Errorf("mysql: inserting %d published messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// InsertReceived stores a received message claimed under a lease, or
+// reports a duplicate (see storage.Store).
+func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
+	h, err := headersJSON(m)
+	if err != nil {
+		return 0, false, err
+	}
+	_, err = d.db.ExecContext(ctx, d.q.insertReceived,
+		m.ID, m.MsgID, m.Group, m.Name, h, nonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
+	if err != nil {
+		return 0, false, fmt.Errorf("mysql: storing received message %s for group %q: %w", m.MsgID, m.Group, err)
+	}
+	var id int64
+	var got sql.NullInt64
+	if err := d.db.QueryRowContext(ctx, d.q.receivedToken, m.MsgID, m.Group).Scan(&id, &got); err != nil {
+		return 0, false, fmt.Errorf("mysql: reading back received message %s for group %q: %w", m.MsgID, m.Group, err)
+	}
+	if !got.Valid || got.Int64 != token {
+		return 0, false, nil // a duplicate that was not Failed
+	}
+	return id, true, nil
+}
+
+// Claim leases due Scheduled rows (see storage.Store).
+func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	if req.Limit <= 0 || req.Token == 0 {
+		return nil, fmt.Errorf("mysql: claim: limit %d and token %d must be positive", req.Limit, req.Token)
+	}
+	lock, err := d.lockClause(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := dbTime(req.Now)
+	query := t.selectAll + ` WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`
+	args := []any{now, now}
+	if kind == storage.Received && req.Groups != nil {
+		if len(req.Groups) == 0 {
+			return nil, nil
+		}
+		query += ` AND grp IN (` + placeholders(len(req.Groups)) + `)`
+		for _, g := range req.Groups {
+			args = append(args, g)
+		}
+	}
+	query += ` ORDER BY next_attempt_at LIMIT ? FOR UPDATE` + lock
+	args = append(args, req.Limit)
+
+	var msgs []*storage.Message
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		msgs, err = scanMessages(rows, kind)
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		ids := make([]any, 0, len(msgs)+2)
+		ids = append(ids, dbTime(req.LeaseUntil), req.Token)
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		_, err = tx.ExecContext(ctx, t.lease+placeholders(len(msgs))+`)`, ids...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mysql: claiming %s messages: %w", kind, err)
+	}
+	for _, m := range msgs {
+		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
+	}
+	return msgs, nil
+}
+
+func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// Succeed marks leased rows Succeeded (see storage.Store).
+func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if len(leases) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 1+2*len(leases))
+	args = append(args, dbTime(expiresAt))
+	for _, l := range leases {
+		args = append(args, l.ID, l.Token)
+	}
+	pairs := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(leases)), ", ")
+	res, err := d.db.ExecContext(ctx, t.succeed+pairs+`)`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("mysql: marking %d %s messages succeeded: %w", len(leases), kind, err)
+	}
+	return res.RowsAffected()
+}
+
+// Fail records a failed attempt (see storage.Store).
+func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return storage.FailResult{}, err
+	}
+	var res storage.FailResult
+	lost := false
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, t.fail, f.Error, f.Permanent, f.MaxAttempts, f.MaxAttempts,
+			dbTime(f.ExpiresAt), dbTime(f.NextAttemptAt), lease.ID, lease.Token)
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err != nil || n == 0 {
+			lost = true
+			return err
+		}
+		var status string
+		if err := tx.QueryRowContext(ctx, t.failResult, lease.ID).Scan(&res.Retries, &status); err != nil {
+			return err
+		}
+		res.Status = storage.Status(status)
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("mysql: recording failure of %s message %d: %w", kind, lease.ID, err)
+	}
+	if lost {
+		return res, fmt.Errorf("mysql: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
+	}
+	return res, nil
+}
+
+// Get returns one row (see storage.Store).
+func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage.Message, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.db.QueryContext(ctx, t.selectAll+` WHERE id = ?`, id)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, err)
+	}
+	msgs, err := scanMessages(rows, kind)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, err)
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("mysql: %s message %d: %w", kind, id, storage.ErrNotFound)
+	}
+	return msgs[0], nil
+}
+
+// likeEscaper makes a LIKE pattern match its text literally.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// List returns a page of rows matching f, newest first (see storage.Store).
+func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
+	t, err := d.q.table(f.Kind)
+	if err != nil {
+		return nil, err
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	if f.Status != "" {
+		add("status = ?", string(f.Status))
+	}
+	if f.Name != "" {
+		add("name = ?", f.Name)
+	}
+	if f.Group != "" && f.Kind == storage.Received {
+		add("grp = ?", f.Group)
+	}
+	if f.MsgID != "" {
+		if f.Kind == storage.Received {
+			add("msg_id = ?", f.MsgID)
+		} else {
+			id, err := strconv.ParseInt(f.MsgID, 10, 64)
+			if err != nil {
+				return nil, nil // no published id is not a number
+			}
+			add("id = ?", id)
+		}
+	}
+	if f.Content != "" {
+		add(`body LIKE ? ESCAPE '\\'`, []byte("%"+likeEscaper.Replace(f.Content)+"%"))
+	}
+	if f.BeforeID > 0 {
+		add("id < ?", f.BeforeID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	query := t.selectAll
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := d.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, err)
+	}
+	msgs, err := scanMessages(rows, f.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, err)
+	}
+	return msgs, nil
+}
+
+// Counts returns the number of rows in each status (see storage.Store).
+func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Status]int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.db.QueryContext(ctx, t.counts)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
+	}
+	defer rows.Close()
+	counts := map[storage.Status]int64{}
+	for _, s := range storage.Statuses {
+		counts[s] = 0
+	}
+	for rows.Next() {
+		var status string
+		var n int64
+		if err := rows.Scan(&status, &n); err != nil {
+			return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
+		}
+		counts[storage.Status(status)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
+	}
+	return counts, nil
+}
+
+// Histogram counts rows by status and time bucket (see storage.Store).
+func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]storage.HistogramBucket, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	bms := bucket.Milliseconds()
+	if bms <= 0 {
+		return nil, fmt.Errorf("mysql: histogram: bucket %v is shorter than a millisecond", bucket)
+	}
+	minID := max(since.UnixMilli()-epochMillis, 0) << 22
+	rows, err := d.db.QueryContext(ctx, t.histogram, bms, minID)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []storage.HistogramBucket
+	for rows.Next() {
+		var b, n int64
+		var status string
+		if err := rows.Scan(&b, &status, &n); err != nil {
+			return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
+		}
+		out = append(out, storage.HistogramBucket{Start: time.UnixMilli(b*bms + epochMillis).UTC(), Status: storage.Status(status), Count: n})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
+	}
+	return out, nil
+}
+
+func idArgs(ids []int64, prefix ...any) []any {
+	args := append([]any(nil), prefix...)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return args
+}
+
+// Requeue makes rows Scheduled and due at now (see storage.Store).
+func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, now time.Time) (int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	at := dbTime(now)
+	res, err := d.db.ExecContext(ctx, t.requeue+placeholders(len(ids))+`)`, idArgs(ids, at, at)...)
+	if err != nil {
+		return 0, fmt.Errorf("mysql: requeueing %d %s messages: %w", len(ids), kind, err)
+	}
+	return res.RowsAffected()
+}
+
+// Delete removes rows (see storage.Store).
+func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res, err := d.db.ExecContext(ctx, t.delete+placeholders(len(ids))+`)`, idArgs(ids)...)
+	if err != nil {
+		return 0, fmt.Errorf("mysql: deleting %d %s messages: %w", len(ids), kind, err)
+	}
+	return res.RowsAffected()
+}
+
+// DeleteExpired removes up to limit expired rows (see storage.Store).
+func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.Time, limit int) (int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, fmt.Errorf("mysql: delete expired: limit %d must be positive", limit)
+	}
+	res, err := d.db.ExecContext(ctx, t.deleteExpired, dbTime(now), limit)
+	if err != nil {
+		return 0, fmt.Errorf("mysql: deleting expired %s messages: %w", kind, err)
+	}
+	return res.RowsAffected()
+}
+
+// Heartbeat records that a processor is alive (see storage.Store).
+func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
+	_, err := d.db.ExecContext(ctx, d.q.heartbeat, inst.ID, inst.Hostname, inst.PID, dbTime(inst.Started), dbTime(inst.LastSeen))
+	if err != nil {
+		return fmt.Errorf("mysql: heartbeat of %s: %w", inst.ID, err)
+	}
+	return nil
+}
+
+// Instances lists processors seen after since (see storage.Store).
+func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
+	rows, err := d.db.QueryContext(ctx, d.q.instances, dbTime(since))
+	if err != nil {
+		return nil, fmt.Errorf("mysql: listing processors: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.Instance
+	for rows.Next() {
+		var inst storage.Instance
+		if err := rows.Scan(&inst.ID, &inst.Hostname, &inst.PID, timeCol{&inst.Started}, timeCol{&inst.LastSeen}); err != nil {
+			return nil, fmt.Errorf("mysql: listing processors: %w", err)
+		}
+		out = append(out, inst)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mysql: listing processors: %w", err)
+	}
+	return out, nil
+}
+
+// RemoveInstance forgets a processor, and those not seen since olderThan
+// (see storage.Store).
+func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.Time) error {
+	if _, err := d.db.ExecContext(ctx, d.q.removeInstance, id, nullTime(olderThan)); err != nil {
+		return fmt.Errorf("mysql: removing processor %q: %w", id, err)
+	}
+	return nil
+}
+
+func scanMessages(rows *sql.Rows, kind storage.Kind) ([]*storage.Message, error) {
+	defer rows.Close()
+	var out []*storage.Message
+	for rows.Next() {
+		m := &storage.Message{Kind: kind}
+		var headers []byte
+		var status string
+		var token sql.NullInt64
+		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
+			&m.LastError, timeCol{&m.Added}, timeCol{&m.NextAttemptAt}, timeCol{&m.ExpiresAt}, &token,
+			timeCol{&m.LeaseUntil}); err != nil {
+			return nil, err
+		}
+		m.Status = storage.Status(status)
+		m.LeaseToken = token.Int64
+		if err := json.Unmarshal(headers, &m.Headers); err != nil {
+			return nil, fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
