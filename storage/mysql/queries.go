@@ -48,8 +48,8 @@ func newQueries(prefix string) queries {
 	rec := "`" + prefix + "received`"
 	inst := "`" + prefix + "instances`"
 	return queries{
-		published: newTableQueries(pub, "CAST(id AS CHAR), ''"),
-		received:  newTableQueries(rec, "msg_id, grp"),
+		published:       newTableQueries(pub, "CAST(id AS CHAR), ''"),
+		received:        newTableQueries(rec, "msg_id, grp"),
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at) VALUES `,
 		// MySQL evaluates the assignments left to right: status last, so
 		// that the others still see the old status.
