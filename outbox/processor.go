@@ -245,15 +245,19 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 			"id", m.ID, "name", m.Name, "attempt_err", cause, "err", err)
 		return
 	}
-	p.log.Warn("gocap: attempt failed", "id", m.ID, "name", m.Name, "group", m.Group,
-		"retries", res.Retries, "status", res.Status, "err", cause)
 	switch {
 	case res.Status == storage.StatusFailed:
+		p.log.Error("gocap: message failed for good; it stays Failed until requeued", "id", m.ID, "name", m.Name,
+			"group", m.Group, "retries", res.Retries, "permanent", errors.As(cause, &perm), "err", cause)
 		if p.opts.OnFailed != nil {
 			p.opts.OnFailed(ctx, FailedMessage{Message: m, Err: cause, Retries: res.Retries})
 		}
-	case immediate:
-		p.Wake()
+	default:
+		p.log.Warn("gocap: attempt failed; retrying", "id", m.ID, "name", m.Name, "group", m.Group,
+			"retries", res.Retries, "next_attempt", next, "err", cause)
+		if immediate {
+			p.Wake()
+		}
 	}
 }
 
