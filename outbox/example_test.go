@@ -103,4 +103,3 @@ func ExampleInTx() {
 		log.Fatal(err)
 	}
 }
-

@@ -6,12 +6,14 @@
 //
 //   - with cap-msg-id and cap-msg-name: handled like a message from gocap or
 //     DotNetCore.CAP;
+//
 //   - with no CAP headers: gocap gives it an id (and logs that) and takes the
 //     routing key as its name;
+//
 //   - with an undecodable body: stored as Failed with the decode error,
 //     visible and requeueable in the dashboard, never redelivered forever.
 //
-//	go run ./examples/foreign-publisher
+//     go run ./examples/foreign-publisher
 //
 // GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
 package main

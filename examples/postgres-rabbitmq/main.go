@@ -177,4 +177,3 @@ func env(k, def string) string {
 	}
 	return def
 }
-
