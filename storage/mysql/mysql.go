@@ -49,6 +49,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gocap/gocap/storage"
 )
@@ -219,6 +220,25 @@ func (c timeCol) parse(s string) error {
 	}
 	*c.t = t
 	return nil
+}
+
+// maxErrorBytes bounds LastError below the 65,535 bytes of a TEXT column.
+const maxErrorBytes = 16 << 10
+
+// errorText makes an error text fit the last_error column: invalid UTF-8
+// replaced (a utf8mb4 column in strict mode rejects it), and cut at a rune
+// boundary after maxErrorBytes. Otherwise Fail would error, the retry
+// count would never grow and the row would be retried forever.
+func errorText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxErrorBytes {
+		return s
+	}
+	cut := maxErrorBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 func headersJSON(m *storage.Message) (string, error) {
@@ -407,8 +427,11 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	var res storage.FailResult
 	lost := false
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, t.fail, f.Error, f.Permanent, f.MaxAttempts, f.MaxAttempts,
-			dbTime(f.ExpiresAt), dbTime(f.NextAttemptAt), lease.ID, lease.Token)
+		final := []any{f.Permanent, f.MaxAttempts, f.MaxAttempts}
+		args := append([]any{errorText(f.Error)}, final...)
+		args = append(append(args, dbTime(f.ExpiresAt)), final...)
+		args = append(append(args, dbTime(f.NextAttemptAt)), final...)
+		r, err := tx.ExecContext(ctx, t.fail, append(args, lease.ID, lease.Token)...)
 		if err != nil {
 			return err
 		}
@@ -452,8 +475,10 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	return msgs[0], nil
 }
 
-// likeEscaper makes a LIKE pattern match its text literally.
-var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+// likeEscaper makes a LIKE pattern match its text literally. The escape
+// character is '!', not the backslash, whose meaning in a string literal
+// depends on the NO_BACKSLASH_ESCAPES sql_mode.
+var likeEscaper = strings.NewReplacer(`!`, `!!`, `%`, `!%`, `_`, `!_`)
 
 // List returns a page of rows matching f, newest first (see storage.Store).
 func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
@@ -488,7 +513,7 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 		}
 	}
 	if f.Content != "" {
-		add(`body LIKE ? ESCAPE '\\'`, []byte("%"+likeEscaper.Replace(f.Content)+"%"))
+		add(`body LIKE ? ESCAPE '!'`, []byte("%"+likeEscaper.Replace(f.Content)+"%"))
 	}
 	if f.BeforeID > 0 {
 		add("id < ?", f.BeforeID)

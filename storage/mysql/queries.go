@@ -80,16 +80,19 @@ func newTableQueries(table, idCols string) tableQueries {
 		lease:     `UPDATE ` + table + ` SET lease_until = ?, lease_token = ? WHERE id IN (`,
 		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL
 			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
-		// Left to right: status uses the old retries; expires_at and
-		// next_attempt_at the new status; retries is incremented last.
+		// No assignment reads a column assigned before it (retries is
+		// incremented last), so the result is the same whether the server
+		// evaluates them left to right (the default) or all against the
+		// old row (MariaDB's SIMULTANEOUS_ASSIGNMENT sql_mode). The final
+		// condition is repeated, with its arguments, in each CASE.
 		fail: `UPDATE ` + table + ` SET
 				last_error = ?,
+				expires_at = IF(` + final + `, ?, NULL),
+				next_attempt_at = IF(` + final + `, next_attempt_at, ?),
 				status = IF(` + final + `, 'Failed', 'Scheduled'),
-				expires_at = IF(status = 'Failed', ?, NULL),
-				next_attempt_at = IF(status = 'Failed', next_attempt_at, ?),
-				retries = retries + 1,
 				lease_token = NULL,
-				lease_until = NULL
+				lease_until = NULL,
+				retries = retries + 1
 			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
 		failResult: `SELECT retries, status FROM ` + table + ` WHERE id = ?`,
 		counts:     `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,

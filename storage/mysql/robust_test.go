@@ -1,0 +1,305 @@
+package mysql_test
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/internal/testenv"
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/storage/mysql"
+	"github.com/gocap/gocap/storage/storagetest"
+)
+
+// driverWithParams returns a migrated driver on tables of its own, on a
+// connection pool whose DSN has params appended (for example
+// "parseTime=true&loc=Asia%2FTokyo").
+func driverWithParams(t *testing.T, params string) (*mysql.Driver, *sql.DB, string) {
+	t.Helper()
+	dsn := testenv.MySQLDSN(t)
+	if params != "" {
+		if strings.Contains(dsn, "?") {
+			dsn += "&" + params
+		} else {
+			dsn += "?" + params
+		}
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := testenv.Name("gocap_rb") + "_"
+	t.Cleanup(func() {
+		for _, tb := range []string{"published", "received", "instances"} {
+			db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
+		}
+		db.Close()
+	})
+	d := mysql.New(db, mysql.Options{TablePrefix: prefix})
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return d, db, prefix
+}
+
+var gen = func() *ids.Generator { g, _ := ids.NewGenerator(-1); return g }()
+
+func pubMsg(name string, at time.Time) *storage.Message {
+	id := gen.Next()
+	return &storage.Message{
+		ID: id, Kind: storage.Published, MsgID: strconv.FormatInt(id, 10), Name: name,
+		Headers: map[string]string{"cap-msg-id": strconv.FormatInt(id, 10)}, Body: []byte(`{"x":1}`),
+		Status: storage.StatusScheduled, Added: at, NextAttemptAt: at,
+	}
+}
+
+// The stored times are UTC whatever the DSN's parseTime and loc say.
+func TestTimesIndependentOfDSN(t *testing.T) {
+	at := time.Date(2026, 3, 29, 1, 30, 0, 123456000, time.UTC) // around a DST change in Europe
+	for _, params := range []string{"", "parseTime=true", "parseTime=true&loc=Asia%2FTokyo", "loc=America%2FNew_York", "interpolateParams=true&parseTime=true&loc=Local"} {
+		t.Run(params, func(t *testing.T) {
+			d, db, prefix := driverWithParams(t, params)
+			m := pubMsg("tz", at)
+			if err := d.InsertPublished(context.Background(), []*storage.Message{m}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.Get(context.Background(), storage.Published, m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Added.Equal(at) || got.Added.Location() != time.UTC {
+				t.Errorf("Added = %v, want %v in UTC", got.Added, at)
+			}
+			// What the column holds is the UTC wall clock.
+			var raw string
+			if err := db.QueryRow("SELECT CAST(added AS CHAR) FROM `"+prefix+"published` WHERE id = ?", m.ID).Scan(&raw); err != nil {
+				t.Fatal(err)
+			}
+			if raw != "2026-03-29 01:30:00.123456" {
+				t.Errorf("stored %q, want the UTC wall clock", raw)
+			}
+		})
+	}
+}
+
+// A failure message longer than a TEXT column or with invalid UTF-8 must
+// still be recorded: if Fail errors, the retry count never grows and the
+// row is retried forever.
+func TestFailWithLongOrInvalidError(t *testing.T) {
+	d, _, _ := driverWithParams(t, "")
+	ctx := context.Background()
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	for _, text := range []string{strings.Repeat("é", 70_000), "bad \xff\xfe utf-8"} {
+		m := pubMsg("longerr", t0.Add(-time.Second))
+		if err := d.InsertPublished(ctx, []*storage.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: ids.Token(), Limit: 1})
+		if err != nil || len(c) != 1 {
+			t.Fatalf("claim: %d rows, %v", len(c), err)
+		}
+		res, err := d.Fail(ctx, storage.Published, storage.Lease{ID: c[0].ID, Token: c[0].LeaseToken},
+			storage.Failure{Error: text, Now: t0, NextAttemptAt: t0.Add(time.Hour), MaxAttempts: 50, ExpiresAt: t0.Add(time.Hour)})
+		if err != nil {
+			t.Errorf("Fail with a %d-byte error text: %v", len(text), err)
+			continue
+		}
+		if res.Retries != 1 {
+			t.Errorf("retries %d, want 1", res.Retries)
+		}
+	}
+}
+
+// Content search must work whatever the session's sql_mode, including
+// NO_BACKSLASH_ESCAPES (where '\\' is two characters).
+func TestListContentWithNoBackslashEscapes(t *testing.T) {
+	d, _, _ := driverWithParams(t, "sql_mode=%27STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES%27")
+	ctx := context.Background()
+	m := pubMsg("like", time.Now().UTC())
+	m.Body = []byte(`{"note":"100% _off_ \ back"}`)
+	other := pubMsg("like", time.Now().UTC())
+	other.Body = []byte(`{"note":"100 off"}`)
+	if err := d.InsertPublished(ctx, []*storage.Message{m, other}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"100% _off_", `\ back`} {
+		rows, err := d.List(ctx, storage.Filter{Kind: storage.Published, Content: q})
+		if err != nil {
+			t.Errorf("List(Content %q): %v", q, err)
+			continue
+		}
+		if len(rows) != 1 || rows[0].ID != m.ID {
+			t.Errorf("List(Content %q): %d rows, want only %d", q, len(rows), m.ID)
+		}
+	}
+}
+
+// Concurrent deliveries of one message to one group: exactly one caller
+// holds the lease, and none errors.
+func TestInsertReceivedConcurrentDuplicates(t *testing.T) {
+	d, _, _ := driverWithParams(t, "")
+	ctx := context.Background()
+	const rounds, callers = 20, 6
+	for r := range rounds {
+		msgID := "dup-" + strconv.Itoa(r)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		claimed, errs := 0, []error{}
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := &storage.Message{ID: gen.Next(), Kind: storage.Received, MsgID: msgID, Group: "g", Name: "n",
+					Headers: map[string]string{}, Body: []byte("b"), Added: time.Now().UTC()}
+				_, ok, err := d.InsertReceived(ctx, m, ids.Token(), time.Now().UTC().Add(time.Minute))
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if ok {
+					claimed++
+				}
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			t.Errorf("round %d: InsertReceived: %v", r, err)
+		}
+		if claimed != 1 {
+			t.Errorf("round %d: %d callers hold the lease, want 1", r, claimed)
+		}
+	}
+}
+
+// Claims and publishes running at the same time must not fail with lock
+// errors (deadlocks, lock wait timeouts) nor hand a row out twice.
+func TestClaimWhilePublishing(t *testing.T) {
+	d, db, _ := driverWithParams(t, "")
+	ctx := context.Background()
+	const publishers, perPublisher, claimers = 3, 60, 3
+	var wg sync.WaitGroup
+	errc := make(chan error, publishers+claimers)
+	done := make(chan struct{})
+	for range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perPublisher {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					errc <- err
+					return
+				}
+				if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{pubMsg("pc", time.Now().UTC())}); err != nil {
+					tx.Rollback()
+					errc <- err
+					return
+				}
+				if err := tx.Commit(); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var cwg sync.WaitGroup
+	for range claimers {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for i := 0; i < 10_000; i++ { // bounded; ends when publishing is over and nothing is left
+				now := time.Now().UTC()
+				got, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: now, LeaseUntil: now.Add(time.Hour), Token: ids.Token(), Limit: 5})
+				if err != nil {
+					errc <- err
+					return
+				}
+				mu.Lock()
+				for _, m := range got {
+					seen[m.ID]++
+				}
+				mu.Unlock()
+				if len(got) == 0 {
+					select {
+					case <-done:
+						return
+					case <-time.After(2 * time.Millisecond):
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	cwg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Errorf("concurrent publish/claim: %v", err)
+	}
+	// Whatever a claimer missed at the very end is still claimable.
+	now := time.Now().UTC().Add(time.Second)
+	rest, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: now, LeaseUntil: now.Add(time.Hour), Token: ids.Token(), Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rest {
+		seen[m.ID]++
+	}
+	if len(seen) != publishers*perPublisher {
+		t.Errorf("claimed %d distinct rows, want %d", len(seen), publishers*perPublisher)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("row %d claimed %d times", id, n)
+		}
+	}
+}
+
+// The whole suite again on a session with the sql_mode flags that change
+// how SQL text is read (NO_BACKSLASH_ESCAPES; MariaDB's
+// SIMULTANEOUS_ASSIGNMENT, where UPDATE assignments all see the old row),
+// and a DSN that parses times in a zone far from UTC.
+func TestConformanceOtherSessionSettings(t *testing.T) {
+	mode := "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"
+	if v := serverVersion(t); strings.Contains(strings.ToLower(v), "mariadb") {
+		mode += ",SIMULTANEOUS_ASSIGNMENT"
+	}
+	params := "parseTime=true&loc=Asia%2FTokyo&sql_mode=%27" + strings.ReplaceAll(mode, ",", "%2C") + "%27"
+	dbs := map[storage.Driver[*sql.Tx]]*sql.DB{}
+	storagetest.Run(t, storagetest.Harness[*sql.Tx]{
+		New: func(t *testing.T) storage.Driver[*sql.Tx] {
+			d, db, _ := driverWithParams(t, params)
+			dbs[d] = db
+			return d
+		},
+		Begin: func(ctx context.Context, t *testing.T, d storage.Driver[*sql.Tx]) (*sql.Tx, func() error, func() error) {
+			tx, err := dbs[d].BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tx, tx.Commit, tx.Rollback
+		},
+	})
+}
+
+func serverVersion(t *testing.T) string {
+	t.Helper()
+	db, err := sql.Open("mysql", testenv.MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.QueryRow("SELECT VERSION()").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
