@@ -51,6 +51,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/gocap/gocap/storage"
 )
 
@@ -273,31 +275,60 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 	return d.insertPublished(ctx, tx, msgs)
 }
 
-// InsertPublished inserts msgs in a transaction of its own (one statement).
+// InsertPublished inserts msgs in a transaction of its own: one statement
+// in autocommit when they fit in one, else a transaction around several.
 func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message) error {
-	return d.insertPublished(ctx, d.db, msgs)
+	if len(insertBatches(msgs)) <= 1 {
+		return d.insertPublished(ctx, d.db, msgs)
+	}
+	return d.inTx(ctx, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
+}
+
+// Limits of one multi-row INSERT: rows (6 placeholders each; a prepared
+// statement takes at most 65,535), and body bytes after which a statement
+// is cut so that a batch of large messages does not outgrow
+// max_allowed_packet (a single message larger than it cannot be stored).
+const (
+	insertBatchRows  = 1000
+	insertBatchBytes = 8 << 20
+)
+
+// insertBatches cuts msgs into the rows of successive INSERT statements.
+func insertBatches(msgs []*storage.Message) [][]*storage.Message {
+	var out [][]*storage.Message
+	start, size := 0, 0
+	for i, m := range msgs {
+		if i > start && (i-start >= insertBatchRows || size+len(m.Body) > insertBatchBytes) {
+			out = append(out, msgs[start:i])
+			start, size = i, 0
+		}
+		size += len(m.Body)
+	}
+	if start < len(msgs) {
+		out = append(out, msgs[start:])
+	}
+	return out
 }
 
 func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	var sb strings.Builder
-	sb.WriteString(d.q.insertPublished)
-	args := make([]any, 0, 6*len(msgs))
-	for i, m := range msgs {
-		h, err := headersJSON(m)
-		if err != nil {
-			return err
+	for _, batch := range insertBatches(msgs) {
+		var sb strings.Builder
+		sb.WriteString(d.q.insertPublished)
+		args := make([]any, 0, 6*len(batch))
+		for i, m := range batch {
+			h, err := headersJSON(m)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)")
+			args = append(args, m.ID, m.Name, h, nonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
 		}
-		if i > 0 {
-			sb.WriteString(", ")
+		if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
+			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), err)
 		}
-		sb.WriteString("(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)")
-		args = append(args, m.ID, m.Name, h, nonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
-	}
-	if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
-		return fmt.Errorf("mysql: inserting %d published messages: %w", len(msgs), err)
 	}
 	return nil
 }
@@ -354,7 +385,8 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	args = append(args, req.Limit)
 
 	var msgs []*storage.Message
-	err = d.inTx(ctx, func(tx *sql.Tx) error {
+	err = d.claimTx(ctx, func(tx *sql.Tx) error {
+		msgs = nil
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -378,6 +410,45 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
 	}
 	return msgs, nil
+}
+
+// claimTx runs a claim transaction at READ COMMITTED, where a locking read
+// takes no gap locks: at REPEATABLE READ those of the claim index range
+// deadlock with concurrent publishers' inserts. The rare deadlock that
+// remains (two claimers' lease updates on the same index pages) is retried
+// a few times.
+func (d *Driver) claimTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	const attempts = 4
+	var err error
+	for i := range attempts {
+		if i > 0 {
+			d.opts.Logger.Debug("mysql: retrying a claim after a lock conflict", "err", err, "attempt", i+1)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(i) * 10 * time.Millisecond):
+			}
+		}
+		tx, berr := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if berr != nil {
+			return berr
+		}
+		if err = f(tx); err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+		if !lockConflict(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// lockConflict reports a deadlock (1213) or a lock wait timeout (1205).
+func lockConflict(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {

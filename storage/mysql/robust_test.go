@@ -303,3 +303,40 @@ func serverVersion(t *testing.T) string {
 	}
 	return v
 }
+
+// A batch larger than one statement can carry (65,535 placeholders, or
+// max_allowed_packet) is split, and stays atomic.
+func TestInsertPublishedLargeBatch(t *testing.T) {
+	d, db, prefix := driverWithParams(t, "")
+	ctx := context.Background()
+	now := time.Now().UTC()
+	const n = 12_000 // 72,000 placeholders in a single statement
+	msgs := make([]*storage.Message, n)
+	for i := range msgs {
+		msgs[i] = pubMsg("batch", now)
+	}
+	if err := d.InsertPublished(ctx, msgs); err != nil {
+		t.Fatalf("InsertPublished of %d messages: %v", n, err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := make([]*storage.Message, n)
+	for i := range more {
+		more[i] = pubMsg("batch", now)
+	}
+	if err := d.InsertPublishedTx(ctx, tx, more); err != nil {
+		t.Fatalf("InsertPublishedTx of %d messages: %v", n, err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var count int
+	if err := db.QueryRow("SELECT COUNT(*) FROM `" + prefix + "published`").Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if count != n {
+		t.Errorf("%d rows, want %d (the rolled back batch must leave none)", count, n)
+	}
+}
