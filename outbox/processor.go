@@ -146,18 +146,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 // has checked that a slot is free.
 func (p *processor) start(work context.Context, m *storage.Message) {
 	p.slots <- struct{}{}
-	p.wg.Add(1)
-	go func() {
-		defer func() {
-			<-p.slots
-			select {
-			case p.freed <- struct{}{}:
-			default:
-			}
-			p.wg.Done()
-		}()
-		p.process(work, m)
-	}()
+	p.launch(work, m)
 }
 
 // startClaimed runs the attempt of a row the caller claimed itself (a
@@ -170,6 +159,13 @@ func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) 
 	case <-ctx.Done():
 		return false
 	}
+	p.launch(work, m)
+	return true
+}
+
+// launch processes m in a new goroutine that holds the slot the caller
+// took, and releases it when done.
+func (p *processor) launch(work context.Context, m *storage.Message) {
 	p.wg.Add(1)
 	go func() {
 		defer func() {
@@ -182,7 +178,6 @@ func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) 
 		}()
 		p.process(work, m)
 	}()
-	return true
 }
 
 // process makes one attempt and records its outcome.

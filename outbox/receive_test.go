@@ -142,6 +142,22 @@ func testTwoGroups[TTx any](t *testing.T, be backend[TTx]) {
 	}
 }
 
+// firstReceived waits until a received row has status, and returns the
+// newest such row.
+func firstReceived(t *testing.T, s storage.Store, status storage.Status) *storage.Message {
+	t.Helper()
+	var row *storage.Message
+	waitFor(t, 10*time.Second, "a received row "+string(status), func() bool {
+		rows, err := s.List(context.Background(), storage.Filter{Kind: storage.Received, Status: status})
+		if err != nil || len(rows) == 0 {
+			return false
+		}
+		row = rows[0]
+		return true
+	})
+	return row
+}
+
 // waitConsumers gives the consumers time to declare and bind their queues
 // before the test publishes (a queue bound later would not get earlier
 // messages: the outbox then records them as unroutable and retries).
@@ -241,15 +257,7 @@ func testUndecodable[TTx any](t *testing.T, be backend[TTx]) {
 	go func() { done <- ob.Run(ctx) }()
 	waitConsumers(t, ob)
 	foreignPublish(t, url, ex, "order.paid", amqp.Table{"cap-msg-id": "777"}, `{"id":"not a number"}`)
-	var row *storage.Message
-	waitFor(t, 10*time.Second, "Failed row", func() bool {
-		rows, err := ob.Store().List(context.Background(), storage.Filter{Kind: storage.Received, Status: storage.StatusFailed})
-		if err != nil || len(rows) == 0 {
-			return false
-		}
-		row = rows[0]
-		return true
-	})
+	row := firstReceived(t, ob.Store(), storage.StatusFailed)
 	for _, want := range []string{`"order.paid"`, `"billing"`, "cannot unmarshal"} {
 		if !strings.Contains(row.LastError, want) {
 			t.Errorf("error %q does not name %s", row.LastError, want)
@@ -339,15 +347,7 @@ func testFailsTwice[TTx any](t *testing.T, be backend[TTx]) {
 	if _, err := ob.PublishWithoutTx(context.Background(), "order.paid", orderPaid{ID: 5}); err != nil {
 		t.Fatal(err)
 	}
-	var row *storage.Message
-	waitFor(t, 10*time.Second, "received row Succeeded", func() bool {
-		rows, err := ob.Store().List(context.Background(), storage.Filter{Kind: storage.Received, Status: storage.StatusSucceeded})
-		if err != nil || len(rows) == 0 {
-			return false
-		}
-		row = rows[0]
-		return true
-	})
+	row := firstReceived(t, ob.Store(), storage.StatusSucceeded)
 	if row.Retries != 2 || row.LastError != "database busy" || calls.Load() != 3 {
 		t.Errorf("retries %d, last error %q, calls %d; want 2, database busy, 3", row.Retries, row.LastError, calls.Load())
 	}
@@ -372,15 +372,7 @@ func testPanic[TTx any](t *testing.T, be backend[TTx]) {
 	if _, err := ob.PublishWithoutTx(context.Background(), "order.paid", orderPaid{ID: 6}); err != nil {
 		t.Fatal(err)
 	}
-	var row *storage.Message
-	waitFor(t, 10*time.Second, "received row Succeeded after the panic", func() bool {
-		rows, err := ob.Store().List(context.Background(), storage.Filter{Kind: storage.Received, Status: storage.StatusSucceeded})
-		if err != nil || len(rows) == 0 {
-			return false
-		}
-		row = rows[0]
-		return true
-	})
+	row := firstReceived(t, ob.Store(), storage.StatusSucceeded)
 	if row.Retries != 1 || !strings.Contains(row.LastError, "panic: nil map somewhere") {
 		t.Errorf("retries %d, last error %q", row.Retries, row.LastError)
 	}
