@@ -19,7 +19,7 @@ import (
 // driverWithParams returns a migrated driver on tables of its own, on a
 // connection pool whose DSN has params appended (for example
 // "parseTime=true&loc=Asia%2FTokyo").
-func driverWithParams(t *testing.T, params string) (*mysql.Driver, *sql.DB, string) {
+func driverWithParams(t testing.TB, params string) (*mysql.Driver, *sql.DB, string) {
 	t.Helper()
 	dsn := testenv.MySQLDSN(t)
 	if params != "" {
