@@ -136,9 +136,9 @@ type Driver struct {
 	opts Options
 	q    queries
 
-	skipLockedOnce sync.Once
-	skipLocked     string // " SKIP LOCKED" where the server has it
-	skipLockedErr  error
+	mu          sync.Mutex // guards the two fields below
+	versionRead bool       // the server version has been read
+	skipLocked  string     // " SKIP LOCKED" where the server has it
 }
 
 var _ storage.Driver[*sql.Tx] = (*Driver)(nil)
@@ -181,26 +181,23 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// lockClause returns " SKIP LOCKED" if the server supports it.
+// lockClause returns " SKIP LOCKED" if the server supports it. The server
+// version is read once; a failed read is tried again on the next call.
 func (d *Driver) lockClause(ctx context.Context) (string, error) {
-	d.skipLockedOnce.Do(func() {
-		var version string
-		if err := d.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
-			d.skipLockedErr = fmt.Errorf("mysql: reading the server version: %w", err)
-			return
-		}
-		if supportsSkipLocked(version) {
-			d.skipLocked = " SKIP LOCKED"
-		} else {
-			d.opts.Logger.Warn("gocap: this MySQL server has no SKIP LOCKED; claims wait for each other", "version", version)
-		}
-	})
-	if d.skipLockedErr != nil {
-		err := d.skipLockedErr
-		// Try again next time.
-		d.skipLockedOnce = sync.Once{}
-		d.skipLockedErr = nil
-		return "", err
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.versionRead {
+		return d.skipLocked, nil
+	}
+	var version string
+	if err := d.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return "", fmt.Errorf("mysql: reading the server version: %w", err)
+	}
+	d.versionRead = true
+	if supportsSkipLocked(version) {
+		d.skipLocked = " SKIP LOCKED"
+	} else {
+		d.opts.Logger.Warn("gocap: this MySQL server has no SKIP LOCKED; claims wait for each other", "version", version)
 	}
 	return d.skipLocked, nil
 }

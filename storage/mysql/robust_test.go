@@ -340,3 +340,28 @@ func TestInsertPublishedLargeBatch(t *testing.T) {
 		t.Errorf("%d rows, want %d (the rolled back batch must leave none)", count, n)
 	}
 }
+
+// The server version is read before the first claim; if that read fails
+// (here: a cancelled context, as when processors start while the database
+// is down) it is tried again, from any number of goroutines at once.
+func TestClaimRetriesVersionRead(t *testing.T) {
+	d, _, _ := driverWithParams(t, "")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	now := time.Now().UTC()
+	req := storage.ClaimRequest{Now: now, LeaseUntil: now.Add(time.Minute), Token: ids.Token(), Limit: 1}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				d.Claim(cancelled, storage.Published, req) // fails: ctx is cancelled
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := d.Claim(context.Background(), storage.Published, req); err != nil {
+		t.Fatalf("Claim after failed version reads: %v", err)
+	}
+}
