@@ -13,7 +13,9 @@
 // The claim transaction runs at READ COMMITTED whatever the server default:
 // at REPEATABLE READ its locking read takes gap locks on the claim index,
 // and those deadlock with the inserts of concurrent publishes. A claim that
-// still meets a deadlock or lock wait timeout is retried a few times.
+// still meets a deadlock or lock wait timeout is retried a few times. (A
+// server logging with binlog_format=STATEMENT refuses writes at READ
+// COMMITTED; ROW, the MySQL 8 default, and MIXED, MariaDB's, are fine.)
 // SKIP LOCKED exists from MySQL 8.0.1 and MariaDB 10.6; on older servers the
 // driver falls back to FOR UPDATE, where concurrent claimers wait for each
 // other instead of skipping: still correct (a locking read sees the latest
