@@ -263,12 +263,14 @@ func TestClaimWhilePublishing(t *testing.T) {
 	}
 }
 
-// The whole suite again on a session with the sql_mode flags that change
-// how SQL text is read (NO_BACKSLASH_ESCAPES; MariaDB's
-// SIMULTANEOUS_ASSIGNMENT, where UPDATE assignments all see the old row),
-// and a DSN that parses times in a zone far from UTC.
+// The whole suite again, migration included, on a session with the
+// sql_mode flags that change how SQL text is read (NO_BACKSLASH_ESCAPES,
+// ANSI_QUOTES, PIPES_AS_CONCAT; MariaDB's SIMULTANEOUS_ASSIGNMENT, where
+// UPDATE assignments all see the old row) or reject more (strict modes,
+// ONLY_FULL_GROUP_BY as on MySQL 8), and a DSN that parses times in a zone
+// far from UTC.
 func TestConformanceOtherSessionSettings(t *testing.T) {
-	mode := "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"
+	mode := "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,ANSI_QUOTES,ONLY_FULL_GROUP_BY,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,PIPES_AS_CONCAT"
 	if v := serverVersion(t); strings.Contains(strings.ToLower(v), "mariadb") {
 		mode += ",SIMULTANEOUS_ASSIGNMENT"
 	}
