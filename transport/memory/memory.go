@@ -1,0 +1,224 @@
+// Package memory is an in-process gocap transport: a broker that lives in
+// the application's memory, for the quickstart, for tests, and for programs
+// whose publishers and subscribers run in one process.
+//
+// It routes like a RabbitMQ topic exchange: each consumer group has one
+// queue, created by the first Consume of the group and kept after its
+// consumers stop (messages sent meanwhile wait for it), bound to the
+// group's topic patterns ('*' one word, '#' any number of words). Every
+// group receives every message of its topics; the consumers of one group
+// share its queue. A handler error hands the message back to the queue
+// after Options.RequeueDelay. Nothing survives the process: it is no
+// substitute for a broker between services.
+//
+// Several [Transport] values made by one [Broker] share its queues, so two
+// "services" in one process can talk through it.
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/internal/topic"
+	"github.com/gocap/gocap/transport"
+)
+
+// ErrUnroutable is returned by Send for a topic no group is bound to.
+var ErrUnroutable = errors.New("memory: message is unroutable: no group is bound for its topic")
+
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("memory: transport closed")
+
+// ErrQueueFull is returned by Send when a group's queue holds
+// Options.MaxQueued messages.
+var ErrQueueFull = errors.New("memory: queue full")
+
+// Options configure a [Broker].
+type Options struct {
+	// AcceptUnroutable counts a message that no group receives as sent
+	// (and drops it). By default Send returns ErrUnroutable, as the
+	// RabbitMQ transport does.
+	AcceptUnroutable bool
+	// MaxQueued bounds each group's queue; Send returns ErrQueueFull when
+	// a queue is full. Zero means 100,000.
+	MaxQueued int
+	// RequeueDelay is how long a message whose handler failed waits before
+	// it is delivered again. Zero means 100ms.
+	RequeueDelay time.Duration
+}
+
+// Broker is an in-process broker. It is safe for concurrent use.
+type Broker struct {
+	opts Options
+
+	mu     sync.Mutex
+	queues map[string]*queue
+}
+
+type queue struct {
+	patterns map[string]bool
+	msgs     []transport.Delivery
+	ready    chan struct{} // signalled when msgs grows
+}
+
+// NewBroker returns an empty broker.
+func NewBroker(opts Options) *Broker {
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = 100_000
+	}
+	if opts.RequeueDelay <= 0 {
+		opts.RequeueDelay = 100 * time.Millisecond
+	}
+	return &Broker{opts: opts, queues: map[string]*queue{}}
+}
+
+// New returns a transport on a broker of its own.
+func New(opts Options) *Transport { return NewBroker(opts).Transport() }
+
+// Transport returns a new handle on b. Closing it does not affect other
+// handles or the queues.
+func (b *Broker) Transport() *Transport {
+	return &Transport{b: b, closed: make(chan struct{})}
+}
+
+// Transport is a handle on a [Broker]; it implements transport.Transport.
+type Transport struct {
+	b      *Broker
+	once   sync.Once
+	closed chan struct{}
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+func (t *Transport) isClosed() bool {
+	select {
+	case <-t.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Send copies msg into the queue of every group bound to topic.
+func (t *Transport) Send(ctx context.Context, name string, msg transport.Message) error {
+	if t.isClosed() {
+		return fmt.Errorf("memory: send to %q: %w", name, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: send to %q: %w", name, err)
+	}
+	b := t.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var targets []*queue
+	for _, q := range b.queues {
+		for p := range q.patterns {
+			if topic.Match(p, name) {
+				targets = append(targets, q)
+				break
+			}
+		}
+	}
+	if len(targets) == 0 {
+		if b.opts.AcceptUnroutable {
+			return nil
+		}
+		return fmt.Errorf("memory: send to %q: %w", name, ErrUnroutable)
+	}
+	for _, q := range targets {
+		if len(q.msgs) >= b.opts.MaxQueued {
+			return fmt.Errorf("memory: send to %q: %w (%d messages)", name, ErrQueueFull, len(q.msgs))
+		}
+	}
+	for _, q := range targets {
+		q.msgs = append(q.msgs, transport.Delivery{
+			Message: transport.Message{Headers: maps.Clone(msg.Headers), Body: slices.Clone(msg.Body)},
+			Topic:   name,
+		})
+		signal(q.ready)
+	}
+	return nil
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Consume binds group to topics and hands its messages to h, one at a
+// time per Consume call, until ctx ends or the transport is closed.
+func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
+	if group == "" {
+		return errors.New("memory: consume: group is empty")
+	}
+	if len(topics) == 0 {
+		return fmt.Errorf("memory: consume for group %q: no topics", group)
+	}
+	for _, p := range topics {
+		if err := topic.Validate(p); err != nil {
+			return fmt.Errorf("memory: consume for group %q: %w", group, err)
+		}
+	}
+	b := t.b
+	b.mu.Lock()
+	q := b.queues[group]
+	if q == nil {
+		q = &queue{patterns: map[string]bool{}, ready: make(chan struct{}, 1)}
+		b.queues[group] = q
+	}
+	for _, p := range topics {
+		q.patterns[p] = true
+	}
+	b.mu.Unlock()
+	signal(q.ready)
+
+	for {
+		b.mu.Lock()
+		var d transport.Delivery
+		ok := len(q.msgs) > 0
+		if ok {
+			d = q.msgs[0]
+			q.msgs = q.msgs[1:]
+			if len(q.msgs) > 0 {
+				signal(q.ready) // another consumer of the group may take the next
+			}
+		}
+		b.mu.Unlock()
+		if !ok {
+			select {
+			case <-q.ready:
+				continue
+			case <-ctx.Done():
+				return nil
+			case <-t.closed:
+				return nil
+			}
+		}
+		if err := h(ctx, d); err != nil {
+			// Not acknowledged: back to the queue after a pause.
+			select {
+			case <-time.After(b.opts.RequeueDelay):
+			case <-ctx.Done():
+			case <-t.closed:
+			}
+			b.mu.Lock()
+			q.msgs = append([]transport.Delivery{d}, q.msgs...)
+			b.mu.Unlock()
+			signal(q.ready)
+		}
+	}
+}
+
+// Close ends this handle's Consume calls and makes its Sends fail. The
+// broker's queues stay.
+func (t *Transport) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return nil
+}
