@@ -1,0 +1,502 @@
+// Package dashboard is gocap's web dashboard: an http.Handler the
+// application mounts to see its messages, find out why one failed, and send
+// it again — the manual compensation that follows the last automatic retry.
+//
+//	mux.Handle("/gocap/", dashboard.New(ob, dashboard.Options{Prefix: "/gocap", Authorize: auth}))
+//
+// The pages are rendered on the server (html/template, embedded assets, no
+// CDN) and work with JavaScript off; a small script refreshes the overview.
+//
+// # Pages
+//
+//   - {prefix}/ — counts by status for both tables, sent/received/failed per
+//     minute over the last hour, and the processors running against the
+//     database with their last heartbeat.
+//   - {prefix}/published and {prefix}/received — newest first, filtered by
+//     status, name, group, id and content (query parameters status, name,
+//     group, msgid, content), paged by id (parameter before), with
+//     checkboxes to requeue or delete a selection, and a button to requeue
+//     every Failed message matching the filter.
+//   - {prefix}/published/{id} and {prefix}/received/{id} — headers, body
+//     (pretty-printed JSON, text, or hex for binary), retries, last error,
+//     times, and requeue and delete buttons.
+//
+// # JSON API
+//
+// The same data for scripts and alerting; ids are JSON strings (they exceed
+// 2^53):
+//
+//	GET  {prefix}/api/stats                     {"published":{"Scheduled":n,...},"received":{...},"instances":[...]}
+//	GET  {prefix}/api/histogram                 {"published":[{"start":t,"status":s,"count":n}],"received":[...]}
+//	GET  {prefix}/api/{kind}?status=&name=&group=&msgid=&content=&before=&limit=
+//	                                            {"messages":[...],"next":"id or empty"}
+//	GET  {prefix}/api/{kind}/{id}               one message, 404 if none
+//	POST {prefix}/api/{kind}/requeue            body {"ids":["..."]} or {"all_failed":true,"filter":{...}}: {"count":n}
+//	POST {prefix}/api/{kind}/delete             body {"ids":["..."]}: {"count":n}
+//
+// {kind} is published or received. Errors are {"error":"..."} with a 4xx
+// or 5xx status.
+//
+// # Security
+//
+// Without Options.Authorize the dashboard serves only clients on a loopback
+// address, and says so on every page. With it, every request is checked.
+// Requests that change something are POSTs, refused when they come from
+// another origin (net/http.CrossOriginProtection: Sec-Fetch-Site and
+// Origin). Message content is escaped by html/template, and the Content
+// Security Policy allows no inline script. Every requeue and delete is
+// logged with the user Authorize returned.
+package dashboard
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/storage"
+)
+
+//go:embed assets templates
+var files embed.FS
+
+// Source is what the dashboard reads and acts on. *outbox.Outbox satisfies
+// it.
+type Source interface {
+	// Store returns the storage the processors use.
+	Store() storage.Store
+	// Wake tells the local processor that rows of kind became due.
+	Wake(kind storage.Kind)
+}
+
+// Options configure a [Handler].
+type Options struct {
+	// Prefix is the path the handler is mounted at, such as "/gocap". All
+	// links and assets use it.
+	Prefix string
+	// Authorize, if set, is called for every request: it returns the user's
+	// name, or an error to refuse the request (401). Without it, only
+	// loopback clients are served.
+	Authorize func(r *http.Request) (user string, err error)
+	// Logger receives the audit log of actions. Nil means slog.Default().
+	Logger *slog.Logger
+	// PageSize is the number of messages per list page. Zero means 50.
+	PageSize int
+}
+
+// Handler serves the dashboard.
+type Handler struct {
+	src   Source
+	opts  Options
+	log   *slog.Logger
+	pages map[string]*template.Template
+	mux   *http.ServeMux
+	root  http.Handler
+}
+
+// New returns the dashboard of src.
+func New(src Source, opts Options) *Handler {
+	opts.Prefix = "/" + strings.Trim(opts.Prefix, "/")
+	if opts.Prefix == "/" {
+		opts.Prefix = ""
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 50
+	}
+	h := &Handler{src: src, opts: opts, log: opts.Logger, pages: map[string]*template.Template{}}
+	funcs := template.FuncMap{
+		"prefix": func() string { return opts.Prefix },
+		"time":   fmtTime,
+		"ago":    ago,
+		"id":     func(id int64) string { return strconv.FormatInt(id, 10) },
+		"kinds":  func() []string { return []string{"published", "received"} },
+		"add":    func(a, b int) int { return a + b },
+		// subtract is for pipelines: {{120 | subtract .H}} is 120 - .H.
+		"subtract": func(a, b int) int { return b - a },
+		"mod":      func(a, b int) int { return a % b },
+	}
+	for _, page := range []string{"overview", "list", "detail", "error"} {
+		h.pages[page] = template.Must(template.New("layout.html").Funcs(funcs).
+			ParseFS(files, "templates/layout.html", "templates/"+page+".html"))
+	}
+	assets, _ := fs.Sub(files, "assets")
+	m := http.NewServeMux()
+	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
+	m.HandleFunc("GET /{$}", h.overview)
+	m.HandleFunc("GET /api/stats", h.apiStats)
+	m.HandleFunc("GET /api/histogram", h.apiHistogram)
+	for _, kind := range []string{"published", "received"} {
+		// The table is a path value for the handlers, but a literal in the
+		// patterns, so that they do not overlap /static/ and /api/.
+		with := func(f http.HandlerFunc) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				r.SetPathValue("kind", kind)
+				f(w, r)
+			}
+		}
+		m.HandleFunc("GET /"+kind, with(h.list))
+		m.HandleFunc("GET /"+kind+"/{id}", with(h.detail))
+		m.HandleFunc("POST /"+kind+"/requeue", with(h.formAction(h.requeue)))
+		m.HandleFunc("POST /"+kind+"/delete", with(h.formAction(h.delete)))
+		m.HandleFunc("GET /api/"+kind, with(h.apiList))
+		m.HandleFunc("GET /api/"+kind+"/{id}", with(h.apiGet))
+		m.HandleFunc("POST /api/"+kind+"/requeue", with(h.apiAction(h.requeue)))
+		m.HandleFunc("POST /api/"+kind+"/delete", with(h.apiAction(h.delete)))
+	}
+	h.mux = m
+	var root http.Handler = m
+	if opts.Prefix != "" {
+		root = http.StripPrefix(opts.Prefix, m)
+	}
+	h.root = new(http.CrossOriginProtection).Handler(root)
+	return h
+}
+
+type userKey struct{}
+
+// ServeHTTP checks who is asking, sets the security headers and serves.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "same-origin")
+	user := "loopback"
+	if h.opts.Authorize != nil {
+		u, err := h.opts.Authorize(r)
+		if err != nil {
+			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		user = u
+	} else if !isLoopback(r.RemoteAddr) {
+		http.Error(w, "forbidden: the gocap dashboard has no Authorize function and serves only loopback clients", http.StatusForbidden)
+		return
+	}
+	h.root.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+func userOf(r *http.Request) string {
+	u, _ := r.Context().Value(userKey{}).(string)
+	return u
+}
+
+func kindOf(r *http.Request) (storage.Kind, bool) {
+	switch r.PathValue("kind") {
+	case "published":
+		return storage.Published, true
+	case "received":
+		return storage.Received, true
+	}
+	return 0, false
+}
+
+// filterOf reads the list filter from the query string.
+func (h *Handler) filterOf(r *http.Request, kind storage.Kind) (storage.Filter, error) {
+	q := r.URL.Query()
+	f := storage.Filter{
+		Kind: kind, Status: storage.Status(q.Get("status")), Name: q.Get("name"), Group: q.Get("group"),
+		MsgID: q.Get("msgid"), Content: q.Get("content"), Limit: h.opts.PageSize,
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		return f, fmt.Errorf("unknown status %q (want Scheduled, Succeeded or Failed)", f.Status)
+	}
+	if b := q.Get("before"); b != "" {
+		id, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || id <= 0 {
+			return f, fmt.Errorf("parameter before=%q is not a message id", b)
+		}
+		f.BeforeID = id
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 || n > 1000 {
+			return f, fmt.Errorf("parameter limit=%q must be 1..1000", l)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// requeueAllBatch bounds one List/Requeue round of "requeue all Failed".
+const requeueAllBatch = 500
+
+// action is a requeue or delete of ids, or of all Failed rows matching f.
+type action func(ctx context.Context, kind storage.Kind, ids []int64, all bool, f storage.Filter) (int64, error)
+
+func (h *Handler) requeue(ctx context.Context, kind storage.Kind, idList []int64, all bool, f storage.Filter) (int64, error) {
+	store := h.src.Store()
+	var total int64
+	if all {
+		f.Status, f.BeforeID, f.Limit = storage.StatusFailed, 0, requeueAllBatch
+		for range 10_000 { // bounded: at most 5,000,000 rows per click
+			rows, err := store.List(ctx, f)
+			if err != nil {
+				return total, err
+			}
+			if len(rows) == 0 {
+				break
+			}
+			batch := make([]int64, len(rows))
+			for i, m := range rows {
+				batch[i] = m.ID
+			}
+			n, err := store.Requeue(ctx, kind, batch, time.Now().UTC())
+			total += n
+			if err != nil {
+				return total, err
+			}
+			f.BeforeID = rows[len(rows)-1].ID
+		}
+	} else {
+		n, err := store.Requeue(ctx, kind, idList, time.Now().UTC())
+		if err != nil {
+			return n, err
+		}
+		total = n
+	}
+	h.src.Wake(kind)
+	return total, nil
+}
+
+func (h *Handler) delete(ctx context.Context, kind storage.Kind, idList []int64, all bool, _ storage.Filter) (int64, error) {
+	if all {
+		return 0, errors.New("delete takes ids, not all")
+	}
+	return h.src.Store().Delete(ctx, kind, idList)
+}
+
+func actionName(r *http.Request) string {
+	if strings.HasSuffix(r.URL.Path, "/delete") {
+		return "delete"
+	}
+	return "requeue"
+}
+
+func parseIDs(ss []string) ([]int64, error) {
+	out := make([]int64, 0, len(ss))
+	for _, s := range ss {
+		id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a message id", s)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// formAction runs an action posted by a page form and redirects back.
+func (h *Handler) formAction(a action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		kind, ok := kindOf(r)
+		if !ok {
+			h.fail(w, r, http.StatusNotFound, "no such table")
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			h.fail(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+		idList, err := parseIDs(r.PostForm["id"])
+		if err != nil {
+			h.fail(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+		all := r.PostForm.Get("all_failed") == "1"
+		if !all && len(idList) == 0 {
+			h.fail(w, r, http.StatusBadRequest, "select at least one message")
+			return
+		}
+		fr := r.Clone(r.Context())
+		fr.URL.RawQuery = r.PostForm.Get("filter")
+		f, err := h.filterOf(fr, kind)
+		if err != nil {
+			h.fail(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+		n, err := a(r.Context(), kind, idList, all, f)
+		h.audit(r, kind, idList, all, n, err)
+		if err != nil {
+			h.fail(w, r, http.StatusInternalServerError, err.Error())
+			return
+		}
+		back := r.PostForm.Get("back")
+		if !strings.HasPrefix(back, h.opts.Prefix+"/") || strings.HasPrefix(back, "//") {
+			back = h.opts.Prefix + "/" + kind.String()
+		}
+		if actionName(r) == "delete" && strings.Contains(back, "/"+kind.String()+"/") {
+			back = h.opts.Prefix + "/" + kind.String()
+		}
+		sep := "?"
+		if strings.Contains(back, "?") {
+			sep = "&"
+		}
+		http.Redirect(w, r, back+sep+"done="+actionName(r)+"+"+strconv.FormatInt(n, 10), http.StatusSeeOther)
+	}
+}
+
+func (h *Handler) audit(r *http.Request, kind storage.Kind, idList []int64, all bool, n int64, err error) {
+	attrs := []any{"user", userOf(r), "action", actionName(r), "table", kind.String(), "ids", idList,
+		"all_failed", all, "rows", n, "remote", r.RemoteAddr}
+	if err != nil {
+		h.log.Error("gocap dashboard: action failed", append(attrs, "err", err)...)
+		return
+	}
+	h.log.Info("gocap dashboard: action", attrs...)
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	d := time.Since(t).Round(time.Second)
+	if d < 0 {
+		return "in " + (-d).String()
+	}
+	return d.String() + " ago"
+}
+
+// chartBar is one minute of the overview chart.
+type chartBar struct {
+	Label                     string
+	X                         int
+	Sent, Received, Failed    int64
+	SentH, ReceivedH, FailedH int
+}
+
+const chartHeight = 120
+
+// chart builds the last hour's per-minute bars from the two histograms.
+func chart(pub, rec []storage.HistogramBucket, now time.Time) []chartBar {
+	start := now.Truncate(time.Minute).Add(-59 * time.Minute)
+	bars := make([]chartBar, 60)
+	for i := range bars {
+		bars[i].X = i * 12
+		bars[i].Label = start.Add(time.Duration(i) * time.Minute).Format("15:04")
+	}
+	idx := func(t time.Time) int { return int(t.Sub(start) / time.Minute) }
+	for _, b := range pub {
+		if i := idx(b.Start); i >= 0 && i < 60 {
+			switch b.Status {
+			case storage.StatusSucceeded:
+				bars[i].Sent += b.Count
+			case storage.StatusFailed:
+				bars[i].Failed += b.Count
+			}
+		}
+	}
+	for _, b := range rec {
+		if i := idx(b.Start); i >= 0 && i < 60 {
+			switch b.Status {
+			case storage.StatusSucceeded:
+				bars[i].Received += b.Count
+			case storage.StatusFailed:
+				bars[i].Failed += b.Count
+			}
+		}
+	}
+	var peak int64 = 1
+	for _, b := range bars {
+		peak = max(peak, b.Sent+b.Received+b.Failed)
+	}
+	for i := range bars {
+		b := &bars[i]
+		b.SentH = int(b.Sent * chartHeight / peak)
+		b.ReceivedH = int(b.Received * chartHeight / peak)
+		b.FailedH = int(b.Failed * chartHeight / peak)
+	}
+	return bars
+}
+
+type stats struct {
+	Published map[string]int64 `json:"published"`
+	Received  map[string]int64 `json:"received"`
+	Instances []instanceJSON           `json:"instances"`
+}
+
+type instanceJSON struct {
+	ID       string    `json:"id"`
+	Hostname string    `json:"hostname"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// instanceWindow is how recent a heartbeat must be to count as running.
+const instanceWindow = time.Minute
+
+func (h *Handler) stats(ctx context.Context) (stats, error) {
+	store := h.src.Store()
+	var s stats
+	for _, t := range []struct {
+		kind storage.Kind
+		dst  *map[string]int64
+	}{{storage.Published, &s.Published}, {storage.Received, &s.Received}} {
+		counts, err := store.Counts(ctx, t.kind)
+		if err != nil {
+			return s, err
+		}
+		*t.dst = map[string]int64{}
+		for status, n := range counts {
+			(*t.dst)[string(status)] = n
+		}
+	}
+	insts, err := store.Instances(ctx, time.Now().UTC().Add(-instanceWindow))
+	if err != nil {
+		return s, err
+	}
+	s.Instances = []instanceJSON{}
+	for _, in := range insts {
+		s.Instances = append(s.Instances, instanceJSON(in))
+	}
+	return s, nil
+}
+
+func (h *Handler) histograms(ctx context.Context) (pub, rec []storage.HistogramBucket, err error) {
+	since := time.Now().UTC().Truncate(time.Minute).Add(-59 * time.Minute)
+	store := h.src.Store()
+	if pub, err = store.Histogram(ctx, storage.Published, since, time.Minute, ids.EpochMillis); err != nil {
+		return nil, nil, err
+	}
+	rec, err = store.Histogram(ctx, storage.Received, since, time.Minute, ids.EpochMillis)
+	return pub, rec, err
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
