@@ -440,7 +440,7 @@ func chart(pub, rec []storage.HistogramBucket, now time.Time) []chartBar {
 type stats struct {
 	Published map[string]int64 `json:"published"`
 	Received  map[string]int64 `json:"received"`
-	Instances []instanceJSON           `json:"instances"`
+	Instances []instanceJSON   `json:"instances"`
 }
 
 type instanceJSON struct {

@@ -122,11 +122,9 @@ type detailData struct {
 
 // showBody formats a body for people: indented JSON, text, or hex.
 func showBody(b []byte) (string, string) {
-	var v any
-	if json.Valid(b) && json.Unmarshal(b, &v) == nil {
-		if out, err := json.MarshalIndent(v, "", "  "); err == nil {
-			return string(out), "json"
-		}
+	var out bytes.Buffer
+	if json.Valid(b) && json.Indent(&out, b, "", "  ") == nil {
+		return out.String(), "json"
 	}
 	if utf8.Valid(b) {
 		return string(b), "text"

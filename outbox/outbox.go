@@ -167,10 +167,12 @@ func (e *engine) newMessage(name string, payload any, opts []PublishOption) (*st
 		return nil, fmt.Errorf("outbox: publish: topic %q: wildcards are for subscriptions, not for publishing", name)
 	}
 	var body []byte
+	typ := ""
 	switch p := payload.(type) {
 	case []byte:
-		body = p
+		body = p // already serialized: its type says nothing
 	default:
+		typ = typeName(payload)
 		b, err := e.opts.Serializer.Marshal(payload)
 		if err != nil {
 			return nil, fmt.Errorf("outbox: publish to %q: serializing the %T payload: %w", name, payload, err)
@@ -189,8 +191,8 @@ func (e *engine) newMessage(name string, payload any, opts []PublishOption) (*st
 		transport.HeaderCorrelationSeq: "0",
 		transport.HeaderSentTime:       formatSentTime(now),
 	}
-	if t := typeName(payload); t != "" {
-		headers[transport.HeaderMsgType] = t
+	if typ != "" {
+		headers[transport.HeaderMsgType] = typ
 	}
 	maps.Copy(headers, cfg.headers)
 	headers[transport.HeaderMsgID] = sid
