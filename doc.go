@@ -14,8 +14,7 @@
 //     with one sub-package per database (postgres, mysql, sqlite) and the
 //     conformance suite storagetest.
 //   - [github.com/gocap/gocap/transport]: the contract with the broker, with
-//     one sub-package per broker (rabbitmq, kafka, memory) and the
-//     conformance suite transporttest.
+//     one sub-package per broker (rabbitmq, and memory for one process).
 //   - [github.com/gocap/gocap/dashboard]: an http.Handler to browse,
 //     requeue and delete messages and watch the processors.
 //
