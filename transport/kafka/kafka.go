@@ -1,0 +1,292 @@
+// Package kafka is gocap's Kafka transport, on github.com/segmentio/kafka-go.
+//
+// A message is a record on the topic named like the message (with
+// Config.TopicPrefix), with DotNetCore.CAP's headers as record headers and
+// the body as the value. Its key is empty, or the value of the header named
+// by Config.KeyHeader, so that messages with one business key keep their
+// order. A send counts only when every in-sync replica acknowledged it
+// (acks=all). Concurrent sends share one kafka.Writer, which batches them:
+// dispatch never waits a batch timeout per message.
+//
+// A consumer group is a Kafka consumer group (Config.GroupPrefix + group).
+// An offset is committed only after the handler returned nil — that is,
+// after the outbox stored the message. A handler error keeps the offset: the
+// message is handed to the handler again after Config.RequeueDelay, in the
+// same process, and a crash in between redelivers it from the last
+// committed offset. Kafka has no topic wildcards: Consume rejects patterns
+// with '*' or '#'. A record without cap-msg-name (from a foreign producer)
+// gets its topic, without the prefix, as Delivery.Topic, which the outbox
+// uses as the name.
+//
+// kafka-go reconnects by itself; the transport logs errors and backs off.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/gocap/gocap/internal/topic"
+	"github.com/gocap/gocap/transport"
+)
+
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("kafka: transport closed")
+
+// Config configures a [Transport].
+type Config struct {
+	// Brokers are the bootstrap addresses, host:port.
+	Brokers []string
+	// TopicPrefix is put before every topic name.
+	TopicPrefix string
+	// GroupPrefix is put before every consumer group id.
+	GroupPrefix string
+	// KeyHeader names the header whose value is the record key; empty means
+	// no key (records spread over partitions).
+	KeyHeader string
+	// AutoCreateTopics creates missing topics, with Partitions partitions
+	// (default 1) and ReplicationFactor replicas (default 1), before the
+	// first send to or consume from them.
+	AutoCreateTopics  bool
+	Partitions        int
+	ReplicationFactor int
+	// BatchTimeout is how long the writer gathers concurrent sends into one
+	// request. Zero means 2ms.
+	BatchTimeout time.Duration
+	// RequeueDelay is the pause before a failed delivery is handed to the
+	// handler again. Zero means one second.
+	RequeueDelay time.Duration
+	// Logger receives errors and reconnections. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Transport is a Kafka transport. It is safe for concurrent use.
+type Transport struct {
+	cfg    Config
+	log    *slog.Logger
+	writer *kafkago.Writer
+	closed chan struct{}
+	once   sync.Once
+
+	mu      sync.Mutex
+	created map[string]bool
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New returns a transport for cfg. It does not connect until used.
+func New(cfg Config) (*Transport, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("kafka: Config.Brokers is empty")
+	}
+	for _, b := range cfg.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return nil, fmt.Errorf("kafka: broker address %q: %w", b, err)
+		}
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 1
+	}
+	if cfg.ReplicationFactor <= 0 {
+		cfg.ReplicationFactor = 1
+	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = 2 * time.Millisecond
+	}
+	if cfg.RequeueDelay <= 0 {
+		cfg.RequeueDelay = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("transport", "kafka")
+	t := &Transport{
+		cfg: cfg, log: log, closed: make(chan struct{}), created: map[string]bool{},
+		writer: &kafkago.Writer{
+			Addr:         kafkago.TCP(cfg.Brokers...),
+			Balancer:     &kafkago.Hash{},
+			RequiredAcks: kafkago.RequireAll,
+			BatchTimeout: cfg.BatchTimeout,
+			BatchSize:    1000,
+			MaxAttempts:  3,
+			ErrorLogger:  kafkago.LoggerFunc(func(f string, a ...any) { log.Warn("gocap: kafka writer: " + fmt.Sprintf(f, a...)) }),
+		},
+	}
+	return t, nil
+}
+
+// ensureTopics creates the topics once, when Config.AutoCreateTopics.
+func (t *Transport) ensureTopics(ctx context.Context, topics ...string) error {
+	if !t.cfg.AutoCreateTopics {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var missing []kafkago.TopicConfig
+	for _, name := range topics {
+		if !t.created[name] {
+			missing = append(missing, kafkago.TopicConfig{Topic: name, NumPartitions: t.cfg.Partitions, ReplicationFactor: t.cfg.ReplicationFactor})
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(t.cfg.Brokers...), Timeout: 10 * time.Second}
+	res, err := client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: missing})
+	if err != nil {
+		return fmt.Errorf("kafka: creating topics: %w", err)
+	}
+	for name, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: creating topic %q: %w", name, err)
+		}
+		t.created[name] = true
+	}
+	return nil
+}
+
+// Send writes msg to the topic and returns when all in-sync replicas have
+// it (see transport.Sender).
+func (t *Transport) Send(ctx context.Context, name string, msg transport.Message) error {
+	select {
+	case <-t.closed:
+		return fmt.Errorf("kafka: send to %q: %w", name, ErrClosed)
+	default:
+	}
+	full := t.cfg.TopicPrefix + name
+	if err := t.ensureTopics(ctx, full); err != nil {
+		return err
+	}
+	rec := kafkago.Message{Topic: full, Value: msg.Body}
+	for k, v := range msg.Headers {
+		rec.Headers = append(rec.Headers, kafkago.Header{Key: k, Value: []byte(v)})
+	}
+	if t.cfg.KeyHeader != "" {
+		if k := msg.Headers[t.cfg.KeyHeader]; k != "" {
+			rec.Key = []byte(k)
+		}
+	}
+	if err := t.writer.WriteMessages(ctx, rec); err != nil {
+		return fmt.Errorf("kafka: send to %q: %w", full, err)
+	}
+	return nil
+}
+
+// Consume reads the topics as consumer group group and commits each
+// offset after h returned nil (see transport.Receiver).
+func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
+	if group == "" {
+		return errors.New("kafka: consume: group is empty")
+	}
+	if len(topics) == 0 {
+		return fmt.Errorf("kafka: consume for group %q: no topics", group)
+	}
+	full := make([]string, len(topics))
+	for i, tp := range topics {
+		if topic.HasWildcard(tp) {
+			return fmt.Errorf("kafka: consume for group %q: topic %q: Kafka has no topic wildcards; subscribe to each topic", group, tp)
+		}
+		full[i] = t.cfg.TopicPrefix + tp
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-t.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := t.ensureTopics(ctx, full...); err != nil {
+		return err
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        t.cfg.Brokers,
+		GroupID:        t.cfg.GroupPrefix + group,
+		GroupTopics:    full,
+		MinBytes:       1,
+		MaxBytes:       64 << 20,
+		MaxWait:        100 * time.Millisecond,
+		StartOffset:    kafkago.FirstOffset,
+		CommitInterval: 0, // synchronous commits
+		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { t.log.Warn("gocap: kafka reader: " + fmt.Sprintf(f, a...)) }),
+	})
+	defer r.Close()
+	backoff := time.Duration(0)
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
+			t.log.Warn("gocap: kafka fetch failed; retrying", "group", group, "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		d := transport.Delivery{
+			Message: transport.Message{Headers: make(map[string]string, len(m.Headers)), Body: m.Value},
+			Topic:   strings.TrimPrefix(m.Topic, t.cfg.TopicPrefix),
+		}
+		for _, hd := range m.Headers {
+			d.Headers[hd.Key] = string(hd.Value)
+		}
+		// Until h accepts the message (stores it), hand it again; the offset
+		// stays uncommitted meanwhile.
+		for {
+			err := h(ctx, d)
+			if err == nil {
+				break
+			}
+			t.log.Warn("gocap: handling a kafka record failed; handing it again", "topic", m.Topic, "offset", m.Offset, "err", err)
+			if !sleep(ctx, t.cfg.RequeueDelay) {
+				return nil
+			}
+		}
+		for {
+			err := r.CommitMessages(ctx, m)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			t.log.Warn("gocap: committing a kafka offset failed; retrying (the record may be redelivered)", "err", err)
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close stops consumers and the writer, flushing pending sends. It is safe
+// to call more than once.
+func (t *Transport) Close() error {
+	var err error
+	t.once.Do(func() {
+		close(t.closed)
+		err = t.writer.Close()
+	})
+	return err
+}

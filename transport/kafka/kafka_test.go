@@ -1,0 +1,164 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/kafka"
+)
+
+// cluster starts an in-process Kafka on loopback.
+func cluster(t *testing.T, topics ...string) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics...), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTransport(t *testing.T, brokers []string, cfg kafka.Config) *kafka.Transport {
+	t.Helper()
+	cfg.Brokers, cfg.Logger = brokers, quiet()
+	tr, err := kafka.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+type sink struct {
+	mu  sync.Mutex
+	got []transport.Delivery
+}
+
+func (s *sink) handler(fail *int) transport.Handler {
+	return func(_ context.Context, d transport.Delivery) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if fail != nil && *fail > 0 {
+			*fail--
+			return fmt.Errorf("not yet")
+		}
+		s.got = append(s.got, d)
+		return nil
+	}
+}
+
+func (s *sink) wait(t *testing.T, n int) []transport.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.mu.Lock()
+		got := append([]transport.Delivery(nil), s.got...)
+		s.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d deliveries, want %d", len(got), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func consume(t *testing.T, tr transport.Transport, group string, topics []string, h transport.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Consume(ctx, group, topics, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Consume: %v", err)
+		}
+	})
+}
+
+func TestRoundTripGroupsAndRedelivery(t *testing.T) {
+	brokers := cluster(t, "app.order.paid")
+	tr := newTransport(t, brokers, kafka.Config{TopicPrefix: "app.", RequeueDelay: 10 * time.Millisecond})
+	var billing, audit sink
+	failTwice := 2
+	consume(t, tr, "billing", []string{"order.paid"}, billing.handler(nil))
+	consume(t, tr, "audit", []string{"order.paid"}, audit.handler(&failTwice))
+	body := []byte{0, 1, 2, 0xff, 'x'}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := tr.Send(ctx, "order.paid", transport.Message{
+				Headers: map[string]string{"cap-msg-id": fmt.Sprint(i), "cap-msg-name": "order.paid", "note": "ünï"},
+				Body:    body,
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for name, s := range map[string]*sink{"billing": &billing, "audit": &audit} {
+		got := s.wait(t, 20)
+		ids := map[string]bool{}
+		for _, d := range got {
+			ids[d.Headers["cap-msg-id"]] = true
+			if string(d.Body) != string(body) || d.Headers["note"] != "ünï" || d.Topic != "order.paid" {
+				t.Errorf("%s: delivery %+v", name, d)
+			}
+		}
+		if len(ids) != 20 {
+			t.Errorf("%s got %d distinct messages, want 20", name, len(ids))
+		}
+	}
+}
+
+func TestForeignRecordAndWildcards(t *testing.T) {
+	brokers := cluster(t, "shipment.sent")
+	tr := newTransport(t, brokers, kafka.Config{})
+	if err := tr.Consume(context.Background(), "g", []string{"shipment.*"}, nil); err == nil {
+		t.Error("a wildcard topic was accepted")
+	}
+	var s sink
+	consume(t, tr, "warehouse", []string{"shipment.sent"}, s.handler(nil))
+	// A producer that sets no CAP header.
+	if err := tr.Send(context.Background(), "shipment.sent", transport.Message{Body: []byte(`{"id":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	got := s.wait(t, 1)
+	if got[0].Topic != "shipment.sent" || len(got[0].Headers) != 0 {
+		t.Errorf("foreign record: %+v", got[0])
+	}
+}
+
+func TestAutoCreateAndClose(t *testing.T) {
+	brokers := cluster(t)
+	tr := newTransport(t, brokers, kafka.Config{AutoCreateTopics: true, Partitions: 3})
+	var s sink
+	consume(t, tr, "g", []string{"fresh.topic"}, s.handler(nil))
+	if err := tr.Send(context.Background(), "fresh.topic", transport.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	s.wait(t, 1)
+	tr.Close()
+	if err := tr.Send(context.Background(), "fresh.topic", transport.Message{}); !errors.Is(err, kafka.ErrClosed) {
+		t.Errorf("Send after Close: %v", err)
+	}
+	if _, err := kafka.New(kafka.Config{Brokers: []string{"no-port"}}); err == nil {
+		t.Error("bad broker address accepted")
+	}
+}
