@@ -276,6 +276,9 @@ func (t *Transport) Send(ctx context.Context, topic string, msg transport.Messag
 	return nil
 }
 
+// Exchange returns the name of the exchange the transport publishes to.
+func (t *Transport) Exchange() string { return t.cfg.Exchange }
+
 // Close closes the connections; Sends fail with ErrClosed and Consumes
 // return. It is safe to call more than once.
 func (t *Transport) Close() error {

@@ -1,0 +1,19 @@
+package kafka_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/kafka"
+	"github.com/gocap/gocap/transport/transporttest"
+)
+
+func TestConformance(t *testing.T) {
+	transporttest.Run(t, transporttest.Harness{
+		New: func(t *testing.T) transport.Transport {
+			return newTransport(t, cluster(t), kafka.Config{AutoCreateTopics: true, Partitions: 2, RequeueDelay: 10 * time.Millisecond})
+		},
+		Settle: time.Second,
+	})
+}

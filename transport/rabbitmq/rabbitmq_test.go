@@ -1,0 +1,130 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/url"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gocap/gocap/internal/testenv"
+	"github.com/gocap/gocap/internal/testproxy"
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/rabbitmq"
+	"github.com/gocap/gocap/transport/transporttest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newTransport returns a transport on an exchange and queues of its own,
+// through a proxy that the test can cut, and removes them afterwards.
+func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *testproxy.Proxy) {
+	t.Helper()
+	raw := testenv.AMQPURL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
+	cfg.URL = u.String()
+	cfg.Exchange = testenv.Name("gocap_rmq_ex")
+	cfg.QueuePrefix = cfg.Exchange + "."
+	cfg.Logger = quiet
+	if cfg.RequeueDelay == 0 {
+		cfg.RequeueDelay = 10 * time.Millisecond
+	}
+	if cfg.ReconnectMax == 0 {
+		cfg.ReconnectMax = 500 * time.Millisecond
+	}
+	tr, err := rabbitmq.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tr.Close()
+		c, err := amqp.Dial(raw)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		ch, err := c.Channel()
+		if err != nil {
+			return
+		}
+		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing"} {
+			ch.QueueDelete(cfg.QueuePrefix+g, false, false, false)
+		}
+		ch.ExchangeDelete(cfg.Exchange, false, false)
+	})
+	return tr, proxy
+}
+
+func TestConformance(t *testing.T) {
+	proxies := map[transport.Transport]*testproxy.Proxy{}
+	transporttest.Run(t, transporttest.Harness{
+		New: func(t *testing.T) transport.Transport {
+			tr, p := newTransport(t, rabbitmq.Config{})
+			proxies[tr] = p
+			return tr
+		},
+		Wildcards: true,
+		Disconnect: func(t *testing.T, tr transport.Transport) func() {
+			p := proxies[tr]
+			p.Down()
+			return p.Up
+		},
+	})
+}
+
+func TestUnroutable(t *testing.T) {
+	tr, _ := newTransport(t, rabbitmq.Config{})
+	err := tr.Send(context.Background(), "nobody.listens", transport.Message{Body: []byte("x")})
+	if !errors.Is(err, rabbitmq.ErrUnroutable) {
+		t.Fatalf("Send with no queue bound: %v, want ErrUnroutable", err)
+	}
+	accepting, _ := newTransport(t, rabbitmq.Config{AcceptUnroutable: true})
+	if err := accepting.Send(context.Background(), "nobody.listens", transport.Message{Body: []byte("x")}); err != nil {
+		t.Fatalf("AcceptUnroutable: %v", err)
+	}
+}
+
+func TestForeignHeaderTypes(t *testing.T) {
+	tr, _ := newTransport(t, rabbitmq.Config{})
+	got := make(chan transport.Delivery, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Consume(ctx, "conformance", []string{"t"}, func(_ context.Context, d transport.Delivery) error {
+		got <- d
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	c, err := amqp.Dial(testenv.AMQPURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ := c.Channel()
+	ts := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	err = ch.PublishWithContext(ctx, tr.Exchange(), "t", false, false, amqp.Publishing{Headers: amqp.Table{
+		"i": int32(7), "l": int64(-3), "b": true, "f": 1.5, "bytes": []byte("raw"), "ts": ts, "tbl": amqp.Table{"k": "v"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		want := map[string]string{"i": "7", "l": "-3", "b": "true", "f": "1.5", "bytes": "raw", "ts": "2026-11-25T10:00:00Z", "tbl": `{"k":"v"}`}
+		for k, v := range want {
+			if d.Headers[k] != v {
+				t.Errorf("header %s = %q, want %q", k, d.Headers[k], v)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery")
+	}
+}

@@ -1,0 +1,302 @@
+// Package transporttest is the conformance suite of gocap's transport
+// contract. Every transport in this module runs it against a real broker
+// (or, for Kafka, the in-process kfake), and a third-party transport runs
+// it the same way:
+//
+//	func TestConformance(t *testing.T) {
+//		transporttest.Run(t, transporttest.Harness{
+//			New: func(t *testing.T) transport.Transport { ... }, // isolated; closed with t.Cleanup
+//			Wildcards: true,
+//		})
+//	}
+//
+// It checks that headers and bodies arrive exactly, that each group gets
+// every message and the consumers of a group share them, that a delivery
+// whose handler failed comes again and an acknowledged one does not, that
+// wildcards route where supported, that the transport survives a broken
+// connection, and that Close ends sends and consumes.
+package transporttest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/transport"
+)
+
+// Harness tells the suite how to use one transport.
+type Harness struct {
+	// New returns a transport isolated from other tests (its own exchange,
+	// cluster or broker), closed with t.Cleanup.
+	New func(t *testing.T) transport.Transport
+	// Wildcards says Consume accepts '*' and '#' topic patterns.
+	Wildcards bool
+	// Settle is how long consumers need to join before a send reaches
+	// them (queue declaration, group join). Zero means 300ms.
+	Settle time.Duration
+	// Disconnect, if set, breaks tr's broker connections and restores them
+	// when the returned function is called.
+	Disconnect func(t *testing.T, tr transport.Transport) (restore func())
+}
+
+// Run runs the suite as subtests of t.
+func Run(t *testing.T, h Harness) {
+	if h.Settle == 0 {
+		h.Settle = 300 * time.Millisecond
+	}
+	t.Run("HeadersAndBody", func(t *testing.T) { headersAndBody(t, h) })
+	t.Run("GroupsEachGetEverything", func(t *testing.T) { groups(t, h) })
+	t.Run("GroupMembersShare", func(t *testing.T) { share(t, h) })
+	t.Run("FailedDeliveryComesAgain", func(t *testing.T) { redelivery(t, h) })
+	if h.Wildcards {
+		t.Run("Wildcards", func(t *testing.T) { wildcards(t, h) })
+	}
+	if h.Disconnect != nil {
+		t.Run("ConnectionLoss", func(t *testing.T) { connectionLoss(t, h) })
+	}
+	t.Run("Close", func(t *testing.T) { closeTest(t, h) })
+}
+
+// recorder collects deliveries; fail makes the first n calls fail.
+type recorder struct {
+	mu    sync.Mutex
+	got   []transport.Delivery
+	calls int
+	fail  int
+}
+
+func (r *recorder) handle(_ context.Context, d transport.Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.calls <= r.fail {
+		return fmt.Errorf("failing on purpose (%d of %d)", r.calls, r.fail)
+	}
+	r.got = append(r.got, d)
+	return nil
+}
+
+func (r *recorder) snapshot() ([]transport.Delivery, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]transport.Delivery(nil), r.got...), r.calls
+}
+
+// wait returns once n deliveries were recorded, or fails after 30s.
+func (r *recorder) wait(t *testing.T, n int) []transport.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, _ := r.snapshot()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries after 30s, want %d", len(got), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func consume(t *testing.T, h Harness, tr transport.Transport, group string, topics []string, r *recorder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Consume(ctx, group, topics, r.handle) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Consume returned %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("Consume did not return after its context ended")
+		}
+	})
+}
+
+func send(t *testing.T, tr transport.Transport, topic string, m transport.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := tr.Send(ctx, topic, m); err != nil {
+		t.Fatalf("Send(%s): %v", topic, err)
+	}
+}
+
+func msg(i int) transport.Message {
+	return transport.Message{Headers: map[string]string{transport.HeaderMsgID: fmt.Sprint(i)}, Body: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+}
+
+func headersAndBody(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var r recorder
+	consume(t, h, tr, "conformance", []string{"order.paid"}, &r)
+	time.Sleep(h.Settle)
+	want := transport.Message{
+		Headers: map[string]string{
+			transport.HeaderMsgID: "2125444000991662080", transport.HeaderMsgName: "order.paid",
+			transport.HeaderSentTime: "2026-11-25T10:30:00Z", "x-note": "naïve 東京 \"quoted\"", "empty": "",
+		},
+		Body: []byte{0, 1, 2, 0xfe, 0xff, '{', '}', 0},
+	}
+	send(t, tr, "order.paid", want)
+	got := r.wait(t, 1)[0]
+	if string(got.Body) != string(want.Body) {
+		t.Errorf("body %v, want %v", got.Body, want.Body)
+	}
+	for k, v := range want.Headers {
+		if got.Headers[k] != v {
+			t.Errorf("header %s = %q, want %q", k, got.Headers[k], v)
+		}
+	}
+	if got.Topic != "order.paid" {
+		t.Errorf("topic %q", got.Topic)
+	}
+}
+
+func groups(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var a, b recorder
+	consume(t, h, tr, "billing", []string{"order.paid"}, &a)
+	consume(t, h, tr, "shipping", []string{"order.paid"}, &b)
+	time.Sleep(h.Settle)
+	const n = 20
+	for i := range n {
+		send(t, tr, "order.paid", msg(i))
+	}
+	for name, r := range map[string]*recorder{"billing": &a, "shipping": &b} {
+		ids := map[string]bool{}
+		for _, d := range r.wait(t, n) {
+			ids[d.Headers[transport.HeaderMsgID]] = true
+		}
+		if len(ids) != n {
+			t.Errorf("%s got %d distinct messages, want %d", name, len(ids), n)
+		}
+	}
+}
+
+func share(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var a, b recorder
+	consume(t, h, tr, "workers", []string{"job.run"}, &a)
+	consume(t, h, tr, "workers", []string{"job.run"}, &b)
+	time.Sleep(h.Settle * 3) // both members join the group
+	const n = 30
+	for i := range n {
+		send(t, tr, "job.run", msg(i))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ga, _ := a.snapshot()
+		gb, _ := b.snapshot()
+		seen := map[string]int{}
+		for _, d := range append(ga, gb...) {
+			seen[d.Headers[transport.HeaderMsgID]]++
+		}
+		if len(seen) == n {
+			for id, c := range seen {
+				if c != 1 {
+					t.Errorf("message %s handled %d times in one group", id, c)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the group handled %d of %d messages", len(seen), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func redelivery(t *testing.T, h Harness) {
+	tr := h.New(t)
+	r := recorder{fail: 2}
+	consume(t, h, tr, "retrying", []string{"order.paid"}, &r)
+	time.Sleep(h.Settle)
+	send(t, tr, "order.paid", msg(1))
+	got := r.wait(t, 1)
+	if got[0].Headers[transport.HeaderMsgID] != "1" {
+		t.Errorf("redelivered %v", got[0].Headers)
+	}
+	time.Sleep(h.Settle + 500*time.Millisecond)
+	if got, calls := r.snapshot(); len(got) != 1 || calls != 3 {
+		t.Errorf("after two failures and a success: %d deliveries, %d calls; want 1 and 3 (no delivery after the ack)", len(got), calls)
+	}
+}
+
+func wildcards(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var star, hash recorder
+	consume(t, h, tr, "star", []string{"order.*"}, &star)
+	consume(t, h, tr, "hash", []string{"order.#"}, &hash)
+	time.Sleep(h.Settle)
+	for i, topic := range []string{"order.paid", "order.paid.eu", "order"} {
+		send(t, tr, topic, msg(i))
+	}
+	if got := hash.wait(t, 3); len(got) != 3 {
+		t.Errorf("order.# got %d", len(got))
+	}
+	got := star.wait(t, 1)
+	time.Sleep(h.Settle)
+	if got, _ = star.snapshot(); len(got) != 1 || got[0].Topic != "order.paid" {
+		t.Errorf("order.* got %d deliveries, want only order.paid", len(got))
+	}
+}
+
+func connectionLoss(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var r recorder
+	consume(t, h, tr, "survivor", []string{"order.paid"}, &r)
+	time.Sleep(h.Settle)
+	send(t, tr, "order.paid", msg(1))
+	r.wait(t, 1)
+	restore := h.Disconnect(t, tr)
+	time.Sleep(200 * time.Millisecond)
+	restore()
+	// Sends fail fast while reconnecting; retry them, bounded, as the outbox does.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := tr.Send(ctx, "order.paid", msg(2))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Send still failing 30s after the connection came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := r.wait(t, 2)
+	if got[len(got)-1].Headers[transport.HeaderMsgID] != "2" {
+		t.Errorf("after reconnecting got %v", got[len(got)-1].Headers)
+	}
+}
+
+func closeTest(t *testing.T, h Harness) {
+	tr := h.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tr.Consume(ctx, "closing", []string{"order.paid"}, (&recorder{}).handle) }()
+	time.Sleep(h.Settle)
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Consume did not return after Close")
+	}
+	if err := tr.Send(context.Background(), "order.paid", msg(1)); err == nil {
+		t.Error("Send after Close succeeded")
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
