@@ -14,7 +14,8 @@
 //     with one sub-package per database (postgres, mysql, sqlite) and the
 //     conformance suite storagetest.
 //   - [github.com/gocap/gocap/transport]: the contract with the broker, with
-//     one sub-package per broker (rabbitmq, and memory for one process).
+//     one sub-package per broker (rabbitmq, kafka, and memory for one
+//     process) and the conformance suite transporttest.
 //   - [github.com/gocap/gocap/dashboard]: an http.Handler to browse,
 //     requeue and delete messages and watch the processors.
 //
