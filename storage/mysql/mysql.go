@@ -94,6 +94,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
 )
 
@@ -281,25 +282,6 @@ func errorText(s string) string {
 	return s[:cut]
 }
 
-func headersJSON(m *storage.Message) (string, error) {
-	h := m.Headers
-	if h == nil {
-		h = map[string]string{}
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		return "", fmt.Errorf("mysql: encoding headers of message %d: %w", m.ID, err)
-	}
-	return string(b), nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
 // execer is what *sql.DB and *sql.Tx have in common.
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -354,7 +336,7 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 		sb.WriteString(d.q.insertPublished)
 		args := make([]any, 0, 6*len(batch))
 		for i, m := range batch {
-			h, err := headersJSON(m)
+			h, err := sqlstore.HeadersJSON(m)
 			if err != nil {
 				return err
 			}
@@ -362,7 +344,7 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 				sb.WriteString(", ")
 			}
 			sb.WriteString("(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)")
-			args = append(args, m.ID, m.Name, h, nonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
+			args = append(args, m.ID, m.Name, h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
 		}
 		if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
 			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), err)
@@ -374,12 +356,12 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
-	h, err := headersJSON(m)
+	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
 		return 0, false, err
 	}
 	_, err = d.db.ExecContext(ctx, d.q.insertReceived,
-		m.ID, m.MsgID, m.Group, m.Name, h, nonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
+		m.ID, m.MsgID, m.Group, m.Name, h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
 	if err != nil {
 		return 0, false, fmt.Errorf("mysql: storing received message %s for group %q: %w", m.MsgID, m.Group, err)
 	}
@@ -414,7 +396,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		if len(req.Groups) == 0 {
 			return nil, nil
 		}
-		query += ` AND grp IN (` + placeholders(len(req.Groups)) + `)`
+		query += ` AND grp IN (` + sqlstore.Placeholders(len(req.Groups)) + `)`
 		for _, g := range req.Groups {
 			args = append(args, g)
 		}
@@ -438,7 +420,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		for _, m := range msgs {
 			ids = append(ids, m.ID)
 		}
-		_, err = tx.ExecContext(ctx, t.lease+placeholders(len(msgs))+`)`, ids...)
+		_, err = tx.ExecContext(ctx, t.lease+sqlstore.Placeholders(len(msgs))+`)`, ids...)
 		return err
 	})
 	if err != nil {
@@ -499,10 +481,6 @@ func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 // Succeed marks leased rows Succeeded (see storage.Store).
@@ -665,20 +643,8 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	if err != nil {
 		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
 	}
-	defer rows.Close()
-	counts := map[storage.Status]int64{}
-	for _, s := range storage.Statuses {
-		counts[s] = 0
-	}
-	for rows.Next() {
-		var status string
-		var n int64
-		if err := rows.Scan(&status, &n); err != nil {
-			return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
-		}
-		counts[storage.Status(status)] = n
-	}
-	if err := rows.Err(); err != nil {
+	counts, err := sqlstore.ScanCounts(rows)
+	if err != nil {
 		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
 	}
 	return counts, nil
@@ -694,33 +660,16 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	if bms <= 0 {
 		return nil, fmt.Errorf("mysql: histogram: bucket %v is shorter than a millisecond", bucket)
 	}
-	minID := max(since.UnixMilli()-epochMillis, 0) << 22
+	minID := sqlstore.MinID(since, epochMillis)
 	rows, err := d.db.QueryContext(ctx, t.histogram, bms, minID)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
 	}
-	defer rows.Close()
-	var out []storage.HistogramBucket
-	for rows.Next() {
-		var b, n int64
-		var status string
-		if err := rows.Scan(&b, &status, &n); err != nil {
-			return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
-		}
-		out = append(out, storage.HistogramBucket{Start: time.UnixMilli(b*bms + epochMillis).UTC(), Status: storage.Status(status), Count: n})
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.ScanHistogram(rows, bms, epochMillis)
+	if err != nil {
 		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
 	}
 	return out, nil
-}
-
-func idArgs(ids []int64, prefix ...any) []any {
-	args := append([]any(nil), prefix...)
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	return args
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
@@ -733,7 +682,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 		return 0, nil
 	}
 	at := dbTime(now)
-	res, err := d.db.ExecContext(ctx, t.requeue+placeholders(len(ids))+`)`, idArgs(ids, at, at)...)
+	res, err := d.db.ExecContext(ctx, t.requeue+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids, at, at)...)
 	if err != nil {
 		return 0, fmt.Errorf("mysql: requeueing %d %s messages: %w", len(ids), kind, err)
 	}
@@ -749,7 +698,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	res, err := d.db.ExecContext(ctx, t.delete+placeholders(len(ids))+`)`, idArgs(ids)...)
+	res, err := d.db.ExecContext(ctx, t.delete+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids)...)
 	if err != nil {
 		return 0, fmt.Errorf("mysql: deleting %d %s messages: %w", len(ids), kind, err)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
 )
 
@@ -148,7 +149,7 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 		if err != nil {
 			return fmt.Errorf("postgres: encoding headers of message %d: %w", m.ID, err)
 		}
-		ids[i], names[i], headers[i], bodies[i] = m.ID, m.Name, string(h), nonNil(m.Body)
+		ids[i], names[i], headers[i], bodies[i] = m.ID, m.Name, string(h), sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
 	}
 	if n == 1 {
@@ -164,12 +165,6 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	return nil
 }
 
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
 
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
@@ -180,7 +175,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	}
 	var id int64
 	err = d.pool.QueryRow(ctx, d.q.insertReceived,
-		m.ID, m.MsgID, m.Group, m.Name, string(h), nonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
+		m.ID, m.MsgID, m.Group, m.Name, string(h), sqlstore.NonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
 	).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil // a duplicate that is not Failed
@@ -368,8 +363,7 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	if bms <= 0 {
 		return nil, fmt.Errorf("postgres: histogram: bucket %v is shorter than a millisecond", bucket)
 	}
-	sinceMs := since.UnixMilli() - epochMillis
-	minID := max(sinceMs, 0) << 22
+	minID := sqlstore.MinID(since, epochMillis)
 	rows, err := d.pool.Query(ctx, t.histogram, minID, bms)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, err)

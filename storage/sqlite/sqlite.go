@@ -34,6 +34,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
 )
 
@@ -174,25 +175,6 @@ func fromUs(v sql.NullInt64) time.Time {
 	return time.UnixMicro(v.Int64).UTC()
 }
 
-func headersJSON(m *storage.Message) (string, error) {
-	h := m.Headers
-	if h == nil {
-		h = map[string]string{}
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		return "", fmt.Errorf("sqlite: encoding headers of message %d: %w", m.ID, err)
-	}
-	return string(b), nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
@@ -214,11 +196,11 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 	q := `INSERT INTO ` + d.pub.name + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at)
 		VALUES (?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)`
 	for _, m := range msgs {
-		h, err := headersJSON(m)
+		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
 			return err
 		}
-		if _, err := e.ExecContext(ctx, q, m.ID, m.Name, h, nonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
+		if _, err := e.ExecContext(ctx, q, m.ID, m.Name, h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, err)
 		}
 	}
@@ -228,7 +210,7 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
-	h, err := headersJSON(m)
+	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
 		return 0, false, err
 	}
@@ -240,7 +222,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 			next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
 		WHERE status = 'Failed'
 		RETURNING id`,
-		m.ID, m.MsgID, m.Group, m.Name, h, nonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil)).Scan(&id)
+		m.ID, m.MsgID, m.Group, m.Name, h, sqlstore.NonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -249,8 +231,6 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	}
 	return id, true, nil
 }
-
-func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
 
 // Claim leases due Scheduled rows in one UPDATE ... RETURNING statement
 // (see storage.Store).
@@ -269,7 +249,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		if len(req.Groups) == 0 {
 			return nil, nil
 		}
-		groups = ` AND grp IN (` + placeholders(len(req.Groups)) + `)`
+		groups = ` AND grp IN (` + sqlstore.Placeholders(len(req.Groups)) + `)`
 		for _, g := range req.Groups {
 			args = append(args, g)
 		}
@@ -437,20 +417,11 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, err)
 	}
-	defer rows.Close()
-	counts := map[storage.Status]int64{}
-	for _, s := range storage.Statuses {
-		counts[s] = 0
+	counts, err := sqlstore.ScanCounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, err)
 	}
-	for rows.Next() {
-		var s string
-		var n int64
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, err)
-		}
-		counts[storage.Status(s)] = n
-	}
-	return counts, rows.Err()
+	return counts, nil
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
@@ -463,31 +434,17 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	if bms <= 0 {
 		return nil, fmt.Errorf("sqlite: histogram: bucket %v is shorter than a millisecond", bucket)
 	}
-	minID := max(since.UnixMilli()-epochMillis, 0) << 22
+	minID := sqlstore.MinID(since, epochMillis)
 	rows, err := d.db.QueryContext(ctx, `SELECT (id >> 22) / ? AS bucket, status, COUNT(*) FROM `+t.name+`
 		WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`, bms, minID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, err)
 	}
-	defer rows.Close()
-	var out []storage.HistogramBucket
-	for rows.Next() {
-		var b, n int64
-		var s string
-		if err := rows.Scan(&b, &s, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, err)
-		}
-		out = append(out, storage.HistogramBucket{Start: time.UnixMilli(b*bms + epochMillis).UTC(), Status: storage.Status(s), Count: n})
+	out, err := sqlstore.ScanHistogram(rows, bms, epochMillis)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, err)
 	}
-	return out, rows.Err()
-}
-
-func idArgs(ids []int64, prefix ...any) []any {
-	args := append([]any(nil), prefix...)
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	return args
+	return out, nil
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
@@ -498,8 +455,8 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 	}
 	res, err := d.db.ExecContext(ctx, `UPDATE `+t.name+` SET status = 'Scheduled', retries = 0, last_error = '',
 			expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
-		WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`+placeholders(len(ids))+`)`,
-		idArgs(ids, us(now), us(now))...)
+		WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`+sqlstore.Placeholders(len(ids))+`)`,
+		sqlstore.IDArgs(ids, us(now), us(now))...)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: requeueing %d %s messages: %w", len(ids), kind, err)
 	}
@@ -512,7 +469,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	res, err := d.db.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id IN (`+placeholders(len(ids))+`)`, idArgs(ids)...)
+	res, err := d.db.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id IN (`+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids)...)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: deleting %d %s messages: %w", len(ids), kind, err)
 	}

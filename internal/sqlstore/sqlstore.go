@@ -1,0 +1,89 @@
+// Package sqlstore holds the pieces that gocap's SQL storages share: how
+// headers are encoded, argument lists, and scanning of the dashboard's
+// aggregate queries.
+package sqlstore
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// HeadersJSON encodes m's headers as a JSON object ({} when nil).
+func HeadersJSON(m *storage.Message) (string, error) {
+	h := m.Headers
+	if h == nil {
+		h = map[string]string{}
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("encoding headers of message %d: %w", m.ID, err)
+	}
+	return string(b), nil
+}
+
+// NonNil returns b, or an empty slice for nil, for NOT NULL body columns.
+func NonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// Placeholders returns n question-mark placeholders separated by commas.
+func Placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// IDArgs returns prefix followed by ids, as query arguments.
+func IDArgs(ids []int64, prefix ...any) []any {
+	args := make([]any, 0, len(prefix)+len(ids))
+	args = append(args, prefix...)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return args
+}
+
+// ScanCounts reads (status, count) rows into a map that has every status.
+func ScanCounts(rows *sql.Rows) (map[storage.Status]int64, error) {
+	defer rows.Close()
+	counts := map[storage.Status]int64{}
+	for _, s := range storage.Statuses {
+		counts[s] = 0
+	}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		counts[storage.Status(s)] = n
+	}
+	return counts, rows.Err()
+}
+
+// ScanHistogram reads (bucket, status, count) rows, where bucket is the
+// snowflake time (id >> 22) divided by bucketMillis.
+func ScanHistogram(rows *sql.Rows, bucketMillis, epochMillis int64) ([]storage.HistogramBucket, error) {
+	defer rows.Close()
+	var out []storage.HistogramBucket
+	for rows.Next() {
+		var b, n int64
+		var s string
+		if err := rows.Scan(&b, &s, &n); err != nil {
+			return nil, err
+		}
+		out = append(out, storage.HistogramBucket{Start: time.UnixMilli(b*bucketMillis + epochMillis).UTC(), Status: storage.Status(s), Count: n})
+	}
+	return out, rows.Err()
+}
+
+// MinID is the smallest snowflake id of a row added at or after since.
+func MinID(since time.Time, epochMillis int64) int64 {
+	return max(since.UnixMilli()-epochMillis, 0) << 22
+}
