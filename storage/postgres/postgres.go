@@ -165,7 +165,6 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	return nil
 }
 
-
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
