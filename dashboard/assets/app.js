@@ -1,5 +1,5 @@
-// gocap dashboard: select-all checkbox, and live counts on the overview.
-// The pages work without this script.
+// gocap dashboard: select-all checkbox, and a live overview (counts every
+// 3 seconds, chart and processors every 15). The pages work without it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const all = document.getElementById("all");
@@ -11,7 +11,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const counts = document.querySelectorAll("[data-count]");
   if (counts.length === 0) return;
   const prefix = document.body.dataset.prefix || "";
-  const refresh = async () => {
+  const refreshCounts = async () => {
     try {
       const res = await fetch(prefix + "/api/stats", { headers: { Accept: "application/json" } });
       if (!res.ok) return;
@@ -23,5 +23,19 @@ document.addEventListener("DOMContentLoaded", () => {
       });
     } catch (e) { /* offline: keep the last numbers */ }
   };
-  setInterval(refresh, 3000);
+  // The chart and the processor list are rendered on the server: fetch the
+  // page again and swap those parts in.
+  const refreshLive = async () => {
+    try {
+      const res = await fetch(location.href);
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      document.querySelectorAll("[data-live]").forEach((el) => {
+        const fresh = doc.querySelector('[data-live="' + el.dataset.live + '"]');
+        if (fresh) el.replaceWith(document.importNode(fresh, true));
+      });
+    } catch (e) { /* keep the last picture */ }
+  };
+  setInterval(refreshCounts, 3000);
+  setInterval(refreshLive, 15000);
 });
