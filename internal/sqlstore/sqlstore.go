@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,4 +87,48 @@ func ScanHistogram(rows *sql.Rows, bucketMillis, epochMillis int64) ([]storage.H
 // MinID is the smallest snowflake id of a row added at or after since.
 func MinID(since time.Time, epochMillis int64) int64 {
 	return max(since.UnixMilli()-epochMillis, 0) << 22
+}
+
+// ListWhere returns the conditions and arguments that select the rows of
+// a dashboard filter, for a storage with ? placeholders, and the page size.
+// contentCond is the storage's condition for "the body contains the
+// argument", and contentArg makes that argument from the searched text. ok
+// is false when no row can match (a published message id that is not a
+// number).
+func ListWhere(f storage.Filter, contentCond string, contentArg func(string) any) (where []string, args []any, limit int, ok bool) {
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	if f.Status != "" {
+		add("status = ?", string(f.Status))
+	}
+	if f.Name != "" {
+		add("name = ?", f.Name)
+	}
+	if f.Group != "" && f.Kind == storage.Received {
+		add("grp = ?", f.Group)
+	}
+	if f.MsgID != "" {
+		if f.Kind == storage.Received {
+			add("msg_id = ?", f.MsgID)
+		} else {
+			id, err := strconv.ParseInt(f.MsgID, 10, 64)
+			if err != nil {
+				return nil, nil, 0, false
+			}
+			add("id = ?", id)
+		}
+	}
+	if f.Content != "" {
+		add(contentCond, contentArg(f.Content))
+	}
+	if f.BeforeID > 0 {
+		add("id < ?", f.BeforeID)
+	}
+	limit = f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	return where, args, limit, true
 }

@@ -573,41 +573,9 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if err != nil {
 		return nil, err
 	}
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		where = append(where, cond)
-		args = append(args, v)
-	}
-	if f.Status != "" {
-		add("status = ?", string(f.Status))
-	}
-	if f.Name != "" {
-		add("name = ?", f.Name)
-	}
-	if f.Group != "" && f.Kind == storage.Received {
-		add("grp = ?", f.Group)
-	}
-	if f.MsgID != "" {
-		if f.Kind == storage.Received {
-			add("msg_id = ?", f.MsgID)
-		} else {
-			id, err := strconv.ParseInt(f.MsgID, 10, 64)
-			if err != nil {
-				return nil, nil // no published id is not a number
-			}
-			add("id = ?", id)
-		}
-	}
-	if f.Content != "" {
-		add(`body LIKE ? ESCAPE '!'`, []byte("%"+likeEscaper.Replace(f.Content)+"%"))
-	}
-	if f.BeforeID > 0 {
-		add("id < ?", f.BeforeID)
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
+	where, args, limit, ok := sqlstore.ListWhere(f, `body LIKE ? ESCAPE '!'`, func(text string) any { return []byte("%" + likeEscaper.Replace(text) + "%") })
+	if !ok {
+		return nil, nil // no published id is not a number
 	}
 	query := t.selectAll
 	if f.Status != "" && f.MsgID == "" {
