@@ -344,6 +344,8 @@ func testPermanentFailure[TTx any](t *testing.T, be backend[TTx]) {
 	waitFor(t, 30*time.Second, "row Failed", func() bool {
 		return getRow(t, ob.Store(), storage.Published, id).Status == storage.StatusFailed
 	})
+	// OnFailed runs right after the row is marked Failed.
+	waitFor(t, 5*time.Second, "OnFailed", func() bool { return calls.Load() > 0 })
 	r := getRow(t, ob.Store(), storage.Published, id)
 	if r.Retries != outbox.DefaultMaxAttempts {
 		t.Errorf("retries = %d, want %d", r.Retries, outbox.DefaultMaxAttempts)
