@@ -263,6 +263,7 @@ func testUndecodable[TTx any](t *testing.T, be backend[TTx]) {
 			t.Errorf("error %q does not name %s", row.LastError, want)
 		}
 	}
+	waitFor(t, 5*time.Second, "OnFailed", func() bool { return failed.Load() > 0 })
 	if row.Retries != 1 || calls.Load() != 0 || failed.Load() != 1 || string(row.Body) != `{"id":"not a number"}` {
 		t.Errorf("retries %d calls %d failed callbacks %d body %s", row.Retries, calls.Load(), failed.Load(), row.Body)
 	}
