@@ -14,6 +14,7 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T) transport.Transport {
 			return newTransport(t, cluster(t), kafka.Config{AutoCreateTopics: true, Partitions: 2, RequeueDelay: 10 * time.Millisecond})
 		},
-		Settle: time.Second,
+		Settle:              time.Second,
+		RebalanceRedelivers: true,
 	})
 }

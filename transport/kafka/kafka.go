@@ -13,7 +13,9 @@
 // after the outbox stored the message. A handler error keeps the offset: the
 // message is handed to the handler again after Config.RequeueDelay, in the
 // same process, and a crash in between redelivers it from the last
-// committed offset. Kafka has no topic wildcards: Consume rejects patterns
+// committed offset; so can a rebalance of the group, for a record fetched
+// but not yet committed (the outbox de-duplicates such redeliveries by
+// message id and group). Kafka has no topic wildcards: Consume rejects patterns
 // with '*' or '#'. A record without cap-msg-name (from a foreign producer)
 // gets its topic, without the prefix, as Delivery.Topic, which the outbox
 // uses as the name.
