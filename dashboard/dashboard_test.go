@@ -108,6 +108,12 @@ func TestPages(t *testing.T) {
 		{"/ops/gocap/published?status=Lost", 400, []string{"unknown status"}},
 		{"/ops/gocap/nothing", 404, nil},
 		{"/ops/gocap/static/app.js", 200, []string{"api/stats"}},
+		{"/ops/gocap/received", 200, []string{"No messages match", `name="group"`}},
+		{"/ops/gocap/received?group=billing&status=Failed", 200, []string{"No messages match"}},
+		{"/ops/gocap/received/123", 404, []string{"not found"}},
+		{"/ops/gocap/api/received", 200, []string{`"messages":[]`}},
+		{"/ops/gocap/api/received/123", 404, []string{`"error"`}},
+		{"/ops/gocap/api/histogram", 200, []string{`"received"`}},
 	}
 	for _, c := range cases {
 		w := serve(t, h, "GET", c.target, nil, nil)
@@ -124,7 +130,7 @@ func TestPages(t *testing.T) {
 		if strings.Contains(body, "<script>alert") {
 			t.Errorf("GET %s: unescaped message content", c.target)
 		}
-		if c.status == 200 && !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
+		if !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Errorf("GET %s: no CSP", c.target)
 		}
 	}
@@ -223,6 +229,18 @@ func TestActions(t *testing.T) {
 	evil, _ := store.Get(ctx, storage.Published, f.xss)
 	if counts[storage.StatusFailed] != 1 || evil.Status != storage.StatusFailed {
 		t.Errorf("after requeue all matching name=order.paid: %v, evil.topic %s", counts, evil.Status)
+	}
+
+	// The received table's actions answer too (no such row: nothing changes).
+	for _, target := range []string{"/gocap/api/received/requeue", "/gocap/api/received/delete"} {
+		w := serve(t, h, "POST", target, strings.NewReader(`{"ids":["1"]}`), map[string]string{"Content-Type": "application/json"})
+		if w.Code != 200 || !strings.Contains(w.Body.String(), `"count":0`) {
+			t.Errorf("POST %s: %d %s", target, w.Code, w.Body.String())
+		}
+	}
+	w = serve(t, h, "POST", "/gocap/received/requeue", strings.NewReader("id=1"), nil)
+	if w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "/gocap/received?done=") {
+		t.Errorf("form requeue of received: %d %s", w.Code, w.Header().Get("Location"))
 	}
 
 	// Bad input.
