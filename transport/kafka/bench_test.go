@@ -1,0 +1,50 @@
+package kafka_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/kafka"
+)
+
+// BenchmarkSend sends from many goroutines, as the outbox's dispatcher
+// does, to the in-process kfake broker: it measures the transport's own
+// cost and the writer's batching, not a real broker's.
+//
+//	go test -run '^$' -bench Send ./transport/kafka/
+func BenchmarkSend(b *testing.B) {
+	brokers := benchCluster(b)
+	tr, err := kafka.New(kafka.Config{Brokers: brokers, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	msg := transport.Message{
+		Headers: map[string]string{transport.HeaderMsgID: "2125444000991662080", transport.HeaderMsgName: "bench"},
+		Body:    []byte(`{"id":12345,"amount":"9.90","currency":"EUR"}`),
+	}
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := tr.Send(context.Background(), "bench", msg); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}
+
+func benchCluster(b *testing.B) []string {
+	b.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c.ListenAddrs()
+}

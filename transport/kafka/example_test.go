@@ -1,0 +1,38 @@
+package kafka_test
+
+import (
+	"context"
+	"log"
+
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/kafka"
+)
+
+// Send and consume directly; an outbox does the same when given the
+// transport (outbox.New(store, tr, outbox.Options{})).
+func ExampleNew() {
+	tr, err := kafka.New(kafka.Config{
+		Brokers:          []string{"127.0.0.1:9092"},
+		AutoCreateTopics: true,
+		KeyHeader:        "order-id", // records of one order keep their order
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tr.Close()
+	ctx := context.Background()
+	err = tr.Send(ctx, "order.paid", transport.Message{
+		Headers: map[string]string{transport.HeaderMsgID: "1", transport.HeaderMsgName: "order.paid", "order-id": "42"},
+		Body:    []byte(`{"id":42}`),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = tr.Consume(ctx, "billing", []string{"order.paid"}, func(ctx context.Context, d transport.Delivery) error {
+		log.Printf("%s: %s", d.Topic, d.Body)
+		return nil // the offset is committed only now
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
