@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,6 +193,7 @@ func runCore[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("PermanentFailure", func(t *testing.T) { testPermanentFailure(t, be) })
 	t.Run("Cleaner", func(t *testing.T) { testCleaner(t, be) })
 	t.Run("TwoProcessors", func(t *testing.T) { testTwoProcessors(t, be) })
+	t.Run("BatchPartialFailure", func(t *testing.T) { testBatchPartialFailure(t, be) })
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, be) })
 	t.Run("ProcessorKilled", func(t *testing.T) { testProcessorKilled(t, be) })
 	runReceive(t, be)
@@ -471,6 +473,28 @@ func (s *exclusiveSender) Send(ctx context.Context, topic string, msg transport.
 	return s.Transport.Send(ctx, topic, msg)
 }
 
+// SendBatch marks every message of the batch in flight, as Send does for
+// one, and sends through the wrapped transport's SendBatch.
+func (s *exclusiveSender) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
+	s.mu.Lock()
+	for _, m := range msgs {
+		id := m.Headers[transport.HeaderMsgID]
+		if s.inFlight[id] {
+			s.overlaps.Add(1)
+		}
+		s.inFlight[id] = true
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for _, m := range msgs {
+			delete(s.inFlight, m.Headers[transport.HeaderMsgID])
+		}
+		s.mu.Unlock()
+	}()
+	return s.Transport.(transport.BatchSender).SendBatch(ctx, msgs)
+}
+
 func testTwoProcessors[TTx any](t *testing.T, be backend[TTx]) {
 	url := testenv.AMQPURL(t)
 	env := be.open(t)
@@ -518,5 +542,118 @@ func testTwoProcessors[TTx any](t *testing.T, be backend[TTx]) {
 	}
 	if o := shared.overlaps.Load(); o != 0 {
 		t.Errorf("%d concurrent double sends", o)
+	}
+}
+
+// testBatchPartialFailure sends one claim of rows, half of them to a topic
+// no queue is bound to, as batches: each row gets its own outcome.
+func testBatchPartialFailure[TTx any](t *testing.T, be backend[TTx]) {
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	ex := testenv.Name("gocap_test_partial")
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("dial rabbitmq: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if ch, err := conn.Channel(); err == nil {
+			ch.ExchangeDelete(ex, false, false)
+		}
+	})
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "order.paid", ex, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: url, Exchange: ex, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	var _ transport.BatchSender = tr // this test is about batches
+	var failedCalls atomic.Int32
+	ob := newOutbox(t, env.driver(t), tr, outbox.Options{
+		Retry:    outbox.RetryPolicy{ImmediateRetries: -1, Interval: 5 * time.Millisecond, MaxAttempts: 3},
+		OnFailed: func(context.Context, outbox.FailedMessage) { failedCalls.Add(1) },
+	})
+	// Committed before Run, so that the first claim takes them all.
+	const n = 40
+	ctx := context.Background()
+	routable, unroutable := map[string]bool{}, []int64{}
+	tx, commit, _ := env.begin(t)
+	for i := range n {
+		topic := "order.paid"
+		if i%2 == 1 {
+			topic = "nobody.listens"
+		}
+		id, err := ob.Publish(ctx, tx, topic, orderPaid{ID: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			unroutable = append(unroutable, id)
+		} else {
+			routable[strconv.FormatInt(id, 10)] = true
+		}
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ob)
+	arrived := map[string]int{}
+	for range n / 2 {
+		select {
+		case m := <-got:
+			id := fmt.Sprint(m.Headers[transport.HeaderMsgID])
+			if !routable[id] {
+				t.Fatalf("message %s arrived; it was not sent to order.paid", id)
+			}
+			arrived[id]++
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d routable messages arrived", len(arrived), n/2)
+		}
+	}
+	waitFor(t, 20*time.Second, "unroutable rows Failed", func() bool {
+		for _, id := range unroutable {
+			if getRow(t, ob.Store(), storage.Published, id).Status != storage.StatusFailed {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range unroutable {
+		r := getRow(t, ob.Store(), storage.Published, id)
+		if r.Retries != 3 || !strings.Contains(r.LastError, "unroutable") {
+			t.Errorf("unroutable row %d: retries %d, last error %q; want 3 and unroutable", id, r.Retries, r.LastError)
+		}
+	}
+	for id := range routable {
+		n, _ := strconv.ParseInt(id, 10, 64)
+		waitFor(t, 5*time.Second, "routable row Succeeded", func() bool {
+			return getRow(t, ob.Store(), storage.Published, n).Status == storage.StatusSucceeded
+		})
+		if r := getRow(t, ob.Store(), storage.Published, n); r.Retries != 0 || arrived[id] != 1 {
+			t.Errorf("routable row %s: retries %d, arrived %d times; want 0 and once", id, r.Retries, arrived[id])
+		}
+	}
+	waitFor(t, 5*time.Second, "OnFailed for each unroutable row", func() bool { return failedCalls.Load() == n/2 })
+	select {
+	case m := <-got:
+		t.Errorf("unexpected extra delivery of %v", m.Headers[transport.HeaderMsgID])
+	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -100,9 +100,11 @@ type Options struct {
 	Lease time.Duration
 	// ClaimBatch is the largest number of rows claimed by one query.
 	ClaimBatch int
-	// SendConcurrency is the number of sends in flight at once. Sends are
-	// pipelined by the transport, so this is what lets dispatch reach the
-	// broker's confirm throughput. Zero means 1000.
+	// SendConcurrency is the number of messages being sent at once. Sends
+	// are pipelined by the transport, so this is what lets dispatch reach
+	// the broker's confirm throughput. A transport that implements
+	// transport.BatchSender (RabbitMQ does) gets the claimed rows in
+	// batches of up to 100, several batches at once. Zero means 1000.
 	SendConcurrency int
 	// HandlerConcurrency is the number of subscriber handlers running at
 	// once. Zero means 16.

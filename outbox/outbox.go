@@ -92,6 +92,11 @@ func New[TTx any](driver storage.Driver[TTx], tr transport.Transport, opts Optio
 	}
 	e.publisher = newProcessor(storage.Published, driver, &e.opts, opts.SendConcurrency, e.send)
 	e.receiver = newProcessor(storage.Received, driver, &e.opts, opts.HandlerConcurrency, e.handle)
+	if bs, ok := tr.(transport.BatchSender); ok {
+		e.publisher.attemptBatch = func(ctx context.Context, ms []*storage.Message) []error {
+			return sendBatch(ctx, bs, ms)
+		}
+	}
 	return &Outbox[TTx]{driver: driver, engine: e}, nil
 }
 
@@ -213,6 +218,16 @@ func (e *engine) newMessage(name string, payload any, opts []PublishOption) (*st
 // send is the publish side's attempt: ship one row over the transport.
 func (e *engine) send(ctx context.Context, m *storage.Message) error {
 	return e.transport.Send(ctx, m.Name, transport.Message{Headers: m.Headers, Body: m.Body})
+}
+
+// sendBatch is the publish side's batch attempt, for transports that
+// send batches: ship claimed rows over the transport together.
+func sendBatch(ctx context.Context, bs transport.BatchSender, ms []*storage.Message) []error {
+	out := make([]transport.Outgoing, len(ms))
+	for i, m := range ms {
+		out[i] = transport.Outgoing{Topic: m.Name, Message: transport.Message{Headers: m.Headers, Body: m.Body}}
+	}
+	return bs.SendBatch(ctx, out)
 }
 
 // Store returns the storage the outbox uses, for the dashboard and for

@@ -38,6 +38,16 @@ func Permanent(err error) error {
 // attemptFunc sends or handles one claimed row.
 type attemptFunc func(ctx context.Context, m *storage.Message) error
 
+// batchAttemptFunc sends several claimed rows at once and returns one error
+// per row, in order.
+type batchAttemptFunc func(ctx context.Context, ms []*storage.Message) []error
+
+// maxAttemptBatch bounds the rows of one batch attempt: large enough that a
+// batch amortizes its goroutine, deadline and confirmation wait, small
+// enough that a claim of ClaimBatch rows is spread over several batches
+// running at once.
+const maxAttemptBatch = 100
+
 // processor runs the attempts of one table: it claims due rows, runs them
 // with bounded concurrency, and records each outcome under the row's lease.
 // The published and the received side are the same processor with a
@@ -48,6 +58,9 @@ type processor struct {
 	opts    *Options
 	log     *slog.Logger
 	attempt attemptFunc
+	// attemptBatch, if set, replaces attempt: claimed rows are attempted in
+	// batches of up to maxAttemptBatch.
+	attemptBatch batchAttemptFunc
 
 	groups []string // for received rows: the groups to claim rows of
 
@@ -56,9 +69,30 @@ type processor struct {
 	freed chan struct{} // signalled when a slot is released
 	wake  chan struct{} // signalled when rows may have become due
 
+	// Attempts run on a pool of worker goroutines that grows on demand
+	// and shrinks when idle: reusing a goroutine and its grown stack is
+	// markedly cheaper than a new goroutine per message at thousands of
+	// messages a second.
+	jobs    chan job       // to an idle worker
+	quit    chan struct{}  // closed when run ends: idle workers exit
+	workers sync.WaitGroup // worker goroutines
+
 	succeeded chan storage.Lease
 	wg        sync.WaitGroup // attempts in flight
+
+	mu      sync.Mutex
+	closing bool // set when run stops taking attempts; guarded by mu
 }
+
+// job is one attempt, of one row or of a batch, handed to a worker. It
+// holds one slot per row.
+type job struct {
+	work context.Context
+	ms   []*storage.Message
+}
+
+// workerIdle is how long a worker waits for its next job before it exits.
+const workerIdle = 10 * time.Second
 
 func newProcessor(kind storage.Kind, store storage.Store, opts *Options, limit int, attempt attemptFunc) *processor {
 	return &processor{
@@ -71,6 +105,8 @@ func newProcessor(kind storage.Kind, store storage.Store, opts *Options, limit i
 		slots:     make(chan struct{}, limit),
 		freed:     make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
+		jobs:      make(chan job),
+		quit:      make(chan struct{}),
 		succeeded: make(chan storage.Lease, limit),
 	}
 }
@@ -95,7 +131,13 @@ func (p *processor) run(ctx, work context.Context) {
 
 	p.claimLoop(ctx, work)
 
+	// No attempt starts after this: wg.Wait below sees them all.
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
 	p.wg.Wait()
+	close(p.quit)
+	p.workers.Wait()
 	close(p.succeeded)
 	<-completerDone
 }
@@ -127,9 +169,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		if err != nil && ctx.Err() == nil {
 			p.log.Error("gocap: claiming due messages failed; retrying after the poll interval", "err", err)
 		}
-		for _, m := range msgs {
-			p.start(work, m)
-		}
+		p.startAll(work, msgs)
 		if err == nil && len(msgs) == limit {
 			continue // there may be more due rows
 		}
@@ -142,71 +182,140 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 	}
 }
 
-// start runs the attempt of a claimed row in a new goroutine. The caller
-// has checked that a slot is free.
-func (p *processor) start(work context.Context, m *storage.Message) {
-	p.slots <- struct{}{}
-	p.launch(work, m)
+// startAll runs the attempts of claimed rows, one by one or in batches.
+// The caller has checked that a slot is free for each row.
+func (p *processor) startAll(work context.Context, msgs []*storage.Message) {
+	size := 1
+	if p.attemptBatch != nil {
+		size = maxAttemptBatch
+	}
+	for len(msgs) > 0 {
+		n := min(len(msgs), size)
+		for range n {
+			p.slots <- struct{}{}
+		}
+		p.wg.Add(1)
+		p.launch(work, msgs[:n:n])
+		msgs = msgs[n:]
+	}
 }
 
 // startClaimed runs the attempt of a row the caller claimed itself (a
 // received message just stored), waiting for a free slot first. It returns
-// false if ctx ends before a slot is free; the row is then attempted by a
-// claim loop when its lease ends.
+// false if ctx ends before a slot is free, or the processor has stopped;
+// the row is then attempted by a claim loop when its lease ends.
 func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) bool {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	p.launch(work, m)
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		<-p.slots
+		return false
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	p.launch(work, []*storage.Message{m})
 	return true
 }
 
-// launch processes m in a new goroutine that holds the slot the caller
-// took, and releases it when done.
-func (p *processor) launch(work context.Context, m *storage.Message) {
-	p.wg.Add(1)
-	go func() {
-		defer func() {
-			<-p.slots
-			select {
-			case p.freed <- struct{}{}:
-			default:
-			}
-			p.wg.Done()
-		}()
-		p.process(work, m)
-	}()
-}
-
-// process makes one attempt and records its outcome.
-func (p *processor) process(work context.Context, m *storage.Message) {
-	lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
-	err := p.safeAttempt(work, m)
-	if err == nil {
-		p.succeeded <- lease
-		return
+// launch processes ms on an idle worker, or on a new one if none is idle.
+// The worker holds the slots the caller took, and the caller's count in wg,
+// and releases them when done.
+func (p *processor) launch(work context.Context, ms []*storage.Message) {
+	j := job{work: work, ms: ms}
+	select {
+	case p.jobs <- j:
+	default:
+		p.workers.Add(1)
+		go p.worker(j)
 	}
-	p.fail(work, m, lease, err)
 }
 
-// safeAttempt runs the attempt with a deadline of half the lease, turns a
-// panic into an error, and counts a cancelled or expired context as a
-// failure even when the attempt returned nil.
-func (p *processor) safeAttempt(work context.Context, m *storage.Message) (err error) {
+// worker runs jobs until it has been idle for workerIdle or run ends.
+// Workers number at most the slots taken plus those between two jobs, and
+// the idle ones exit, so the pool follows the load.
+func (p *processor) worker(j job) {
+	defer p.workers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		p.process(j.work, j.ms)
+		for range j.ms {
+			<-p.slots
+		}
+		select {
+		case p.freed <- struct{}{}:
+		default:
+		}
+		p.wg.Done()
+
+		idle.Reset(workerIdle)
+		select {
+		case j = <-p.jobs:
+		case <-idle.C:
+			return
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// process attempts ms and records each row's outcome.
+func (p *processor) process(work context.Context, ms []*storage.Message) {
+	errs := p.safeAttempt(work, ms)
+	for i, m := range ms {
+		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
+		if errs[i] == nil {
+			p.succeeded <- lease
+			continue
+		}
+		p.fail(work, m, lease, errs[i])
+	}
+}
+
+// safeAttempt attempts ms, as one batch or row by row, with a deadline of
+// half the lease. It returns one error per row: a panic is an error for
+// every row of the attempt, and so is a cancelled or expired context, even
+// for a row whose attempt returned nil.
+func (p *processor) safeAttempt(work context.Context, ms []*storage.Message) (errs []error) {
 	ctx, cancel := context.WithTimeout(work, p.opts.Lease/2)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			err := fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			errs = make([]error, len(ms))
+			for i := range errs {
+				errs[i] = err
+			}
 		}
 	}()
-	err = p.attempt(ctx, m)
-	if err == nil && ctx.Err() != nil {
-		err = fmt.Errorf("attempt did not finish in time: %w", context.Cause(ctx))
+	if p.attemptBatch != nil {
+		errs = p.attemptBatch(ctx, ms)
+		if len(errs) != len(ms) {
+			err := fmt.Errorf("batch attempt returned %d results for %d messages", len(errs), len(ms))
+			errs = make([]error, len(ms))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+	} else {
+		errs = make([]error, len(ms))
+		for i, m := range ms {
+			errs[i] = p.attempt(ctx, m)
+		}
 	}
-	return err
+	if ctx.Err() != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("attempt did not finish in time: %w", context.Cause(ctx))
+			}
+		}
+	}
+	return errs
 }
 
 func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.Lease, cause error) {

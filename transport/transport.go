@@ -66,6 +66,25 @@ type Sender interface {
 	Send(ctx context.Context, topic string, msg Message) error
 }
 
+// Outgoing is a message and the topic it is sent to.
+type Outgoing struct {
+	Topic string
+	Message
+}
+
+// BatchSender is implemented by transports that send many messages in one
+// call more cheaply than by as many concurrent Send calls: they write the
+// whole batch, then wait for the broker's confirmations together. The
+// processor uses it when the transport has it, and Send otherwise.
+type BatchSender interface {
+	// SendBatch publishes msgs, in order, and waits until the broker has
+	// accepted or refused each of them. It returns one error per message,
+	// in msgs' order: nil for a message the broker accepted (as Send's nil
+	// means), the reason otherwise. A message whose error is not nil may
+	// still have reached the broker, as with Send.
+	SendBatch(ctx context.Context, msgs []Outgoing) []error
+}
+
 // Handler is called for every delivery. Returning nil acknowledges the
 // delivery to the broker (ack, offset commit); returning an error leaves it
 // unacknowledged, so the broker delivers it again.

@@ -1,16 +1,23 @@
 // Command throughput measures gocap's publish side on the machine's real
 // PostgreSQL and RabbitMQ and prints, in one run:
 //
-//   - the raw amqp091-go publish rate with pipelined publisher confirms
-//     (the ceiling for any outbox on this broker);
+//   - the raw amqp091-go publish rate with pipelined publisher confirms,
+//     twice: with light messages (default exchange, two headers), and with
+//     exactly the messages gocap sends for a Publish (topic exchange,
+//     mandatory flag, CAP's headers, message id and timestamp), the
+//     ceiling for any CAP-compatible outbox on this broker;
 //   - gocap's dispatch throughput: committed rows sent, confirmed by
-//     RabbitMQ and marked Succeeded, per second;
+//     RabbitMQ and marked Succeeded, per second, and the CPU this process
+//     used for it;
+//
+// Every throughput run publishes persistent messages to a fresh durable
+// queue with no consumer, so RabbitMQ does the same work in each.
 //   - commit-to-broker latency percentiles at a steady publish rate, measured
 //     from the application's commit to the arrival at a consumer.
 //
 // Usage:
 //
-//	go run ./examples/throughput [-n 20000] [-rate 1000] [-duration 10s]
+//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s]
 //
 // GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
 package main
@@ -27,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,25 +72,39 @@ func main() {
 	check("setup", err)
 	defer b.close()
 
-	// The broker's speed drifts on a small machine: alternate the two runs
-	// and compare medians.
-	var raws, disps []float64
+	// The broker's speed drifts on a small machine: alternate the runs and
+	// compare medians.
+	var lights, raws, disps []float64
 	for round := 1; round <= *rounds; round++ {
-		raw, err := rawConfirmRate(ctx, amqpURL, *n)
+		light, err := rawConfirmRate(ctx, amqpURL, "", *n)
+		check("raw amqp091 run", err)
+		raw, err := rawConfirmRate(ctx, amqpURL, b.exchange, *n)
 		check("raw amqp091 run", err)
 		disp, err := b.dispatchRate(ctx, *n)
 		check("dispatch run", err)
-		fmt.Printf("round %d: raw %8.0f msg/s, gocap dispatch %8.0f msg/s\n", round, raw, disp)
-		raws, disps = append(raws, raw), append(disps, disp)
+		fmt.Printf("round %d: raw light %6.0f msg/s, raw same %6.0f msg/s, gocap dispatch %6.0f msg/s\n", round, light, raw, disp)
+		lights, raws, disps = append(lights, light), append(raws, raw), append(disps, disp)
 	}
-	raw, disp := median(raws), median(disps)
-	fmt.Printf("raw amqp091-go, pipelined confirms:   %8.0f msg/s (median of %d runs of %d messages)\n", raw, *rounds, *n)
-	fmt.Printf("gocap dispatch, commit -> Succeeded:  %8.0f msg/s (median) = %.0f%% of raw\n", disp, 100*disp/raw)
+	light, raw, disp := median(lights), median(raws), median(disps)
+	fmt.Printf("medians of %d rounds of %d messages, all persistent to a durable queue, up to 256 confirms outstanding:\n", *rounds, *n)
+	fmt.Printf("  raw amqp091-go, light messages (default exchange, 2 headers): %6.0f msg/s\n", light)
+	fmt.Printf("  raw amqp091-go, the messages gocap sends (topic exchange, mandatory, CAP headers): %6.0f msg/s\n", raw)
+	fmt.Printf("  gocap dispatch, commit -> confirmed -> Succeeded: %6.0f msg/s = %.0f%% of raw same messages (%.0f%% of light)\n",
+		disp, 100*disp/raw, 100*disp/light)
 
 	p50, p99, count, err := b.latency(ctx, *rate, *dur)
 	check("latency run", err)
 	fmt.Printf("commit -> broker -> consumer latency at %d msg/s over %v (%d msgs): p50 %v, p99 %v\n",
 		*rate, *dur, count, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+}
+
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(xs []float64) float64 {
@@ -105,8 +127,12 @@ func check(what string, err error) {
 }
 
 // rawConfirmRate publishes n persistent messages with plain amqp091-go to a
-// queue, keeping up to window confirms outstanding, and returns msg/s.
-func rawConfirmRate(ctx context.Context, url string, n int) (float64, error) {
+// fresh durable queue, keeping up to window confirms outstanding, and
+// returns msg/s. With exchange empty it sends the lightest message: to the
+// default exchange, two headers. With an exchange it sends what gocap
+// sends for a Publish: to that topic exchange with a queue bound by "#",
+// mandatory, with CAP's headers, a message id and a timestamp.
+func rawConfirmRate(ctx context.Context, url, exchange string, n int) (float64, error) {
 	const window = 256
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -124,10 +150,25 @@ func rawConfirmRate(ctx context.Context, url string, n int) (float64, error) {
 		return 0, err
 	}
 	defer ch.QueueDelete(q.Name, false, false, false)
+	key, mandatory := q.Name, false
+	if exchange != "" {
+		if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
+			return 0, err
+		}
+		if err := ch.QueueBind(q.Name, "#", exchange, false, nil); err != nil {
+			return 0, err
+		}
+		key, mandatory = "bench.dispatch", true
+	}
 	if err := ch.Confirm(false); err != nil {
 		return 0, err
 	}
-	body := []byte(`{"id":12345,"amount":"9.90","currency":"EUR"}`)
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	body := []byte(`{"amount":"9.90","currency":"EUR","id":12345}`)
+	gen, err := ids.NewGenerator(1)
+	if err != nil {
+		return 0, err
+	}
 	pending := make(chan *amqp.DeferredConfirmation, window)
 	errc := make(chan error, 1)
 	go func() {
@@ -139,14 +180,30 @@ func rawConfirmRate(ctx context.Context, url string, n int) (float64, error) {
 				return
 			}
 		}
-		errc <- nil
+		select {
+		case r := <-returns:
+			errc <- fmt.Errorf("message %s returned unroutable", r.MessageId)
+		default:
+			errc <- nil
+		}
 	}()
 	start := time.Now()
 	for i := range n {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q.Name, false, false, amqp.Publishing{
+		msg := amqp.Publishing{
 			DeliveryMode: amqp.Persistent, Body: body,
 			Headers: amqp.Table{"cap-msg-id": strconv.Itoa(i), "cap-msg-name": "bench"},
-		})
+		}
+		if exchange != "" {
+			now := time.Now().UTC()
+			id := strconv.FormatInt(gen.Next(), 10)
+			msg.Headers = amqp.Table{
+				transport.HeaderMsgID: id, transport.HeaderMsgName: key, transport.HeaderMsgType: "map[string]interface {}",
+				transport.HeaderCorrelationID: id, transport.HeaderCorrelationSeq: "0",
+				transport.HeaderSentTime: now.Format(time.RFC3339Nano),
+			}
+			msg.MessageId, msg.Timestamp = id, now
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, mandatory, false, msg)
 		if err != nil {
 			close(pending)
 			return 0, err
@@ -208,25 +265,34 @@ func (b *bench) close() {
 	b.pool.Close()
 }
 
+// bindQueue binds a fresh durable queue, like a consumer group's, to the
+// exchange and returns its name; close deletes it.
+func (b *bench) bindQueue(ch *amqp.Channel) (string, error) {
+	if err := ch.ExchangeDeclare(b.exchange, "topic", true, false, false, false, nil); err != nil {
+		return "", err
+	}
+	q, err := ch.QueueDeclare(b.exchange+".q"+strconv.FormatInt(ids.Token()%1_000_000, 10), true, false, false, false, nil)
+	if err != nil {
+		return "", err
+	}
+	b.queues = append(b.queues, q.Name)
+	if err := ch.QueueBind(q.Name, "#", b.exchange, false, nil); err != nil {
+		return "", err
+	}
+	return q.Name, nil
+}
+
 // consumer binds a fresh queue to the exchange and returns its deliveries.
 func (b *bench) consumer() (<-chan amqp.Delivery, error) {
 	ch, err := b.conn.Channel()
 	if err != nil {
 		return nil, err
 	}
-	if err := ch.ExchangeDeclare(b.exchange, "topic", true, false, false, false, nil); err != nil {
-		return nil, err
-	}
-	// Durable, like a consumer group's queue; deleted by close.
-	q, err := ch.QueueDeclare(b.exchange+".q"+strconv.FormatInt(ids.Token()%1_000_000, 10), true, false, false, false, nil)
+	q, err := b.bindQueue(ch)
 	if err != nil {
 		return nil, err
 	}
-	b.queues = append(b.queues, q.Name)
-	if err := ch.QueueBind(q.Name, "#", b.exchange, false, nil); err != nil {
-		return nil, err
-	}
-	return ch.Consume(q.Name, "", true, true, false, false, nil)
+	return ch.Consume(q, "", true, true, false, false, nil)
 }
 
 func (b *bench) outbox(ctx context.Context) (*outbox.Outbox[pgx.Tx], transport.Transport, error) {
@@ -247,8 +313,14 @@ func (b *bench) outbox(ctx context.Context) (*outbox.Outbox[pgx.Tx], transport.T
 // dispatchRate commits n messages while no processor runs, then starts one
 // and measures until every row is Succeeded.
 func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
-	// A bound queue, so nothing is unroutable; deleted after the round.
-	if _, err := b.consumer(); err != nil {
+	// A bound queue, so nothing is unroutable, and no consumer, as in the
+	// raw run: the messages wait in the queue. Deleted after the round.
+	ch, err := b.conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	if _, err := b.bindQueue(ch); err != nil {
 		return 0, err
 	}
 	defer b.deleteQueues()
@@ -287,6 +359,7 @@ func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
+	cpu0 := processCPU()
 	start := time.Now()
 	go func() {
 		defer wg.Done()
@@ -313,8 +386,11 @@ func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	stop()
 	wg.Wait()
+	fmt.Printf("  dispatch: this process used %.0f%% of a core, %v of CPU per message\n",
+		100*cpu.Seconds()/elapsed.Seconds(), (cpu / time.Duration(n)).Round(100*time.Nanosecond))
 	c, err := ob.Store().Counts(ctx, storage.Published)
 	if err != nil {
 		return 0, err

@@ -87,7 +87,10 @@ type Transport struct {
 	backoff  time.Duration
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport   = (*Transport)(nil)
+	_ transport.BatchSender = (*Transport)(nil)
+)
 
 // New returns a transport for cfg and checks that the broker answers and
 // the exchange can be declared.
@@ -238,28 +241,60 @@ func (t *Transport) dialPublisher() (*publisher, error) {
 // Send publishes msg to topic and waits for the broker's confirmation (see
 // transport.Sender).
 func (t *Transport) Send(ctx context.Context, topic string, msg transport.Message) error {
+	return t.SendBatch(ctx, []transport.Outgoing{{Topic: topic, Message: msg}})[0]
+}
+
+// SendBatch publishes msgs on the publisher channel one after the other,
+// without waiting, then waits for their confirmations (see
+// transport.BatchSender). Concurrent calls interleave on the channel.
+func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
+	errs := make([]error, len(msgs))
 	p, err := t.publisher()
 	if err != nil {
-		return fmt.Errorf("rabbitmq: send to %q: %w", topic, err)
+		for i, m := range msgs {
+			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, err)
+		}
+		return errs
 	}
-	headers := make(amqp.Table, len(msg.Headers))
-	for k, v := range msg.Headers {
-		headers[k] = v
+	type pending struct {
+		dc *amqp.DeferredConfirmation
+		id string
 	}
-	id := msg.Headers[transport.HeaderMsgID]
-	if id == "" {
-		id = "gocap-" + strconv.FormatUint(t.seq.Add(1), 10)
+	sent := make([]pending, len(msgs))
+	now := time.Now().UTC()
+	for i, m := range msgs {
+		headers := make(amqp.Table, len(m.Headers))
+		for k, v := range m.Headers {
+			headers[k] = v
+		}
+		id := m.Headers[transport.HeaderMsgID]
+		if id == "" {
+			id = "gocap-" + strconv.FormatUint(t.seq.Add(1), 10)
+		}
+		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, t.cfg.Exchange, m.Topic, true, false, amqp.Publishing{
+			Headers:      headers,
+			DeliveryMode: amqp.Persistent,
+			MessageId:    id,
+			Timestamp:    now,
+			Body:         m.Body,
+		})
+		if err != nil {
+			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, err)
+			continue
+		}
+		sent[i] = pending{dc: dc, id: id}
 	}
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, t.cfg.Exchange, topic, true, false, amqp.Publishing{
-		Headers:      headers,
-		DeliveryMode: amqp.Persistent,
-		MessageId:    id,
-		Timestamp:    time.Now().UTC(),
-		Body:         msg.Body,
-	})
-	if err != nil {
-		return fmt.Errorf("rabbitmq: send to %q: %w", topic, err)
+	for i, s := range sent {
+		if s.dc != nil {
+			errs[i] = t.confirmed(ctx, p, s.dc, s.id, msgs[i].Topic)
+		}
 	}
+	return errs
+}
+
+// confirmed waits for the broker's confirmation of one published message
+// and reports whether it was accepted and routed.
+func (t *Transport) confirmed(ctx context.Context, p *publisher, dc *amqp.DeferredConfirmation, id, topic string) error {
 	ok, err := dc.WaitContext(ctx)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: send to %q: waiting for the confirm: %w", topic, err)

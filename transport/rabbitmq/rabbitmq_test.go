@@ -93,6 +93,39 @@ func TestUnroutable(t *testing.T) {
 	}
 }
 
+// TestSendBatchUnroutable checks that in a batch only the unroutable
+// message fails, with ErrUnroutable, and the others are confirmed.
+func TestSendBatchUnroutable(t *testing.T) {
+	tr, _ := newTransport(t, rabbitmq.Config{})
+	got := make(chan transport.Delivery, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Consume(ctx, "conformance", []string{"bound"}, func(_ context.Context, d transport.Delivery) error {
+		got <- d
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	msgs := []transport.Outgoing{
+		{Topic: "bound", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "1"}, Body: []byte("a")}},
+		{Topic: "nobody.listens", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "2"}, Body: []byte("b")}},
+		{Topic: "bound", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "3"}, Body: []byte("c")}},
+	}
+	errs := tr.SendBatch(ctx, msgs)
+	if len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], rabbitmq.ErrUnroutable) || errs[2] != nil {
+		t.Fatalf("SendBatch errors %v, want [nil ErrUnroutable nil]", errs)
+	}
+	for range 2 {
+		select {
+		case d := <-got:
+			if id := d.Headers[transport.HeaderMsgID]; id != "1" && id != "3" {
+				t.Errorf("unexpected delivery of message %s", id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the routable messages of the batch did not arrive")
+		}
+	}
+}
+
 func TestForeignHeaderTypes(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
 	got := make(chan transport.Delivery, 1)

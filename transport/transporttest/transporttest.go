@@ -20,6 +20,7 @@ package transporttest
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 	if h.Disconnect != nil {
 		t.Run("ConnectionLoss", func(t *testing.T) { connectionLoss(t, h) })
 	}
+	t.Run("SendBatch", func(t *testing.T) { sendBatch(t, h) })
 	t.Run("Close", func(t *testing.T) { closeTest(t, h) })
 }
 
@@ -161,6 +163,73 @@ func headersAndBody(t *testing.T, h Harness) {
 	}
 	if got.Topic != "order.paid" {
 		t.Errorf("topic %q", got.Topic)
+	}
+}
+
+// sendBatch checks a transport.BatchSender: a batch over two topics, and
+// concurrent batches, arrive whole, each message to its topic.
+func sendBatch(t *testing.T, h Harness) {
+	tr := h.New(t)
+	bs, ok := tr.(transport.BatchSender)
+	if !ok {
+		t.Skip("the transport does not implement transport.BatchSender")
+	}
+	var paid, shipped recorder
+	consume(t, h, tr, "batch-paid", []string{"order.paid"}, &paid)
+	consume(t, h, tr, "batch-shipped", []string{"order.shipped"}, &shipped)
+	time.Sleep(h.Settle)
+
+	const batches, perBatch = 4, 50
+	var wg sync.WaitGroup
+	for b := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msgs := make([]transport.Outgoing, perBatch)
+			for i := range msgs {
+				topic := "order.paid"
+				if i%2 == 1 {
+					topic = "order.shipped"
+				}
+				msgs[i] = transport.Outgoing{Topic: topic, Message: msg(b*perBatch + i)}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			errs := bs.SendBatch(ctx, msgs)
+			if len(errs) != len(msgs) {
+				t.Errorf("SendBatch returned %d errors for %d messages", len(errs), len(msgs))
+				return
+			}
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("SendBatch: message %d: %v", i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, d := range paid.wait(t, batches*perBatch/2) {
+		id := d.Headers[transport.HeaderMsgID]
+		seen[id] = true
+		if n, err := strconv.Atoi(id); err != nil || n%2 != 0 {
+			t.Errorf("message %s arrived on order.paid; it was sent to order.shipped", id)
+		}
+	}
+	for _, d := range shipped.wait(t, batches*perBatch/2) {
+		id := d.Headers[transport.HeaderMsgID]
+		seen[id] = true
+		if n, err := strconv.Atoi(id); err != nil || n%2 != 1 {
+			t.Errorf("message %s arrived on order.shipped; it was sent to order.paid", id)
+		}
+	}
+	for i := range batches * perBatch {
+		if !seen[fmt.Sprint(i)] {
+			t.Errorf("message %d never arrived", i)
+		}
+	}
+	if errs := bs.SendBatch(context.Background(), nil); len(errs) != 0 {
+		t.Errorf("SendBatch of no messages returned %v", errs)
 	}
 }
 
