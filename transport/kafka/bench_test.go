@@ -39,6 +39,43 @@ func BenchmarkSend(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 }
 
+// BenchmarkSendBatch sends batches of 100 from a few goroutines, as the
+// outbox's processor does with a claim; b.N counts messages.
+func BenchmarkSendBatch(b *testing.B) {
+	brokers := benchCluster(b)
+	tr, err := kafka.New(kafka.Config{Brokers: brokers, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	const size = 100
+	batch := make([]transport.Outgoing, size)
+	for i := range batch {
+		batch[i] = transport.Outgoing{Topic: "bench", Message: transport.Message{
+			Headers: map[string]string{transport.HeaderMsgID: "2125444000991662080", transport.HeaderMsgName: "bench"},
+			Body:    []byte(`{"id":12345,"amount":"9.90","currency":"EUR"}`),
+		}}
+	}
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		n := 0
+		for pb.Next() {
+			if n++; n < size {
+				continue // one SendBatch per size iterations
+			}
+			n = 0
+			for _, err := range tr.SendBatch(context.Background(), batch) {
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}
+
 func benchCluster(b *testing.B) []string {
 	b.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "bench"))
