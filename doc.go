@@ -24,8 +24,9 @@
 // A published message is a row in the published table, written in the
 // application's transaction. A processor claims committed rows (FOR UPDATE
 // SKIP LOCKED with a lease, so several processes can run against one
-// database and no row is in flight in two of them), sends each over the
-// transport, and marks it Succeeded once the broker confirmed it. A failed
+// database and no row is in flight in two of them), sends them over the
+// transport (in batches, where the transport takes batches, with publisher
+// confirms pipelined), and marks each Succeeded once the broker confirmed it. A failed
 // send is retried three times at once, then once a minute until 50 attempts
 // have been made; the row is then Failed, the OnFailed callback runs, and a
 // person can requeue it from the dashboard. A row whose processor died is
