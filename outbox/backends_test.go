@@ -2,15 +2,20 @@ package outbox_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gocap/gocap/internal/testenv"
+	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
+	"github.com/gocap/gocap/transport"
 )
 
 func hostPort(t *testing.T, rawURL string) string {
@@ -85,3 +90,74 @@ func pgPool(t *testing.T, dsn string) *pgxpool.Pool {
 }
 
 func TestPostgres(t *testing.T) { runCore(t, postgresBackend) }
+
+// TestPostgresCoalescedNotify checks that a commit whose NOTIFY was
+// coalesced into an earlier one is still sent promptly: the processor
+// polls every NotifyInterval after a notification. The poll interval is an
+// hour, so only that can find it.
+func TestPostgresCoalescedNotify(t *testing.T) {
+	url := testenv.AMQPURL(t)
+	env := postgresBackend.open(t)
+	const interval = 500 * time.Millisecond
+	pool := pgPool(t, env.dsn)
+	d := postgres.New(pool, postgres.Options{Schema: env.name, Logger: quietLogger(), NotifyInterval: interval})
+	b := newBroker(t, url)
+	tr := b.transport(t, url)
+	ob := newOutbox(t, d, tr, outbox.Options{PollInterval: time.Hour})
+	run(t, ob)
+	ctx := context.Background()
+
+	// Until the processor listens, a notification is lost: probe with an
+	// outbox on a driver that always notifies, until a probe arrives.
+	probe := newOutbox(t, postgres.New(pool, postgres.Options{Schema: env.name, Logger: quietLogger(), NotifyInterval: -1}),
+		tr, outbox.Options{})
+	for i := 0; ; i++ {
+		if _, err := probe.PublishWithoutTx(ctx, "probe", []byte("p")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-b.got:
+		case <-time.After(200 * time.Millisecond):
+			if i == 50 {
+				t.Fatal("no probe arrived: the processor does not hear notifications")
+			}
+			continue
+		}
+		break
+	}
+	for drained := false; !drained; {
+		select {
+		case <-b.got:
+		case <-time.After(300 * time.Millisecond):
+			drained = true
+		}
+	}
+
+	publish := func(note string) int64 {
+		t.Helper()
+		var id int64
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			var err error
+			id, err = ob.Publish(ctx, tx, "order.paid", orderPaid{Amount: note})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	arrives := func(id int64, within time.Duration) {
+		t.Helper()
+		m := b.next(t, within)
+		if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id, 10) {
+			t.Fatalf("message %s arrived, want %d", got, id)
+		}
+	}
+	start := time.Now()
+	arrives(publish("notifies"), 5*time.Second)
+	second := publish("coalesced")
+	if time.Since(start) >= interval {
+		t.Fatalf("the first message took %v to arrive; the second was not within NotifyInterval %v", time.Since(start), interval)
+	}
+	arrives(second, 5*time.Second)
+}

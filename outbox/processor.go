@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocap/gocap/internal/ids"
@@ -69,6 +70,12 @@ type processor struct {
 	freed chan struct{} // signalled when a slot is released
 	wake  chan struct{} // signalled when rows may have become due
 
+	// fastPoll, if set, is the poll interval for a while after a
+	// notification: the storage's notifications are coalesced, and a
+	// commit close after a notified one is found by this poll.
+	fastPoll   time.Duration
+	notifiedAt atomic.Int64 // the last notification, in Unix nanoseconds
+
 	// Attempts run on a pool of worker goroutines that grows on demand
 	// and shrinks when idle: reusing a goroutine and its grown stack is
 	// markedly cheaper than a new goroutine per message at thousands of
@@ -109,6 +116,17 @@ func newProcessor(kind storage.Kind, store storage.Store, opts *Options, limit i
 		quit:      make(chan struct{}),
 		succeeded: make(chan storage.Lease, limit),
 	}
+}
+
+// fastPollWindow is how long the claim loop polls every fastPoll after a
+// notification: long enough to cover the commits coalesced into it.
+func (p *processor) fastPollWindow() time.Duration { return max(time.Second, 20*p.fastPoll) }
+
+// Notified reports a notification from the storage: rows were committed.
+// The claim loop looks for due rows now, and every fastPoll for a while.
+func (p *processor) Notified() {
+	p.notifiedAt.Store(time.Now().UnixNano())
+	p.Wake()
 }
 
 // Wake makes the claim loop look for due rows now.
@@ -173,7 +191,11 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		if err == nil && len(msgs) == limit {
 			continue // there may be more due rows
 		}
-		poll.Reset(p.opts.PollInterval)
+		wait := p.opts.PollInterval
+		if p.fastPoll > 0 && time.Since(time.Unix(0, p.notifiedAt.Load())) < p.fastPollWindow() {
+			wait = min(wait, p.fastPoll)
+		}
+		poll.Reset(wait)
 		select {
 		case <-p.wake:
 		case <-poll.C:

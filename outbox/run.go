@@ -64,6 +64,10 @@ func (e *engine) Run(ctx context.Context) error {
 		e.receiver.groups = slices.Sorted(maps.Keys(e.groups))
 		running = append(running, e.receiver)
 	}
+	listener, notifies := e.store.(storage.Listener)
+	if notifies {
+		e.publisher.fastPoll = listener.NotifyInterval()
+	}
 	var processors sync.WaitGroup
 	for _, p := range running {
 		processors.Add(1)
@@ -72,8 +76,8 @@ func (e *engine) Run(ctx context.Context) error {
 			p.run(ctx, work)
 		}()
 	}
-	if l, ok := e.store.(storage.Listener); ok {
-		goRun(func() { e.listen(ctx, l) })
+	if notifies {
+		goRun(func() { e.listen(ctx, listener) })
 	}
 	for group, subs := range e.groups {
 		goRun(func() { e.consume(ctx, work, group, subs) })
@@ -112,7 +116,7 @@ func (e *engine) Run(ctx context.Context) error {
 func (e *engine) listen(ctx context.Context, l storage.Listener) {
 	backoff := newBackoff(100*time.Millisecond, 30*time.Second)
 	for ctx.Err() == nil {
-		err := l.Listen(ctx, e.publisher.Wake)
+		err := l.Listen(ctx, e.publisher.Notified)
 		if ctx.Err() != nil {
 			return
 		}

@@ -302,8 +302,15 @@ type Driver[TTx any] interface {
 // LISTEN/NOTIFY). Processors without one rely on their own in-process signal
 // and on polling.
 type Listener interface {
-	// Listen calls notify each time such a transaction commits, until ctx
-	// ends. It returns ctx's error when ctx ends, or an error if it cannot
+	// Listen calls notify when such a transaction commits, until ctx ends.
+	// It returns ctx's error when ctx ends, or an error if it cannot
 	// listen; the processor then falls back to polling and calls it again.
 	Listen(ctx context.Context, notify func()) error
+	// NotifyInterval is how far apart a publishing process sends
+	// notifications at most: a transaction that inserts rows within this
+	// interval of one that notified may not notify itself. After a
+	// notification, the processor therefore looks for due rows every
+	// NotifyInterval for a while, and finds such rows as promptly. Zero
+	// means every such transaction notifies.
+	NotifyInterval() time.Duration
 }

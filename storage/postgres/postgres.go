@@ -5,8 +5,12 @@
 // with the business data. The insert also issues a NOTIFY on the same
 // transaction; PostgreSQL delivers it only on commit, and the processor,
 // which LISTENs on a connection of its own, sends the message within
-// milliseconds. Polling remains as the fallback, so nothing depends on a
-// notification arriving.
+// milliseconds. PostgreSQL commits notifying transactions one at a time, so
+// a driver notifies at most once per Options.NotifyInterval (2 ms): a
+// transaction close after a notified one skips its NOTIFY, and the processor,
+// which polls every NotifyInterval for a while after a notification, finds
+// its rows as promptly. Polling at Options.PollInterval of the outbox
+// remains as the fallback, so nothing depends on a notification arriving.
 //
 // # Schema
 //
@@ -29,6 +33,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,7 +67,20 @@ type Options struct {
 	// DisableNotify turns off NOTIFY on publish; processors then find new
 	// messages by polling.
 	DisableNotify bool
+	// NotifyInterval is the least time between two publishing transactions
+	// of this driver that send a NOTIFY; a transaction within it of the
+	// last one does not notify, and processors find its rows by polling
+	// every NotifyInterval after a notification. PostgreSQL commits the
+	// transactions that sent a NOTIFY one at a time (it locks the database
+	// for that), without group commit, so notifying from every transaction
+	// would cap concurrent publishers at one commit per WAL flush. Zero
+	// means DefaultNotifyInterval; a negative value notifies from every
+	// transaction.
+	NotifyInterval time.Duration
 }
+
+// DefaultNotifyInterval is Options.NotifyInterval when zero.
+const DefaultNotifyInterval = 2 * time.Millisecond
 
 // Driver is the PostgreSQL storage. It is safe for concurrent use.
 type Driver struct {
@@ -70,6 +88,8 @@ type Driver struct {
 	opts    Options
 	channel string
 	q       queries
+
+	lastNotify atomic.Int64 // when a transaction last sent a NOTIFY, in Unix nanoseconds
 }
 
 var (
@@ -91,8 +111,14 @@ func New(pool *pgxpool.Pool, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	switch {
+	case opts.NotifyInterval == 0:
+		opts.NotifyInterval = DefaultNotifyInterval
+	case opts.NotifyInterval < 0:
+		opts.NotifyInterval = 0
+	}
 	d := &Driver{pool: pool, opts: opts, channel: opts.Schema + "_published"}
-	d.q = newQueries(opts.Schema, d.channel, !opts.DisableNotify)
+	d.q = newQueries(opts.Schema, d.channel)
 	return d
 }
 
@@ -152,18 +178,40 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 		ids[i], names[i], headers[i], bodies[i] = m.ID, m.Name, string(h), sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
 	}
+	insertOne, insertMany := d.q.insertOne, d.q.insertMany
+	if d.shouldNotify() {
+		insertOne, insertMany = d.q.insertOneNotify, d.q.insertManyNotify
+	}
 	if n == 1 {
-		_, err := q.Exec(ctx, d.q.insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0])
+		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0])
 		if err != nil {
 			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], err)
 		}
 		return nil
 	}
-	if _, err := q.Exec(ctx, d.q.insertMany, ids, names, headers, bodies, added, next); err != nil {
+	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next); err != nil {
 		return fmt.Errorf("postgres: inserting %d published messages: %w", n, err)
 	}
 	return nil
 }
+
+// shouldNotify reports whether a publishing transaction is to send a
+// NOTIFY: when notifications are on and none was sent within
+// NotifyInterval. Of concurrent callers, one wins.
+func (d *Driver) shouldNotify() bool {
+	if d.opts.DisableNotify {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := d.lastNotify.Load()
+	if now-last < int64(d.opts.NotifyInterval) {
+		return false
+	}
+	return d.lastNotify.CompareAndSwap(last, now)
+}
+
+// NotifyInterval returns Options.NotifyInterval (see storage.Listener).
+func (d *Driver) NotifyInterval() time.Duration { return d.opts.NotifyInterval }
 
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).

@@ -28,12 +28,14 @@ type tableQueries struct {
 type queries struct {
 	published, received tableQueries
 
-	insertOne      string
-	insertMany     string
-	insertReceived string
-	heartbeat      string
-	instances      string
-	removeInstance string
+	insertOne        string
+	insertMany       string
+	insertOneNotify  string // insertOne, and a NOTIFY sent on commit
+	insertManyNotify string // insertMany, and a NOTIFY sent on commit
+	insertReceived   string
+	heartbeat        string
+	instances        string
+	removeInstance   string
 }
 
 func (q *queries) table(kind storage.Kind) (*tableQueries, error) {
@@ -47,7 +49,7 @@ func (q *queries) table(kind storage.Kind) (*tableQueries, error) {
 	}
 }
 
-func newQueries(schema, channel string, notify bool) queries {
+func newQueries(schema, channel string) queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	pub := s + ".published"
 	rec := s + ".received"
@@ -60,14 +62,12 @@ func newQueries(schema, channel string, notify bool) queries {
 	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, 'Scheduled', added, next_attempt_at
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
 		AS m(id, name, headers, body, added, next_attempt_at)`
-	if notify {
-		// One statement, one round trip: the NOTIFY is queued in the same
-		// transaction and delivered only if it commits.
-		lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
-		q.insertOne = `WITH ins AS (` + q.insertOne + ` RETURNING 1) SELECT pg_notify(` + lit + `, '') FROM ins`
-		q.insertMany = `WITH ins AS (` + q.insertMany + ` RETURNING 1)
-			SELECT pg_notify(` + lit + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one`
-	}
+	// One statement, one round trip: the NOTIFY is queued in the same
+	// transaction and delivered only if it commits.
+	lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
+	q.insertOneNotify = `WITH ins AS (` + q.insertOne + ` RETURNING 1) SELECT pg_notify(` + lit + `, '') FROM ins`
+	q.insertManyNotify = `WITH ins AS (` + q.insertMany + ` RETURNING 1)
+		SELECT pg_notify(` + lit + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one`
 	q.insertReceived = `INSERT INTO ` + rec + ` AS r
 		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
 		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8)
