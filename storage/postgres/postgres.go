@@ -73,9 +73,11 @@ type Options struct {
 	// every NotifyInterval after a notification. PostgreSQL commits the
 	// transactions that sent a NOTIFY one at a time (it locks the database
 	// for that), without group commit, so notifying from every transaction
-	// would cap concurrent publishers at one commit per WAL flush. Zero
-	// means DefaultNotifyInterval; a negative value notifies from every
-	// transaction.
+	// would cap concurrent publishers at one commit per WAL flush. Should
+	// the notified transaction roll back, or commit long after the others,
+	// their rows wait at most for the next notification or the outbox's
+	// PollInterval. Zero means DefaultNotifyInterval; a negative value
+	// notifies from every transaction.
 	NotifyInterval time.Duration
 }
 
