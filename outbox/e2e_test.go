@@ -458,25 +458,26 @@ type exclusiveSender struct {
 }
 
 func (s *exclusiveSender) Send(ctx context.Context, topic string, msg transport.Message) error {
-	id := msg.Headers[transport.HeaderMsgID]
-	s.mu.Lock()
-	if s.inFlight[id] {
-		s.overlaps.Add(1)
-	}
-	s.inFlight[id] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.inFlight, id)
-		s.mu.Unlock()
-	}()
+	defer s.enter([]transport.Message{msg})()
 	return s.Transport.Send(ctx, topic, msg)
 }
 
 // SendBatch marks every message of the batch in flight, as Send does for
 // one, and sends through the wrapped transport's SendBatch.
 func (s *exclusiveSender) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
+	ms := make([]transport.Message, len(msgs))
+	for i, m := range msgs {
+		ms[i] = m.Message
+	}
+	defer s.enter(ms)()
+	return s.Transport.(transport.BatchSender).SendBatch(ctx, msgs)
+}
+
+// enter marks msgs in flight, counting those already in flight as
+// overlaps, and returns the function that marks them done.
+func (s *exclusiveSender) enter(msgs []transport.Message) (leave func()) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, m := range msgs {
 		id := m.Headers[transport.HeaderMsgID]
 		if s.inFlight[id] {
@@ -484,15 +485,13 @@ func (s *exclusiveSender) SendBatch(ctx context.Context, msgs []transport.Outgoi
 		}
 		s.inFlight[id] = true
 	}
-	s.mu.Unlock()
-	defer func() {
+	return func() {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		for _, m := range msgs {
 			delete(s.inFlight, m.Headers[transport.HeaderMsgID])
 		}
-		s.mu.Unlock()
-	}()
-	return s.Transport.(transport.BatchSender).SendBatch(ctx, msgs)
+	}
 }
 
 func testTwoProcessors[TTx any](t *testing.T, be backend[TTx]) {

@@ -97,6 +97,9 @@ func New[TTx any](driver storage.Driver[TTx], tr transport.Transport, opts Optio
 			return sendBatch(ctx, bs, ms)
 		}
 	}
+	if l, ok := driver.(storage.Listener); ok {
+		e.publisher.fastPoll = l.NotifyInterval()
+	}
 	return &Outbox[TTx]{driver: driver, engine: e}, nil
 }
 

@@ -64,10 +64,6 @@ func (e *engine) Run(ctx context.Context) error {
 		e.receiver.groups = slices.Sorted(maps.Keys(e.groups))
 		running = append(running, e.receiver)
 	}
-	listener, notifies := e.store.(storage.Listener)
-	if notifies {
-		e.publisher.fastPoll = listener.NotifyInterval()
-	}
 	var processors sync.WaitGroup
 	for _, p := range running {
 		processors.Add(1)
@@ -76,8 +72,8 @@ func (e *engine) Run(ctx context.Context) error {
 			p.run(ctx, work)
 		}()
 	}
-	if notifies {
-		goRun(func() { e.listen(ctx, listener) })
+	if l, ok := e.store.(storage.Listener); ok {
+		goRun(func() { e.listen(ctx, l) })
 	}
 	for group, subs := range e.groups {
 		goRun(func() { e.consume(ctx, work, group, subs) })
