@@ -19,6 +19,16 @@
 // holder died simply becomes due again when its lease ends.
 //
 // All times passed to and returned from a Store are UTC.
+//
+// # Text
+//
+// A Store stores any Go string it is given, including text a database
+// cannot hold as it is: strings that are not valid UTF-8 or hold NUL
+// characters are stored as [ValidText] makes them, error texts are cut to
+// the backend's column size with [TruncateText], and a received message id
+// longer than MaxMsgIDBytes is stored, and de-duplicated, as
+// [StorableMsgID] makes it. Errors the database raises for the data itself
+// are wrapped with [ErrPermanent].
 package storage
 
 import (
@@ -210,6 +220,13 @@ var (
 	// lease ran out and another processor took it, or it was requeued or
 	// deleted meanwhile). The outcome was not recorded.
 	ErrLeaseLost = errors.New("storage: lease lost")
+	// ErrPermanent marks an error that retrying the same call cannot fix:
+	// the database refused the data itself (a data exception, a value over
+	// a limit), as opposed to a transient failure (connection lost,
+	// deadlock, serialization failure, timeout, database shutting down).
+	// A backend wraps such errors so that errors.Is(err, ErrPermanent)
+	// holds; callers retry only the other ones.
+	ErrPermanent = errors.New("storage: permanent error")
 )
 
 // Store is everything a backend does outside the application's transactions.
@@ -241,6 +258,14 @@ type Store interface {
 	// clears their lease (token and LeaseUntil). Rows whose lease no longer matches are left alone;
 	// it returns how many rows it marked.
 	Succeed(ctx context.Context, kind Kind, leases []Lease, now, expiresAt time.Time) (int64, error)
+
+	// Release gives up leases of rows whose attempt did not take place
+	// (the transport could not reach its broker): each row still held
+	// under its lease stays Scheduled, due at nextAttemptAt, with its
+	// retry count unchanged and LastError set to reason; the lease is
+	// cleared. Rows whose lease no longer matches are left alone. It
+	// returns how many rows it released.
+	Release(ctx context.Context, kind Kind, leases []Lease, nextAttemptAt time.Time, reason string) (int64, error)
 
 	// Fail records a failed attempt of a leased row: retries is incremented
 	// in SQL, LastError set, and the row becomes Failed (with f.ExpiresAt)

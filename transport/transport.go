@@ -10,7 +10,38 @@
 // the same headers interoperate.
 package transport
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrUnavailable marks a send that failed because the transport cannot
+// reach its broker now: it is not connected, is reconnecting, or the
+// connection broke before the broker confirmed the message. A transport
+// wraps such errors so that errors.Is(err, ErrUnavailable) holds. Such a
+// send is not an attempt of the message: the processor does not count it
+// against the message's retry policy, pauses dispatch and tries again as
+// soon as the transport can reach the broker. Every other send error
+// counts as a failed attempt.
+var ErrUnavailable = errors.New("transport: broker unavailable")
+
+// ErrDiscard marks a handler error that asks the transport not to deliver
+// the message again: see [Discard].
+var ErrDiscard = errors.New("transport: delivery discarded")
+
+// Discard wraps err so that, returned from a [Handler], the transport
+// acknowledges the delivery without handling it (RabbitMQ: rejected
+// without requeue, so a dead-letter exchange receives it if the queue has
+// one; Kafka: its offset is committed) instead of delivering it again.
+// gocap's processor discards only a delivery it could neither store nor
+// record as Failed, after logging it whole. Discard(nil) is nil.
+func Discard(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrDiscard, err)
+}
 
 // Header names, identical to DotNetCore.CAP's (DotNetCore.CAP.Messages.Headers).
 const (
@@ -87,7 +118,9 @@ type BatchSender interface {
 
 // Handler is called for every delivery. Returning nil acknowledges the
 // delivery to the broker (ack, offset commit); returning an error leaves it
-// unacknowledged, so the broker delivers it again.
+// unacknowledged, so the broker delivers it again, after a pause and
+// without holding up other deliveries while it waits; returning an error
+// that wraps [ErrDiscard] drops it (see [Discard]).
 type Handler func(ctx context.Context, d Delivery) error
 
 // Receiver consumes messages from a broker.

@@ -505,6 +505,28 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 	return res.RowsAffected()
 }
 
+// Release gives up leases without counting an attempt (see storage.Store).
+func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if len(leases) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 2+2*len(leases))
+	args = append(args, dbTime(next), errorText(reason))
+	for _, l := range leases {
+		args = append(args, l.ID, l.Token)
+	}
+	pairs := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(leases)), ", ")
+	res, err := d.db.ExecContext(ctx, t.release+pairs+`)`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("mysql: releasing %d %s messages: %w", len(leases), kind, err)
+	}
+	return res.RowsAffected()
+}
+
 // Fail records a failed attempt (see storage.Store).
 func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
 	t, err := d.q.table(kind)

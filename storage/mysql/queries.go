@@ -12,6 +12,7 @@ type tableQueries struct {
 	selectAll     string
 	lease         string
 	succeed       string
+	release       string
 	fail          string
 	failResult    string
 	counts        string
@@ -79,6 +80,8 @@ func newTableQueries(table, idCols string) tableQueries {
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		lease:     `UPDATE ` + table + ` SET lease_until = ?, lease_token = ? WHERE id IN (`,
 		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL
+			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
+		release: `UPDATE ` + table + ` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
 			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
 		// No assignment reads a column assigned before it (retries is
 		// incremented last), so the result is the same whether the server

@@ -281,6 +281,30 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 	return tag.RowsAffected(), nil
 }
 
+// Release gives up leases without counting an attempt (see storage.Store).
+func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
+	t, err := d.q.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if len(leases) == 0 {
+		return 0, nil
+	}
+	ids := make([]int64, len(leases))
+	tokens := make([]int64, len(leases))
+	for i, l := range leases {
+		ids[i], tokens[i] = l.ID, l.Token
+	}
+	tag, err := d.pool.Exec(ctx, t.release, ids, tokens, next.UTC(), storage.TruncateText(reason, maxErrorBytes))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: releasing %d %s messages: %w", len(leases), kind, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// maxErrorBytes bounds a stored error text.
+const maxErrorBytes = 4000
+
 // Fail records a failed attempt (see storage.Store).
 func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
 	t, err := d.q.table(kind)

@@ -16,6 +16,7 @@ type tableQueries struct {
 	claim         string
 	claimGroups   string
 	succeed       string
+	release       string
 	fail          string
 	counts        string
 	histogram     string
@@ -105,6 +106,9 @@ func newTableQueries(table, idCols string) tableQueries {
 		claim:       claim(""),
 		claimGroups: claim(` AND grp = ANY($5::text[])`),
 		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL
+			FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+			WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'`,
+		release: `UPDATE ` + table + ` AS t SET next_attempt_at = $3, last_error = $4, lease_token = NULL, lease_until = NULL
 			FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
 			WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'`,
 		fail: `UPDATE ` + table + ` SET

@@ -299,6 +299,39 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 	return total, nil
 }
 
+// Release gives up leases without counting an attempt (see storage.Store).
+func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	if len(leases) == 0 {
+		return 0, nil
+	}
+	var total int64
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE `+t.name+` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
+			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, l := range leases {
+			res, err := stmt.ExecContext(ctx, us(next), storage.ValidText(reason), l.ID, l.Token)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: releasing %d %s messages: %w", len(leases), kind, err)
+	}
+	return total, nil
+}
+
 // Fail records a failed attempt (see storage.Store).
 func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
 	t, err := d.table(kind)
