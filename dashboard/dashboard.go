@@ -40,7 +40,11 @@
 // # Security
 //
 // Without Options.Authorize the dashboard serves only clients on a loopback
-// address, and says so on every page. With it, every request is checked.
+// address, and says so on every page. It also refuses, with 403, every
+// request that carries a proxy header (Forwarded, X-Forwarded-For,
+// X-Real-IP), even from loopback: behind a reverse proxy on the same host
+// (nginx → 127.0.0.1) every request arrives from loopback, including those
+// from the internet. Set Authorize to serve the dashboard through a proxy. With it, every request is checked.
 // Requests that change something are POSTs, refused when they come from
 // another origin (net/http.CrossOriginProtection: Sec-Fetch-Site and
 // Origin). Message content is escaped by html/template, and the Content
@@ -87,7 +91,8 @@ type Options struct {
 	Prefix string
 	// Authorize, if set, is called for every request: it returns the user's
 	// name, or an error to refuse the request (401). Without it, only
-	// loopback clients are served.
+	// loopback clients are served, and not through a proxy (requests with
+	// a Forwarded, X-Forwarded-For or X-Real-IP header are refused).
 	Authorize func(r *http.Request) (user string, err error)
 	// Logger receives the audit log of actions. Nil means slog.Default().
 	Logger *slog.Logger
@@ -185,8 +190,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if !isLoopback(r.RemoteAddr) {
 		http.Error(w, "forbidden: the gocap dashboard has no Authorize function and serves only loopback clients", http.StatusForbidden)
 		return
+	} else if p := proxyHeader(r); p != "" {
+		http.Error(w, "forbidden: the gocap dashboard has no Authorize function, and this request came through a proxy ("+p+
+			" header): behind a proxy every client looks like loopback, so set dashboard.Options.Authorize to serve it there",
+			http.StatusForbidden)
+		return
 	}
 	h.root.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+}
+
+// proxyHeader returns the name of a header a reverse proxy adds, if r has one.
+func proxyHeader(r *http.Request) string {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if _, ok := r.Header[h]; ok {
+			return h
+		}
+	}
+	return ""
 }
 
 func isLoopback(remote string) bool {

@@ -276,6 +276,17 @@ func TestAccess(t *testing.T) {
 	if w.Code != 200 {
 		t.Errorf("IPv6 loopback client: %d", w.Code)
 	}
+	// Behind a reverse proxy on the same host every client is loopback.
+	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP", "x-forwarded-for"} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "127.0.0.1:4000"
+		r.Header.Set(h, "203.0.113.7")
+		w := httptest.NewRecorder()
+		open.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "proxy") {
+			t.Errorf("loopback request with %s: %d %q, want 403 explaining the proxy", h, w.Code, w.Body.String())
+		}
+	}
 
 	guarded := dashboard.New(f.ob, dashboard.Options{Authorize: func(r *http.Request) (string, error) {
 		if u, p, ok := r.BasicAuth(); ok && u == "ops" && p == "secret" {
