@@ -54,6 +54,8 @@ type engine struct {
 	stop    context.CancelFunc // cancels Run
 	stopped chan struct{}      // closed when Run returns
 	groups  map[string][]*subscription
+
+	unstored unstoredCounts // deliveries that failed to be stored, by message
 }
 
 // New returns an outbox that stores messages with driver and moves them
@@ -91,6 +93,7 @@ func New[TTx any](driver storage.Driver[TTx], tr transport.Transport, opts Optio
 		},
 	}
 	e.publisher = newProcessor(storage.Published, driver, &e.opts, opts.SendConcurrency, e.send)
+	e.publisher.pauseOnUnavailable = true
 	e.receiver = newProcessor(storage.Received, driver, &e.opts, opts.HandlerConcurrency, e.handle)
 	if bs, ok := tr.(transport.BatchSender); ok {
 		e.publisher.attemptBatch = func(ctx context.Context, ms []*storage.Message) []error {

@@ -12,9 +12,11 @@ import (
 
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/transport"
 )
 
-// maxErrorText bounds the error text stored on a row.
+// maxErrorText bounds the error text stored on a row. Storages cut longer
+// texts too (on a character boundary), each to its column's size.
 const maxErrorText = 4000
 
 // PermanentError marks an error that retrying cannot fix: the message
@@ -64,6 +66,13 @@ type processor struct {
 	attemptBatch batchAttemptFunc
 
 	groups []string // for received rows: the groups to claim rows of
+
+	// pauseOnUnavailable makes a send that failed with
+	// transport.ErrUnavailable no attempt: the row's lease is released
+	// without counting it, and claiming pauses until a probe finds the
+	// transport back (the publish side).
+	pauseOnUnavailable bool
+	outage             outage
 
 	limit int           // attempts in flight at most
 	slots chan struct{} // one token per attempt in flight
@@ -160,13 +169,28 @@ func (p *processor) run(ctx, work context.Context) {
 	<-completerDone
 }
 
+// Backoff of the claim loop after a storage error: a few tries in the
+// first second, then one every claimRetryMax, so that a database that is
+// down or restarting is not hammered, and work resumes within
+// claimRetryMax of its return.
+const (
+	claimRetryMin = 250 * time.Millisecond
+	claimRetryMax = 2 * time.Second
+)
+
 func (p *processor) claimLoop(ctx, work context.Context) {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	// Claim in batches: with many attempts in flight, wait until a good part
 	// of a batch is free instead of claiming a row or two per query.
 	threshold := max(1, min(p.opts.ClaimBatch, p.limit)/2)
+	retry := newBackoff(claimRetryMin, claimRetryMax)
 	for ctx.Err() == nil {
+		if d := p.outage.wait(); d > 0 {
+			// The transport is down: probe again when the pause ends.
+			sleep(ctx, d)
+			continue
+		}
 		free := p.limit - len(p.slots)
 		if free < threshold {
 			select {
@@ -184,9 +208,16 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			Limit:      limit,
 			Groups:     p.groups,
 		})
-		if err != nil && ctx.Err() == nil {
-			p.log.Error("gocap: claiming due messages failed; retrying after the poll interval", "err", err)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := retry.next()
+			p.log.Error("gocap: claiming due messages failed; retrying with backoff", "retry_in", d, "err", err)
+			sleep(ctx, d)
+			continue
 		}
+		retry.reset()
 		p.startAll(work, msgs)
 		if err == nil && len(msgs) == limit {
 			continue // there may be more due rows
@@ -289,13 +320,69 @@ func (p *processor) worker(j job) {
 // process attempts ms and records each row's outcome.
 func (p *processor) process(work context.Context, ms []*storage.Message) {
 	errs := p.safeAttempt(work, ms)
+	var (
+		notAttempted []storage.Lease
+		unavailable  error
+		reached      bool
+	)
 	for i, m := range ms {
 		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
-		if errs[i] == nil {
+		switch {
+		case errs[i] == nil:
+			reached = true
 			p.succeeded <- lease
-			continue
+		case p.pauseOnUnavailable && errors.Is(errs[i], transport.ErrUnavailable):
+			notAttempted = append(notAttempted, lease)
+			unavailable = errs[i]
+		default:
+			reached = true
+			p.fail(work, m, lease, errs[i])
 		}
-		p.fail(work, m, lease, errs[i])
+	}
+	if reached {
+		if lasted, ended := p.outage.end(); ended {
+			p.log.Info("gocap: the transport reaches its broker again; dispatch resumed", "outage", lasted.Round(time.Millisecond))
+			p.Wake()
+		}
+	}
+	if len(notAttempted) > 0 {
+		if d, first := p.outage.begin(); first {
+			p.log.Warn("gocap: the transport cannot reach its broker; dispatch paused, attempts are not counted",
+				"probe_in", d, "err", unavailable)
+		}
+		p.release(work, notAttempted, unavailable)
+	}
+}
+
+// release gives up the leases of rows whose send did not reach the
+// broker, without counting an attempt, so that they are sent as soon as
+// the transport is back.
+func (p *processor) release(ctx context.Context, leases []storage.Lease, cause error) {
+	reason := "not sent, not counted as an attempt: " + cause.Error()
+	err := p.retryStore(ctx, func() error {
+		_, err := p.store.Release(ctx, p.kind, leases, time.Now().UTC(), reason)
+		return err
+	})
+	if err != nil {
+		p.log.Error("gocap: releasing rows that were not sent failed; they are sent after their lease ends",
+			"count", len(leases), "err", err)
+	}
+}
+
+// Tries of a storage write whose outcome must not be lost (recording a
+// failure, releasing leases), while its error is transient.
+const recordTries = 3
+
+// retryStore runs f until it succeeds, fails permanently or with a lost
+// lease, or has failed recordTries times; it returns f's last error.
+func (p *processor) retryStore(ctx context.Context, f func() error) error {
+	for i := 1; ; i++ {
+		err := f()
+		if err == nil || i == recordTries || ctx.Err() != nil ||
+			errors.Is(err, storage.ErrPermanent) || errors.Is(err, storage.ErrLeaseLost) {
+			return err
+		}
+		sleep(ctx, time.Duration(i)*100*time.Millisecond)
 	}
 }
 
@@ -348,19 +435,16 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 	if !immediate {
 		next = now.Add(p.opts.Retry.Interval)
 	}
-	text := cause.Error()
-	if len(text) > maxErrorText {
-		text = text[:maxErrorText]
-	}
 	var perm *PermanentError
-	res, err := p.store.Fail(ctx, p.kind, lease, storage.Failure{
-		Error:         text,
+	f := storage.Failure{
+		Error:         storage.TruncateText(cause.Error(), maxErrorText),
 		Now:           now,
 		NextAttemptAt: next,
 		MaxAttempts:   p.opts.Retry.MaxAttempts,
 		Permanent:     errors.As(cause, &perm),
 		ExpiresAt:     now.Add(p.opts.FailedTTL),
-	})
+	}
+	res, err := p.recordFailure(ctx, lease, f)
 	if err != nil {
 		if errors.Is(err, storage.ErrLeaseLost) {
 			p.log.Warn("gocap: attempt failed after its lease was lost; the row is another processor's now",
@@ -385,6 +469,31 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 			p.Wake()
 		}
 	}
+}
+
+// recordFailure records a failed attempt. Should the storage refuse the
+// error text itself, it records a short plain one instead, so that the
+// row's retry count advances and it ends Failed by its policy whatever
+// the text of its errors.
+func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
+	var res storage.FailResult
+	record := func() error {
+		var err error
+		res, err = p.store.Fail(ctx, p.kind, lease, f)
+		return err
+	}
+	err := p.retryStore(ctx, record)
+	if err != nil && errors.Is(err, storage.ErrPermanent) {
+		p.log.Warn("gocap: the storage refused the error text of a failed attempt; recording a shortened one",
+			"id", lease.ID, "err", err)
+		f.Error = fmt.Sprintf("the storage refused this attempt's error text (%s); its start: %q",
+			storage.TruncateText(err.Error(), 300), storage.TruncateText(f.Error, 300))
+		if err = p.retryStore(ctx, record); err != nil && errors.Is(err, storage.ErrPermanent) {
+			f.Error = "the storage refused this attempt's error text; see the processor's log"
+			err = p.retryStore(ctx, record)
+		}
+	}
+	return res, err
 }
 
 // complete records successes in batches: while one batch is written, the

@@ -2,9 +2,13 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocap/gocap/internal/ids"
@@ -161,8 +165,60 @@ func (e *engine) consume(ctx, work context.Context, group string, subs []*subscr
 
 // store1 stores one delivery as a received row claimed by this process and
 // starts its handler. It returns an error, so that the broker delivers the
-// message again, only if the row could not be stored.
+// message again later, only while the storage fails transiently (the
+// database is unreachable, a deadlock): a delivery the storage refuses
+// (see storeUnstorable), or keeps failing on while other deliveries are
+// stored, is stored as a Failed row instead, so that no delivery is handed
+// back to the broker for ever.
 func (e *engine) store1(ctx, work context.Context, group string, d transport.Delivery) error {
+	m := e.receivedMessage(group, d)
+	token := ids.Token()
+	leaseUntil := time.Now().UTC().Add(e.opts.Lease)
+	var (
+		rowID   int64
+		claimed bool
+	)
+	err := e.receiver.retryStore(ctx, func() error {
+		var err error
+		rowID, claimed, err = e.store.InsertReceived(ctx, m, token, leaseUntil)
+		return err
+	})
+	key := group + "\x00" + m.MsgID
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("storing received message %s (topic %q, group %q): %w", m.MsgID, m.Name, group, err)
+		}
+		if !errors.Is(err, storage.ErrPermanent) && e.unstored.add(key) < maxTransientStores {
+			return fmt.Errorf("storing received message %s (topic %q, group %q); the broker delivers it again: %w",
+				m.MsgID, m.Name, group, err)
+		}
+		e.unstored.forget(key)
+		return e.storeUnstorable(ctx, work, m, err)
+	}
+	e.unstored.forget(key)
+	if !claimed {
+		e.opts.Logger.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", group, "topic", m.Name)
+		return nil
+	}
+	if rowID != m.ID {
+		// A Failed duplicate was reset: run the stored row, with its content.
+		stored, err := e.store.Get(ctx, storage.Received, rowID)
+		if err != nil {
+			// The row stays claimed; a claim loop runs it when the lease ends.
+			e.opts.Logger.Warn("gocap: reading a requeued duplicate failed; it runs after its lease",
+				"id", rowID, "err", err)
+			return nil
+		}
+		m = stored
+	}
+	m.LeaseToken, m.LeaseUntil = token, leaseUntil
+	e.receiver.startClaimed(ctx, work, m)
+	return nil
+}
+
+// receivedMessage makes the row of a delivery for group, with CAP's
+// defaults for what a foreign publisher left out.
+func (e *engine) receivedMessage(group string, d transport.Delivery) *storage.Message {
 	now := time.Now().UTC()
 	headers := make(map[string]string, len(d.Headers)+3)
 	maps.Copy(headers, d.Headers)
@@ -180,7 +236,7 @@ func (e *engine) store1(ctx, work context.Context, group string, d transport.Del
 		headers[transport.HeaderMsgName] = name
 	}
 	headers[transport.HeaderGroup] = group
-	m := &storage.Message{
+	return &storage.Message{
 		ID:      id,
 		Kind:    storage.Received,
 		MsgID:   msgID,
@@ -191,30 +247,113 @@ func (e *engine) store1(ctx, work context.Context, group string, d transport.Del
 		Status:  storage.StatusScheduled,
 		Added:   now,
 	}
+}
+
+// maxTransientStores is how many deliveries of one message may fail to be
+// stored with a transient error, while other deliveries are stored, before
+// it is taken as unstorable: a storage error misjudged as transient must
+// not hand the message back to the broker for ever.
+const maxTransientStores = 5
+
+// Headers of a row stored by storeUnstorable.
+const (
+	// HeaderUnstorableHeaders holds the delivery's headers, each quoted
+	// as a Go string literal on a line of its own.
+	HeaderUnstorableHeaders = "gocap-unstorable-headers"
+	// HeaderUnstorableBody says why the body was left out, when it was.
+	HeaderUnstorableBody = "gocap-unstorable-body"
+)
+
+// storeUnstorable stores a delivery that the storage refused as a Failed
+// row, visible and requeueable, carrying the reason and as much of the
+// delivery as can be stored: an id the storage can hold, the headers
+// quoted in HeaderUnstorableHeaders, and the body (left out if it is the
+// body that cannot be stored). It calls Options.OnFailed for it. It
+// returns an error, so the broker delivers the message again, if the
+// storage is unreachable; and a transport.Discard error, after logging the
+// delivery, if even that row is refused.
+func (e *engine) storeUnstorable(ctx, work context.Context, m *storage.Message, cause error) error {
+	var quoted strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
+		fmt.Fprintf(&quoted, "%s: %s\n", strconv.Quote(k), strconv.Quote(m.Headers[k]))
+	}
+	msgID := storage.StorableMsgID(m.MsgID)
+	name := storage.TruncateText(m.Name, 200)
+	row := &storage.Message{
+		ID:    m.ID,
+		Kind:  storage.Received,
+		MsgID: msgID,
+		Name:  name,
+		Group: m.Group,
+		Headers: map[string]string{
+			transport.HeaderMsgID:   msgID,
+			transport.HeaderMsgName: name,
+			transport.HeaderGroup:   m.Group,
+			HeaderUnstorableHeaders: storage.TruncateText(quoted.String(), 64<<10),
+		},
+		Body:   m.Body,
+		Status: storage.StatusScheduled,
+		Added:  m.Added,
+	}
 	token := ids.Token()
-	leaseUntil := now.Add(e.opts.Lease)
-	rowID, claimed, err := e.store.InsertReceived(ctx, m, token, leaseUntil)
-	if err != nil {
-		return fmt.Errorf("storing received message %s (topic %q, group %q): %w", msgID, name, group, err)
+	leaseUntil := time.Now().UTC().Add(e.opts.Lease)
+	var claimed bool
+	insert := func() error {
+		var err error
+		_, claimed, err = e.store.InsertReceived(ctx, row, token, leaseUntil)
+		return err
 	}
-	if !claimed {
-		e.opts.Logger.Debug("gocap: duplicate delivery ignored", "msg_id", msgID, "group", group, "topic", name)
-		return nil
+	err := e.receiver.retryStore(ctx, insert)
+	if err != nil && errors.Is(err, storage.ErrPermanent) && len(row.Body) > 0 {
+		row.Headers[HeaderUnstorableBody] = fmt.Sprintf("%d bytes, left out: %s", len(row.Body), storage.TruncateText(err.Error(), 500))
+		row.Body = nil
+		err = e.receiver.retryStore(ctx, insert)
 	}
-	if rowID != id {
-		// A Failed duplicate was reset: run the stored row, with its content.
-		stored, err := e.store.Get(ctx, storage.Received, rowID)
-		if err != nil {
-			// The row stays claimed; a claim loop runs it when the lease ends.
-			e.opts.Logger.Warn("gocap: reading a requeued duplicate failed; it runs after its lease",
-				"id", rowID, "err", err)
-			return nil
-		}
-		m = stored
+	switch {
+	case err != nil && errors.Is(err, storage.ErrPermanent):
+		e.opts.Logger.Error("gocap: a delivery could not be stored, not even as Failed; it is discarded",
+			"group", m.Group, "topic", m.Name, "headers", quoted.String(), "body", string(m.Body),
+			"cause", cause, "err", err)
+		return transport.Discard(fmt.Errorf("storing received message %q (group %q) as Failed: %w", msgID, m.Group, err))
+	case err != nil:
+		return fmt.Errorf("storing unstorable received message %q (group %q) as Failed; the broker delivers it again: %w",
+			msgID, m.Group, err)
+	case !claimed:
+		return nil // stored before, by an earlier delivery of it
 	}
-	m.LeaseToken, m.LeaseUntil = token, leaseUntil
-	e.receiver.startClaimed(ctx, work, m)
+	row.LeaseToken, row.LeaseUntil = token, leaseUntil
+	e.receiver.fail(work, row, storage.Lease{ID: row.ID, Token: token},
+		Permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s): %w",
+			HeaderUnstorableHeaders, cause)))
 	return nil
+}
+
+// unstoredCounts counts, per message, the deliveries that could not be
+// stored because of a transient error. It is bounded: past maxTracked
+// messages it starts afresh.
+type unstoredCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+const maxTracked = 10000
+
+func (u *unstoredCounts) add(key string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n == nil || len(u.n) >= maxTracked {
+		u.n = map[string]int{}
+	}
+	u.n[key]++
+	return u.n[key]
+}
+
+func (u *unstoredCounts) forget(key string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.n) > 0 {
+		delete(u.n, key)
+	}
 }
 
 // handle is the receive side's attempt: run the handler subscribed to the
