@@ -34,6 +34,15 @@ const (
 // it) ImmediateRetries times; after that it is retried every Interval, until
 // MaxAttempts attempts have been made in all. The message is then Failed,
 // and [Options.OnFailed] is called once for it.
+//
+// Only attempts that reached the broker or the handler count. A send that
+// fails because the transport cannot reach its broker (the error wraps
+// transport.ErrUnavailable: not connected, reconnecting, connection lost
+// before the confirm) is no attempt: the row stays Scheduled with its retry
+// count unchanged and the reason as its last error, dispatch pauses, and
+// the processor probes the transport at most a second apart, so delivery
+// resumes within about a second of the broker's return however long the
+// outage lasted.
 type RetryPolicy struct {
 	// ImmediateRetries is the number of retries without waiting after the
 	// first failure. Zero means DefaultImmediateRetries (3); use a negative
