@@ -186,7 +186,7 @@ func lockWaitTimeout(t *testing.T, db *sql.DB) error {
 		t.Fatal(err)
 	}
 	defer holder.Rollback()
-	if _, err := holder.Exec(`SELECT * FROM `+table+` WHERE id = 1 FOR UPDATE`); err != nil {
+	if _, err := holder.Exec(`SELECT * FROM ` + table + ` WHERE id = 1 FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := db.Conn(ctx)
