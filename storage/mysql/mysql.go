@@ -75,6 +75,13 @@
 // so several instances may run it at once; [SchemaSQL] gives the DDL for
 // teams that run their own migrations. QUERY_PLANS.md shows the plans of
 // the background queries.
+//
+// Text that is longer than its VARCHAR column (name 255 characters, grp
+// 200, the instance id and hostname 255) is cut to the column, on a
+// character boundary, ending with "…[truncated]"; claims, dashboard
+// filters and RemoveInstance cut the values they are given the same way,
+// so they still match. Two groups that agree on their first 188
+// characters are therefore one group here.
 package mysql
 
 import (
@@ -90,7 +97,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -167,7 +173,7 @@ func New(db *sql.DB, opts Options) *Driver {
 func (d *Driver) Migrate(ctx context.Context) error {
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("mysql: migrate: %w", err)
+		return fmt.Errorf("mysql: migrate: %w", classify(err))
 	}
 	defer conn.Close()
 	lock := "gocap.migrate." + d.opts.TablePrefix
@@ -178,7 +184,7 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lock)
 	for _, stmt := range SchemaSQL(d.opts.TablePrefix) {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("mysql: migrate: %w\n%s", err, stmt)
+			return fmt.Errorf("mysql: migrate: %w\n%s", classify(err), stmt)
 		}
 	}
 	return nil
@@ -194,7 +200,7 @@ func (d *Driver) lockClause(ctx context.Context) (string, error) {
 	}
 	var version string
 	if err := d.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
-		return "", fmt.Errorf("mysql: reading the server version: %w", err)
+		return "", fmt.Errorf("mysql: reading the server version: %w", classify(err))
 	}
 	d.versionRead = true
 	if supportsSkipLocked(version) {
@@ -257,29 +263,63 @@ func (c timeCol) Scan(v any) error {
 func (c timeCol) parse(s string) error {
 	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", s, time.UTC)
 	if err != nil {
-		return fmt.Errorf("mysql: reading time %q: %w", s, err)
+		return fmt.Errorf("mysql: reading time %q: %w", s, classify(err))
 	}
 	*c.t = t
 	return nil
 }
 
-// maxErrorBytes bounds LastError below the 65,535 bytes of a TEXT column.
+// maxErrorBytes bounds LastError (and the reason of a Release) below the
+// 65,535 bytes of a TEXT column: storage.TruncateText cuts it there.
 const maxErrorBytes = 16 << 10
 
-// errorText makes an error text fit the last_error column: invalid UTF-8
-// replaced (a utf8mb4 column in strict mode rejects it), and cut at a rune
-// boundary after maxErrorBytes. Otherwise Fail would error, the retry
-// count would never grow and the row would be retried forever.
-func errorText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= maxErrorBytes {
-		return s
+// Sizes, in characters, of the VARCHAR columns that hold text given by
+// the application or read from the wire (see schema.sql). Longer text is
+// cut with sqlstore.FitChars; a received message id is never cut, but made
+// at most storage.MaxMsgIDBytes long by storage.StorableMsgID.
+const (
+	nameChars     = 255 // name
+	groupChars    = 200 // grp
+	instanceChars = 255 // instances.id and instances.hostname
+)
+
+// classify returns err wrapped with storage.ErrPermanent when the server
+// (or the client library) refused the statement for a reason that running
+// it again cannot fix:
+//
+//   - the data: 1048 a NULL in a NOT NULL column, 1264 and 1690 out of
+//     range, 1265 data truncated, 1292 incorrect value, 1300 invalid
+//     character string, 1364 no default value, 1366 incorrect string value
+//     (invalid UTF-8), 1406 data too long, 3140 invalid JSON, 3819 and
+//     4025 check constraint;
+//   - integrity: 1062 duplicate key (a published id stored already; the
+//     received duplicates the driver expects are resolved by ON DUPLICATE
+//     KEY UPDATE and raise none), 1451 and 1452 foreign key;
+//   - size: 1153 packet bigger than max_allowed_packet, and
+//     mysql.ErrPktTooLarge, the client's own refusal;
+//   - the statement: 1054 unknown column, 1064 syntax error, 1146 no such
+//     table (a bug or a missing migration).
+//
+// Every other error is returned as it is, as transient: 1213 deadlock,
+// 1205 lock wait timeout, a lost or closed connection (driver.ErrBadConn,
+// mysql.ErrInvalidConn, 2006 gone away, 2013 lost during query), network
+// and context errors, and any code not listed.
+func classify(err error) error {
+	if errors.Is(err, mysql.ErrPktTooLarge) {
+		return sqlstore.Permanent(err)
 	}
-	cut := maxErrorBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return err
 	}
-	return s[:cut]
+	switch me.Number {
+	case 1048, 1264, 1265, 1292, 1300, 1364, 1366, 1406, 1690, 3140, 3819, 4025,
+		1062, 1451, 1452,
+		1153,
+		1054, 1064, 1146:
+		return sqlstore.Permanent(err)
+	}
+	return err
 }
 
 // execer is what *sql.DB and *sql.Tx have in common.
@@ -344,10 +384,10 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 				sb.WriteString(", ")
 			}
 			sb.WriteString("(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)")
-			args = append(args, m.ID, m.Name, h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
+			args = append(args, m.ID, sqlstore.FitChars(m.Name, nameChars), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
 		}
 		if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
-			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), err)
+			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), classify(err))
 		}
 	}
 	return nil
@@ -360,15 +400,16 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	if err != nil {
 		return 0, false, err
 	}
+	msgID, group := storage.StorableMsgID(m.MsgID), sqlstore.FitChars(m.Group, groupChars)
 	_, err = d.db.ExecContext(ctx, d.q.insertReceived,
-		m.ID, m.MsgID, m.Group, m.Name, h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
+		m.ID, msgID, group, sqlstore.FitChars(m.Name, nameChars), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
 	if err != nil {
-		return 0, false, fmt.Errorf("mysql: storing received message %s for group %q: %w", m.MsgID, m.Group, err)
+		return 0, false, fmt.Errorf("mysql: storing received message %q for group %q: %w", msgID, group, classify(err))
 	}
 	var id int64
 	var got sql.NullInt64
-	if err := d.db.QueryRowContext(ctx, d.q.receivedToken, m.MsgID, m.Group).Scan(&id, &got); err != nil {
-		return 0, false, fmt.Errorf("mysql: reading back received message %s for group %q: %w", m.MsgID, m.Group, err)
+	if err := d.db.QueryRowContext(ctx, d.q.receivedToken, msgID, group).Scan(&id, &got); err != nil {
+		return 0, false, fmt.Errorf("mysql: reading back received message %q for group %q: %w", msgID, group, classify(err))
 	}
 	if !got.Valid || got.Int64 != token {
 		return 0, false, nil // a duplicate that was not Failed
@@ -398,7 +439,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		}
 		query += ` AND grp IN (` + sqlstore.Placeholders(len(req.Groups)) + `)`
 		for _, g := range req.Groups {
-			args = append(args, g)
+			args = append(args, sqlstore.FitChars(g, groupChars))
 		}
 	}
 	query += ` ORDER BY next_attempt_at LIMIT ? FOR UPDATE` + lock
@@ -424,7 +465,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mysql: claiming %s messages: %w", kind, err)
+		return nil, fmt.Errorf("mysql: claiming %s messages: %w", kind, classify(err))
 	}
 	for _, m := range msgs {
 		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
@@ -500,7 +541,7 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 	pairs := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(leases)), ", ")
 	res, err := d.db.ExecContext(ctx, t.succeed+pairs+`)`, args...)
 	if err != nil {
-		return 0, fmt.Errorf("mysql: marking %d %s messages succeeded: %w", len(leases), kind, err)
+		return 0, fmt.Errorf("mysql: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -515,14 +556,14 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 		return 0, nil
 	}
 	args := make([]any, 0, 2+2*len(leases))
-	args = append(args, dbTime(next), errorText(reason))
+	args = append(args, dbTime(next), storage.TruncateText(reason, maxErrorBytes))
 	for _, l := range leases {
 		args = append(args, l.ID, l.Token)
 	}
 	pairs := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(leases)), ", ")
 	res, err := d.db.ExecContext(ctx, t.release+pairs+`)`, args...)
 	if err != nil {
-		return 0, fmt.Errorf("mysql: releasing %d %s messages: %w", len(leases), kind, err)
+		return 0, fmt.Errorf("mysql: releasing %d %s messages: %w", len(leases), kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -537,7 +578,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	lost := false
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		final := []any{f.Permanent, f.MaxAttempts, f.MaxAttempts}
-		args := append([]any{errorText(f.Error)}, final...)
+		args := append([]any{storage.TruncateText(f.Error, maxErrorBytes)}, final...)
 		args = append(append(args, dbTime(f.ExpiresAt)), final...)
 		args = append(append(args, dbTime(f.NextAttemptAt)), final...)
 		r, err := tx.ExecContext(ctx, t.fail, append(args, lease.ID, lease.Token)...)
@@ -556,7 +597,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 		return nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("mysql: recording failure of %s message %d: %w", kind, lease.ID, err)
+		return res, fmt.Errorf("mysql: recording failure of %s message %d: %w", kind, lease.ID, classify(err))
 	}
 	if lost {
 		return res, fmt.Errorf("mysql: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
@@ -572,11 +613,11 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	}
 	rows, err := d.db.QueryContext(ctx, t.selectAll+` WHERE id = ?`, id)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, err)
+		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, classify(err))
 	}
 	msgs, err := scanMessages(rows, kind)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, err)
+		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, classify(err))
 	}
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("mysql: %s message %d: %w", kind, id, storage.ErrNotFound)
@@ -594,6 +635,11 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	t, err := d.q.table(f.Kind)
 	if err != nil {
 		return nil, err
+	}
+	// Names, groups and ids are matched in the form they are stored in.
+	f.Name, f.Group = sqlstore.FitChars(f.Name, nameChars), sqlstore.FitChars(f.Group, groupChars)
+	if f.Kind == storage.Received && f.MsgID != "" {
+		f.MsgID = storage.StorableMsgID(f.MsgID)
 	}
 	where, args, limit, ok := sqlstore.ListWhere(f, `body LIKE ? ESCAPE '!'`, func(text string) any { return []byte("%" + likeEscaper.Replace(text) + "%") })
 	if !ok {
@@ -614,11 +660,11 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	args = append(args, limit)
 	rows, err := d.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, err)
+		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, classify(err))
 	}
 	msgs, err := scanMessages(rows, f.Kind)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, err)
+		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, classify(err))
 	}
 	return msgs, nil
 }
@@ -631,11 +677,11 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	}
 	rows, err := d.db.QueryContext(ctx, t.counts)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
+		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, classify(err))
 	}
 	counts, err := sqlstore.ScanCounts(rows)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, err)
+		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, classify(err))
 	}
 	return counts, nil
 }
@@ -653,11 +699,11 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	minID := sqlstore.MinID(since, epochMillis)
 	rows, err := d.db.QueryContext(ctx, t.histogram, bms, minID)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
+		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, classify(err))
 	}
 	out, err := sqlstore.ScanHistogram(rows, bms, epochMillis)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, err)
+		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, classify(err))
 	}
 	return out, nil
 }
@@ -674,7 +720,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 	at := dbTime(now)
 	res, err := d.db.ExecContext(ctx, t.requeue+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids, at, at)...)
 	if err != nil {
-		return 0, fmt.Errorf("mysql: requeueing %d %s messages: %w", len(ids), kind, err)
+		return 0, fmt.Errorf("mysql: requeueing %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -690,7 +736,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 	}
 	res, err := d.db.ExecContext(ctx, t.delete+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids)...)
 	if err != nil {
-		return 0, fmt.Errorf("mysql: deleting %d %s messages: %w", len(ids), kind, err)
+		return 0, fmt.Errorf("mysql: deleting %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -706,16 +752,16 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 	}
 	res, err := d.db.ExecContext(ctx, t.deleteExpired, dbTime(now), limit)
 	if err != nil {
-		return 0, fmt.Errorf("mysql: deleting expired %s messages: %w", kind, err)
+		return 0, fmt.Errorf("mysql: deleting expired %s messages: %w", kind, classify(err))
 	}
 	return res.RowsAffected()
 }
 
 // Heartbeat records that a processor is alive (see storage.Store).
 func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
-	_, err := d.db.ExecContext(ctx, d.q.heartbeat, inst.ID, inst.Hostname, inst.PID, dbTime(inst.Started), dbTime(inst.LastSeen))
+	_, err := d.db.ExecContext(ctx, d.q.heartbeat, sqlstore.FitChars(inst.ID, instanceChars), sqlstore.FitChars(inst.Hostname, instanceChars), inst.PID, dbTime(inst.Started), dbTime(inst.LastSeen))
 	if err != nil {
-		return fmt.Errorf("mysql: heartbeat of %s: %w", inst.ID, err)
+		return fmt.Errorf("mysql: heartbeat of %s: %w", inst.ID, classify(err))
 	}
 	return nil
 }
@@ -724,19 +770,19 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
 	rows, err := d.db.QueryContext(ctx, d.q.instances, dbTime(since))
 	if err != nil {
-		return nil, fmt.Errorf("mysql: listing processors: %w", err)
+		return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []storage.Instance
 	for rows.Next() {
 		var inst storage.Instance
 		if err := rows.Scan(&inst.ID, &inst.Hostname, &inst.PID, timeCol{&inst.Started}, timeCol{&inst.LastSeen}); err != nil {
-			return nil, fmt.Errorf("mysql: listing processors: %w", err)
+			return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
 		}
 		out = append(out, inst)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mysql: listing processors: %w", err)
+		return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
 	}
 	return out, nil
 }
@@ -744,8 +790,8 @@ func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Inst
 // RemoveInstance forgets a processor, and those not seen since olderThan
 // (see storage.Store).
 func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.Time) error {
-	if _, err := d.db.ExecContext(ctx, d.q.removeInstance, id, nullTime(olderThan)); err != nil {
-		return fmt.Errorf("mysql: removing processor %q: %w", id, err)
+	if _, err := d.db.ExecContext(ctx, d.q.removeInstance, sqlstore.FitChars(id, instanceChars), nullTime(olderThan)); err != nil {
+		return fmt.Errorf("mysql: removing processor %q: %w", id, classify(err))
 	}
 	return nil
 }

@@ -135,7 +135,7 @@ func (d *Driver) Migrate(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: migrating schema %q: %w", d.opts.Schema, err)
+		return fmt.Errorf("postgres: migrating schema %q: %w", d.opts.Schema, classify(err))
 	}
 	return nil
 }
@@ -173,11 +173,11 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	added := make([]time.Time, n)
 	next := make([]time.Time, n)
 	for i, m := range msgs {
-		h, err := json.Marshal(m.Headers)
+		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
-			return fmt.Errorf("postgres: encoding headers of message %d: %w", m.ID, err)
+			return fmt.Errorf("postgres: %w", err)
 		}
-		ids[i], names[i], headers[i], bodies[i] = m.ID, m.Name, string(h), sqlstore.NonNil(m.Body)
+		ids[i], names[i], headers[i], bodies[i] = m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
 	}
 	insertOne, insertMany := d.q.insertOne, d.q.insertMany
@@ -187,12 +187,12 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	if n == 1 {
 		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0])
 		if err != nil {
-			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], err)
+			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], classify(err))
 		}
 		return nil
 	}
 	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next); err != nil {
-		return fmt.Errorf("postgres: inserting %d published messages: %w", n, err)
+		return fmt.Errorf("postgres: inserting %d published messages: %w", n, classify(err))
 	}
 	return nil
 }
@@ -218,19 +218,20 @@ func (d *Driver) NotifyInterval() time.Duration { return d.opts.NotifyInterval }
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
-	h, err := json.Marshal(m.Headers)
+	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
-		return 0, false, fmt.Errorf("postgres: encoding headers of received message %s: %w", m.MsgID, err)
+		return 0, false, fmt.Errorf("postgres: %w", err)
 	}
+	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
 	err = d.pool.QueryRow(ctx, d.q.insertReceived,
-		m.ID, m.MsgID, m.Group, m.Name, string(h), sqlstore.NonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
+		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
 	).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil // a duplicate that is not Failed
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("postgres: storing received message %s for group %q: %w", m.MsgID, m.Group, err)
+		return 0, false, fmt.Errorf("postgres: storing received message %q for group %q: %w", msgID, group, classify(err))
 	}
 	return id, true, nil
 }
@@ -246,16 +247,16 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	}
 	var rows pgx.Rows
 	if kind == storage.Received && req.Groups != nil {
-		rows, err = d.pool.Query(ctx, t.claimGroups, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token, req.Groups)
+		rows, err = d.pool.Query(ctx, t.claimGroups, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token, validTexts(req.Groups))
 	} else {
 		rows, err = d.pool.Query(ctx, t.claim, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claiming %s messages: %w", kind, err)
+		return nil, fmt.Errorf("postgres: claiming %s messages: %w", kind, classify(err))
 	}
 	msgs, err := scanMessages(rows, kind)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claiming %s messages: %w", kind, err)
+		return nil, fmt.Errorf("postgres: claiming %s messages: %w", kind, classify(err))
 	}
 	return msgs, nil
 }
@@ -276,7 +277,7 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 	}
 	tag, err := d.pool.Exec(ctx, t.succeed, ids, tokens, expiresAt.UTC())
 	if err != nil {
-		return 0, fmt.Errorf("postgres: marking %d %s messages succeeded: %w", len(leases), kind, err)
+		return 0, fmt.Errorf("postgres: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
 	}
 	return tag.RowsAffected(), nil
 }
@@ -297,12 +298,13 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 	}
 	tag, err := d.pool.Exec(ctx, t.release, ids, tokens, next.UTC(), storage.TruncateText(reason, maxErrorBytes))
 	if err != nil {
-		return 0, fmt.Errorf("postgres: releasing %d %s messages: %w", len(leases), kind, err)
+		return 0, fmt.Errorf("postgres: releasing %d %s messages: %w", len(leases), kind, classify(err))
 	}
 	return tag.RowsAffected(), nil
 }
 
-// maxErrorBytes bounds a stored error text.
+// maxErrorBytes bounds a stored error text (LastError, and the reason of
+// a Release).
 const maxErrorBytes = 4000
 
 // Fail records a failed attempt (see storage.Store).
@@ -313,13 +315,13 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	var res storage.FailResult
 	var status string
-	err = d.pool.QueryRow(ctx, t.fail, lease.ID, lease.Token, f.Error, f.MaxAttempts, f.Permanent,
+	err = d.pool.QueryRow(ctx, t.fail, lease.ID, lease.Token, storage.TruncateText(f.Error, maxErrorBytes), f.MaxAttempts, f.Permanent,
 		f.ExpiresAt.UTC(), f.NextAttemptAt.UTC()).Scan(&res.Retries, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, fmt.Errorf("postgres: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
 	if err != nil {
-		return res, fmt.Errorf("postgres: recording failure of %s message %d: %w", kind, lease.ID, err)
+		return res, fmt.Errorf("postgres: recording failure of %s message %d: %w", kind, lease.ID, classify(err))
 	}
 	res.Status = storage.Status(status)
 	return res, nil
@@ -333,11 +335,11 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	}
 	rows, err := d.pool.Query(ctx, t.get, id)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: reading %s message %d: %w", kind, id, err)
+		return nil, fmt.Errorf("postgres: reading %s message %d: %w", kind, id, classify(err))
 	}
 	msgs, err := scanMessages(rows, kind)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: reading %s message %d: %w", kind, id, err)
+		return nil, fmt.Errorf("postgres: reading %s message %d: %w", kind, id, classify(err))
 	}
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("postgres: %s message %d: %w", kind, id, storage.ErrNotFound)
@@ -360,15 +362,16 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if f.Status != "" {
 		add("status = $%d", string(f.Status))
 	}
+	// Names, groups and ids are matched in the form they are stored in.
 	if f.Name != "" {
-		add("name = $%d", f.Name)
+		add("name = $%d", storage.ValidText(f.Name))
 	}
 	if f.Group != "" && f.Kind == storage.Received {
-		add("grp = $%d", f.Group)
+		add("grp = $%d", storage.ValidText(f.Group))
 	}
 	if f.MsgID != "" {
 		if f.Kind == storage.Received {
-			add("msg_id = $%d", f.MsgID)
+			add("msg_id = $%d", storage.StorableMsgID(f.MsgID))
 		} else {
 			add("id::text = $%d", f.MsgID)
 		}
@@ -391,11 +394,11 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	sql += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
 	rows, err := d.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: listing %s messages: %w", f.Kind, err)
+		return nil, fmt.Errorf("postgres: listing %s messages: %w", f.Kind, classify(err))
 	}
 	msgs, err := scanMessages(rows, f.Kind)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: listing %s messages: %w", f.Kind, err)
+		return nil, fmt.Errorf("postgres: listing %s messages: %w", f.Kind, classify(err))
 	}
 	return msgs, nil
 }
@@ -408,7 +411,7 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	}
 	rows, err := d.pool.Query(ctx, t.counts)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, err)
+		return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, classify(err))
 	}
 	counts := map[storage.Status]int64{}
 	for _, s := range storage.Statuses {
@@ -421,7 +424,7 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, err)
+		return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, classify(err))
 	}
 	return counts, nil
 }
@@ -439,7 +442,7 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	minID := sqlstore.MinID(since, epochMillis)
 	rows, err := d.pool.Query(ctx, t.histogram, minID, bms)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, err)
+		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, classify(err))
 	}
 	var out []storage.HistogramBucket
 	var b, n int64
@@ -453,7 +456,7 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, err)
+		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, classify(err))
 	}
 	return out, nil
 }
@@ -466,7 +469,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 	}
 	tag, err := d.pool.Exec(ctx, t.requeue, ids, now.UTC())
 	if err != nil {
-		return 0, fmt.Errorf("postgres: requeueing %d %s messages: %w", len(ids), kind, err)
+		return 0, fmt.Errorf("postgres: requeueing %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	if kind == storage.Published && tag.RowsAffected() > 0 && !d.opts.DisableNotify {
 		if _, err := d.pool.Exec(ctx, "SELECT pg_notify($1, '')", d.channel); err != nil {
@@ -484,7 +487,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 	}
 	tag, err := d.pool.Exec(ctx, t.delete, ids)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: deleting %d %s messages: %w", len(ids), kind, err)
+		return 0, fmt.Errorf("postgres: deleting %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	return tag.RowsAffected(), nil
 }
@@ -500,16 +503,16 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 	}
 	tag, err := d.pool.Exec(ctx, t.deleteExpired, now.UTC(), limit)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: deleting expired %s messages: %w", kind, err)
+		return 0, fmt.Errorf("postgres: deleting expired %s messages: %w", kind, classify(err))
 	}
 	return tag.RowsAffected(), nil
 }
 
 // Heartbeat records that a processor is alive (see storage.Store).
 func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
-	_, err := d.pool.Exec(ctx, d.q.heartbeat, inst.ID, inst.Hostname, inst.PID, inst.Started.UTC(), inst.LastSeen.UTC())
+	_, err := d.pool.Exec(ctx, d.q.heartbeat, storage.ValidText(inst.ID), storage.ValidText(inst.Hostname), inst.PID, inst.Started.UTC(), inst.LastSeen.UTC())
 	if err != nil {
-		return fmt.Errorf("postgres: heartbeat of %s: %w", inst.ID, err)
+		return fmt.Errorf("postgres: heartbeat of %s: %w", inst.ID, classify(err))
 	}
 	return nil
 }
@@ -518,7 +521,7 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
 	rows, err := d.pool.Query(ctx, d.q.instances, since.UTC())
 	if err != nil {
-		return nil, fmt.Errorf("postgres: listing processors: %w", err)
+		return nil, fmt.Errorf("postgres: listing processors: %w", classify(err))
 	}
 	var out []storage.Instance
 	var inst storage.Instance
@@ -528,7 +531,7 @@ func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Inst
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: listing processors: %w", err)
+		return nil, fmt.Errorf("postgres: listing processors: %w", classify(err))
 	}
 	return out, nil
 }
@@ -541,8 +544,8 @@ func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.T
 		u := olderThan.UTC()
 		old = &u
 	}
-	if _, err := d.pool.Exec(ctx, d.q.removeInstance, id, old); err != nil {
-		return fmt.Errorf("postgres: removing processor %q: %w", id, err)
+	if _, err := d.pool.Exec(ctx, d.q.removeInstance, storage.ValidText(id), old); err != nil {
+		return fmt.Errorf("postgres: removing processor %q: %w", id, classify(err))
 	}
 	return nil
 }
@@ -553,24 +556,70 @@ func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.T
 func (d *Driver) Listen(ctx context.Context, notify func()) error {
 	conn, err := d.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: listen: acquiring a connection: %w", err)
+		return fmt.Errorf("postgres: listen: acquiring a connection: %w", classify(err))
 	}
 	defer func() {
 		// The connection has a LISTEN registered: do not return it to the pool.
 		conn.Hijack().Close(context.Background())
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{d.channel}.Sanitize()); err != nil {
-		return fmt.Errorf("postgres: listen on %q: %w", d.channel, err)
+		return fmt.Errorf("postgres: listen on %q: %w", d.channel, classify(err))
 	}
 	for {
 		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("postgres: waiting for notifications on %q: %w", d.channel, err)
+			return fmt.Errorf("postgres: waiting for notifications on %q: %w", d.channel, classify(err))
 		}
 		notify()
 	}
+}
+
+// validTexts returns the strings of ss as storage.ValidText makes them:
+// ss itself when they are all valid already.
+func validTexts(ss []string) []string {
+	for i, s := range ss {
+		if v := storage.ValidText(s); v != s {
+			out := append([]string(nil), ss...)
+			out[i] = v
+			for j := i + 1; j < len(out); j++ {
+				out[j] = storage.ValidText(out[j])
+			}
+			return out
+		}
+	}
+	return ss
+}
+
+// classify returns err wrapped with storage.ErrPermanent when PostgreSQL
+// refused the statement for a reason that running it again cannot fix,
+// judged by the class of its SQLSTATE:
+//
+//   - 22 data exception (invalid UTF-8 22021, \u0000 in jsonb 22P05, a
+//     value out of range);
+//   - 23 integrity constraint violation (a published id stored already);
+//     the conflicts the driver expects (a received duplicate, a heartbeat)
+//     are resolved by ON CONFLICT and raise none;
+//   - 42 syntax error or access rule violation (an undefined table or
+//     column, a denied privilege: a bug or a missing migration);
+//   - 54 program limit exceeded (an index row over the btree limit, 54000).
+//
+// Every other error is returned as it is, as transient: class 08
+// (connection exception), 40 (serialization failure 40001, deadlock
+// 40P01), 53 (insufficient resources), 57 (operator intervention: a
+// cancelled statement 57014, admin shutdown 57P01), the other classes, and
+// errors that do not come from the server (network, context).
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+		return err
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "42", "54":
+		return sqlstore.Permanent(err)
+	}
+	return err
 }
 
 func scanMessages(rows pgx.Rows, kind storage.Kind) ([]*storage.Message, error) {

@@ -31,7 +31,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -67,11 +68,11 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, classify(err))
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, classify(err))
 	}
 	return db, nil
 }
@@ -140,7 +141,7 @@ func (d *Driver) Migrate(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
+		return fmt.Errorf("sqlite: migrate: %w", classify(err))
 	}
 	return nil
 }
@@ -199,8 +200,8 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 		if err != nil {
 			return err
 		}
-		if _, err := e.ExecContext(ctx, q, m.ID, m.Name, h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
-			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, err)
+		if _, err := e.ExecContext(ctx, q, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
+			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
 		}
 	}
 	return nil
@@ -213,6 +214,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	if err != nil {
 		return 0, false, err
 	}
+	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
 	err = d.db.QueryRowContext(ctx, `INSERT INTO `+d.rec.name+`
 		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
@@ -221,12 +223,12 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 			next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
 		WHERE status = 'Failed'
 		RETURNING id`,
-		m.ID, m.MsgID, m.Group, m.Name, h, sqlstore.NonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil)).Scan(&id)
+		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("sqlite: storing received message %s for group %q: %w", m.MsgID, m.Group, err)
+		return 0, false, fmt.Errorf("sqlite: storing received message %q for group %q: %w", msgID, group, classify(err))
 	}
 	return id, true, nil
 }
@@ -250,7 +252,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		}
 		groups = ` AND grp IN (` + sqlstore.Placeholders(len(req.Groups)) + `)`
 		for _, g := range req.Groups {
-			args = append(args, g)
+			args = append(args, storage.ValidText(g))
 		}
 	}
 	args = append(args, req.Limit)
@@ -260,11 +262,11 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			ORDER BY next_attempt_at LIMIT ?)
 		RETURNING `+t.cols, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claiming %s messages: %w", kind, err)
+		return nil, fmt.Errorf("sqlite: claiming %s messages: %w", kind, classify(err))
 	}
 	msgs, err := scanMessages(rows, kind)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claiming %s messages: %w", kind, err)
+		return nil, fmt.Errorf("sqlite: claiming %s messages: %w", kind, classify(err))
 	}
 	return msgs, nil
 }
@@ -294,7 +296,7 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: marking %d %s messages succeeded: %w", len(leases), kind, err)
+		return 0, fmt.Errorf("sqlite: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
 	}
 	return total, nil
 }
@@ -308,6 +310,7 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 	if len(leases) == 0 {
 		return 0, nil
 	}
+	reason = storage.TruncateText(reason, maxErrorBytes)
 	var total int64
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `UPDATE `+t.name+` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
@@ -317,7 +320,7 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 		}
 		defer stmt.Close()
 		for _, l := range leases {
-			res, err := stmt.ExecContext(ctx, us(next), storage.ValidText(reason), l.ID, l.Token)
+			res, err := stmt.ExecContext(ctx, us(next), reason, l.ID, l.Token)
 			if err != nil {
 				return err
 			}
@@ -327,10 +330,15 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: releasing %d %s messages: %w", len(leases), kind, err)
+		return 0, fmt.Errorf("sqlite: releasing %d %s messages: %w", len(leases), kind, classify(err))
 	}
 	return total, nil
 }
+
+// maxErrorBytes bounds a stored error text (LastError, and the reason of
+// a Release). SQLite's TEXT has no size of its own below a gigabyte; the
+// bound keeps one error from filling the dashboard and the database.
+const maxErrorBytes = 16 << 10
 
 // Fail records a failed attempt (see storage.Store).
 func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
@@ -350,12 +358,12 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 			lease_token = NULL, lease_until = NULL
 		WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
 		RETURNING retries, status`,
-		f.Permanent, f.MaxAttempts, f.Error, us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token).Scan(&res.Retries, &status)
+		f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes), us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token).Scan(&res.Retries, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
 	if err != nil {
-		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, err)
+		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, classify(err))
 	}
 	res.Status = storage.Status(status)
 	return res, nil
@@ -369,11 +377,11 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	}
 	rows, err := d.db.QueryContext(ctx, `SELECT `+t.cols+` FROM `+t.name+` WHERE id = ?`, id)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: reading %s message %d: %w", kind, id, err)
+		return nil, fmt.Errorf("sqlite: reading %s message %d: %w", kind, id, classify(err))
 	}
 	msgs, err := scanMessages(rows, kind)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: reading %s message %d: %w", kind, id, err)
+		return nil, fmt.Errorf("sqlite: reading %s message %d: %w", kind, id, classify(err))
 	}
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("sqlite: %s message %d: %w", kind, id, storage.ErrNotFound)
@@ -387,6 +395,11 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if err != nil {
 		return nil, err
 	}
+	// Names, groups and ids are matched in the form they are stored in.
+	f.Name, f.Group = storage.ValidText(f.Name), storage.ValidText(f.Group)
+	if f.Kind == storage.Received && f.MsgID != "" {
+		f.MsgID = storage.StorableMsgID(f.MsgID)
+	}
 	where, args, limit, ok := sqlstore.ListWhere(f, "instr(body, ?) > 0", func(text string) any { return []byte(text) })
 	if !ok {
 		return nil, nil // no published id is not a number
@@ -398,11 +411,11 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	q += " ORDER BY id DESC LIMIT ?"
 	rows, err := d.db.QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: listing %s messages: %w", f.Kind, err)
+		return nil, fmt.Errorf("sqlite: listing %s messages: %w", f.Kind, classify(err))
 	}
 	msgs, err := scanMessages(rows, f.Kind)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: listing %s messages: %w", f.Kind, err)
+		return nil, fmt.Errorf("sqlite: listing %s messages: %w", f.Kind, classify(err))
 	}
 	return msgs, nil
 }
@@ -415,11 +428,11 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	}
 	rows, err := d.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM `+t.name+` GROUP BY status`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, err)
+		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, classify(err))
 	}
 	counts, err := sqlstore.ScanCounts(rows)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, err)
+		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, classify(err))
 	}
 	return counts, nil
 }
@@ -438,11 +451,11 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	rows, err := d.db.QueryContext(ctx, `SELECT (id >> 22) / ? AS bucket, status, COUNT(*) FROM `+t.name+`
 		WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`, bms, minID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, err)
+		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, classify(err))
 	}
 	out, err := sqlstore.ScanHistogram(rows, bms, epochMillis)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, err)
+		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, classify(err))
 	}
 	return out, nil
 }
@@ -458,7 +471,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 		WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`+sqlstore.Placeholders(len(ids))+`)`,
 		sqlstore.IDArgs(ids, us(now), us(now))...)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: requeueing %d %s messages: %w", len(ids), kind, err)
+		return 0, fmt.Errorf("sqlite: requeueing %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -471,7 +484,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 	}
 	res, err := d.db.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id IN (`+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids)...)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: deleting %d %s messages: %w", len(ids), kind, err)
+		return 0, fmt.Errorf("sqlite: deleting %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -488,7 +501,7 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 	res, err := d.db.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id IN (
 		SELECT id FROM `+t.name+` WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`, us(now), limit)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: deleting expired %s messages: %w", kind, err)
+		return 0, fmt.Errorf("sqlite: deleting expired %s messages: %w", kind, classify(err))
 	}
 	return res.RowsAffected()
 }
@@ -497,9 +510,9 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 	_, err := d.db.ExecContext(ctx, `INSERT INTO `+d.insts+` (id, hostname, pid, started, last_seen) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`,
-		inst.ID, inst.Hostname, inst.PID, us(inst.Started), us(inst.LastSeen))
+		storage.ValidText(inst.ID), storage.ValidText(inst.Hostname), inst.PID, us(inst.Started), us(inst.LastSeen))
 	if err != nil {
-		return fmt.Errorf("sqlite: heartbeat of %s: %w", inst.ID, err)
+		return fmt.Errorf("sqlite: heartbeat of %s: %w", inst.ID, classify(err))
 	}
 	return nil
 }
@@ -509,7 +522,7 @@ func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Inst
 	rows, err := d.db.QueryContext(ctx, `SELECT id, hostname, pid, started, last_seen FROM `+d.insts+`
 		WHERE last_seen > ? ORDER BY started, id`, us(since))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: listing processors: %w", err)
+		return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []storage.Instance
@@ -517,21 +530,48 @@ func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Inst
 		var inst storage.Instance
 		var started, seen sql.NullInt64
 		if err := rows.Scan(&inst.ID, &inst.Hostname, &inst.PID, &started, &seen); err != nil {
-			return nil, fmt.Errorf("sqlite: listing processors: %w", err)
+			return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
 		}
 		inst.Started, inst.LastSeen = fromUs(started), fromUs(seen)
 		out = append(out, inst)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
+	}
+	return out, nil
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan
 // (see storage.Store).
 func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.Time) error {
-	if _, err := d.db.ExecContext(ctx, `DELETE FROM `+d.insts+` WHERE id = ? OR last_seen < ?`, id, nullUs(olderThan)); err != nil {
-		return fmt.Errorf("sqlite: removing processor %q: %w", id, err)
+	if _, err := d.db.ExecContext(ctx, `DELETE FROM `+d.insts+` WHERE id = ? OR last_seen < ?`, storage.ValidText(id), nullUs(olderThan)); err != nil {
+		return fmt.Errorf("sqlite: removing processor %q: %w", id, classify(err))
 	}
 	return nil
+}
+
+// classify returns err wrapped with storage.ErrPermanent when SQLite
+// refused the statement for a reason that running it again cannot fix,
+// judged by the primary result code: SQLITE_TOOBIG (a value over
+// SQLITE_LIMIT_LENGTH), SQLITE_MISMATCH (a value of the wrong type for an
+// INTEGER PRIMARY KEY), SQLITE_CONSTRAINT (a published id stored already;
+// the received duplicates the driver expects are resolved by ON CONFLICT
+// and raise none).
+//
+// Every other error is returned as it is, as transient: SQLITE_BUSY and
+// SQLITE_LOCKED (another writer, past the busy timeout), SQLITE_IOERR,
+// SQLITE_FULL, and the generic SQLITE_ERROR, whose causes (a syntax error,
+// a missing table, but also others) its code does not tell apart.
+func classify(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff { // the primary code of an extended one
+	case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_CONSTRAINT:
+		return sqlstore.Permanent(err)
+	}
+	return err
 }
 
 func scanMessages(rows *sql.Rows, kind storage.Kind) ([]*storage.Message, error) {

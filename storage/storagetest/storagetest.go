@@ -21,18 +21,24 @@
 // insert, claims with leases that never hand one row to two claimers,
 // retry counting in SQL, expiry and cleaning in bounded batches, exact
 // round trips of large and non-ASCII content, received-side de-duplication,
-// and the dashboard's queries.
+// the dashboard's queries, and the storage package's rules for text: any
+// Go string is stored (invalid UTF-8 and NUL made visible, long message ids
+// hashed, long error texts cut), Release, and errors marked permanent.
 package storagetest
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/storage"
@@ -81,6 +87,11 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"ListFiltersAndPaging", s.listFiltersAndPaging},
 		{"CountsHistogramRequeueDelete", s.countsHistogramRequeueDelete},
 		{"Instances", s.instances},
+		{"ReceivedLongMsgID", s.receivedLongMsgID},
+		{"InvalidText", s.invalidText},
+		{"FailLongErrorText", s.failLongErrorText},
+		{"Release", s.release},
+		{"PermanentError", s.permanentError},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.f)
@@ -744,5 +755,276 @@ func (s *suite[TTx]) instances(t *testing.T) {
 	}
 	if got, _ := d.Instances(bg, time.Time{}); len(got) != 0 {
 		t.Errorf("after removing a: %d instances", len(got))
+	}
+}
+
+func (s *suite[TTx]) receivedLongMsgID(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	long := incompressible(10_000)
+	r := s.received(long, "billing", "long.id", []byte(`{}`))
+	id, claimed, err := d.InsertReceived(bg, r, ids.Token(), t0.Add(time.Minute))
+	if err != nil || !claimed || id != r.ID {
+		t.Fatalf("InsertReceived of a 10,000-character id: id %d claimed %v err %v", id, claimed, err)
+	}
+	got := get(t, d, storage.Received, id)
+	if !utf8.ValidString(got.MsgID) || len(got.MsgID) > storage.MaxMsgIDBytes || got.MsgID != storage.StorableMsgID(long) {
+		t.Errorf("stored id %q, want StorableMsgID of the long id, %q", got.MsgID, storage.StorableMsgID(long))
+	}
+	if got.Status != storage.StatusScheduled || got.LeaseToken == 0 || got.Headers["cap-msg-id"] != long {
+		t.Errorf("stored row: status %s token %d, cap-msg-id header of %d bytes", got.Status, got.LeaseToken, len(got.Headers["cap-msg-id"]))
+	}
+	dup := s.received(long, "billing", "long.id", []byte(`{}`))
+	if _, claimed, err := d.InsertReceived(bg, dup, ids.Token(), t0.Add(time.Minute)); err != nil || claimed {
+		t.Errorf("the same long id again: claimed %v err %v; want a duplicate", claimed, err)
+	}
+	// Two ids that share their first 200 characters are two messages.
+	other := s.received(long[:len(long)-1]+"x", "billing", "long.id", []byte(`{}`))
+	if oid, claimed, err := d.InsertReceived(bg, other, ids.Token(), t0.Add(time.Minute)); err != nil || !claimed || oid != other.ID {
+		t.Errorf("another long id with the same prefix: id %d (want %d) claimed %v err %v", oid, other.ID, claimed, err)
+	}
+	if counts, err := d.Counts(bg, storage.Received); err != nil || counts[storage.StatusScheduled] != 2 {
+		t.Errorf("received rows: %v %v, want 2 Scheduled", counts, err)
+	}
+}
+
+// incompressible returns n characters of hex that a database cannot
+// compress below an index's size limit, as it can a repeated text.
+func incompressible(n int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		sum := sha256.Sum256([]byte(strconv.Itoa(i)))
+		b.WriteString(hex.EncodeToString(sum[:]))
+	}
+	return b.String()[:n]
+}
+
+// visible checks that a text read back is valid UTF-8 and shows each of
+// the escapes that storage.ValidText makes of bytes a database refuses.
+func visible(t *testing.T, what, got string, escapes ...string) {
+	t.Helper()
+	if !utf8.ValidString(got) {
+		t.Errorf("%s read back is not valid UTF-8: %q", what, got)
+	}
+	for _, e := range escapes {
+		if !strings.Contains(got, e) {
+			t.Errorf("%s read back as %q: does not show %s", what, got, e)
+		}
+	}
+}
+
+// visibleHeaders checks that headers read back hold the key and value
+// escapes, in one entry.
+func visibleHeaders(t *testing.T, what string, h map[string]string, keyEscapes, valueEscapes []string) {
+	t.Helper()
+	for k, v := range h {
+		visible(t, what+" header key", k)
+		visible(t, what+" header value", v)
+	}
+	for k, v := range h {
+		if containsAll(k, keyEscapes) && containsAll(v, valueEscapes) {
+			return
+		}
+	}
+	t.Errorf("%s headers read back as %q: no key showing %v with a value showing %v", what, h, keyEscapes, valueEscapes)
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *suite[TTx]) invalidText(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	bad := func(m *storage.Message) {
+		m.Name = "name.\xff\x00." + m.Name
+		m.Headers["key\x00\xff"] = "value\x00\xfe"
+		m.Headers["nul"] = "a\x00b"
+	}
+	pub, pubTx := s.msg("pub", t0), s.msg("pubtx", t0)
+	bad(pub)
+	bad(pubTx)
+	if err := d.InsertPublished(bg, []*storage.Message{pub}); err != nil {
+		t.Fatalf("InsertPublished with NUL and invalid UTF-8: %v", err)
+	}
+	tx, commit, rollback := s.h.Begin(bg, t, d)
+	if err := d.InsertPublishedTx(bg, tx, []*storage.Message{pubTx}); err != nil {
+		rollback()
+		t.Fatalf("InsertPublishedTx with NUL and invalid UTF-8: %v", err)
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*storage.Message{pub, pubTx} {
+		got := get(t, d, storage.Published, m.ID)
+		visible(t, "published name", got.Name, `\xff`, `\x00`)
+		visibleHeaders(t, "published", got.Headers, []string{`\x00`, `\xff`}, []string{`\x00`, `\xfe`})
+		if got.Headers["nul"] != `a\x00b` {
+			t.Errorf("published header nul = %q, want %q", got.Headers["nul"], `a\x00b`)
+		}
+	}
+
+	const group = "group.\xff"
+	r := s.received("id.\xff\x00", group, "rec", []byte(`{}`))
+	bad(r)
+	id, claimed, err := d.InsertReceived(bg, r, ids.Token(), t0.Add(-time.Second)) // lease already over
+	if err != nil || !claimed {
+		t.Fatalf("InsertReceived with NUL and invalid UTF-8: claimed %v err %v", claimed, err)
+	}
+	got := get(t, d, storage.Received, id)
+	if !utf8.ValidString(got.MsgID) || got.MsgID != storage.StorableMsgID(r.MsgID) {
+		t.Errorf("received id %q, want %q", got.MsgID, storage.StorableMsgID(r.MsgID))
+	}
+	visible(t, "received name", got.Name, `\xff`, `\x00`)
+	visible(t, "received group", got.Group, `\xff`)
+	visibleHeaders(t, "received", got.Headers, []string{`\x00`, `\xff`}, []string{`\x00`, `\xfe`})
+	if _, claimed, err := d.InsertReceived(bg, s.received(r.MsgID, group, "rec", nil), ids.Token(), t0.Add(time.Minute)); err != nil || claimed {
+		t.Errorf("the same invalid id again: claimed %v err %v; want a duplicate", claimed, err)
+	}
+	// The processor claims by the group names it was given.
+	at := now().Add(time.Minute)
+	c, err := d.Claim(bg, storage.Received, storage.ClaimRequest{Now: at, LeaseUntil: at.Add(time.Minute), Token: ids.Token(), Limit: 10, Groups: []string{group}})
+	if err != nil || len(c) != 1 || c[0].ID != id {
+		t.Errorf("claim by the invalid group: %v %v, want row %d", idsOf(c), err, id)
+	}
+
+	inst := storage.Instance{ID: "host\xff/1/1", Hostname: "host\x00\xff", PID: 1, Started: t0, LastSeen: t0}
+	if err := d.Heartbeat(bg, inst); err != nil {
+		t.Fatalf("Heartbeat with NUL and invalid UTF-8: %v", err)
+	}
+	insts, err := d.Instances(bg, t0.Add(-time.Minute))
+	if err != nil || len(insts) != 1 {
+		t.Fatalf("Instances: %+v %v", insts, err)
+	}
+	visible(t, "instance id", insts[0].ID, `\xff`)
+	visible(t, "instance hostname", insts[0].Hostname, `\x00`, `\xff`)
+	if err := d.RemoveInstance(bg, inst.ID, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if insts, _ := d.Instances(bg, time.Time{}); len(insts) != 0 {
+		t.Errorf("RemoveInstance by the id given to Heartbeat left %d instances", len(insts))
+	}
+}
+
+func (s *suite[TTx]) failLongErrorText(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	m := s.msg("fail.long", t0.Add(-time.Second))
+	s.insert(t, d, m)
+	long := strings.Repeat("日本", 100_000/6) // 100 KB of 3-byte characters
+	at := t0
+	const maxAttempts = 3
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		c := claim(t, d, storage.Published, at, time.Minute, 1)
+		if len(c) != 1 {
+			t.Fatalf("attempt %d: claimed %d rows", attempt, len(c))
+		}
+		prefix := fmt.Sprintf("attempt %d: ", attempt)
+		next := at.Add(10 * time.Second)
+		res, err := d.Fail(bg, storage.Published, lease(c[0]), storage.Failure{
+			Error: prefix + "\x00\xff " + long, Now: at, NextAttemptAt: next, MaxAttempts: maxAttempts, ExpiresAt: at.Add(time.Hour),
+		})
+		if err != nil {
+			t.Fatalf("attempt %d: Fail with a 100 KB error text: %v", attempt, err)
+		}
+		if res.Retries != attempt {
+			t.Errorf("attempt %d: retries %d", attempt, res.Retries)
+		}
+		r := get(t, d, storage.Published, m.ID)
+		if !strings.HasPrefix(r.LastError, prefix) {
+			t.Errorf("attempt %d: LastError starts %.40q", attempt, r.LastError)
+		}
+		visible(t, "LastError", r.LastError, `\x00`, `\xff`, "日本")
+		at = next
+	}
+	r := get(t, d, storage.Published, m.ID)
+	if r.Status != storage.StatusFailed || r.Retries != maxAttempts {
+		t.Errorf("after %d failures: status %s retries %d, want Failed after %d", maxAttempts, r.Status, r.Retries, maxAttempts)
+	}
+}
+
+func (s *suite[TTx]) release(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	a, b, c := s.msg("release", t0.Add(-time.Second)), s.msg("release", t0.Add(-time.Second)), s.msg("release", t0.Add(-time.Second))
+	s.insert(t, d, a, b, c)
+	got := claim(t, d, storage.Published, t0, time.Minute, 10)
+	if len(got) != 3 {
+		t.Fatalf("claimed %d rows, want 3", len(got))
+	}
+	byID := map[int64]*storage.Message{}
+	for _, m := range got {
+		byID[m.ID] = m
+	}
+	// a has one failed attempt behind it: Release must not count another.
+	if _, err := d.Fail(bg, storage.Published, lease(byID[a.ID]), storage.Failure{Error: "boom", Now: t0, NextAttemptAt: t0, MaxAttempts: 5}); err != nil {
+		t.Fatal(err)
+	}
+	again := claim(t, d, storage.Published, t0, time.Minute, 10)
+	if len(again) != 1 || again[0].ID != a.ID {
+		t.Fatalf("claim after Fail: %v, want %d", idsOf(again), a.ID)
+	}
+	if n, err := d.Release(bg, storage.Published, nil, t0, "nothing"); err != nil || n != 0 {
+		t.Errorf("Release of no leases: %d, %v", n, err)
+	}
+	next := t0.Add(30 * time.Second)
+	const reason = "broker unreachable: \x00\xff"
+	stale := storage.Lease{ID: c.ID, Token: byID[c.ID].LeaseToken + 1}
+	n, err := d.Release(bg, storage.Published, []storage.Lease{lease(again[0]), lease(byID[b.ID]), stale}, next, reason)
+	if err != nil || n != 2 {
+		t.Fatalf("Release: %d rows, %v; want 2", n, err)
+	}
+	for _, want := range []struct {
+		id      int64
+		retries int
+	}{{a.ID, 1}, {b.ID, 0}} {
+		r := get(t, d, storage.Published, want.id)
+		if r.Status != storage.StatusScheduled || r.Retries != want.retries || r.LeaseToken != 0 || !r.LeaseUntil.IsZero() ||
+			!r.NextAttemptAt.Equal(next) || !r.ExpiresAt.IsZero() {
+			t.Errorf("released row %d: status %s retries %d (want %d) token %d until %v next %v expires %v",
+				want.id, r.Status, r.Retries, want.retries, r.LeaseToken, r.LeaseUntil, r.NextAttemptAt, r.ExpiresAt)
+		}
+		if r.LastError != storage.ValidText(reason) {
+			t.Errorf("released row %d: LastError %q, want %q", want.id, r.LastError, storage.ValidText(reason))
+		}
+	}
+	if r := get(t, d, storage.Published, c.ID); r.LeaseToken != byID[c.ID].LeaseToken || r.LastError != "" {
+		t.Errorf("Release with a stale token changed the row: token %d error %q", r.LeaseToken, r.LastError)
+	}
+	if early := claim(t, d, storage.Published, next.Add(-time.Second), time.Minute, 10); len(early) != 0 {
+		t.Errorf("claimed %v before the released rows were due", idsOf(early))
+	}
+	if due := claim(t, d, storage.Published, next, time.Minute, 10); len(due) != 2 {
+		t.Errorf("claimed %v at NextAttemptAt, want the 2 released rows", idsOf(due))
+	}
+
+	r := s.received("rel-1", "g", "release", nil)
+	if _, ok, err := d.InsertReceived(bg, r, ids.Token(), t0.Add(time.Minute)); err != nil || !ok {
+		t.Fatalf("InsertReceived: %v %v", ok, err)
+	}
+	rl := storage.Lease{ID: r.ID, Token: get(t, d, storage.Received, r.ID).LeaseToken}
+	if n, err := d.Release(bg, storage.Received, []storage.Lease{rl}, next, strings.Repeat("日本", 20_000)); err != nil || n != 1 {
+		t.Fatalf("Release of a received row with a 120 KB reason: %d, %v", n, err)
+	}
+	if got := get(t, d, storage.Received, r.ID); got.LeaseToken != 0 || got.Retries != 0 || !utf8.ValidString(got.LastError) || !strings.HasPrefix(got.LastError, "日本") {
+		t.Errorf("released received row: token %d retries %d error %.20q", got.LeaseToken, got.Retries, got.LastError)
+	}
+}
+
+func (s *suite[TTx]) permanentError(t *testing.T) {
+	d := s.h.New(t)
+	m := s.msg("perm.err", now())
+	s.insert(t, d, m)
+	err := d.InsertPublished(bg, []*storage.Message{m})
+	if err == nil {
+		t.Fatal("InsertPublished of an id already stored: no error")
+	}
+	if !errors.Is(err, storage.ErrPermanent) {
+		t.Errorf("InsertPublished of an id already stored: %v; want an error that is storage.ErrPermanent", err)
 	}
 }
