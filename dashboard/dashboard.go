@@ -504,10 +504,10 @@ func (h *Handler) stats(ctx context.Context) (stats, error) {
 func (h *Handler) histograms(ctx context.Context) (pub, rec []storage.HistogramBucket, err error) {
 	since := time.Now().UTC().Truncate(time.Minute).Add(-59 * time.Minute)
 	store := h.src.Store()
-	if pub, err = store.Histogram(ctx, storage.Published, since, time.Minute, ids.EpochMillis); err != nil {
+	if pub, err = store.Histogram(ctx, storage.Published, since, time.Minute); err != nil {
 		return nil, nil, err
 	}
-	rec, err = store.Histogram(ctx, storage.Received, since, time.Minute, ids.EpochMillis)
+	rec, err = store.Histogram(ctx, storage.Received, since, time.Minute)
 	return pub, rec, err
 }
 

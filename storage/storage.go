@@ -238,15 +238,15 @@ type Store interface {
 
 	// InsertPublished inserts Scheduled published rows in a transaction of
 	// its own (for Publish outside an application transaction).
-	InsertPublished(ctx context.Context, msgs []*Message) error
+	InsertPublished(ctx context.Context, msgs []*Message, opts InsertOptions) error
 
 	// InsertReceived stores a received message m (ID, MsgID, Name, Group,
 	// Headers, Body, Added set) as Scheduled, due at m.Added and claimed
-	// under the lease (token, leaseUntil). If a row with the same MsgID and Group
-	// exists: a Failed row is reset to Scheduled with zero retries and
-	// claimed under lease; any other row is left alone. It returns the id of
-	// the stored row and whether the caller now holds its lease.
-	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (id int64, claimed bool, err error)
+	// under the lease (token, leaseUntil). If a row with the same MsgID and
+	// Group exists: a Failed row is reset to Scheduled with zero retries
+	// and claimed under the lease (ReceivedInsert.Reset, with the stored
+	// row's id); any other row is left alone (not Claimed).
+	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
 	// Claim leases up to req.Limit due Scheduled rows of kind, oldest
 	// NextAttemptAt first, skipping rows that another claim holds at the
@@ -283,10 +283,12 @@ type Store interface {
 	// Counts returns the number of rows of kind in each status.
 	Counts(ctx context.Context, kind Kind) (map[Status]int64, error)
 
-	// Histogram counts the rows of kind added since since, by status and by
-	// bucket of the given width, using the time encoded in the snowflake ids
-	// (epochMillis is the snowflake epoch in Unix milliseconds).
-	Histogram(ctx context.Context, kind Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]HistogramBucket, error)
+	// Histogram counts the rows of kind added at or after since, by
+	// status and by bucket of the given width (at least a millisecond),
+	// buckets aligned on multiples of the width since the Unix epoch. The
+	// time a row was added is the one its id encodes (see [IDTime]), so a
+	// backend can answer from its primary key (see [MinIDAt]).
+	Histogram(ctx context.Context, kind Kind, since time.Time, bucket time.Duration) ([]HistogramBucket, error)
 
 	// Requeue makes the given rows Scheduled and due at now, with zero
 	// retries, no error, no expiry and no lease. A Scheduled row whose
@@ -319,23 +321,39 @@ type Driver[TTx any] interface {
 	Store
 	// InsertPublishedTx inserts Scheduled published rows using tx. The rows
 	// become visible, and are sent, only if tx commits.
-	InsertPublishedTx(ctx context.Context, tx TTx, msgs []*Message) error
+	InsertPublishedTx(ctx context.Context, tx TTx, msgs []*Message, opts InsertOptions) error
+}
+
+// InsertOptions qualify an insert of published rows.
+type InsertOptions struct {
+	// Notify asks a store that is a [Listener] to notify the listening
+	// processors when the rows commit; other stores ignore it. The
+	// processor decides which publishes notify (PostgreSQL commits
+	// notifying transactions one at a time, so it sets Notify on at most
+	// one publish every few milliseconds and polls for the others).
+	Notify bool
+}
+
+// ReceivedInsert is the outcome of [Store.InsertReceived].
+type ReceivedInsert struct {
+	// ID is the id of the stored row: the message's, or that of the
+	// existing row with the same MsgID and Group.
+	ID int64
+	// Claimed reports that the caller now holds the row's lease: the row
+	// is new, or was a Failed duplicate that was reset.
+	Claimed bool
+	// Reset reports that an existing Failed row was reset to Scheduled
+	// and claimed: its stored content, not the delivery's, is the row's.
+	Reset bool
 }
 
 // Listener is implemented by a Store that can tell processors promptly that
-// a transaction inserting published rows has committed (PostgreSQL's
-// LISTEN/NOTIFY). Processors without one rely on their own in-process signal
-// and on polling.
+// a transaction inserting published rows with InsertOptions.Notify has
+// committed (PostgreSQL's LISTEN/NOTIFY). Processors without one rely on
+// their own in-process signal and on polling.
 type Listener interface {
 	// Listen calls notify when such a transaction commits, until ctx ends.
 	// It returns ctx's error when ctx ends, or an error if it cannot
 	// listen; the processor then falls back to polling and calls it again.
 	Listen(ctx context.Context, notify func()) error
-	// NotifyInterval is how far apart a publishing process sends
-	// notifications at most: a transaction that inserts rows within this
-	// interval of one that notified may not notify itself. After a
-	// notification, the processor therefore looks for due rows every
-	// NotifyInterval for a while, and finds such rows as promptly. Zero
-	// means every such transaction notifies.
-	NotifyInterval() time.Duration
 }

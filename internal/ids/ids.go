@@ -1,23 +1,14 @@
 // Package ids makes the snowflake ids that identify gocap's messages and
-// rows, and converts between ids and the times encoded in them.
+// rows (storage.IDTime reads the time encoded in one), and lease tokens.
 package ids
 
 import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"time"
 
 	"github.com/bwmarrin/snowflake"
 )
-
-// EpochMillis is the snowflake epoch in Unix milliseconds: the default of
-// github.com/bwmarrin/snowflake (Twitter's), which gocap never changes.
-const EpochMillis int64 = 1288834974657
-
-// timeShift is how far the millisecond timestamp is shifted in an id
-// (10 node bits + 12 sequence bits).
-const timeShift = 22
 
 // MaxNode is the largest snowflake node id.
 const MaxNode = 1023
@@ -57,20 +48,6 @@ func RandomNode() int64 {
 		panic(fmt.Sprintf("ids: reading random bytes: %v", err))
 	}
 	return int64(binary.BigEndian.Uint16(b[:]) % (MaxNode + 1))
-}
-
-// Time returns the time encoded in id, in UTC, to the millisecond.
-func Time(id int64) time.Time {
-	return time.UnixMilli((id >> timeShift) + EpochMillis).UTC()
-}
-
-// MinAt returns the smallest id that any generator can make at or after t.
-func MinAt(t time.Time) int64 {
-	ms := t.UnixMilli() - EpochMillis
-	if ms < 0 {
-		ms = 0
-	}
-	return ms << timeShift
 }
 
 // Token returns a random non-zero int64 for lease tokens.

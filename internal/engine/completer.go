@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// completer records successes in batches: while one batch is written, the
+// next one gathers. Every success handed to it before close is written
+// before run returns.
+type completer struct {
+	p    *processor
+	done chan storage.Lease
+}
+
+func newCompleter(p *processor, capacity int) *completer {
+	return &completer{p: p, done: make(chan storage.Lease, capacity)}
+}
+
+// succeeded hands over the lease of a row whose attempt succeeded.
+func (c *completer) succeeded(l storage.Lease) { c.done <- l }
+
+// close ends run once everything handed over is written.
+func (c *completer) close() { close(c.done) }
+
+// maxCompleteBatch bounds the rows one Succeed statement marks.
+const maxCompleteBatch = 1000
+
+func (c *completer) run(ctx context.Context) {
+	batch := make([]storage.Lease, 0, maxCompleteBatch)
+	for first := range c.done {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < maxCompleteBatch {
+			select {
+			case l, ok := <-c.done:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, l)
+			default:
+				break gather
+			}
+		}
+		c.write(ctx, batch)
+	}
+}
+
+func (c *completer) write(ctx context.Context, batch []storage.Lease) {
+	p := c.p
+	err := p.retryStore(ctx, func() error {
+		now := time.Now().UTC()
+		_, err := p.store.Succeed(ctx, p.kind, batch, now, now.Add(p.cfg.SucceededTTL))
+		return err
+	})
+	if err != nil {
+		p.log.Error("gocap: recording successes failed; these rows will be attempted again when their lease ends",
+			"count", len(batch), "err", err)
+	}
+}

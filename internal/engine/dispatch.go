@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/transport"
+)
+
+// maxSendBatch bounds the rows of one batch send: large enough that a
+// batch amortizes its goroutine, deadline and confirmation wait, small
+// enough that a claim of ClaimBatch rows is spread over several batches
+// running at once.
+const maxSendBatch = 100
+
+// dispatcher is the publish side: it sends claimed published rows over
+// the transport, pauses while the transport cannot reach its broker, and
+// polls fast for a while after a commit notification.
+type dispatcher struct {
+	e      *Engine
+	proc   *processor
+	send   SendFunc
+	outage outage
+
+	// fastPoll, if set, is the poll interval for a while after a
+	// notification: notifications are coalesced (see notifier), and a
+	// commit close after a notified one is found by this poll.
+	fastPoll   time.Duration
+	notifiedAt atomic.Int64 // the last notification, in Unix nanoseconds
+}
+
+func newDispatcher(e *Engine) *dispatcher {
+	d := &dispatcher{e: e}
+	tr := e.cfg.Transport
+	base, batch := sendEach(tr), 1
+	if bs, ok := tr.(transport.BatchSender); ok {
+		base, batch = sendBatch(bs), maxSendBatch
+	}
+	d.send = chain(base, append([]func(SendFunc) SendFunc{recoverSend}, e.cfg.SendMiddleware...)...)
+	d.proc = newProcessor(storage.Published, &e.cfg, e.cfg.SendConcurrency, batch, d.attempt)
+	d.proc.pause = d.outage.wait
+	if _, ok := e.store.(storage.Listener); ok && e.cfg.NotifyInterval > 0 {
+		d.fastPoll = e.cfg.NotifyInterval
+		d.proc.pollWait = d.pollWait
+	}
+	return d
+}
+
+// sendEach sends rows one by one, for transports without batches.
+func sendEach(s transport.Sender) SendFunc {
+	return func(ctx context.Context, ms []*storage.Message) []error {
+		errs := make([]error, len(ms))
+		for i, m := range ms {
+			errs[i] = s.Send(ctx, m.Name, transport.Message{Headers: m.Headers, Body: m.Body})
+		}
+		return errs
+	}
+}
+
+// sendBatch sends rows together, for transports that take batches.
+func sendBatch(bs transport.BatchSender) SendFunc {
+	return func(ctx context.Context, ms []*storage.Message) []error {
+		out := make([]transport.Outgoing, len(ms))
+		for i, m := range ms {
+			out[i] = transport.Outgoing{Topic: m.Name, Message: transport.Message{Headers: m.Headers, Body: m.Body}}
+		}
+		return bs.SendBatch(ctx, out)
+	}
+}
+
+// attempt sends ms. A send that failed with transport.ErrUnavailable did
+// not reach the broker: it is no attempt, so its row's lease is released
+// without counting it, and dispatch pauses until a probe finds the
+// transport back.
+func (d *dispatcher) attempt(ctx context.Context, ms []*storage.Message) []error {
+	errs := d.send(ctx, ms)
+	if len(errs) != len(ms) {
+		return errs // the processor reports the mismatch
+	}
+	var (
+		notSent     []storage.Lease
+		unavailable error
+		reached     bool
+	)
+	for i, err := range errs {
+		if err != nil && errors.Is(err, transport.ErrUnavailable) {
+			notSent = append(notSent, storage.Lease{ID: ms[i].ID, Token: ms[i].LeaseToken})
+			unavailable = err
+			errs[i] = errReleased
+		} else {
+			reached = true
+		}
+	}
+	log := d.proc.log
+	if reached {
+		if lasted, ended := d.outage.end(); ended {
+			log.Info("gocap: the transport reaches its broker again; dispatch resumed", "outage", lasted.Round(time.Millisecond))
+			d.proc.Wake()
+		}
+	}
+	if len(notSent) > 0 {
+		if pause, first := d.outage.begin(); first {
+			log.Warn("gocap: the transport cannot reach its broker; dispatch paused, attempts are not counted",
+				"probe_in", pause, "err", unavailable)
+		}
+		d.proc.release(context.WithoutCancel(ctx), notSent, unavailable)
+	}
+	return errs
+}
+
+// fastPollWindow is how long the claim loop polls every fastPoll after a
+// notification: long enough to cover the commits coalesced into it.
+func (d *dispatcher) fastPollWindow() time.Duration { return max(time.Second, 20*d.fastPoll) }
+
+// notified reports a notification from the storage: rows were committed.
+// The claim loop looks for due rows now, and every fastPoll for a while.
+func (d *dispatcher) notified() {
+	d.notifiedAt.Store(time.Now().UnixNano())
+	d.proc.Wake()
+}
+
+func (d *dispatcher) pollWait() time.Duration {
+	wait := d.e.cfg.PollInterval
+	if time.Since(time.Unix(0, d.notifiedAt.Load())) < d.fastPollWindow() {
+		wait = min(wait, d.fastPoll)
+	}
+	return wait
+}

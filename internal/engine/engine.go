@@ -1,0 +1,186 @@
+// Package engine is gocap's machinery behind the outbox API: the run loop,
+// the claim loop and worker pool of each table, the completer, dispatch
+// over the transport, the receive path (consume, store, handle), the
+// cleaner, the heartbeat and the coalescing of commit notifications.
+//
+// The outbox package configures an [Engine] and translates its API into
+// it; nothing here is exported outside the module.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/internal/topic"
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/transport"
+)
+
+// Errors returned by an [Engine].
+var (
+	// ErrClosed: the engine was closed.
+	ErrClosed = errors.New("outbox: closed")
+	// ErrRunning: Run was called twice, or Subscribe after Run.
+	ErrRunning = errors.New("outbox: already running")
+)
+
+// Retry is the retry policy of both tables (see outbox.RetryPolicy).
+type Retry struct {
+	ImmediateRetries int
+	Interval         time.Duration
+	MaxAttempts      int
+}
+
+// Config is everything an Engine needs; the outbox package fills it in
+// from its Options, with every default applied.
+type Config struct {
+	Store     storage.Store
+	Transport transport.Transport
+	Logger    *slog.Logger
+	// NodeID is the snowflake node id, 1..1023; -1 picks one at random.
+	NodeID int64
+
+	Retry              Retry
+	SucceededTTL       time.Duration
+	FailedTTL          time.Duration
+	CleanInterval      time.Duration
+	CleanBatch         int
+	PollInterval       time.Duration
+	Lease              time.Duration
+	ClaimBatch         int
+	SendConcurrency    int
+	HandlerConcurrency int
+	ShutdownTimeout    time.Duration
+	HeartbeatInterval  time.Duration
+	// NotifyInterval is the least time between two publishes that ask
+	// the storage to notify processors (see notifier); zero notifies on
+	// every publish.
+	NotifyInterval time.Duration
+
+	// SendMiddleware wraps every send, HandleMiddleware every handler
+	// call, outermost first, inside the engine's own panic recovery.
+	SendMiddleware   []func(SendFunc) SendFunc
+	HandleMiddleware []func(HandleFunc) HandleFunc
+
+	// OnFailed is called once for each row that becomes Failed.
+	OnFailed func(ctx context.Context, m *storage.Message, err error, retries int)
+}
+
+// Subscription is one handler of a consumer group for a topic pattern.
+type Subscription struct {
+	Group   string
+	Pattern string
+	Handle  HandleFunc
+}
+
+// Engine moves the messages of one outbox: it sends published rows,
+// receives and handles subscribed ones, retries, cleans and records its
+// heartbeat while Run runs.
+type Engine struct {
+	cfg      Config
+	store    storage.Store
+	log      *slog.Logger
+	ids      *ids.Generator
+	instance storage.Instance
+	notifier notifier
+
+	dispatcher *dispatcher
+	receiver   *receiver
+
+	mu      sync.Mutex
+	running bool
+	closed  bool
+	stop    context.CancelFunc // cancels Run
+	stopped chan struct{}      // closed when Run returns
+}
+
+// New returns an engine for cfg; it does not start it.
+func New(cfg Config) (*Engine, error) {
+	gen, err := ids.NewGenerator(cfg.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: New: %w", err)
+	}
+	host, _ := os.Hostname()
+	e := &Engine{
+		cfg:   cfg,
+		store: cfg.Store,
+		log:   cfg.Logger,
+		ids:   gen,
+		instance: storage.Instance{
+			ID:       fmt.Sprintf("%s/%d/%d", host, os.Getpid(), gen.Next()),
+			Hostname: host,
+			PID:      os.Getpid(),
+		},
+		notifier: notifier{interval: cfg.NotifyInterval},
+	}
+	e.dispatcher = newDispatcher(e)
+	e.receiver = newReceiver(e)
+	return e, nil
+}
+
+// NextID returns a new snowflake id for a message.
+func (e *Engine) NextID() int64 { return e.ids.Next() }
+
+// Store returns the storage.
+func (e *Engine) Store() storage.Store { return e.store }
+
+// Subscribe registers s; it must be called before Run.
+func (e *Engine) Subscribe(s Subscription) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running {
+		return fmt.Errorf("outbox: subscribe to %q: %w: subscribe before Run", s.Pattern, ErrRunning)
+	}
+	return e.receiver.add(s)
+}
+
+// Closed reports whether Close was called.
+func (e *Engine) Closed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// ShouldNotify reports whether a publishing transaction is to ask the
+// storage to notify processors of its commit (see notifier).
+func (e *Engine) ShouldNotify() bool { return e.notifier.shouldNotify() }
+
+// Wake tells the processor of kind that rows became due.
+func (e *Engine) Wake(kind storage.Kind) {
+	switch kind {
+	case storage.Published:
+		e.dispatcher.proc.Wake()
+	case storage.Received:
+		e.receiver.proc.Wake()
+	}
+}
+
+// Close stops Run, if it runs, waits for it to return, and makes later
+// publishes fail with ErrClosed.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	stop, stopped := e.stop, e.stopped
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-stopped
+	}
+	return nil
+}
+
+// handlerFor returns the subscription of group whose pattern matches name.
+func (r *receiver) handlerFor(group, name string) (HandleFunc, bool) {
+	for _, s := range r.groups[group] {
+		if topic.Match(s.Pattern, name) {
+			return s.Handle, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gocap/gocap/internal/backoff"
+	"github.com/gocap/gocap/storage"
+)
+
+// maxErrorText bounds the error text stored on a row. Storages cut longer
+// texts too (on a character boundary), each to its column's size.
+const maxErrorText = 4000
+
+// IsPermanent reports whether err says that retrying cannot help: it (or
+// an error it wraps) has a method Permanent() bool that returns true, as
+// outbox.PermanentError does.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// fail records a failed attempt of m by the retry policy: at once again
+// for the first ImmediateRetries failures, after Interval then, Failed
+// after MaxAttempts or at once for a permanent error, with OnFailed.
+func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.Lease, cause error) {
+	now := time.Now().UTC()
+	retries := m.Retries + 1
+	next := now
+	immediate := retries <= p.cfg.Retry.ImmediateRetries
+	if !immediate {
+		next = now.Add(p.cfg.Retry.Interval)
+	}
+	permanent := IsPermanent(cause)
+	res, err := p.recordFailure(ctx, lease, storage.Failure{
+		Error:         storage.TruncateText(cause.Error(), maxErrorText),
+		Now:           now,
+		NextAttemptAt: next,
+		MaxAttempts:   p.cfg.Retry.MaxAttempts,
+		Permanent:     permanent,
+		ExpiresAt:     now.Add(p.cfg.FailedTTL),
+	})
+	if err != nil {
+		if errors.Is(err, storage.ErrLeaseLost) {
+			p.log.Warn("gocap: attempt failed after its lease was lost; the row is another processor's now",
+				"id", m.ID, "name", m.Name, "err", cause)
+			return
+		}
+		p.log.Error("gocap: recording a failed attempt failed; the row is retried when its lease ends",
+			"id", m.ID, "name", m.Name, "attempt_err", cause, "err", err)
+		return
+	}
+	switch {
+	case res.Status == storage.StatusFailed:
+		p.log.Error("gocap: message failed for good; it stays Failed until requeued", "id", m.ID, "name", m.Name,
+			"group", m.Group, "retries", res.Retries, "permanent", permanent, "err", cause)
+		if p.cfg.OnFailed != nil {
+			p.cfg.OnFailed(ctx, m, cause, res.Retries)
+		}
+	default:
+		p.log.Warn("gocap: attempt failed; retrying", "id", m.ID, "name", m.Name, "group", m.Group,
+			"retries", res.Retries, "next_attempt", next, "err", cause)
+		if immediate {
+			p.Wake()
+		}
+	}
+}
+
+// recordFailure records a failed attempt. Should the storage refuse the
+// error text itself, it records a short plain one instead, so that the
+// row's retry count advances and it ends Failed by its policy whatever
+// the text of its errors.
+func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
+	var res storage.FailResult
+	record := func() error {
+		var err error
+		res, err = p.store.Fail(ctx, p.kind, lease, f)
+		return err
+	}
+	err := p.retryStore(ctx, record)
+	if err != nil && errors.Is(err, storage.ErrPermanent) {
+		p.log.Warn("gocap: the storage refused the error text of a failed attempt; recording a shortened one",
+			"id", lease.ID, "err", err)
+		f.Error = fmt.Sprintf("the storage refused this attempt's error text (%s); its start: %q",
+			storage.TruncateText(err.Error(), 300), storage.TruncateText(f.Error, 300))
+		if err = p.retryStore(ctx, record); err != nil && errors.Is(err, storage.ErrPermanent) {
+			f.Error = "the storage refused this attempt's error text; see the processor's log"
+			err = p.retryStore(ctx, record)
+		}
+	}
+	return res, err
+}
+
+// release gives up the leases of rows whose attempt did not take place,
+// without counting it, so that they are due again at once.
+func (p *processor) release(ctx context.Context, leases []storage.Lease, cause error) {
+	reason := "not sent, not counted as an attempt: " + cause.Error()
+	err := p.retryStore(ctx, func() error {
+		_, err := p.store.Release(ctx, p.kind, leases, time.Now().UTC(), storage.TruncateText(reason, maxErrorText))
+		return err
+	})
+	if err != nil {
+		p.log.Error("gocap: releasing rows that were not attempted failed; they are due again after their lease ends",
+			"count", len(leases), "err", err)
+	}
+}
+
+// Tries of a storage write whose outcome must not be lost (recording a
+// success or a failure, releasing leases) while its error is transient.
+const recordTries = 3
+
+// retryStore runs f until it succeeds, fails permanently or with a lost
+// lease, or has failed recordTries times, waiting a little longer after
+// each try; it returns f's last error.
+func (p *processor) retryStore(ctx context.Context, f func() error) error {
+	for i := 1; ; i++ {
+		err := f()
+		if err == nil || i == recordTries || ctx.Err() != nil ||
+			errors.Is(err, storage.ErrPermanent) || errors.Is(err, storage.ErrLeaseLost) {
+			return err
+		}
+		backoff.Sleep(ctx, time.Duration(i)*100*time.Millisecond)
+	}
+}

@@ -1,0 +1,302 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/internal/backoff"
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/storage"
+)
+
+// attemptFunc attempts claimed rows and returns one error per row, in
+// order: nil for success, errReleased for a row whose lease it gave back
+// without an attempt, and the failure otherwise.
+type attemptFunc func(ctx context.Context, ms []*storage.Message) []error
+
+// errReleased is the outcome of a row whose attempt did not take place and
+// whose lease the attempt released: nothing more is recorded for it.
+var errReleased = errors.New("released without an attempt")
+
+// processor runs the attempts of one table: it claims due rows, runs them
+// on a pool of workers with bounded concurrency, and records each outcome
+// under the row's lease. The dispatcher and the receiver each own one.
+type processor struct {
+	kind  storage.Kind
+	store storage.Store
+	cfg   *Config
+	log   *slog.Logger
+
+	attempt   attemptFunc
+	batchSize int      // rows per attempt at most
+	groups    []string // for received rows: the groups to claim rows of
+	// pollWait returns how long to wait for a wake-up before polling
+	// again; pause, if set, how long claiming must still wait.
+	pollWait func() time.Duration
+	pause    func() time.Duration
+
+	limit int           // rows in flight at most
+	slots chan struct{} // one token per row in flight
+	freed chan struct{} // signalled when a slot is released
+	wake  chan struct{} // signalled when rows may have become due
+
+	// Attempts run on a pool of worker goroutines that grows on demand
+	// and shrinks when idle: reusing a goroutine and its grown stack is
+	// markedly cheaper than a new goroutine per message at thousands of
+	// messages a second.
+	jobs    chan job       // to an idle worker
+	quit    chan struct{}  // closed when run ends: idle workers exit
+	workers sync.WaitGroup // worker goroutines
+
+	completer *completer
+	wg        sync.WaitGroup // attempts in flight
+
+	mu      sync.Mutex
+	closing bool // set when run stops taking attempts; guarded by mu
+}
+
+// job is one attempt, of one row or of a batch, handed to a worker. It
+// holds one slot per row.
+type job struct {
+	work context.Context
+	ms   []*storage.Message
+}
+
+// workerIdle is how long a worker waits for its next job before it exits.
+const workerIdle = 10 * time.Second
+
+func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt attemptFunc) *processor {
+	p := &processor{
+		kind:      kind,
+		store:     cfg.Store,
+		cfg:       cfg,
+		log:       cfg.Logger.With("table", kind.String()),
+		attempt:   attempt,
+		batchSize: batchSize,
+		limit:     limit,
+		slots:     make(chan struct{}, limit),
+		freed:     make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		jobs:      make(chan job),
+		quit:      make(chan struct{}),
+	}
+	p.pollWait = func() time.Duration { return cfg.PollInterval }
+	p.completer = newCompleter(p, limit)
+	return p
+}
+
+// Wake makes the claim loop look for due rows now.
+func (p *processor) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run claims and starts attempts until ctx ends, then waits for the
+// attempts in flight: they run under work, which the caller cancels when the
+// shutdown deadline passes. Outcomes are recorded before run returns.
+func (p *processor) run(ctx, work context.Context) {
+	completerDone := make(chan struct{})
+	go func() {
+		defer close(completerDone)
+		p.completer.run(work)
+	}()
+
+	p.claimLoop(ctx, work)
+
+	// No attempt starts after this: wg.Wait below sees them all.
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	p.wg.Wait()
+	close(p.quit)
+	p.workers.Wait()
+	p.completer.close()
+	<-completerDone
+}
+
+// Backoff of the claim loop after a storage error: a few tries in the
+// first second, then one every claimRetryMax, so that a database that is
+// down or restarting is not hammered, and work resumes within
+// claimRetryMax of its return.
+const (
+	claimRetryMin = 250 * time.Millisecond
+	claimRetryMax = 2 * time.Second
+)
+
+func (p *processor) claimLoop(ctx, work context.Context) {
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	// Claim in batches: with many attempts in flight, wait until a good part
+	// of a batch is free instead of claiming a row or two per query.
+	threshold := max(1, min(p.cfg.ClaimBatch, p.limit)/2)
+	retry := backoff.New(claimRetryMin, claimRetryMax)
+	for ctx.Err() == nil {
+		if p.pause != nil {
+			if d := p.pause(); d > 0 {
+				backoff.Sleep(ctx, d)
+				continue
+			}
+		}
+		free := p.limit - len(p.slots)
+		if free < threshold {
+			select {
+			case <-p.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		limit := min(free, p.cfg.ClaimBatch)
+		now := time.Now().UTC()
+		msgs, err := p.store.Claim(ctx, p.kind, storage.ClaimRequest{
+			Now:        now,
+			LeaseUntil: now.Add(p.cfg.Lease),
+			Token:      ids.Token(),
+			Limit:      limit,
+			Groups:     p.groups,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := retry.Next()
+			p.log.Error("gocap: claiming due messages failed; retrying with backoff", "retry_in", d, "err", err)
+			backoff.Sleep(ctx, d)
+			continue
+		}
+		retry.Reset()
+		p.startAll(work, msgs)
+		if len(msgs) == limit {
+			continue // there may be more due rows
+		}
+		poll.Reset(p.pollWait())
+		select {
+		case <-p.wake:
+		case <-poll.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// startAll runs the attempts of claimed rows in batches of batchSize. The
+// caller has checked that a slot is free for each row.
+func (p *processor) startAll(work context.Context, msgs []*storage.Message) {
+	for len(msgs) > 0 {
+		n := min(len(msgs), p.batchSize)
+		for range n {
+			p.slots <- struct{}{}
+		}
+		p.wg.Add(1)
+		p.launch(work, msgs[:n:n])
+		msgs = msgs[n:]
+	}
+}
+
+// startClaimed runs the attempt of a row the caller claimed itself (a
+// received message just stored), waiting for a free slot first. It returns
+// false if ctx ends before a slot is free, or the processor has stopped;
+// the row is then attempted by a claim loop when its lease ends.
+func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) bool {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		<-p.slots
+		return false
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	p.launch(work, []*storage.Message{m})
+	return true
+}
+
+// launch processes ms on an idle worker, or on a new one if none is idle.
+// The worker holds the slots the caller took, and the caller's count in wg,
+// and releases them when done.
+func (p *processor) launch(work context.Context, ms []*storage.Message) {
+	j := job{work: work, ms: ms}
+	select {
+	case p.jobs <- j:
+	default:
+		p.workers.Add(1)
+		go p.worker(j)
+	}
+}
+
+// worker runs jobs until it has been idle for workerIdle or run ends.
+// Workers number at most the slots taken plus those between two jobs, and
+// the idle ones exit, so the pool follows the load.
+func (p *processor) worker(j job) {
+	defer p.workers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		p.process(j.work, j.ms)
+		for range j.ms {
+			<-p.slots
+		}
+		select {
+		case p.freed <- struct{}{}:
+		default:
+		}
+		p.wg.Done()
+
+		idle.Reset(workerIdle)
+		select {
+		case j = <-p.jobs:
+		case <-idle.C:
+			return
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// process attempts ms and records each row's outcome.
+func (p *processor) process(work context.Context, ms []*storage.Message) {
+	errs := p.timedAttempt(work, ms)
+	for i, m := range ms {
+		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
+		switch {
+		case errs[i] == nil:
+			p.completer.succeeded(lease)
+		case errors.Is(errs[i], errReleased):
+		default:
+			p.fail(work, m, lease, errs[i])
+		}
+	}
+}
+
+// timedAttempt attempts ms with a deadline of half the lease, so that no
+// row is worked on after another processor may have taken it over. It
+// returns one error per row; a cancelled or expired context is an error
+// for every row, even one whose attempt returned nil.
+func (p *processor) timedAttempt(work context.Context, ms []*storage.Message) []error {
+	ctx, cancel := context.WithTimeout(work, p.cfg.Lease/2)
+	defer cancel()
+	errs := p.attempt(ctx, ms)
+	if len(errs) != len(ms) {
+		err := fmt.Errorf("attempt returned %d results for %d messages", len(errs), len(ms))
+		errs = make([]error, len(ms))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	if ctx.Err() != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("attempt did not finish in time: %w", context.Cause(ctx))
+			}
+		}
+	}
+	return errs
+}

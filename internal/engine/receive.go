@@ -1,0 +1,274 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/internal/backoff"
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
+)
+
+// receiver is the receive side: it consumes each group's topics, stores
+// every delivery as a received row claimed by this process, acknowledges
+// it, and runs the subscribed handler on the pool of its processor.
+type receiver struct {
+	e      *Engine
+	proc   *processor
+	handle HandleFunc
+	groups map[string][]Subscription
+
+	unstored unstoredCounts // deliveries that failed to be stored, by message
+}
+
+func newReceiver(e *Engine) *receiver {
+	r := &receiver{e: e, groups: map[string][]Subscription{}}
+	r.handle = chain(r.route, append([]func(HandleFunc) HandleFunc{recoverHandle}, e.cfg.HandleMiddleware...)...)
+	r.proc = newProcessor(storage.Received, &e.cfg, e.cfg.HandlerConcurrency, 1, r.attempt)
+	return r
+}
+
+// add registers s.
+func (r *receiver) add(s Subscription) error {
+	for _, o := range r.groups[s.Group] {
+		if o.Pattern == s.Pattern {
+			return fmt.Errorf("outbox: subscribe: topic %q already has a handler in group %q", s.Pattern, s.Group)
+		}
+	}
+	r.groups[s.Group] = append(r.groups[s.Group], s)
+	return nil
+}
+
+// attempt runs the handler of each row.
+func (r *receiver) attempt(ctx context.Context, ms []*storage.Message) []error {
+	errs := make([]error, len(ms))
+	for i, m := range ms {
+		errs[i] = r.handle(ctx, m)
+	}
+	return errs
+}
+
+// route runs the handler subscribed to the row's topic in the row's group.
+func (r *receiver) route(ctx context.Context, m *storage.Message) error {
+	if h, ok := r.handlerFor(m.Group, m.Name); ok {
+		return h(ctx, m)
+	}
+	return permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
+}
+
+// consume stores the deliveries of group until ctx ends, and starts the
+// handler of each stored message.
+func (r *receiver) consume(ctx, work context.Context, group string) {
+	subs := r.groups[group]
+	patterns := make([]string, len(subs))
+	for i, s := range subs {
+		patterns[i] = s.Pattern
+	}
+	log := r.e.log
+	retry := backoff.New(100*time.Millisecond, 30*time.Second)
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := r.e.cfg.Transport.Consume(ctx, group, patterns, func(dctx context.Context, d transport.Delivery) error {
+			return r.store(dctx, work, group, d)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			retry.Reset() // it ran well for a while: this is a new failure
+		}
+		d := retry.Next()
+		log.Error("gocap: consuming failed; consuming again after a pause",
+			"group", group, "topics", patterns, "err", err, "retry_in", d)
+		if !backoff.Sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+// store stores one delivery as a received row claimed by this process and
+// starts its handler. It returns an error, so that the broker delivers the
+// message again later, only while the storage fails transiently (the
+// database is unreachable, a deadlock): a delivery the storage refuses
+// (see storeUnstorable), or keeps failing on while other deliveries are
+// stored, is stored as a Failed row instead, so that no delivery is handed
+// back to the broker for ever.
+func (r *receiver) store(ctx, work context.Context, group string, d transport.Delivery) error {
+	m := r.receivedMessage(group, d)
+	token := ids.Token()
+	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
+	var res storage.ReceivedInsert
+	err := r.proc.retryStore(ctx, func() error {
+		var err error
+		res, err = r.e.store.InsertReceived(ctx, m, token, leaseUntil)
+		return err
+	})
+	key := group + "\x00" + m.MsgID
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("storing received message %s (topic %q, group %q): %w", m.MsgID, m.Name, group, err)
+		}
+		if !errors.Is(err, storage.ErrPermanent) && r.unstored.add(key) < maxTransientStores {
+			return fmt.Errorf("storing received message %s (topic %q, group %q); the broker delivers it again: %w",
+				m.MsgID, m.Name, group, err)
+		}
+		r.unstored.forget(key)
+		return r.storeUnstorable(ctx, work, m, err)
+	}
+	r.unstored.forget(key)
+	if !res.Claimed {
+		r.e.log.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", group, "topic", m.Name)
+		return nil
+	}
+	if res.Reset {
+		// A Failed duplicate was reset: run the stored row, with its content.
+		stored, err := r.e.store.Get(ctx, storage.Received, res.ID)
+		if err != nil {
+			// The row stays claimed; a claim loop runs it when the lease ends.
+			r.e.log.Warn("gocap: reading a requeued duplicate failed; it runs after its lease",
+				"id", res.ID, "err", err)
+			return nil
+		}
+		m = stored
+	}
+	m.LeaseToken, m.LeaseUntil = token, leaseUntil
+	r.proc.startClaimed(ctx, work, m)
+	return nil
+}
+
+// receivedMessage makes the row of a delivery for group, with CAP's
+// defaults for what a foreign publisher left out.
+func (r *receiver) receivedMessage(group string, d transport.Delivery) *storage.Message {
+	id := r.e.ids.Next()
+	w := wire.Received(group, d.Topic, d.Headers, func() string { return strconv.FormatInt(id, 10) })
+	if w.GeneratedID {
+		r.e.log.Warn("gocap: received a message without cap-msg-id; gave it a new id",
+			"group", group, "topic", d.Topic, "msg_id", w.MsgID)
+	}
+	return &storage.Message{
+		ID:      id,
+		Kind:    storage.Received,
+		MsgID:   w.MsgID,
+		Name:    w.Name,
+		Group:   group,
+		Headers: w.Headers,
+		Body:    d.Body,
+		Status:  storage.StatusScheduled,
+		Added:   time.Now().UTC(),
+	}
+}
+
+// maxTransientStores is how many deliveries of one message may fail to be
+// stored with a transient error before it is taken as unstorable: a
+// storage error misjudged as transient must not hand the message back to
+// the broker for ever.
+const maxTransientStores = 5
+
+// storeUnstorable stores a delivery that the storage refused as a Failed
+// row, visible and requeueable, carrying the reason and as much of the
+// delivery as can be stored: an id the storage can hold, the headers
+// quoted in wire.UnstorableHeaders, and the body (left out if it is the
+// body that cannot be stored). It calls OnFailed for it. It returns an
+// error, so the broker delivers the message again, if the storage is
+// unreachable; and a transport.Discard error, after logging the delivery,
+// if even that row is refused.
+func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message, cause error) error {
+	var quoted strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
+		fmt.Fprintf(&quoted, "%s: %s\n", strconv.Quote(k), strconv.Quote(m.Headers[k]))
+	}
+	msgID := storage.StorableMsgID(m.MsgID)
+	name := storage.TruncateText(m.Name, 200)
+	row := &storage.Message{
+		ID:    m.ID,
+		Kind:  storage.Received,
+		MsgID: msgID,
+		Name:  name,
+		Group: m.Group,
+		Headers: map[string]string{
+			wire.MsgID:             msgID,
+			wire.MsgName:           name,
+			wire.Group:             m.Group,
+			wire.UnstorableHeaders: storage.TruncateText(quoted.String(), 64<<10),
+		},
+		Body:   m.Body,
+		Status: storage.StatusScheduled,
+		Added:  m.Added,
+	}
+	token := ids.Token()
+	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
+	var res storage.ReceivedInsert
+	insert := func() error {
+		var err error
+		res, err = r.e.store.InsertReceived(ctx, row, token, leaseUntil)
+		return err
+	}
+	err := r.proc.retryStore(ctx, insert)
+	if err != nil && errors.Is(err, storage.ErrPermanent) && len(row.Body) > 0 {
+		row.Headers[wire.UnstorableBody] = fmt.Sprintf("%d bytes, left out: %s", len(row.Body), storage.TruncateText(err.Error(), 500))
+		row.Body = nil
+		err = r.proc.retryStore(ctx, insert)
+	}
+	switch {
+	case err != nil && errors.Is(err, storage.ErrPermanent):
+		r.e.log.Error("gocap: a delivery could not be stored, not even as Failed; it is discarded",
+			"group", m.Group, "topic", m.Name, "headers", quoted.String(), "body", string(m.Body),
+			"cause", cause, "err", err)
+		return transport.Discard(fmt.Errorf("storing received message %q (group %q) as Failed: %w", msgID, m.Group, err))
+	case err != nil:
+		return fmt.Errorf("storing unstorable received message %q (group %q) as Failed; the broker delivers it again: %w",
+			msgID, m.Group, err)
+	case !res.Claimed:
+		return nil // stored before, by an earlier delivery of it
+	}
+	row.ID = res.ID
+	row.LeaseToken, row.LeaseUntil = token, leaseUntil
+	r.proc.fail(work, row, storage.Lease{ID: row.ID, Token: token},
+		permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s): %w",
+			wire.UnstorableHeaders, cause)))
+	return nil
+}
+
+// permanentError is an engine error that retrying cannot fix.
+type permanentError struct{ error }
+
+func (permanentError) Permanent() bool   { return true }
+func (e permanentError) Unwrap() error   { return e.error }
+func permanent(err error) permanentError { return permanentError{err} }
+
+// unstoredCounts counts, per message, the deliveries that could not be
+// stored because of a transient error. It is bounded: past maxTracked
+// messages it starts afresh.
+type unstoredCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+const maxTracked = 10000
+
+func (u *unstoredCounts) add(key string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n == nil || len(u.n) >= maxTracked {
+		u.n = map[string]int{}
+	}
+	u.n[key]++
+	return u.n[key]
+}
+
+func (u *unstoredCounts) forget(key string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.n) > 0 {
+		delete(u.n, key)
+	}
+}

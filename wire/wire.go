@@ -1,0 +1,146 @@
+// Package wire is DotNetCore.CAP's message format as gocap speaks it: the
+// header names, the headers of a published message, the defaults given to
+// a delivery from a publisher that set fewer of them, the forms of
+// cap-senttime, and how a binary header value travels as text. The engine
+// and every transport use it, so a CAP service and a gocap service read
+// each other's messages, and a third-party transport can too.
+//
+// The headers are those of CAP's DotNetCore.CAP.Messages.Headers (see
+// src/DotNetCore.CAP/Messages/Headers.cs in the CAP repository).
+package wire
+
+import (
+	"encoding/base64"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Header names, identical to DotNetCore.CAP's.
+const (
+	// MsgID is the message id: a decimal int64 for gocap and CAP.
+	MsgID = "cap-msg-id"
+	// MsgName is the topic the message was published to.
+	MsgName = "cap-msg-name"
+	// Group is the consumer group a received message was stored for.
+	Group = "cap-msg-group"
+	// MsgType is the short name of the payload's type.
+	MsgType = "cap-msg-type"
+	// CorrelationID is the id of the message that started the
+	// conversation; equal to the message id at publish.
+	CorrelationID = "cap-corr-id"
+	// CorrelationSeq is the position in the conversation; "0" at publish.
+	CorrelationSeq = "cap-corr-seq"
+	// SentTime is when the message was published, RFC 3339 in UTC.
+	SentTime = "cap-senttime"
+)
+
+// Published returns the headers of a message that gocap publishes: CAP's
+// id, name, correlation and sent-time headers, the payload's type name
+// unless typeName is empty, and extra. A header in extra replaces gocap's
+// value, except MsgID and MsgName, which are always id and name.
+func Published(id int64, name, typeName string, sent time.Time, extra map[string]string) map[string]string {
+	sid := strconv.FormatInt(id, 10)
+	h := make(map[string]string, 6+len(extra))
+	h[CorrelationID] = sid
+	h[CorrelationSeq] = "0"
+	h[SentTime] = FormatSentTime(sent)
+	if typeName != "" {
+		h[MsgType] = typeName
+	}
+	maps.Copy(h, extra)
+	h[MsgID] = sid
+	h[MsgName] = name
+	return h
+}
+
+// Delivery is a received message's identity, as its headers and the
+// broker give it.
+type Delivery struct {
+	// MsgID is cap-msg-id, or the generated id when the publisher sent none.
+	MsgID string
+	// Name is cap-msg-name, or the broker topic when the publisher sent none.
+	Name string
+	// Headers are the delivery's headers with MsgID, Name and the group
+	// set, in a map of their own.
+	Headers map[string]string
+	// GeneratedID reports that the publisher sent no cap-msg-id.
+	GeneratedID bool
+}
+
+// Received reads the identity of a delivery of topic for group, giving a
+// foreign message what it lacks as CAP does: an id from newID when it has
+// no cap-msg-id, and the broker topic as its name when it has no
+// cap-msg-name. headers is not modified.
+func Received(group, topic string, headers map[string]string, newID func() string) Delivery {
+	h := make(map[string]string, len(headers)+3)
+	maps.Copy(h, headers)
+	d := Delivery{MsgID: h[MsgID], Name: h[MsgName], Headers: h}
+	if d.MsgID == "" {
+		d.MsgID, d.GeneratedID = newID(), true
+		h[MsgID] = d.MsgID
+	}
+	if d.Name == "" {
+		d.Name = topic
+		h[MsgName] = topic
+	}
+	h[Group] = group
+	return d
+}
+
+// sentTimeLayouts are the forms of cap-senttime accepted on receive:
+// gocap's RFC 3339, and the invariant-culture forms DotNetCore.CAP writes
+// for DateTime and DateTimeOffset.
+var sentTimeLayouts = []string{
+	time.RFC3339Nano,
+	"01/02/2006 15:04:05 -07:00",
+	"01/02/2006 15:04:05",
+	"1/2/2006 3:04:05 PM -07:00",
+	"1/2/2006 3:04:05 PM",
+	"2006-01-02 15:04:05",
+}
+
+// FormatSentTime formats t as cap-senttime: RFC 3339 in UTC, which .NET's
+// DateTime.Parse and DateTimeOffset.Parse read.
+func FormatSentTime(t time.Time) string {
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ParseSentTime reads a cap-senttime value in gocap's or CAP's forms; ok is
+// false if none matches. Times without a zone are taken as UTC.
+func ParseSentTime(s string) (t time.Time, ok bool) {
+	s = strings.TrimSpace(s)
+	for _, layout := range sentTimeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// binaryPrefix starts a binary header value encoded by [HeaderValue].
+const binaryPrefix = "base64:"
+
+// HeaderValue turns a binary header value (an AMQP byte array, a Kafka
+// record header) into the text gocap stores: the bytes themselves when
+// they are valid UTF-8 without NUL, and otherwise "base64:" followed by
+// their standard base64 encoding, visibly and reversibly (see
+// [DecodeHeaderValue]).
+func HeaderValue(b []byte) string {
+	if utf8.Valid(b) && !strings.ContainsRune(string(b), 0) {
+		return string(b)
+	}
+	return binaryPrefix + base64.StdEncoding.EncodeToString(b)
+}
+
+// DecodeHeaderValue returns the bytes a [HeaderValue] text stands for.
+func DecodeHeaderValue(s string) []byte {
+	if rest, ok := strings.CutPrefix(s, binaryPrefix); ok {
+		if b, err := base64.StdEncoding.DecodeString(rest); err == nil {
+			return b
+		}
+	}
+	return []byte(s)
+}

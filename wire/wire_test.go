@@ -1,0 +1,79 @@
+package wire_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/wire"
+)
+
+func TestPublished(t *testing.T) {
+	sent := time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC)
+	h := wire.Published(42, "order.paid", "OrderPaid", sent, map[string]string{
+		wire.MsgID: "forged", wire.CorrelationID: "7", "tenant": "acme",
+	})
+	want := map[string]string{
+		wire.MsgID: "42", wire.MsgName: "order.paid", wire.MsgType: "OrderPaid", wire.CorrelationID: "7",
+		wire.CorrelationSeq: "0", wire.SentTime: "2026-11-25T10:30:00Z", "tenant": "acme",
+	}
+	if len(h) != len(want) {
+		t.Errorf("headers %v, want %v", h, want)
+	}
+	for k, v := range want {
+		if h[k] != v {
+			t.Errorf("%s = %q, want %q", k, h[k], v)
+		}
+	}
+	if _, ok := wire.Published(1, "a", "", sent, nil)[wire.MsgType]; ok {
+		t.Error("an empty type name was sent")
+	}
+}
+
+func TestReceived(t *testing.T) {
+	in := map[string]string{"x-trace": "7"}
+	d := wire.Received("billing", "order.paid.eu", in, func() string { return "99" })
+	if d.MsgID != "99" || !d.GeneratedID || d.Name != "order.paid.eu" ||
+		d.Headers[wire.MsgID] != "99" || d.Headers[wire.MsgName] != "order.paid.eu" || d.Headers[wire.Group] != "billing" {
+		t.Errorf("foreign delivery: %+v", d)
+	}
+	if len(in) != 1 {
+		t.Error("Received modified its input")
+	}
+	d = wire.Received("billing", "rk", map[string]string{wire.MsgID: "5", wire.MsgName: "order.paid"}, nil)
+	if d.MsgID != "5" || d.GeneratedID || d.Name != "order.paid" {
+		t.Errorf("CAP delivery: %+v", d)
+	}
+}
+
+func TestSentTime(t *testing.T) {
+	want := time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC)
+	for _, s := range []string{"2026-11-25T10:30:00Z", "11/25/2026 10:30:00 +00:00", "11/25/2026 10:30:00",
+		"11/25/2026 11:30:00 AM +01:00", "2026-11-25 10:30:00"} {
+		got, ok := wire.ParseSentTime(s)
+		if !ok || !got.Equal(want) {
+			t.Errorf("ParseSentTime(%q) = %v, %v", s, got, ok)
+		}
+	}
+	if _, ok := wire.ParseSentTime("yesterday"); ok {
+		t.Error("nonsense parsed")
+	}
+	if s := wire.FormatSentTime(want.In(time.FixedZone("x", 3600))); s != "2026-11-25T10:30:00Z" {
+		t.Errorf("FormatSentTime = %q", s)
+	}
+}
+
+func TestHeaderValue(t *testing.T) {
+	for _, b := range [][]byte{[]byte("plain"), {0xff, 0x00, 0xfe}, []byte("a\x00b"), {}} {
+		s := wire.HeaderValue(b)
+		if !bytes.Equal(wire.DecodeHeaderValue(s), b) {
+			t.Errorf("%q → %q does not decode back", b, s)
+		}
+	}
+	if s := wire.HeaderValue([]byte("plain")); s != "plain" {
+		t.Errorf("text was encoded: %q", s)
+	}
+	if s := wire.HeaderValue([]byte{0xff}); s != "base64:/w==" {
+		t.Errorf("binary: %q", s)
+	}
+}
