@@ -93,24 +93,24 @@ func TestPostgres(t *testing.T) { runCore(t, postgresBackend) }
 
 // TestPostgresCoalescedNotify checks that a commit whose NOTIFY was
 // coalesced into an earlier one is still sent promptly: the processor
-// polls every NotifyInterval after a notification. The poll interval is an
+// polls every Options.NotifyInterval after a notification. The poll interval is an
 // hour, so only that can find it.
 func TestPostgresCoalescedNotify(t *testing.T) {
 	url := testenv.AMQPURL(t)
 	env := postgresBackend.open(t)
 	const interval = 500 * time.Millisecond
 	pool := pgPool(t, env.dsn)
-	d := postgres.New(pool, postgres.Options{Schema: env.name, Logger: quietLogger(), NotifyInterval: interval})
+	d := postgres.New(pool, postgres.Options{Schema: env.name, Logger: quietLogger()})
 	b := newBroker(t, url)
 	tr := b.transport(t, url)
-	ob := newOutbox(t, d, tr, outbox.Options{PollInterval: time.Hour})
+	ob := newOutbox(t, d, tr, outbox.Options{PollInterval: time.Hour, NotifyInterval: interval})
 	run(t, ob)
 	ctx := context.Background()
 
 	// Until the processor listens, a notification is lost: probe with an
 	// outbox on a driver that always notifies, until a probe arrives.
-	probe := newOutbox(t, postgres.New(pool, postgres.Options{Schema: env.name, Logger: quietLogger(), NotifyInterval: -1}),
-		tr, outbox.Options{})
+	probe := newOutbox(t, postgres.New(pool, postgres.Options{Schema: env.name, Logger: quietLogger()}),
+		tr, outbox.Options{NotifyInterval: -1})
 	for i := 0; ; i++ {
 		if _, err := probe.PublishWithoutTx(ctx, "probe", []byte("p")); err != nil {
 			t.Fatal(err)

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gocap/gocap/internal/engine"
 	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/transport"
 )
 
 // Defaults of [Options] and [RetryPolicy]: the policy of DotNetCore.CAP.
@@ -26,6 +28,7 @@ const (
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultHeartbeatInterval  = 10 * time.Second
 	DefaultGroup              = "gocap.default"
+	DefaultNotifyInterval     = 2 * time.Millisecond
 )
 
 // RetryPolicy says how often a failed send or handler run is tried again.
@@ -130,6 +133,18 @@ type Options struct {
 	// HeartbeatInterval is how often the processor records that it is
 	// alive (shown on the dashboard). Zero means 10 seconds.
 	HeartbeatInterval time.Duration
+	// NotifyInterval is, for a storage that notifies processors of
+	// commits (PostgreSQL's LISTEN/NOTIFY), the least time between two
+	// publishes of this outbox that ask for a notification. PostgreSQL
+	// commits notifying transactions one at a time, without group commit,
+	// so notifying from every transaction would cap concurrent publishers
+	// at one commit per WAL flush; after each notification the processor
+	// polls every NotifyInterval for a while, and so finds the rows of the
+	// publishes that did not notify as promptly. Should the notifying
+	// transaction roll back, or commit long after the others, their rows
+	// wait at most for the next notification or PollInterval. Zero means
+	// 2 ms; a negative value notifies from every publish.
+	NotifyInterval time.Duration
 
 	// OnFailed, if set, is called once for each message that becomes Failed
 	// (DotNetCore.CAP's FailedThresholdCallback). It runs on the processor's
@@ -204,5 +219,44 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DefaultGroup == "" {
 		o.DefaultGroup = DefaultGroup
 	}
+	switch {
+	case o.NotifyInterval == 0:
+		o.NotifyInterval = DefaultNotifyInterval
+	case o.NotifyInterval < 0:
+		o.NotifyInterval = 0
+	}
 	return o, nil
+}
+
+// engineConfig is the engine's configuration for o, which has its defaults.
+func (o Options) engineConfig(store storage.Store, tr transport.Transport) engine.Config {
+	node := o.NodeID
+	if node == 0 {
+		node = -1 // random
+	}
+	c := engine.Config{
+		Store:              store,
+		Transport:          tr,
+		Logger:             o.Logger,
+		NodeID:             node,
+		Retry:              engine.Retry(o.Retry),
+		SucceededTTL:       o.SucceededTTL,
+		FailedTTL:          o.FailedTTL,
+		CleanInterval:      o.CleanInterval,
+		CleanBatch:         o.CleanBatch,
+		PollInterval:       o.PollInterval,
+		Lease:              o.Lease,
+		ClaimBatch:         o.ClaimBatch,
+		SendConcurrency:    o.SendConcurrency,
+		HandlerConcurrency: o.HandlerConcurrency,
+		ShutdownTimeout:    o.ShutdownTimeout,
+		HeartbeatInterval:  o.HeartbeatInterval,
+		NotifyInterval:     o.NotifyInterval,
+	}
+	if o.OnFailed != nil {
+		c.OnFailed = func(ctx context.Context, m *storage.Message, err error, retries int) {
+			o.OnFailed(ctx, FailedMessage{Message: m, Err: err, Retries: retries})
+		}
+	}
+	return c
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/wire"
 )
 
 // runReliability runs the cases of malformed input and failing storage: no
@@ -164,9 +165,9 @@ type refusingDriver[TTx any] struct {
 	refuse func(m *storage.Message) error
 }
 
-func (d refusingDriver[TTx]) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
+func (d refusingDriver[TTx]) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	if err := d.refuse(m); err != nil {
-		return 0, false, err
+		return storage.ReceivedInsert{}, err
 	}
 	return d.Driver.InsertReceived(ctx, m, token, leaseUntil)
 }
@@ -181,7 +182,7 @@ func testUnstorable[TTx any](t *testing.T, be backend[TTx]) {
 	tr, ex := rabbitFor(t, url)
 	var transientTries atomic.Int32
 	d := refusingDriver[TTx]{Driver: env.driver(t), refuse: func(m *storage.Message) error {
-		if _, fallback := m.Headers[outbox.HeaderUnstorableHeaders]; fallback {
+		if _, fallback := m.Headers[wire.UnstorableHeaders]; fallback {
 			return nil
 		}
 		switch m.MsgID {
@@ -234,7 +235,7 @@ func testUnstorable[TTx any](t *testing.T, be backend[TTx]) {
 		if !strings.Contains(r.LastError, "could not be stored") || !strings.Contains(r.LastError, "simulated") {
 			t.Errorf("%s: last error %q does not give the reason", r.MsgID, r.LastError)
 		}
-		if q := r.Headers[outbox.HeaderUnstorableHeaders]; !strings.Contains(q, `"x-tenant": "acme"`) {
+		if q := r.Headers[wire.UnstorableHeaders]; !strings.Contains(q, `"x-tenant": "acme"`) {
 			t.Errorf("%s: original headers not kept: %q", r.MsgID, q)
 		}
 		if len(r.Body) == 0 {

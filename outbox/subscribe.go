@@ -2,19 +2,13 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/internal/engine"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/storage"
-	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
 )
 
 // Received is a message delivered to a subscriber, with its payload
@@ -53,12 +47,6 @@ func Group(name string) SubscribeOption {
 	return func(c *subscribeConfig) { c.group = name }
 }
 
-// subscription is one registered handler.
-type subscription struct {
-	pattern string
-	handle  func(ctx context.Context, m *storage.Message) error
-}
-
 // Subscribe registers h for the messages of topic (a name or a pattern with
 // '*' for one word and '#' for any number of words) in a consumer group.
 // Call it before Run.
@@ -70,6 +58,12 @@ type subscription struct {
 // into T fails at once, stays Failed with the decode error, and can be
 // requeued from the dashboard. Wrap an error with [Permanent] to skip the
 // retries.
+//
+// A delivery the database cannot store as it arrived (an id or header
+// values it cannot hold, say) is stored with those values encoded; one it
+// still refuses is stored as a Failed row carrying the reason, its original
+// headers quoted in the header wire.UnstorableHeaders, and its body, then
+// acknowledged: no delivery goes back to the broker for ever.
 //
 // h runs at least once per message and group. To make its effects happen
 // exactly once, record its work in a transaction of your own that also
@@ -89,11 +83,11 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 	if cfg.group == "" {
 		return fmt.Errorf("outbox: subscribe to %q: group name is empty", topicPattern)
 	}
-	group := o.opts.GroupPrefix + cfg.group
 	ser := o.opts.Serializer
-	sub := &subscription{
-		pattern: topicPattern,
-		handle: func(ctx context.Context, m *storage.Message) error {
+	return o.e.Subscribe(engine.Subscription{
+		Group:   o.opts.GroupPrefix + cfg.group,
+		Pattern: topicPattern,
+		Handle: func(ctx context.Context, m *storage.Message) error {
 			r := Received[T]{
 				ID:      m.MsgID,
 				Name:    m.Name,
@@ -102,8 +96,8 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 				Body:    m.Body,
 				Retries: m.Retries,
 			}
-			if s, ok := m.Headers[transport.HeaderSentTime]; ok {
-				r.SentTime, _ = parseSentTime(s)
+			if s, ok := m.Headers[wire.SentTime]; ok {
+				r.SentTime, _ = wire.ParseSentTime(s)
 			}
 			if err := decode(ser, m.Body, &r.Value); err != nil {
 				return Permanent(fmt.Errorf("decoding the body of message %s on topic %q for group %q into %T: %w",
@@ -111,20 +105,7 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 			}
 			return h(ctx, r)
 		},
-	}
-
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.running {
-		return fmt.Errorf("outbox: subscribe to %q: %w: subscribe before Run", topicPattern, ErrRunning)
-	}
-	for _, s := range o.groups[group] {
-		if s.pattern == topicPattern {
-			return fmt.Errorf("outbox: subscribe: topic %q already has a handler in group %q", topicPattern, group)
-		}
-	}
-	o.groups[group] = append(o.groups[group], sub)
-	return nil
+	})
 }
 
 func decode[T any](ser Serializer, body []byte, v *T) error {
@@ -133,236 +114,4 @@ func decode[T any](ser Serializer, body []byte, v *T) error {
 		return nil
 	}
 	return ser.Unmarshal(body, v)
-}
-
-// consume stores the deliveries of group until ctx ends, and starts the
-// handler of each stored message.
-func (e *engine) consume(ctx, work context.Context, group string, subs []*subscription) {
-	patterns := make([]string, len(subs))
-	for i, s := range subs {
-		patterns[i] = s.pattern
-	}
-	backoff := newBackoff(100*time.Millisecond, 30*time.Second)
-	for ctx.Err() == nil {
-		started := time.Now()
-		err := e.transport.Consume(ctx, group, patterns, func(dctx context.Context, d transport.Delivery) error {
-			return e.store1(dctx, work, group, d)
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(started) > time.Minute {
-			backoff.reset() // it ran well for a while: this is a new failure
-		}
-		d := backoff.next()
-		e.opts.Logger.Error("gocap: consuming failed; consuming again after a pause",
-			"group", group, "topics", patterns, "err", err, "retry_in", d)
-		if !sleep(ctx, d) {
-			return
-		}
-	}
-}
-
-// store1 stores one delivery as a received row claimed by this process and
-// starts its handler. It returns an error, so that the broker delivers the
-// message again later, only while the storage fails transiently (the
-// database is unreachable, a deadlock): a delivery the storage refuses
-// (see storeUnstorable), or keeps failing on while other deliveries are
-// stored, is stored as a Failed row instead, so that no delivery is handed
-// back to the broker for ever.
-func (e *engine) store1(ctx, work context.Context, group string, d transport.Delivery) error {
-	m := e.receivedMessage(group, d)
-	token := ids.Token()
-	leaseUntil := time.Now().UTC().Add(e.opts.Lease)
-	var (
-		rowID   int64
-		claimed bool
-	)
-	err := e.receiver.retryStore(ctx, func() error {
-		var err error
-		rowID, claimed, err = e.store.InsertReceived(ctx, m, token, leaseUntil)
-		return err
-	})
-	key := group + "\x00" + m.MsgID
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("storing received message %s (topic %q, group %q): %w", m.MsgID, m.Name, group, err)
-		}
-		if !errors.Is(err, storage.ErrPermanent) && e.unstored.add(key) < maxTransientStores {
-			return fmt.Errorf("storing received message %s (topic %q, group %q); the broker delivers it again: %w",
-				m.MsgID, m.Name, group, err)
-		}
-		e.unstored.forget(key)
-		return e.storeUnstorable(ctx, work, m, err)
-	}
-	e.unstored.forget(key)
-	if !claimed {
-		e.opts.Logger.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", group, "topic", m.Name)
-		return nil
-	}
-	if rowID != m.ID {
-		// A Failed duplicate was reset: run the stored row, with its content.
-		stored, err := e.store.Get(ctx, storage.Received, rowID)
-		if err != nil {
-			// The row stays claimed; a claim loop runs it when the lease ends.
-			e.opts.Logger.Warn("gocap: reading a requeued duplicate failed; it runs after its lease",
-				"id", rowID, "err", err)
-			return nil
-		}
-		m = stored
-	}
-	m.LeaseToken, m.LeaseUntil = token, leaseUntil
-	e.receiver.startClaimed(ctx, work, m)
-	return nil
-}
-
-// receivedMessage makes the row of a delivery for group, with CAP's
-// defaults for what a foreign publisher left out.
-func (e *engine) receivedMessage(group string, d transport.Delivery) *storage.Message {
-	now := time.Now().UTC()
-	headers := make(map[string]string, len(d.Headers)+3)
-	maps.Copy(headers, d.Headers)
-	id := e.ids.Next()
-	msgID := headers[transport.HeaderMsgID]
-	if msgID == "" {
-		msgID = strconv.FormatInt(id, 10)
-		headers[transport.HeaderMsgID] = msgID
-		e.opts.Logger.Warn("gocap: received a message without cap-msg-id; gave it a new id",
-			"group", group, "topic", d.Topic, "msg_id", msgID)
-	}
-	name := headers[transport.HeaderMsgName]
-	if name == "" {
-		name = d.Topic
-		headers[transport.HeaderMsgName] = name
-	}
-	headers[transport.HeaderGroup] = group
-	return &storage.Message{
-		ID:      id,
-		Kind:    storage.Received,
-		MsgID:   msgID,
-		Name:    name,
-		Group:   group,
-		Headers: headers,
-		Body:    d.Body,
-		Status:  storage.StatusScheduled,
-		Added:   now,
-	}
-}
-
-// maxTransientStores is how many deliveries of one message may fail to be
-// stored with a transient error, while other deliveries are stored, before
-// it is taken as unstorable: a storage error misjudged as transient must
-// not hand the message back to the broker for ever.
-const maxTransientStores = 5
-
-// Headers of a row stored by storeUnstorable.
-const (
-	// HeaderUnstorableHeaders holds the delivery's headers, each quoted
-	// as a Go string literal on a line of its own.
-	HeaderUnstorableHeaders = "gocap-unstorable-headers"
-	// HeaderUnstorableBody says why the body was left out, when it was.
-	HeaderUnstorableBody = "gocap-unstorable-body"
-)
-
-// storeUnstorable stores a delivery that the storage refused as a Failed
-// row, visible and requeueable, carrying the reason and as much of the
-// delivery as can be stored: an id the storage can hold, the headers
-// quoted in HeaderUnstorableHeaders, and the body (left out if it is the
-// body that cannot be stored). It calls Options.OnFailed for it. It
-// returns an error, so the broker delivers the message again, if the
-// storage is unreachable; and a transport.Discard error, after logging the
-// delivery, if even that row is refused.
-func (e *engine) storeUnstorable(ctx, work context.Context, m *storage.Message, cause error) error {
-	var quoted strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
-		fmt.Fprintf(&quoted, "%s: %s\n", strconv.Quote(k), strconv.Quote(m.Headers[k]))
-	}
-	msgID := storage.StorableMsgID(m.MsgID)
-	name := storage.TruncateText(m.Name, 200)
-	row := &storage.Message{
-		ID:    m.ID,
-		Kind:  storage.Received,
-		MsgID: msgID,
-		Name:  name,
-		Group: m.Group,
-		Headers: map[string]string{
-			transport.HeaderMsgID:   msgID,
-			transport.HeaderMsgName: name,
-			transport.HeaderGroup:   m.Group,
-			HeaderUnstorableHeaders: storage.TruncateText(quoted.String(), 64<<10),
-		},
-		Body:   m.Body,
-		Status: storage.StatusScheduled,
-		Added:  m.Added,
-	}
-	token := ids.Token()
-	leaseUntil := time.Now().UTC().Add(e.opts.Lease)
-	var claimed bool
-	insert := func() error {
-		var err error
-		_, claimed, err = e.store.InsertReceived(ctx, row, token, leaseUntil)
-		return err
-	}
-	err := e.receiver.retryStore(ctx, insert)
-	if err != nil && errors.Is(err, storage.ErrPermanent) && len(row.Body) > 0 {
-		row.Headers[HeaderUnstorableBody] = fmt.Sprintf("%d bytes, left out: %s", len(row.Body), storage.TruncateText(err.Error(), 500))
-		row.Body = nil
-		err = e.receiver.retryStore(ctx, insert)
-	}
-	switch {
-	case err != nil && errors.Is(err, storage.ErrPermanent):
-		e.opts.Logger.Error("gocap: a delivery could not be stored, not even as Failed; it is discarded",
-			"group", m.Group, "topic", m.Name, "headers", quoted.String(), "body", string(m.Body),
-			"cause", cause, "err", err)
-		return transport.Discard(fmt.Errorf("storing received message %q (group %q) as Failed: %w", msgID, m.Group, err))
-	case err != nil:
-		return fmt.Errorf("storing unstorable received message %q (group %q) as Failed; the broker delivers it again: %w",
-			msgID, m.Group, err)
-	case !claimed:
-		return nil // stored before, by an earlier delivery of it
-	}
-	row.LeaseToken, row.LeaseUntil = token, leaseUntil
-	e.receiver.fail(work, row, storage.Lease{ID: row.ID, Token: token},
-		Permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s): %w",
-			HeaderUnstorableHeaders, cause)))
-	return nil
-}
-
-// unstoredCounts counts, per message, the deliveries that could not be
-// stored because of a transient error. It is bounded: past maxTracked
-// messages it starts afresh.
-type unstoredCounts struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-const maxTracked = 10000
-
-func (u *unstoredCounts) add(key string) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.n == nil || len(u.n) >= maxTracked {
-		u.n = map[string]int{}
-	}
-	u.n[key]++
-	return u.n[key]
-}
-
-func (u *unstoredCounts) forget(key string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.n) > 0 {
-		delete(u.n, key)
-	}
-}
-
-// handle is the receive side's attempt: run the handler subscribed to the
-// row's topic in the row's group.
-func (e *engine) handle(ctx context.Context, m *storage.Message) error {
-	for _, s := range e.groups[m.Group] {
-		if topic.Match(s.pattern, m.Name) {
-			return s.handle(ctx, m)
-		}
-	}
-	return Permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
 }

@@ -37,6 +37,16 @@ const (
 	SentTime = "cap-senttime"
 )
 
+// Headers gocap adds to a received row that could not be stored as it
+// arrived (see the outbox package's documentation of poison deliveries).
+const (
+	// UnstorableHeaders holds the delivery's original headers, each
+	// quoted as a Go string literal on a line of its own.
+	UnstorableHeaders = "gocap-unstorable-headers"
+	// UnstorableBody says why the body was left out, when it was.
+	UnstorableBody = "gocap-unstorable-body"
+)
+
 // Published returns the headers of a message that gocap publishes: CAP's
 // id, name, correlation and sent-time headers, the payload's type name
 // unless typeName is empty, and extra. A header in extra replaces gocap's

@@ -32,7 +32,7 @@ type receiver struct {
 
 func newReceiver(e *Engine) *receiver {
 	r := &receiver{e: e, groups: map[string][]Subscription{}}
-	r.handle = chain(r.route, append([]func(HandleFunc) HandleFunc{recoverHandle}, e.cfg.HandleMiddleware...)...)
+	r.handle = chain(HandleFunc(r.route), append([]func(HandleFunc) HandleFunc{recoverHandle}, e.cfg.HandleMiddleware...)...)
 	r.proc = newProcessor(storage.Received, &e.cfg, e.cfg.HandlerConcurrency, 1, r.attempt)
 	return r
 }

@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+func TestNotifierCoalesces(t *testing.T) {
+	n := notifier{interval: 200 * time.Millisecond}
+	got := 0
+	for range 5 {
+		if n.shouldNotify() {
+			got++
+		}
+	}
+	if got != 1 {
+		t.Fatalf("%d of 5 publishes within the interval notify, want 1", got)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if !n.shouldNotify() {
+		t.Error("the first publish after the interval does not notify")
+	}
+	every := notifier{}
+	if !every.shouldNotify() || !every.shouldNotify() {
+		t.Error("with no interval every publish notifies")
+	}
+}
+
+func TestOutage(t *testing.T) {
+	var o outage
+	if o.wait() != 0 {
+		t.Fatal("a new outage tracker pauses")
+	}
+	if _, ended := o.end(); ended {
+		t.Fatal("end without an outage")
+	}
+	d1, first := o.begin()
+	if !first || d1 != outageProbeMin || o.wait() <= 0 {
+		t.Fatalf("begin: pause %v, first %v", d1, first)
+	}
+	if d, first := o.begin(); first || d > d1 {
+		t.Errorf("a failure during the pause: pause %v, first %v; want no longer pause", d, first)
+	}
+	// Probes after each pause back off to outageProbeMax.
+	var last time.Duration
+	for range 10 {
+		o.until = time.Now().Add(-time.Millisecond) // the pause is over
+		last, _ = o.begin()
+	}
+	if last != outageProbeMax {
+		t.Errorf("probe interval after many failures %v, want %v", last, outageProbeMax)
+	}
+	if _, ended := o.end(); !ended || o.wait() != 0 {
+		t.Error("end does not end the outage")
+	}
+}
+
+func TestMiddlewareOrder(t *testing.T) {
+	var calls []string
+	mw := func(name string) func(HandleFunc) HandleFunc {
+		return func(next HandleFunc) HandleFunc {
+			return func(ctx context.Context, m *storage.Message) error {
+				calls = append(calls, name)
+				return next(ctx, m)
+			}
+		}
+	}
+	h := chain(HandleFunc(func(context.Context, *storage.Message) error {
+		calls = append(calls, "handler")
+		panic("boom")
+	}), recoverHandle, mw("outer"), mw("inner"))
+	err := h(context.Background(), &storage.Message{})
+	if want := []string{"outer", "inner", "handler"}; !slices.Equal(calls, want) {
+		t.Errorf("calls %v, want %v", calls, want)
+	}
+	if err == nil || !errors.Is(err, err) || len(err.Error()) < 11 || err.Error()[:11] != "panic: boom" {
+		t.Errorf("a panic became %v", err)
+	}
+	send := chain(SendFunc(func(context.Context, []*storage.Message) []error { panic("send") }), recoverSend)
+	if errs := send(context.Background(), make([]*storage.Message, 3)); len(errs) != 3 || errs[2] == nil {
+		t.Errorf("a panicking send returned %v", errs)
+	}
+}
+
+func TestIsPermanent(t *testing.T) {
+	if IsPermanent(errors.New("x")) || !IsPermanent(permanent(errors.New("x"))) {
+		t.Error("IsPermanent misjudges")
+	}
+	wrapped := errors.Join(errors.New("ctx"), permanent(errors.New("x")))
+	if !IsPermanent(wrapped) {
+		t.Error("a wrapped permanent error is not permanent")
+	}
+}

@@ -1,0 +1,119 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/gocap/gocap/internal/topic"
+	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/wire"
+)
+
+// PublishOption customizes one published message.
+type PublishOption func(*publishConfig)
+
+type publishConfig struct {
+	headers map[string]string
+}
+
+// WithHeader adds a transport header to the message. A header named like
+// one of gocap's (cap-corr-id, for example) replaces gocap's value, except
+// cap-msg-id and cap-msg-name, which are always gocap's.
+func WithHeader(key, value string) PublishOption {
+	return func(c *publishConfig) {
+		if c.headers == nil {
+			c.headers = map[string]string{}
+		}
+		c.headers[key] = value
+	}
+}
+
+// WithHeaders adds several transport headers, as [WithHeader] does.
+func WithHeaders(h map[string]string) PublishOption {
+	return func(c *publishConfig) {
+		if c.headers == nil {
+			c.headers = map[string]string{}
+		}
+		maps.Copy(c.headers, h)
+	}
+}
+
+// Publish stores a message for topic with the serialized payload in the
+// application's transaction tx, and returns its id. The message is sent
+// after tx commits, at least once, even if this process stops right after
+// the commit; if tx rolls back, nothing is sent.
+//
+// A []byte payload is sent as is; anything else goes through the
+// serializer (JSON by default).
+func (o *Outbox[TTx]) Publish(ctx context.Context, tx TTx, topic string, payload any, opts ...PublishOption) (int64, error) {
+	m, err := o.newMessage(topic, payload, opts)
+	if err != nil {
+		return 0, err
+	}
+	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
+	if err := o.driver.InsertPublishedTx(ctx, tx, []*storage.Message{m}, in); err != nil {
+		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
+	}
+	return m.ID, nil
+}
+
+// PublishWithoutTx stores a message in a transaction of its own and returns
+// its id: use it where no business data has to commit with the message.
+func (o *Outbox[TTx]) PublishWithoutTx(ctx context.Context, topic string, payload any, opts ...PublishOption) (int64, error) {
+	m, err := o.newMessage(topic, payload, opts)
+	if err != nil {
+		return 0, err
+	}
+	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
+	if err := o.driver.InsertPublished(ctx, []*storage.Message{m}, in); err != nil {
+		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
+	}
+	o.e.Wake(storage.Published)
+	return m.ID, nil
+}
+
+// newMessage checks a publish and makes its row, with CAP's headers.
+func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption) (*storage.Message, error) {
+	if o.e.Closed() {
+		return nil, fmt.Errorf("outbox: publish to %q: %w", name, ErrClosed)
+	}
+	if err := topic.Validate(name); err != nil {
+		return nil, fmt.Errorf("outbox: publish: %w", err)
+	}
+	if topic.HasWildcard(name) {
+		return nil, fmt.Errorf("outbox: publish: topic %q: wildcards are for subscriptions, not for publishing", name)
+	}
+	var body []byte
+	typ := ""
+	switch p := payload.(type) {
+	case []byte:
+		body = p // already serialized: its type says nothing
+	default:
+		typ = typeName(payload)
+		b, err := o.opts.Serializer.Marshal(payload)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: publish to %q: serializing the %T payload: %w", name, payload, err)
+		}
+		body = b
+	}
+	var cfg publishConfig
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	id := o.e.NextID()
+	now := time.Now().UTC()
+	return &storage.Message{
+		ID:            id,
+		Kind:          storage.Published,
+		MsgID:         strconv.FormatInt(id, 10),
+		Name:          name,
+		Headers:       wire.Published(id, name, typ, now, cfg.headers),
+		Body:          body,
+		Status:        storage.StatusScheduled,
+		Added:         now,
+		NextAttemptAt: now,
+	}, nil
+}
