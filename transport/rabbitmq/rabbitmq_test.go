@@ -40,9 +40,6 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 	if cfg.RequeueDelay == 0 {
 		cfg.RequeueDelay = 10 * time.Millisecond
 	}
-	if cfg.ReconnectMax == 0 {
-		cfg.ReconnectMax = 500 * time.Millisecond
-	}
 	tr, err := rabbitmq.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +55,7 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 		if err != nil {
 			return
 		}
-		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing"} {
+		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing", "discarding", "starving", "outage", "batch-paid", "batch-shipped"} {
 			ch.QueueDelete(cfg.QueuePrefix+g, false, false, false)
 		}
 		ch.ExchangeDelete(cfg.Exchange, false, false)
@@ -75,6 +72,7 @@ func TestConformance(t *testing.T) {
 			return tr
 		},
 		Wildcards: true,
+		InFlight:  16, // the default prefetch
 		Disconnect: func(t *testing.T, tr transport.Transport) func() {
 			p := proxies[tr]
 			p.Down()
