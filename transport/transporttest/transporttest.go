@@ -310,8 +310,9 @@ func redelivery(t *testing.T, h Harness) {
 	time.Sleep(h.Settle)
 	send(t, tr, "order.paid", msg(1))
 	got := r.wait(t, 1)
-	if got[0].Headers[transport.HeaderMsgID] != "1" {
-		t.Errorf("redelivered %v", got[0].Headers)
+	if want := msg(1); len(got[0].Headers) != len(want.Headers) || got[0].Headers[transport.HeaderMsgID] != "1" ||
+		string(got[0].Body) != string(want.Body) || got[0].Topic != "order.paid" {
+		t.Errorf("redelivered topic %q, headers %v, body %q; want the message as sent", got[0].Topic, got[0].Headers, got[0].Body)
 	}
 	time.Sleep(h.Settle + 500*time.Millisecond)
 	if got, calls := r.snapshot(); len(got) != 1 || calls != 3 {
