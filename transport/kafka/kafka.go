@@ -17,27 +17,44 @@
 // same process, and a crash in between redelivers it from the last
 // committed offset; so can a rebalance of the group, for a record fetched
 // but not yet committed (the outbox de-duplicates such redeliveries by
-// message id and group). Kafka has no topic wildcards: Consume rejects patterns
-// with '*' or '#'. A record without cap-msg-name (from a foreign producer)
-// gets its topic, without the prefix, as Delivery.Topic, which the outbox
-// uses as the name.
+// message id and group). Because a partition is read in order, such a
+// record holds up the records after it in its partition (not other
+// partitions) until its handler accepts or discards it; gocap's processor
+// bounds the failures of one record. A handler error wrapping
+// transport.ErrDiscard (see transport.Discard) commits the record's offset
+// without handling it, and the consumer moves on. Kafka has no topic
+// wildcards: Consume rejects patterns with '*' or '#'. A record without
+// cap-msg-name (from a foreign producer) gets its topic, without the
+// prefix, as Delivery.Topic, which the outbox uses as the name.
+//
+// Record header values are bytes. A value that is valid UTF-8 without NUL
+// bytes becomes that string in Delivery.Headers; any other value becomes
+// "base64:" followed by its standard base64 encoding. Sent header values
+// are written as their UTF-8 bytes, unchanged.
 //
 // kafka-go reconnects by itself; the transport logs errors and backs off.
+// A send that fails at the connection level (a dial or network error, a
+// broker or partition leader not available, not enough in-sync replicas,
+// the writer closed) returns an error wrapping transport.ErrUnavailable;
+// record-level errors (a message too large, an invalid record) do not.
 package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/gocap/gocap/internal/header"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
 )
@@ -205,7 +222,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 		}
 	}
 	if err := t.ensureTopics(ctx, topics...); err != nil {
-		return fail(err)
+		return fail(unavailable(err))
 	}
 	err := t.writer.WriteMessages(ctx, recs...)
 	var werrs kafkago.WriteErrors
@@ -214,13 +231,47 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	case errors.As(err, &werrs) && len(werrs) == len(msgs):
 		for i, e := range werrs {
 			if e != nil {
-				errs[i] = fmt.Errorf("kafka: send to %q: %w", recs[i].Topic, e)
+				errs[i] = fmt.Errorf("kafka: send to %q: %w", recs[i].Topic, unavailable(e))
 			}
 		}
 	default:
-		return fail(err)
+		return fail(unavailable(err))
 	}
 	return errs
+}
+
+// unavailable wraps with transport.ErrUnavailable an error that means the
+// brokers could not take the records now: a dial or network error, a
+// broker, coordinator or partition leader not available, not enough
+// in-sync replicas, the writer closed. Record-level errors (a message too
+// large, an invalid record, an unknown topic) and the caller's context
+// ending are returned as they are.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, transport.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var (
+		kerr kafkago.Error
+		nerr net.Error
+	)
+	switch {
+	case errors.As(err, &kerr):
+		switch kerr {
+		case kafkago.BrokerNotAvailable, kafkago.LeaderNotAvailable, kafkago.NotLeaderForPartition,
+			kafkago.NetworkException, kafkago.RequestTimedOut, kafkago.NotEnoughReplicas,
+			kafkago.NotEnoughReplicasAfterAppend, kafkago.GroupCoordinatorNotAvailable,
+			kafkago.NotCoordinatorForGroup, kafkago.KafkaStorageError, kafkago.PreferredLeaderNotAvailable:
+		default:
+			return err
+		}
+	case errors.As(err, &nerr), errors.Is(err, io.ErrClosedPipe), errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 }
 
 // Consume reads the topics as consumer group group and commits each
@@ -283,13 +334,17 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 			Topic:   strings.TrimPrefix(m.Topic, t.cfg.TopicPrefix),
 		}
 		for _, hd := range m.Headers {
-			d.Headers[hd.Key] = string(hd.Value)
+			d.Headers[hd.Key] = header.Text(hd.Value)
 		}
-		// Until h accepts the message (stores it), hand it again; the offset
-		// stays uncommitted meanwhile.
+		// Until h accepts the message (stores it) or discards it, hand it
+		// again; the offset stays uncommitted meanwhile.
 		for {
 			err := h(ctx, d)
 			if err == nil {
+				break
+			}
+			if errors.Is(err, transport.ErrDiscard) {
+				t.log.Warn("gocap: discarding a kafka record at the handler's request", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
 				break
 			}
 			t.log.Warn("gocap: handling a kafka record failed; handing it again", "topic", m.Topic, "offset", m.Offset, "err", err)

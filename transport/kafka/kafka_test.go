@@ -162,3 +162,53 @@ func TestAutoCreateAndClose(t *testing.T) {
 		t.Error("bad broker address accepted")
 	}
 }
+
+// TestBinaryHeaderValues checks that a record header value that is not
+// text arrives as "base64:" and its base64, and a text one unchanged.
+func TestBinaryHeaderValues(t *testing.T) {
+	brokers := cluster(t, "bin")
+	tr := newTransport(t, brokers, kafka.Config{})
+	var s sink
+	consume(t, tr, "g", []string{"bin"}, s.handler(nil))
+	m := transport.Message{Headers: map[string]string{
+		"text": "naïve", "bin": string([]byte{0xff, 0xfe, 'x'}), "nul": "a\x00b",
+	}, Body: []byte("x")}
+	if err := tr.Send(context.Background(), "bin", m); err != nil {
+		t.Fatal(err)
+	}
+	got := s.wait(t, 1)[0]
+	want := map[string]string{"text": "naïve", "bin": "base64://54", "nul": "base64:YQBi"}
+	for k, v := range want {
+		if got.Headers[k] != v {
+			t.Errorf("header %s = %q, want %q", k, got.Headers[k], v)
+		}
+	}
+}
+
+// TestSendErrors checks that a send the brokers could not take (the
+// cluster is gone) wraps transport.ErrUnavailable, and a record-level
+// error (a record too large) does not.
+func TestSendErrors(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tr := newTransport(t, c.ListenAddrs(), kafka.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := tr.Send(ctx, "t", transport.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	err = tr.Send(ctx, "t", transport.Message{Body: make([]byte, 2<<20)})
+	if err == nil || errors.Is(err, transport.ErrUnavailable) {
+		t.Errorf("Send of a record too large: %v, want an error that is not ErrUnavailable", err)
+	}
+	c.Close()
+	start := time.Now()
+	err = tr.Send(ctx, "t", transport.Message{Body: []byte("x")})
+	if !errors.Is(err, transport.ErrUnavailable) {
+		t.Errorf("Send with the cluster gone: %v, want ErrUnavailable", err)
+	}
+	t.Logf("Send with the cluster gone failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}

@@ -7,9 +7,11 @@
 // consumers stop (messages sent meanwhile wait for it), bound to the
 // group's topic patterns ('*' one word, '#' any number of words). Every
 // group receives every message of its topics; the consumers of one group
-// share its queue. A handler error hands the message back to the queue
-// after Options.RequeueDelay. Nothing survives the process: it is no
-// substitute for a broker between services.
+// share its queue. A handler error hands the message back to the head of
+// the queue after Options.RequeueDelay; the consumer handles the following
+// messages meanwhile. A handler error wrapping transport.ErrDiscard (see
+// transport.Discard) drops the message. Nothing survives the process: it
+// is no substitute for a broker between services.
 //
 // Several [Transport] values made by one [Broker] share its queues, so two
 // "services" in one process can talk through it.
@@ -179,6 +181,10 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 	b.mu.Unlock()
 	signal(q.ready)
 
+	// Messages whose handler failed wait on timers, not in this loop; when
+	// Consume returns, those still waiting go back to the queue at once.
+	later := &requeuer{b: b, q: q, timers: map[*time.Timer]transport.Delivery{}}
+	defer later.stop()
 	for {
 		b.mu.Lock()
 		var d transport.Delivery
@@ -201,19 +207,60 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 				return nil
 			}
 		}
-		if err := h(ctx, d); err != nil {
+		if err := h(ctx, d); err != nil && !errors.Is(err, transport.ErrDiscard) {
 			// Not acknowledged: back to the queue after a pause.
-			select {
-			case <-time.After(b.opts.RequeueDelay):
-			case <-ctx.Done():
-			case <-t.closed:
-			}
-			b.mu.Lock()
-			q.msgs = append([]transport.Delivery{d}, q.msgs...)
-			b.mu.Unlock()
-			signal(q.ready)
+			later.schedule(d)
 		}
 	}
+}
+
+// requeuer puts the messages of one Consume call whose handler failed back
+// at the head of their queue after Options.RequeueDelay.
+type requeuer struct {
+	b *Broker
+	q *queue
+
+	mu     sync.Mutex
+	timers map[*time.Timer]transport.Delivery
+	wg     sync.WaitGroup
+}
+
+func (r *requeuer) schedule(d transport.Delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.wg.Add(1)
+	var tm *time.Timer
+	// r.mu is held until tm is set, and the callback takes it first.
+	tm = time.AfterFunc(r.b.opts.RequeueDelay, func() {
+		defer r.wg.Done()
+		r.mu.Lock()
+		delete(r.timers, tm)
+		r.mu.Unlock()
+		r.requeue(d)
+	})
+	r.timers[tm] = d
+}
+
+func (r *requeuer) requeue(d transport.Delivery) {
+	r.b.mu.Lock()
+	r.q.msgs = append([]transport.Delivery{d}, r.q.msgs...)
+	r.b.mu.Unlock()
+	signal(r.q.ready)
+}
+
+// stop puts the messages still waiting back at once, and waits for those
+// being put back.
+func (r *requeuer) stop() {
+	r.mu.Lock()
+	for tm, d := range r.timers {
+		if tm.Stop() {
+			r.requeue(d)
+			r.wg.Done()
+		}
+	}
+	clear(r.timers)
+	r.mu.Unlock()
+	r.wg.Wait()
 }
 
 // Close ends this handle's Consume calls and makes its Sends fail. The

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,8 +71,10 @@ func TestGroupsWildcardsAndRedelivery(t *testing.T) {
 	if fmt.Sprint(got["billing"]) != "[order.paid=0/v]" {
 		t.Errorf("billing got %v", got["billing"])
 	}
-	if len(got["audit"]) != 4 || got["audit"][0] != "order.paid=0/v" {
-		t.Errorf("audit got %v, want all four, the failed one first again", got["audit"])
+	// The failed one comes again after the pause, without holding up the
+	// others meanwhile.
+	if len(got["audit"]) != 4 || !slices.Contains(got["audit"], "order.paid=0/v") {
+		t.Errorf("audit got %v, want all four, the failed one again", got["audit"])
 	}
 }
 

@@ -17,7 +17,30 @@
 // (Config.QueuePrefix + group), bound to the exchange for each subscribed
 // topic; AMQP topic wildcards ('*' one word, '#' any number) work as
 // RabbitMQ defines them. Deliveries are acknowledged manually, after the
-// handler returned nil.
+// handler returned nil. A delivery whose handler failed is handed back
+// after Config.RequeueDelay without holding a worker meanwhile: a copy of
+// it (headers, body and properties, its routing key in RoutingKeyHeader)
+// is put at the tail of the queue through the default exchange, and the
+// delivery is acknowledged once the broker confirmed the copy. (A plain
+// basic.nack with requeue would put it back at the head of the queue, so
+// that as many failing deliveries as the prefetch would starve every other
+// message.) A delivery that is not acknowledged when its channel closes is
+// redelivered by the broker, so at worst a message is handed over twice,
+// never lost. A handler error wrapping transport.ErrDiscard (see
+// transport.Discard) rejects the delivery without requeue: the broker
+// drops it, or dead-letters it if the queue has a dead-letter exchange.
+//
+// Header values of other AMQP types than strings, as foreign publishers
+// send them, become strings: numbers and booleans in Go's format,
+// timestamps in RFC 3339, tables and arrays as JSON. A byte array that is
+// valid UTF-8 without NUL bytes becomes that string; any other byte array
+// becomes "base64:" followed by its standard base64 encoding.
+//
+// A Send that fails because the broker cannot be reached (not connected,
+// waiting to reconnect, a dial failure, the channel or connection closed
+// before the publish or before the confirm) returns an error wrapping
+// transport.ErrUnavailable. ErrUnroutable and a broker nack are not: the
+// broker was reached.
 package rabbitmq
 
 import (
@@ -26,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +57,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/internal/header"
 	"github.com/gocap/gocap/transport"
 )
 
@@ -42,6 +67,12 @@ const DefaultExchange = "cap.default.router"
 // ErrUnroutable is returned by Send for a message that no queue is bound
 // to receive.
 var ErrUnroutable = errors.New("rabbitmq: message is unroutable: no queue is bound for its topic")
+
+// RoutingKeyHeader carries the original routing key of a delivery that
+// was put back at the tail of its queue after its handler failed (see the
+// package documentation). The transport removes it from Delivery.Headers
+// and reports its value as Delivery.Topic.
+const RoutingKeyHeader = "x-gocap-routing-key"
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("rabbitmq: transport closed")
@@ -63,11 +94,19 @@ type Config struct {
 	// AcceptUnroutable counts a message that no queue receives as sent.
 	AcceptUnroutable bool
 	// RequeueDelay is how long a delivery whose handler failed waits before
-	// it is handed back to the broker, so that a failing store does not
-	// spin. Zero means one second.
+	// it is handed back to the broker (to the tail of its queue), so that a
+	// failing store does not spin. The delivery counts against Prefetch
+	// while it waits, but no worker waits with it. Zero means one second.
 	RequeueDelay time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between connection
-	// attempts. Zero means 100ms and 30s.
+	// attempts, which doubles from ReconnectMin up to ReconnectMax while
+	// the broker cannot be reached. The publisher dials on demand, at a
+	// Send: until the backoff ends, Sends fail at once with
+	// transport.ErrUnavailable; a consumer dials again when its backoff
+	// ends. Zero means 100ms and 1s, so that a Send issued after the broker
+	// came back dials within a second, and consumers resume within a
+	// second plus the time to connect. A larger ReconnectMax spares a
+	// broker that is down some dials, at the cost of a slower recovery.
 	ReconnectMin, ReconnectMax time.Duration
 	// Logger receives connection events. Nil means slog.Default().
 	Logger *slog.Logger
@@ -118,8 +157,9 @@ func New(cfg Config) (*Transport, error) {
 		cfg.ReconnectMin = 100 * time.Millisecond
 	}
 	if cfg.ReconnectMax <= 0 {
-		cfg.ReconnectMax = 30 * time.Second
+		cfg.ReconnectMax = time.Second
 	}
+	cfg.ReconnectMax = max(cfg.ReconnectMax, cfg.ReconnectMin)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -190,10 +230,11 @@ func (t *Transport) publisher() (*publisher, error) {
 		t.pub = nil
 	}
 	if now := time.Now(); now.Before(t.nextDial) {
-		return nil, fmt.Errorf("rabbitmq: not connected; reconnecting in %v", t.nextDial.Sub(now).Round(time.Millisecond))
+		return nil, fmt.Errorf("rabbitmq: not connected; reconnecting in %v: %w", t.nextDial.Sub(now).Round(time.Millisecond), transport.ErrUnavailable)
 	}
 	p, err := t.dialPublisher()
 	if err != nil {
+		err = unavailable(err)
 		t.backoff = nextBackoff(t.backoff, t.cfg.ReconnectMin, t.cfg.ReconnectMax)
 		t.nextDial = time.Now().Add(t.backoff)
 		t.log.Warn("gocap: connecting to RabbitMQ failed", "err", err, "retry_in", t.backoff)
@@ -205,6 +246,33 @@ func (t *Transport) publisher() (*publisher, error) {
 	t.backoff, t.nextDial = 0, time.Time{}
 	t.pub = p
 	return p, nil
+}
+
+// refused reports whether err is the broker's refusal of a request that
+// reconnecting does not fix: bad credentials or virtual host, a missing
+// permission, an exchange or queue declared with other properties.
+func refused(err error) bool {
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) {
+		return false
+	}
+	switch aerr.Code {
+	case amqp.PreconditionFailed, amqp.AccessRefused, amqp.NotAllowed, amqp.InvalidPath, amqp.NotImplemented:
+		return true
+	}
+	return false
+}
+
+// unavailable wraps with transport.ErrUnavailable an error that means the
+// broker was not reached: a dial failure, a closed connection or channel,
+// a broken socket. The caller's context ending, and the broker's refusals
+// (see refused), are returned as they are.
+func unavailable(err error) error {
+	if err == nil || refused(err) || errors.Is(err, transport.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 }
 
 func nextBackoff(cur, lo, hi time.Duration) time.Duration {
@@ -279,7 +347,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 			Body:         m.Body,
 		})
 		if err != nil {
-			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, err)
+			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, unavailable(err))
 			continue
 		}
 		sent[i] = pending{dc: dc, id: id}
@@ -301,7 +369,7 @@ func (t *Transport) confirmed(ctx context.Context, p *publisher, dc *amqp.Deferr
 	}
 	if !ok {
 		if p.ch.IsClosed() {
-			return fmt.Errorf("rabbitmq: send to %q: the connection closed before the broker confirmed the message", topic)
+			return fmt.Errorf("rabbitmq: send to %q: the connection closed before the broker confirmed the message: %w", topic, transport.ErrUnavailable)
 		}
 		return fmt.Errorf("rabbitmq: send to %q: the broker rejected the message (nack)", topic)
 	}
@@ -331,7 +399,10 @@ func (t *Transport) Close() error {
 
 // Consume consumes the queue of group, bound to topics (see
 // transport.Receiver). A delivery whose handler fails is handed back to the
-// broker after Config.RequeueDelay.
+// tail of the queue after Config.RequeueDelay; one whose handler discards
+// it is rejected without requeue (see the package documentation). After a
+// connection loss Consume dials again with the backoff of
+// Config.ReconnectMin and ReconnectMax.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
 	if group == "" {
 		return errors.New("rabbitmq: consume: group is empty")
@@ -355,8 +426,7 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 		if ctx.Err() != nil {
 			return nil
 		}
-		var aerr *amqp.Error
-		if errors.As(err, &aerr) && (aerr.Code == amqp.PreconditionFailed || aerr.Code == amqp.AccessRefused || aerr.Code == amqp.NotAllowed) {
+		if refused(err) {
 			return fmt.Errorf("rabbitmq: consuming queue %q: %w", queue, err)
 		}
 		backoff = nextBackoff(backoff, t.cfg.ReconnectMin, t.cfg.ReconnectMax)
@@ -394,6 +464,10 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 	if err := ch.Qos(t.cfg.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("setting prefetch: %w", err)
 	}
+	// Failed deliveries are copied to the tail of the queue (see retrier).
+	if err := ch.Confirm(false); err != nil {
+		return fmt.Errorf("enabling publisher confirms: %w", err)
+	}
 	deliveries, err := ch.ConsumeWithContext(ctx, queue, "", false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consuming: %w", err)
@@ -401,13 +475,14 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 	connected()
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 
+	later := newRetrier(ctx, t, ch, queue)
 	var wg sync.WaitGroup
 	for range t.cfg.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for d := range deliveries {
-				t.handle(ctx, d, h)
+				t.handle(ctx, d, h, later)
 			}
 		}()
 	}
@@ -423,29 +498,146 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 	}
 	conn.Close() // ends deliveries, so the workers return
 	wg.Wait()
+	later.stop() // the broker redelivers what was waiting: nothing was acknowledged
 	return result
 }
 
-func (t *Transport) handle(ctx context.Context, d amqp.Delivery, h transport.Handler) {
+func (t *Transport) handle(ctx context.Context, d amqp.Delivery, h transport.Handler, later *retrier) {
+	topic := d.RoutingKey
 	headers := make(map[string]string, len(d.Headers))
 	for k, v := range d.Headers {
 		headers[k] = headerString(v)
 	}
-	err := h(ctx, transport.Delivery{Message: transport.Message{Headers: headers, Body: d.Body}, Topic: d.RoutingKey})
-	if err == nil {
+	if rk, ok := d.Headers[RoutingKeyHeader].(string); ok && d.Exchange == "" {
+		// A copy that handBack put at the tail of the queue.
+		topic = rk
+		delete(headers, RoutingKeyHeader)
+	}
+	err := h(ctx, transport.Delivery{Message: transport.Message{Headers: headers, Body: d.Body}, Topic: topic})
+	switch {
+	case err == nil:
 		if err := d.Ack(false); err != nil {
 			t.log.Warn("gocap: acknowledging a delivery failed; the broker will deliver it again", "err", err)
 		}
+	case errors.Is(err, transport.ErrDiscard):
+		t.log.Warn("gocap: discarding a delivery at the handler's request", "topic", d.RoutingKey, "err", err)
+		if err := d.Nack(false, false); err != nil {
+			t.log.Warn("gocap: discarding a delivery failed; the broker will deliver it again", "err", err)
+		}
+	default:
+		t.log.Warn("gocap: handling a delivery failed; handing it back to the broker after a pause", "topic", d.RoutingKey, "err", err, "pause", t.cfg.RequeueDelay)
+		later.schedule(d)
+	}
+}
+
+// retrier hands failed deliveries back to the broker after
+// Config.RequeueDelay, without holding a worker while they wait. It
+// belongs to one consumer channel: stop cancels what has not started and
+// waits for what has.
+type retrier struct {
+	t     *Transport
+	ctx   context.Context // the consumer's
+	ch    *amqp.Channel   // in confirm mode
+	queue string
+	delay time.Duration
+
+	mu      sync.Mutex
+	stopped bool
+	timers  map[*time.Timer]struct{}
+	wg      sync.WaitGroup
+}
+
+func newRetrier(ctx context.Context, t *Transport, ch *amqp.Channel, queue string) *retrier {
+	return &retrier{t: t, ctx: ctx, ch: ch, queue: queue, delay: t.cfg.RequeueDelay, timers: map[*time.Timer]struct{}{}}
+}
+
+// schedule hands d back after the delay. After stop it does nothing: the
+// channel is closed or closing, and the broker redelivers every delivery
+// that was not acknowledged on it.
+func (r *retrier) schedule(d amqp.Delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
 		return
 	}
-	t.log.Warn("gocap: handling a delivery failed; handing it back to the broker", "topic", d.RoutingKey, "err", err)
-	select {
-	case <-time.After(t.cfg.RequeueDelay):
-	case <-ctx.Done():
+	r.wg.Add(1)
+	var tm *time.Timer
+	// r.mu is held until tm is set, and the callback takes it first.
+	tm = time.AfterFunc(r.delay, func() {
+		defer r.wg.Done()
+		r.mu.Lock()
+		delete(r.timers, tm)
+		stopped := r.stopped
+		r.mu.Unlock()
+		if stopped {
+			return
+		}
+		r.handBack(d)
+	})
+	r.timers[tm] = struct{}{}
+}
+
+// handBack puts a copy of d at the tail of its queue, through the default
+// exchange, and acknowledges d once the broker confirmed the copy. A
+// rejected delivery (basic.nack with requeue) would go back to the head of
+// the queue, so that deliveries that keep failing, as many as the prefetch,
+// would be all the consumer ever receives. The copy keeps d's headers,
+// body and properties, and carries d's routing key in RoutingKeyHeader.
+// If the copy cannot be confirmed, d is rejected with requeue instead; if
+// the channel closed, the broker redelivers d anyway (and the copy, if it
+// was routed, too: a duplicate, as after any lost acknowledgement).
+func (r *retrier) handBack(d amqp.Delivery) {
+	headers := make(amqp.Table, len(d.Headers)+1)
+	maps.Copy(headers, d.Headers)
+	if _, ok := headers[RoutingKeyHeader].(string); !ok || d.Exchange != "" {
+		headers[RoutingKeyHeader] = d.RoutingKey
 	}
-	if err := d.Nack(false, true); err != nil {
-		t.log.Debug("gocap: returning a delivery failed; the broker redelivers it when the channel closes", "err", err)
+	dc, err := r.ch.PublishWithDeferredConfirmWithContext(r.ctx, "", r.queue, false, false, amqp.Publishing{
+		Headers:         headers,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    d.DeliveryMode,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		Expiration:      d.Expiration,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	})
+	if err == nil {
+		var ok bool
+		if ok, err = dc.WaitContext(r.ctx); err == nil && !ok {
+			err = errors.New("the broker rejected the copy (nack) or the channel closed")
+		}
 	}
+	if err != nil {
+		r.t.log.Debug("gocap: requeueing a failed delivery at the tail of its queue failed; rejecting it with requeue", "queue", r.queue, "err", err)
+		if err := d.Nack(false, true); err != nil {
+			r.t.log.Debug("gocap: handing a delivery back failed; the broker redelivers it when the channel closes", "err", err)
+		}
+		return
+	}
+	if err := d.Ack(false); err != nil {
+		r.t.log.Debug("gocap: acknowledging a requeued delivery failed; the broker redelivers it when the channel closes (a duplicate of its copy)", "err", err)
+	}
+}
+
+// stop cancels the deliveries still waiting and waits for those being
+// handed back.
+func (r *retrier) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	for tm := range r.timers {
+		if tm.Stop() {
+			r.wg.Done()
+		}
+	}
+	clear(r.timers)
+	r.mu.Unlock()
+	r.wg.Wait()
 }
 
 // headerString converts an AMQP header value to a string: foreign
@@ -457,7 +649,7 @@ func headerString(v any) string {
 	case string:
 		return x
 	case []byte:
-		return string(x)
+		return header.Text(x)
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
 	case amqp.Decimal:

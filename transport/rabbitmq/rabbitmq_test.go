@@ -3,9 +3,11 @@ package rabbitmq_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,9 +40,6 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 	if cfg.RequeueDelay == 0 {
 		cfg.RequeueDelay = 10 * time.Millisecond
 	}
-	if cfg.ReconnectMax == 0 {
-		cfg.ReconnectMax = 500 * time.Millisecond
-	}
 	tr, err := rabbitmq.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +55,7 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 		if err != nil {
 			return
 		}
-		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing"} {
+		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing", "discarding", "starving", "outage", "batch-paid", "batch-shipped"} {
 			ch.QueueDelete(cfg.QueuePrefix+g, false, false, false)
 		}
 		ch.ExchangeDelete(cfg.Exchange, false, false)
@@ -73,6 +72,7 @@ func TestConformance(t *testing.T) {
 			return tr
 		},
 		Wildcards: true,
+		InFlight:  16, // the default prefetch
 		Disconnect: func(t *testing.T, tr transport.Transport) func() {
 			p := proxies[tr]
 			p.Down()
@@ -144,14 +144,14 @@ func TestForeignHeaderTypes(t *testing.T) {
 	ch, _ := c.Channel()
 	ts := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	err = ch.PublishWithContext(ctx, tr.Exchange(), "t", false, false, amqp.Publishing{Headers: amqp.Table{
-		"i": int32(7), "l": int64(-3), "b": true, "f": 1.5, "bytes": []byte("raw"), "ts": ts, "tbl": amqp.Table{"k": "v"},
+		"i": int32(7), "l": int64(-3), "b": true, "f": 1.5, "bytes": []byte("raw"), "bin": []byte{0xff, 0xfe, 'x'}, "nul": []byte{'a', 0, 'b'}, "ts": ts, "tbl": amqp.Table{"k": "v"},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case d := <-got:
-		want := map[string]string{"i": "7", "l": "-3", "b": "true", "f": "1.5", "bytes": "raw", "ts": "2026-11-25T10:00:00Z", "tbl": `{"k":"v"}`}
+		want := map[string]string{"i": "7", "l": "-3", "b": "true", "f": "1.5", "bytes": "raw", "bin": "base64://54", "nul": "base64:YQBi", "ts": "2026-11-25T10:00:00Z", "tbl": `{"k":"v"}`}
 		for k, v := range want {
 			if d.Headers[k] != v {
 				t.Errorf("header %s = %q, want %q", k, d.Headers[k], v)
@@ -159,5 +159,71 @@ func TestForeignHeaderTypes(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no delivery")
+	}
+}
+
+// TestFailingDeliveriesDoNotStarve checks that deliveries whose handler
+// always fails, more of them than the prefetch, do not hold up the good
+// messages queued behind them while they wait to be handed back.
+func TestFailingDeliveriesDoNotStarve(t *testing.T) {
+	const poison, good = 30, 20
+	tr, _ := newTransport(t, rabbitmq.Config{Prefetch: 16, RequeueDelay: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu       sync.Mutex
+		handled  = map[string]bool{}
+		failures int
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- tr.Consume(ctx, "workers", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Headers["kind"] == "poison" {
+				failures++
+				return errors.New("poison: failing on purpose")
+			}
+			handled[d.Headers[transport.HeaderMsgID]] = true
+			return nil
+		})
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Consume: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("Consume did not return after its context ended")
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	send := func(kind string, i int) {
+		m := transport.Message{Headers: map[string]string{"kind": kind, transport.HeaderMsgID: fmt.Sprintf("%s-%d", kind, i)}, Body: []byte("x")}
+		if err := tr.Send(ctx, "job.run", m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	for i := range poison {
+		send("poison", i)
+	}
+	start := time.Now()
+	for i := range good {
+		send("good", i)
+	}
+	deadline := start.Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n, f := len(handled), failures
+		mu.Unlock()
+		if n == good {
+			t.Logf("%d good messages handled %v after they were sent, behind %d failing ones (%d failures)", good, time.Since(start).Round(time.Millisecond), poison, f)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d good messages handled within 5s behind %d always-failing ones (%d failures)", n, good, poison, f)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -13,12 +13,16 @@
 // It checks that headers and bodies arrive exactly, that each group gets
 // every message and the consumers of a group share them, that a delivery
 // whose handler failed comes again and an acknowledged one does not, that
-// wildcards route where supported, that the transport survives a broken
-// connection, and that Close ends sends and consumes.
+// a discarded one does not come again, that failing deliveries (more than
+// the transport holds at once) do not hold up the others, that wildcards
+// route where supported, that the transport survives a broken connection
+// and reports sends made while it is broken as transport.ErrUnavailable,
+// and that Close ends sends and consumes.
 package transporttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -43,9 +47,13 @@ type Harness struct {
 	// yet committed is read again by the partition's new owner). The suite
 	// then checks that every message is handled, allowing duplicates.
 	RebalanceRedelivers bool
-	// Disconnect, if set, breaks tr's broker connections and restores them
-	// when the returned function is called.
+	// Disconnect, if set, breaks tr's broker connections, and keeps new
+	// ones from being made, until the returned function is called.
 	Disconnect func(t *testing.T, tr transport.Transport) (restore func())
+	// InFlight is the most deliveries one Consume holds unacknowledged at
+	// once (RabbitMQ: the prefetch). The starvation check sends twice as
+	// many failing messages before the good ones. Zero means 16.
+	InFlight int
 }
 
 // Run runs the suite as subtests of t.
@@ -53,15 +61,21 @@ func Run(t *testing.T, h Harness) {
 	if h.Settle == 0 {
 		h.Settle = 300 * time.Millisecond
 	}
+	if h.InFlight == 0 {
+		h.InFlight = 16
+	}
 	t.Run("HeadersAndBody", func(t *testing.T) { headersAndBody(t, h) })
 	t.Run("GroupsEachGetEverything", func(t *testing.T) { groups(t, h) })
 	t.Run("GroupMembersShare", func(t *testing.T) { share(t, h) })
 	t.Run("FailedDeliveryComesAgain", func(t *testing.T) { redelivery(t, h) })
+	t.Run("DiscardedDeliveryDoesNotComeAgain", func(t *testing.T) { discard(t, h) })
+	t.Run("FailingDeliveriesDoNotStarveOthers", func(t *testing.T) { noStarvation(t, h) })
 	if h.Wildcards {
 		t.Run("Wildcards", func(t *testing.T) { wildcards(t, h) })
 	}
 	if h.Disconnect != nil {
 		t.Run("ConnectionLoss", func(t *testing.T) { connectionLoss(t, h) })
+		t.Run("UnavailableWhileDisconnected", func(t *testing.T) { unavailable(t, h) })
 	}
 	t.Run("SendBatch", func(t *testing.T) { sendBatch(t, h) })
 	t.Run("Close", func(t *testing.T) { closeTest(t, h) })
@@ -108,11 +122,17 @@ func (r *recorder) wait(t *testing.T, n int) []transport.Delivery {
 	}
 }
 
-func consume(t *testing.T, h Harness, tr transport.Transport, group string, topics []string, r *recorder) {
+func consume(t *testing.T, _ Harness, tr transport.Transport, group string, topics []string, r *recorder) {
+	t.Helper()
+	consumeFunc(t, tr, group, topics, r.handle)
+}
+
+// consumeFunc runs Consume with h until the test ends.
+func consumeFunc(t *testing.T, tr transport.Transport, group string, topics []string, h transport.Handler) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tr.Consume(ctx, group, topics, r.handle) }()
+	go func() { done <- tr.Consume(ctx, group, topics, h) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -290,12 +310,173 @@ func redelivery(t *testing.T, h Harness) {
 	time.Sleep(h.Settle)
 	send(t, tr, "order.paid", msg(1))
 	got := r.wait(t, 1)
-	if got[0].Headers[transport.HeaderMsgID] != "1" {
-		t.Errorf("redelivered %v", got[0].Headers)
+	if want := msg(1); len(got[0].Headers) != len(want.Headers) || got[0].Headers[transport.HeaderMsgID] != "1" ||
+		string(got[0].Body) != string(want.Body) || got[0].Topic != "order.paid" {
+		t.Errorf("redelivered topic %q, headers %v, body %q; want the message as sent", got[0].Topic, got[0].Headers, got[0].Body)
 	}
 	time.Sleep(h.Settle + 500*time.Millisecond)
 	if got, calls := r.snapshot(); len(got) != 1 || calls != 3 {
 		t.Errorf("after two failures and a success: %d deliveries, %d calls; want 1 and 3 (no delivery after the ack)", len(got), calls)
+	}
+}
+
+// discard checks that a delivery whose handler returns transport.Discard
+// is not delivered again, and that a message sent after it arrives.
+func discard(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var (
+		mu    sync.Mutex
+		calls = map[string]int{}
+	)
+	handled := make(chan string, 10)
+	consumeFunc(t, tr, "discarding", []string{"order.paid"}, func(_ context.Context, d transport.Delivery) error {
+		id := d.Headers[transport.HeaderMsgID]
+		mu.Lock()
+		calls[id]++
+		mu.Unlock()
+		if id == "1" {
+			return transport.Discard(errors.New("discarding on purpose"))
+		}
+		handled <- id
+		return nil
+	})
+	time.Sleep(h.Settle)
+	send(t, tr, "order.paid", msg(1))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := calls["1"]
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("message 1 was not delivered within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond) // a redelivery would come in this time
+	send(t, tr, "order.paid", msg(2))
+	select {
+	case id := <-handled:
+		if id != "2" {
+			t.Errorf("handled message %s, want 2", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("message 2, sent after the discarded one, did not arrive within 10s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["1"] != 1 {
+		t.Errorf("the discarded message was delivered %d times, want 1", calls["1"])
+	}
+}
+
+// noStarvation sends 2×InFlight "poison" messages, whose handler fails
+// (a plain error) their first two deliveries and discards the third, and
+// then 20 good ones, which must all be handled within 10s.
+func noStarvation(t *testing.T, h Harness) {
+	tr := h.New(t)
+	poison, good := 2*h.InFlight, 20
+	var (
+		mu      sync.Mutex
+		calls   = map[string]int{}
+		handled = map[string]bool{}
+	)
+	consumeFunc(t, tr, "starving", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
+		id := d.Headers[transport.HeaderMsgID]
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Headers["kind"] == "poison" {
+			calls[id]++
+			if calls[id] <= 2 {
+				return fmt.Errorf("poison %s: failing on purpose (%d of 2)", id, calls[id])
+			}
+			return transport.Discard(fmt.Errorf("poison %s: discarding after 2 failures", id))
+		}
+		handled[id] = true
+		return nil
+	})
+	time.Sleep(h.Settle)
+	for i := range poison {
+		send(t, tr, "job.run", transport.Message{Headers: map[string]string{"kind": "poison", transport.HeaderMsgID: fmt.Sprint("p", i)}, Body: []byte("p")})
+	}
+	start := time.Now()
+	for i := range good {
+		send(t, tr, "job.run", transport.Message{Headers: map[string]string{"kind": "good", transport.HeaderMsgID: fmt.Sprint("g", i)}, Body: []byte("g")})
+	}
+	deadline := start.Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n, failing := len(handled), len(calls)
+		mu.Unlock()
+		if n == good {
+			t.Logf("%d good messages handled %v after they were sent, behind %d failing ones", good, time.Since(start).Round(time.Millisecond), poison)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d good messages handled within 10s, behind %d failing ones (%d of them delivered)", n, good, poison, failing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// unavailable checks that sends fail with transport.ErrUnavailable while
+// the connections are broken, that a send succeeds within 2s once they can
+// be made again, and that the consumer resumes.
+func unavailable(t *testing.T, h Harness) {
+	tr := h.New(t)
+	var r recorder
+	consume(t, h, tr, "outage", []string{"order.paid"}, &r)
+	time.Sleep(h.Settle)
+	send(t, tr, "order.paid", msg(1))
+	r.wait(t, 1)
+	restore := h.Disconnect(t, tr)
+	restored := false
+	defer func() {
+		if !restored {
+			restore()
+		}
+	}()
+	// Long enough for reconnection backoffs to reach their cap; the last
+	// send, just before the connection comes back, starts a backoff.
+	for range 4 {
+		time.Sleep(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := tr.Send(ctx, "order.paid", msg(99))
+		cancel()
+		if !errors.Is(err, transport.ErrUnavailable) {
+			t.Fatalf("Send while disconnected: %v, want an error wrapping transport.ErrUnavailable", err)
+		}
+	}
+	restore()
+	restored = true
+	start := time.Now()
+	var err error
+	for time.Since(start) < 2*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = tr.Send(ctx, "order.paid", msg(2))
+		cancel()
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Send still failing 2s after the connection came back: %v", err)
+	}
+	t.Logf("first successful Send %v after the connection came back", time.Since(start).Round(time.Millisecond))
+	deadline := start.Add(5 * time.Second)
+	for {
+		got, _ := r.snapshot()
+		if got[len(got)-1].Headers[transport.HeaderMsgID] == "2" {
+			t.Logf("consumer resumed: message 2 handled %v after the connection came back", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message 2 not handled within 5s after the connection came back")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
