@@ -18,6 +18,12 @@
 //     process) and the conformance suite transporttest.
 //   - [github.com/gocap/gocap/dashboard]: an http.Handler to browse,
 //     requeue and delete messages and watch the processors.
+//   - [github.com/gocap/gocap/wire]: DotNetCore.CAP's wire format, shared by
+//     the engine and every transport.
+//
+// The machinery behind the outbox API (claim loop, worker pool, completer,
+// dispatch, receive, cleaner) is internal; ARCHITECTURE.md at the root of
+// the repository maps it, file by file, along the path of one message.
 //
 // # Guarantees
 //
@@ -29,12 +35,17 @@
 // confirms pipelined), and marks each Succeeded once the broker confirmed it. A failed
 // send is retried three times at once, then once a minute until 50 attempts
 // have been made; the row is then Failed, the OnFailed callback runs, and a
-// person can requeue it from the dashboard. A row whose processor died is
-// taken over when its lease ends. Delivery is at least once.
+// person can requeue it from the dashboard. Only attempts that reached the
+// broker count: while the transport cannot reach it, dispatch pauses and
+// no attempt is spent. A row whose processor died is taken over when its
+// lease ends. Delivery is at least once.
 //
 // A consumed message is stored in the received table before it is
 // acknowledged to the broker, de-duplicated by message id and consumer
-// group, and then handed to its handler under the same retry policy.
+// group, and then handed to its handler under the same retry policy. A
+// delivery the database cannot store as it arrived is stored encoded, or
+// as a Failed row with the reason: none is handed back to the broker for
+// ever.
 //
 // Succeeded rows expire after a day and Failed rows after 15 days; an
 // hourly cleaner deletes expired rows in bounded batches.
