@@ -54,9 +54,9 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/gocap/gocap/internal/header"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
 )
 
 // ErrClosed is returned by Send after Close.
@@ -334,7 +334,7 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 			Topic:   strings.TrimPrefix(m.Topic, t.cfg.TopicPrefix),
 		}
 		for _, hd := range m.Headers {
-			d.Headers[hd.Key] = header.Text(hd.Value)
+			d.Headers[hd.Key] = wire.HeaderValue(hd.Value)
 		}
 		// Until h accepts the message (stores it) or discards it, hand it
 		// again; the offset stays uncommitted meanwhile.

@@ -57,8 +57,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/gocap/gocap/internal/header"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
 )
 
 // DefaultExchange is DotNetCore.CAP's exchange name.
@@ -335,7 +335,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 		for k, v := range m.Headers {
 			headers[k] = v
 		}
-		id := m.Headers[transport.HeaderMsgID]
+		id := m.Headers[wire.MsgID]
 		if id == "" {
 			id = "gocap-" + strconv.FormatUint(t.seq.Add(1), 10)
 		}
@@ -649,7 +649,7 @@ func headerString(v any) string {
 	case string:
 		return x
 	case []byte:
-		return header.Text(x)
+		return wire.HeaderValue(x)
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
 	case amqp.Decimal:

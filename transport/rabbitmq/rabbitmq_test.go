@@ -18,6 +18,7 @@ import (
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
 	"github.com/gocap/gocap/transport/transporttest"
+	"github.com/gocap/gocap/wire"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -106,9 +107,9 @@ func TestSendBatchUnroutable(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond)
 	msgs := []transport.Outgoing{
-		{Topic: "bound", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "1"}, Body: []byte("a")}},
-		{Topic: "nobody.listens", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "2"}, Body: []byte("b")}},
-		{Topic: "bound", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "3"}, Body: []byte("c")}},
+		{Topic: "bound", Message: transport.Message{Headers: map[string]string{wire.MsgID: "1"}, Body: []byte("a")}},
+		{Topic: "nobody.listens", Message: transport.Message{Headers: map[string]string{wire.MsgID: "2"}, Body: []byte("b")}},
+		{Topic: "bound", Message: transport.Message{Headers: map[string]string{wire.MsgID: "3"}, Body: []byte("c")}},
 	}
 	errs := tr.SendBatch(ctx, msgs)
 	if len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], rabbitmq.ErrUnroutable) || errs[2] != nil {
@@ -117,7 +118,7 @@ func TestSendBatchUnroutable(t *testing.T) {
 	for range 2 {
 		select {
 		case d := <-got:
-			if id := d.Headers[transport.HeaderMsgID]; id != "1" && id != "3" {
+			if id := d.Headers[wire.MsgID]; id != "1" && id != "3" {
 				t.Errorf("unexpected delivery of message %s", id)
 			}
 		case <-time.After(10 * time.Second):
@@ -183,7 +184,7 @@ func TestFailingDeliveriesDoNotStarve(t *testing.T) {
 				failures++
 				return errors.New("poison: failing on purpose")
 			}
-			handled[d.Headers[transport.HeaderMsgID]] = true
+			handled[d.Headers[wire.MsgID]] = true
 			return nil
 		})
 	}()
@@ -200,7 +201,7 @@ func TestFailingDeliveriesDoNotStarve(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 	send := func(kind string, i int) {
-		m := transport.Message{Headers: map[string]string{"kind": kind, transport.HeaderMsgID: fmt.Sprintf("%s-%d", kind, i)}, Body: []byte("x")}
+		m := transport.Message{Headers: map[string]string{"kind": kind, wire.MsgID: fmt.Sprintf("%s-%d", kind, i)}, Body: []byte("x")}
 		if err := tr.Send(ctx, "job.run", m); err != nil {
 			t.Fatalf("Send: %v", err)
 		}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
 )
 
 // Harness tells the suite how to use one transport.
@@ -156,7 +157,7 @@ func send(t *testing.T, tr transport.Transport, topic string, m transport.Messag
 }
 
 func msg(i int) transport.Message {
-	return transport.Message{Headers: map[string]string{transport.HeaderMsgID: fmt.Sprint(i)}, Body: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+	return transport.Message{Headers: map[string]string{wire.MsgID: fmt.Sprint(i)}, Body: []byte(fmt.Sprintf(`{"n":%d}`, i))}
 }
 
 func headersAndBody(t *testing.T, h Harness) {
@@ -166,8 +167,8 @@ func headersAndBody(t *testing.T, h Harness) {
 	time.Sleep(h.Settle)
 	want := transport.Message{
 		Headers: map[string]string{
-			transport.HeaderMsgID: "2125444000991662080", transport.HeaderMsgName: "order.paid",
-			transport.HeaderSentTime: "2026-11-25T10:30:00Z", "x-note": "naïve 東京 \"quoted\"", "empty": "",
+			wire.MsgID: "2125444000991662080", wire.MsgName: "order.paid",
+			wire.SentTime: "2026-11-25T10:30:00Z", "x-note": "naïve 東京 \"quoted\"", "empty": "",
 		},
 		Body: []byte{0, 1, 2, 0xfe, 0xff, '{', '}', 0},
 	}
@@ -232,7 +233,7 @@ func sendBatch(t *testing.T, h Harness) {
 	// Even messages went to order.paid, odd ones to order.shipped.
 	for parity, r := range []*recorder{&paid, &shipped} {
 		for _, d := range r.wait(t, batches*perBatch/2) {
-			id := d.Headers[transport.HeaderMsgID]
+			id := d.Headers[wire.MsgID]
 			seen[id] = true
 			if n, err := strconv.Atoi(id); err != nil || n%2 != parity {
 				t.Errorf("message %s arrived on the wrong topic (even ones go to order.paid, odd ones to order.shipped)", id)
@@ -262,7 +263,7 @@ func groups(t *testing.T, h Harness) {
 	for name, r := range map[string]*recorder{"billing": &a, "shipping": &b} {
 		ids := map[string]bool{}
 		for _, d := range r.wait(t, n) {
-			ids[d.Headers[transport.HeaderMsgID]] = true
+			ids[d.Headers[wire.MsgID]] = true
 		}
 		if len(ids) != n {
 			t.Errorf("%s got %d distinct messages, want %d", name, len(ids), n)
@@ -286,7 +287,7 @@ func share(t *testing.T, h Harness) {
 		gb, _ := b.snapshot()
 		seen := map[string]int{}
 		for _, d := range append(ga, gb...) {
-			seen[d.Headers[transport.HeaderMsgID]]++
+			seen[d.Headers[wire.MsgID]]++
 		}
 		if len(seen) == n {
 			for id, c := range seen {
@@ -310,7 +311,7 @@ func redelivery(t *testing.T, h Harness) {
 	time.Sleep(h.Settle)
 	send(t, tr, "order.paid", msg(1))
 	got := r.wait(t, 1)
-	if want := msg(1); len(got[0].Headers) != len(want.Headers) || got[0].Headers[transport.HeaderMsgID] != "1" ||
+	if want := msg(1); len(got[0].Headers) != len(want.Headers) || got[0].Headers[wire.MsgID] != "1" ||
 		string(got[0].Body) != string(want.Body) || got[0].Topic != "order.paid" {
 		t.Errorf("redelivered topic %q, headers %v, body %q; want the message as sent", got[0].Topic, got[0].Headers, got[0].Body)
 	}
@@ -330,7 +331,7 @@ func discard(t *testing.T, h Harness) {
 	)
 	handled := make(chan string, 10)
 	consumeFunc(t, tr, "discarding", []string{"order.paid"}, func(_ context.Context, d transport.Delivery) error {
-		id := d.Headers[transport.HeaderMsgID]
+		id := d.Headers[wire.MsgID]
 		mu.Lock()
 		calls[id]++
 		mu.Unlock()
@@ -384,7 +385,7 @@ func noStarvation(t *testing.T, h Harness) {
 		handled = map[string]bool{}
 	)
 	consumeFunc(t, tr, "starving", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
-		id := d.Headers[transport.HeaderMsgID]
+		id := d.Headers[wire.MsgID]
 		mu.Lock()
 		defer mu.Unlock()
 		if d.Headers["kind"] == "poison" {
@@ -399,11 +400,11 @@ func noStarvation(t *testing.T, h Harness) {
 	})
 	time.Sleep(h.Settle)
 	for i := range poison {
-		send(t, tr, "job.run", transport.Message{Headers: map[string]string{"kind": "poison", transport.HeaderMsgID: fmt.Sprint("p", i)}, Body: []byte("p")})
+		send(t, tr, "job.run", transport.Message{Headers: map[string]string{"kind": "poison", wire.MsgID: fmt.Sprint("p", i)}, Body: []byte("p")})
 	}
 	start := time.Now()
 	for i := range good {
-		send(t, tr, "job.run", transport.Message{Headers: map[string]string{"kind": "good", transport.HeaderMsgID: fmt.Sprint("g", i)}, Body: []byte("g")})
+		send(t, tr, "job.run", transport.Message{Headers: map[string]string{"kind": "good", wire.MsgID: fmt.Sprint("g", i)}, Body: []byte("g")})
 	}
 	deadline := start.Add(10 * time.Second)
 	for {
@@ -469,7 +470,7 @@ func unavailable(t *testing.T, h Harness) {
 	deadline := start.Add(5 * time.Second)
 	for {
 		got, _ := r.snapshot()
-		if got[len(got)-1].Headers[transport.HeaderMsgID] == "2" {
+		if got[len(got)-1].Headers[wire.MsgID] == "2" {
 			t.Logf("consumer resumed: message 2 handled %v after the connection came back", time.Since(start).Round(time.Millisecond))
 			break
 		}
@@ -524,7 +525,7 @@ func connectionLoss(t *testing.T, h Harness) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	got := r.wait(t, 2)
-	if got[len(got)-1].Headers[transport.HeaderMsgID] != "2" {
+	if got[len(got)-1].Headers[wire.MsgID] != "2" {
 		t.Errorf("after reconnecting got %v", got[len(got)-1].Headers)
 	}
 }
