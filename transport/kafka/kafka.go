@@ -54,6 +54,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/wire"
@@ -105,7 +106,6 @@ var (
 	_ transport.Transport   = (*Transport)(nil)
 	_ transport.BatchSender = (*Transport)(nil)
 )
-var _ transport.Transport = (*Transport)(nil)
 
 // New returns a transport for cfg. It does not connect until used.
 func New(cfg Config) (*Transport, error) {
@@ -314,21 +314,21 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { t.log.Warn("gocap: kafka reader: " + fmt.Sprintf(f, a...)) }),
 	})
 	defer r.Close()
-	backoff := time.Duration(0)
+	wait := backoff.New(100*time.Millisecond, 30*time.Second)
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-			t.log.Warn("gocap: kafka fetch failed; retrying", "group", group, "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			d := wait.Next()
+			t.log.Warn("gocap: kafka fetch failed; retrying", "group", group, "err", err, "retry_in", d)
+			if !backoff.Sleep(ctx, d) {
 				return nil
 			}
 			continue
 		}
-		backoff = 0
+		wait.Reset()
 		d := transport.Delivery{
 			Message: transport.Message{Headers: make(map[string]string, len(m.Headers)), Body: m.Value},
 			Topic:   strings.TrimPrefix(m.Topic, t.cfg.TopicPrefix),
@@ -348,7 +348,7 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 				break
 			}
 			t.log.Warn("gocap: handling a kafka record failed; handing it again", "topic", m.Topic, "offset", m.Offset, "err", err)
-			if !sleep(ctx, t.cfg.RequeueDelay) {
+			if !backoff.Sleep(ctx, t.cfg.RequeueDelay) {
 				return nil
 			}
 		}
@@ -361,21 +361,10 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 				return nil
 			}
 			t.log.Warn("gocap: committing a kafka offset failed; retrying (the record may be redelivered)", "err", err)
-			if !sleep(ctx, time.Second) {
+			if !backoff.Sleep(ctx, time.Second) {
 				return nil
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -57,6 +57,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/wire"
 )
@@ -122,8 +123,8 @@ type Transport struct {
 
 	mu       sync.Mutex
 	pub      *publisher
-	nextDial time.Time // no dial before this time (backoff)
-	backoff  time.Duration
+	dialWait *backoff.Backoff // between failed publisher dials
+	nextDial time.Time        // no dial before this time; zero after a successful dial
 }
 
 var (
@@ -163,7 +164,10 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t := &Transport{cfg: cfg, log: cfg.Logger.With("transport", "rabbitmq"), closed: make(chan struct{})}
+	t := &Transport{
+		cfg: cfg, log: cfg.Logger.With("transport", "rabbitmq"), closed: make(chan struct{}),
+		dialWait: backoff.New(cfg.ReconnectMin, cfg.ReconnectMax),
+	}
 	if _, err := t.publisher(); err != nil {
 		return nil, err
 	}
@@ -235,15 +239,16 @@ func (t *Transport) publisher() (*publisher, error) {
 	p, err := t.dialPublisher()
 	if err != nil {
 		err = unavailable(err)
-		t.backoff = nextBackoff(t.backoff, t.cfg.ReconnectMin, t.cfg.ReconnectMax)
-		t.nextDial = time.Now().Add(t.backoff)
-		t.log.Warn("gocap: connecting to RabbitMQ failed", "err", err, "retry_in", t.backoff)
+		wait := t.dialWait.Next()
+		t.nextDial = time.Now().Add(wait)
+		t.log.Warn("gocap: connecting to RabbitMQ failed", "err", err, "retry_in", wait)
 		return nil, err
 	}
-	if t.backoff > 0 {
+	if !t.nextDial.IsZero() {
 		t.log.Info("gocap: reconnected to RabbitMQ")
 	}
-	t.backoff, t.nextDial = 0, time.Time{}
+	t.dialWait.Reset()
+	t.nextDial = time.Time{}
 	t.pub = p
 	return p, nil
 }
@@ -273,13 +278,6 @@ func unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
-}
-
-func nextBackoff(cur, lo, hi time.Duration) time.Duration {
-	if cur == 0 {
-		return lo
-	}
-	return min(cur*2, hi)
 }
 
 func (t *Transport) dialPublisher() (*publisher, error) {
@@ -420,20 +418,18 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 		}
 	}()
 	queue := t.cfg.QueuePrefix + group
-	var backoff time.Duration
+	wait := backoff.New(t.cfg.ReconnectMin, t.cfg.ReconnectMax)
 	for {
-		err := t.consumeOnce(ctx, queue, topics, h, func() { backoff = 0 })
+		err := t.consumeOnce(ctx, queue, topics, h, wait.Reset)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if refused(err) {
 			return fmt.Errorf("rabbitmq: consuming queue %q: %w", queue, err)
 		}
-		backoff = nextBackoff(backoff, t.cfg.ReconnectMin, t.cfg.ReconnectMax)
-		t.log.Warn("gocap: RabbitMQ consumer disconnected; reconnecting", "queue", queue, "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		d := wait.Next()
+		t.log.Warn("gocap: RabbitMQ consumer disconnected; reconnecting", "queue", queue, "err", err, "retry_in", d)
+		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
 	}
