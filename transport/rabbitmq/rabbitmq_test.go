@@ -99,9 +99,9 @@ func TestUnroutable(t *testing.T) {
 func TestSendBatchUnroutable(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
 	got := make(chan transport.Delivery, 10)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go tr.Consume(ctx, "conformance", []string{"bound"}, func(_ context.Context, d transport.Delivery) error {
+	transporttest.Consume(t, tr, "conformance", []string{"bound"}, func(_ context.Context, d transport.Delivery) error {
 		got <- d
 		return nil
 	})
@@ -130,9 +130,9 @@ func TestSendBatchUnroutable(t *testing.T) {
 func TestForeignHeaderTypes(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
 	got := make(chan transport.Delivery, 1)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go tr.Consume(ctx, "conformance", []string{"t"}, func(_ context.Context, d transport.Delivery) error {
+	transporttest.Consume(t, tr, "conformance", []string{"t"}, func(_ context.Context, d transport.Delivery) error {
 		got <- d
 		return nil
 	})
@@ -169,36 +169,23 @@ func TestForeignHeaderTypes(t *testing.T) {
 func TestFailingDeliveriesDoNotStarve(t *testing.T) {
 	const poison, good = 30, 20
 	tr, _ := newTransport(t, rabbitmq.Config{Prefetch: 16, RequeueDelay: time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	var (
 		mu       sync.Mutex
 		handled  = map[string]bool{}
 		failures int
 	)
-	done := make(chan error, 1)
-	go func() {
-		done <- tr.Consume(ctx, "workers", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if d.Headers["kind"] == "poison" {
-				failures++
-				return errors.New("poison: failing on purpose")
-			}
-			handled[d.Headers[wire.MsgID]] = true
-			return nil
-		})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Consume: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("Consume did not return after its context ended")
+	transporttest.Consume(t, tr, "workers", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Headers["kind"] == "poison" {
+			failures++
+			return errors.New("poison: failing on purpose")
 		}
-	}()
+		handled[d.Headers[wire.MsgID]] = true
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	send := func(kind string, i int) {
 		m := transport.Message{Headers: map[string]string{"kind": kind, wire.MsgID: fmt.Sprintf("%s-%d", kind, i)}, Body: []byte("x")}
