@@ -57,6 +57,7 @@ import (
 	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 	"github.com/gocap/gocap/wire"
 )
 
@@ -189,18 +190,13 @@ func (t *Transport) Send(ctx context.Context, name string, msg transport.Message
 // was acknowledged by all in-sync replicas or refused (see
 // transport.BatchSender).
 func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
-	errs := make([]error, len(msgs))
-	fail := func(err error) []error {
-		for i, m := range msgs {
-			errs[i] = fmt.Errorf("kafka: send to %q: %w", t.cfg.TopicPrefix+m.Topic, err)
-		}
-		return errs
-	}
+	fail := func(err error) []error { return adapter.FailBatch("kafka", t.cfg.TopicPrefix, msgs, err) }
 	select {
 	case <-t.closed:
 		return fail(ErrClosed)
 	default:
 	}
+	errs := make([]error, len(msgs))
 	if len(msgs) == 0 {
 		return errs
 	}
@@ -231,7 +227,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	case errors.As(err, &werrs) && len(werrs) == len(msgs):
 		for i, e := range werrs {
 			if e != nil {
-				errs[i] = fmt.Errorf("kafka: send to %q: %w", recs[i].Topic, unavailable(e))
+				errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(e))
 			}
 		}
 	default:
@@ -246,11 +242,11 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 // in-sync replicas, the writer closed. Record-level errors (a message too
 // large, an invalid record, an unknown topic) and the caller's context
 // ending are returned as they are.
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, transport.ErrUnavailable) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
+func unavailable(err error) error { return adapter.Unavailable(err, brokersDown) }
+
+// brokersDown reports whether err says that the brokers could not take
+// records now (see unavailable).
+func brokersDown(err error) bool {
 	var (
 		kerr kafkago.Error
 		nerr net.Error
@@ -262,26 +258,22 @@ func unavailable(err error) error {
 			kafkago.NetworkException, kafkago.RequestTimedOut, kafkago.NotEnoughReplicas,
 			kafkago.NotEnoughReplicasAfterAppend, kafkago.GroupCoordinatorNotAvailable,
 			kafkago.NotCoordinatorForGroup, kafkago.KafkaStorageError, kafkago.PreferredLeaderNotAvailable:
-		default:
-			return err
+			return true
 		}
+		return false
 	case errors.As(err, &nerr), errors.Is(err, io.ErrClosedPipe), errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-	default:
-		return err
+		return true
 	}
-	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
+	return false
 }
 
 // Consume reads the topics as consumer group group and commits each
 // offset after h returned nil (see transport.Receiver).
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if group == "" {
-		return errors.New("kafka: consume: group is empty")
-	}
-	if len(topics) == 0 {
-		return fmt.Errorf("kafka: consume for group %q: no topics", group)
+	if err := adapter.CheckConsume("kafka", group, topics); err != nil {
+		return err
 	}
 	full := make([]string, len(topics))
 	for i, tp := range topics {
@@ -290,15 +282,8 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 		}
 		full[i] = t.cfg.TopicPrefix + tp
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := adapter.UntilClosed(ctx, t.closed)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if err := t.ensureTopics(ctx, full...); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 )
 
 // ErrUnroutable is returned by Send for a topic no group is bound to.
@@ -157,11 +158,8 @@ func signal(c chan struct{}) {
 // Consume binds group to topics and hands its messages to h, one at a
 // time per Consume call, until ctx ends or the transport is closed.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if group == "" {
-		return errors.New("memory: consume: group is empty")
-	}
-	if len(topics) == 0 {
-		return fmt.Errorf("memory: consume for group %q: no topics", group)
+	if err := adapter.CheckConsume("memory", group, topics); err != nil {
+		return err
 	}
 	for _, p := range topics {
 		if err := topic.Validate(p); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 	"github.com/gocap/gocap/wire"
 )
 
@@ -23,21 +24,11 @@ import (
 // connection loss Consume dials again with the backoff of
 // Config.ReconnectMin and ReconnectMax.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if group == "" {
-		return errors.New("rabbitmq: consume: group is empty")
+	if err := adapter.CheckConsume("rabbitmq", group, topics); err != nil {
+		return err
 	}
-	if len(topics) == 0 {
-		return fmt.Errorf("rabbitmq: consume for group %q: no topics", group)
-	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := adapter.UntilClosed(ctx, t.closed)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	queue := t.cfg.QueuePrefix + group
 	wait := backoff.New(t.cfg.ReconnectMin, t.cfg.ReconnectMax)
 	for {

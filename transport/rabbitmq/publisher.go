@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 	"github.com/gocap/gocap/wire"
 )
 
@@ -126,14 +127,11 @@ func (t *Transport) Send(ctx context.Context, topic string, msg transport.Messag
 // without waiting, then waits for their confirmations (see
 // transport.BatchSender). Concurrent calls interleave on the channel.
 func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
-	errs := make([]error, len(msgs))
 	p, err := t.publisher()
 	if err != nil {
-		for i, m := range msgs {
-			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, err)
-		}
-		return errs
+		return adapter.FailBatch("rabbitmq", "", msgs, err)
 	}
+	errs := make([]error, len(msgs))
 	type pending struct {
 		dc *amqp.DeferredConfirmation
 		id string
@@ -157,7 +155,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 			Body:         m.Body,
 		})
 		if err != nil {
-			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, unavailable(err))
+			errs[i] = adapter.SendError("rabbitmq", m.Topic, unavailable(err))
 			continue
 		}
 		sent[i] = pending{dc: dc, id: id}

@@ -44,7 +44,6 @@
 package rabbitmq
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +55,7 @@ import (
 
 	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 )
 
 // DefaultExchange is DotNetCore.CAP's exchange name.
@@ -190,11 +190,7 @@ func refused(err error) bool {
 // a broken socket. The caller's context ending, and the broker's refusals
 // (see refused), are returned as they are.
 func unavailable(err error) error {
-	if err == nil || refused(err) || errors.Is(err, transport.ErrUnavailable) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
+	return adapter.Unavailable(err, func(err error) bool { return !refused(err) })
 }
 
 // Exchange returns the name of the exchange the transport publishes to.
