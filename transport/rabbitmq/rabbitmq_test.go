@@ -64,6 +64,19 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 	return tr, proxy
 }
 
+// deliveries consumes topic, as group "conformance", until the test ends,
+// and returns its deliveries once the consumer had the time to bind.
+func deliveries(t *testing.T, tr *rabbitmq.Transport, topic string) <-chan transport.Delivery {
+	t.Helper()
+	got := make(chan transport.Delivery, 16)
+	transporttest.Consume(t, tr, "conformance", []string{topic}, func(_ context.Context, d transport.Delivery) error {
+		got <- d
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	return got
+}
+
 func TestConformance(t *testing.T) {
 	proxies := map[transport.Transport]*testproxy.Proxy{}
 	transporttest.Run(t, transporttest.Harness{
@@ -98,14 +111,9 @@ func TestUnroutable(t *testing.T) {
 // message fails, with ErrUnroutable, and the others are confirmed.
 func TestSendBatchUnroutable(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
-	got := make(chan transport.Delivery, 10)
+	got := deliveries(t, tr, "bound")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	transporttest.Consume(t, tr, "conformance", []string{"bound"}, func(_ context.Context, d transport.Delivery) error {
-		got <- d
-		return nil
-	})
-	time.Sleep(300 * time.Millisecond)
 	msgs := []transport.Outgoing{
 		{Topic: "bound", Message: transport.Message{Headers: map[string]string{wire.MsgID: "1"}, Body: []byte("a")}},
 		{Topic: "nobody.listens", Message: transport.Message{Headers: map[string]string{wire.MsgID: "2"}, Body: []byte("b")}},
@@ -129,14 +137,9 @@ func TestSendBatchUnroutable(t *testing.T) {
 
 func TestForeignHeaderTypes(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
-	got := make(chan transport.Delivery, 1)
+	got := deliveries(t, tr, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	transporttest.Consume(t, tr, "conformance", []string{"t"}, func(_ context.Context, d transport.Delivery) error {
-		got <- d
-		return nil
-	})
-	time.Sleep(300 * time.Millisecond)
 	c, err := amqp.Dial(testenv.AMQPURL(t))
 	if err != nil {
 		t.Fatal(err)
