@@ -147,42 +147,18 @@ type retrier struct {
 	ctx   context.Context // the consumer's
 	ch    *amqp.Channel   // in confirm mode
 	queue string
-	delay time.Duration
-
-	mu      sync.Mutex
-	stopped bool
-	timers  map[*time.Timer]struct{}
-	wg      sync.WaitGroup
+	later *adapter.Later
 }
 
 func newRetrier(ctx context.Context, t *Transport, ch *amqp.Channel, queue string) *retrier {
-	return &retrier{t: t, ctx: ctx, ch: ch, queue: queue, delay: t.cfg.RequeueDelay, timers: map[*time.Timer]struct{}{}}
+	return &retrier{t: t, ctx: ctx, ch: ch, queue: queue, later: adapter.NewLater(t.cfg.RequeueDelay)}
 }
 
 // schedule hands d back after the delay. After stop it does nothing: the
 // channel is closed or closing, and the broker redelivers every delivery
 // that was not acknowledged on it.
 func (r *retrier) schedule(d amqp.Delivery) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return
-	}
-	r.wg.Add(1)
-	var tm *time.Timer
-	// r.mu is held until tm is set, and the callback takes it first.
-	tm = time.AfterFunc(r.delay, func() {
-		defer r.wg.Done()
-		r.mu.Lock()
-		delete(r.timers, tm)
-		stopped := r.stopped
-		r.mu.Unlock()
-		if stopped {
-			return
-		}
-		r.handBack(d)
-	})
-	r.timers[tm] = struct{}{}
+	r.later.After(func() { r.handBack(d) })
 }
 
 // handBack puts a copy of d at the tail of its queue, through the default
@@ -235,18 +211,7 @@ func (r *retrier) handBack(d amqp.Delivery) {
 
 // stop cancels the deliveries still waiting and waits for those being
 // handed back.
-func (r *retrier) stop() {
-	r.mu.Lock()
-	r.stopped = true
-	for tm := range r.timers {
-		if tm.Stop() {
-			r.wg.Done()
-		}
-	}
-	clear(r.timers)
-	r.mu.Unlock()
-	r.wg.Wait()
-}
+func (r *retrier) stop() { r.later.Stop(false) }
 
 // headerString converts an AMQP header value to a string: foreign
 // publishers send numbers, booleans, byte arrays, timestamps and tables.

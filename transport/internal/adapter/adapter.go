@@ -2,8 +2,10 @@
 // transport/kafka, transport/memory) do alike around the transport
 // contract: the checks of Consume's arguments, a consumer's context that
 // ends with the transport, the classification of a send error as
-// transport.ErrUnavailable, and one send error for a whole batch. Each
-// transport names itself in its errors with a prefix such as "rabbitmq".
+// transport.ErrUnavailable, one send error for a whole batch, and [Later],
+// which hands failed deliveries back after a delay without holding a
+// worker. Each transport names itself in its errors with a prefix such as
+// "rabbitmq".
 package adapter
 
 import (
