@@ -74,6 +74,7 @@ type Sender interface {
 
 // Outgoing is a message and the topic it is sent to.
 type Outgoing struct {
+	// Topic is the topic Message is sent to.
 	Topic string
 	Message
 }

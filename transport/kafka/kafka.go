@@ -78,8 +78,10 @@ type Config struct {
 	// AutoCreateTopics creates missing topics, with Partitions partitions
 	// (default 1) and ReplicationFactor replicas (default 1), before the
 	// first send to or consume from them.
-	AutoCreateTopics  bool
-	Partitions        int
+	AutoCreateTopics bool
+	// Partitions is the number of partitions of a created topic.
+	Partitions int
+	// ReplicationFactor is the number of replicas of a created topic.
 	ReplicationFactor int
 	// BatchTimeout is how long the writer gathers concurrent sends into one
 	// request. Zero means 2ms.
