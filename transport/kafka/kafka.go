@@ -29,8 +29,9 @@
 //
 // Record header values are bytes. A value that is valid UTF-8 without NUL
 // bytes becomes that string in Delivery.Headers; any other value becomes
-// "base64:" followed by its standard base64 encoding. Sent header values
-// are written as their UTF-8 bytes, unchanged.
+// "base64:" followed by its standard base64 encoding (see wire.HeaderValue
+// and wire.DecodeHeaderValue). Sent header values are written as their
+// UTF-8 bytes, unchanged.
 //
 // kafka-go reconnects by itself; the transport logs errors and backs off.
 // A send that fails at the connection level (a dial or network error, a

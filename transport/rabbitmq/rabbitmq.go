@@ -34,7 +34,8 @@
 // send them, become strings: numbers and booleans in Go's format,
 // timestamps in RFC 3339, tables and arrays as JSON. A byte array that is
 // valid UTF-8 without NUL bytes becomes that string; any other byte array
-// becomes "base64:" followed by its standard base64 encoding.
+// becomes "base64:" followed by its standard base64 encoding (see
+// wire.HeaderValue and wire.DecodeHeaderValue).
 //
 // A Send that fails because the broker cannot be reached (not connected,
 // waiting to reconnect, a dial failure, the channel or connection closed
