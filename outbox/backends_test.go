@@ -15,7 +15,7 @@ import (
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
-	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
 )
 
 func hostPort(t *testing.T, rawURL string) string {
@@ -149,7 +149,7 @@ func TestPostgresCoalescedNotify(t *testing.T) {
 	arrives := func(id int64, within time.Duration) {
 		t.Helper()
 		m := b.next(t, within)
-		if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id, 10) {
+		if got := fmt.Sprint(m.Headers[wire.MsgID]); got != strconv.FormatInt(id, 10) {
 			t.Fatalf("message %s arrived, want %d", got, id)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
+	"github.com/gocap/gocap/wire"
 )
 
 // dbEnv is one isolated set of tables on a real database.
@@ -228,17 +229,17 @@ func testCommitDelivered[TTx any](t *testing.T, be backend[TTx]) {
 	}
 	sid := strconv.FormatInt(id, 10)
 	want := map[string]string{
-		transport.HeaderMsgID: sid, transport.HeaderMsgName: "order.paid", transport.HeaderMsgType: "orderPaid",
-		transport.HeaderCorrelationID: sid, transport.HeaderCorrelationSeq: "0", "tenant": "acme",
+		wire.MsgID: sid, wire.MsgName: "order.paid", wire.MsgType: "orderPaid",
+		wire.CorrelationID: sid, wire.CorrelationSeq: "0", "tenant": "acme",
 	}
 	for k, v := range want {
 		if got := fmt.Sprint(m.Headers[k]); got != v {
 			t.Errorf("header %s = %q, want %q", k, got, v)
 		}
 	}
-	sent, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m.Headers[transport.HeaderSentTime]))
+	sent, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m.Headers[wire.SentTime]))
 	if err != nil || sent.Location() != time.UTC || sent.Before(before.Add(-time.Second)) || sent.After(time.Now().Add(time.Second)) {
-		t.Errorf("cap-senttime = %v (%v), want RFC 3339 UTC around now", m.Headers[transport.HeaderSentTime], err)
+		t.Errorf("cap-senttime = %v (%v), want RFC 3339 UTC around now", m.Headers[wire.SentTime], err)
 	}
 	if m.DeliveryMode != amqp.Persistent {
 		t.Errorf("delivery mode = %d, want persistent", m.DeliveryMode)
@@ -277,7 +278,7 @@ func testRollback[TTx any](t *testing.T, be backend[TTx]) {
 		t.Fatal(err)
 	}
 	m := b.next(t, 10*time.Second)
-	if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id2, 10) {
+	if got := fmt.Sprint(m.Headers[wire.MsgID]); got != strconv.FormatInt(id2, 10) {
 		t.Fatalf("got message %s, want %d", got, id2)
 	}
 	b.none(t, 300*time.Millisecond)
@@ -316,7 +317,7 @@ func testBrokerDown[TTx any](t *testing.T, be backend[TTx]) {
 	b.none(t, 100*time.Millisecond)
 	proxy.Up()
 	m := b.next(t, 5*time.Second)
-	if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id, 10) {
+	if got := fmt.Sprint(m.Headers[wire.MsgID]); got != strconv.FormatInt(id, 10) {
 		t.Fatalf("got %s, want %d", got, id)
 	}
 	waitFor(t, 5*time.Second, "row Succeeded", func() bool {
@@ -487,7 +488,7 @@ func (s *exclusiveSender) enter(msgs []transport.Message) (leave func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range msgs {
-		id := m.Headers[transport.HeaderMsgID]
+		id := m.Headers[wire.MsgID]
 		if s.inFlight[id] {
 			s.overlaps.Add(1)
 		}
@@ -497,7 +498,7 @@ func (s *exclusiveSender) enter(msgs []transport.Message) (leave func()) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, m := range msgs {
-			delete(s.inFlight, m.Headers[transport.HeaderMsgID])
+			delete(s.inFlight, m.Headers[wire.MsgID])
 		}
 	}
 }
@@ -535,7 +536,7 @@ func testTwoProcessors[TTx any](t *testing.T, be backend[TTx]) {
 	got := map[string]int{}
 	for len(got) < n {
 		m := b.next(t, 20*time.Second)
-		id := fmt.Sprint(m.Headers[transport.HeaderMsgID])
+		id := fmt.Sprint(m.Headers[wire.MsgID])
 		if !want[id] {
 			t.Fatalf("unknown message %s", id)
 		}
@@ -625,7 +626,7 @@ func testBatchPartialFailure[TTx any](t *testing.T, be backend[TTx]) {
 	for range n / 2 {
 		select {
 		case m := <-got:
-			id := fmt.Sprint(m.Headers[transport.HeaderMsgID])
+			id := fmt.Sprint(m.Headers[wire.MsgID])
 			if !routable[id] {
 				t.Fatalf("message %s arrived; it was not sent to order.paid", id)
 			}
@@ -660,7 +661,7 @@ func testBatchPartialFailure[TTx any](t *testing.T, be backend[TTx]) {
 	waitFor(t, 5*time.Second, "OnFailed for each unroutable row", func() bool { return failedCalls.Load() == n/2 })
 	select {
 	case m := <-got:
-		t.Errorf("unexpected extra delivery of %v", m.Headers[transport.HeaderMsgID])
+		t.Errorf("unexpected extra delivery of %v", m.Headers[wire.MsgID])
 	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
+	"github.com/gocap/gocap/wire"
 )
 
 // Environment of the child process of testProcessorKilled.
@@ -50,7 +51,7 @@ func TestMain(m *testing.M) {
 type hangingSender struct{ transport.Transport }
 
 func (hangingSender) Send(ctx context.Context, _ string, msg transport.Message) error {
-	fmt.Printf("CLAIMED %s\n", msg.Headers[transport.HeaderMsgID])
+	fmt.Printf("CLAIMED %s\n", msg.Headers[wire.MsgID])
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -129,7 +130,7 @@ func testProcessorKilled[TTx any](t *testing.T, be backend[TTx]) {
 	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{Lease: hungLease, PollInterval: 20 * time.Millisecond})
 	run(t, ob)
 	m := b.next(t, 30*time.Second)
-	if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id, 10) {
+	if got := fmt.Sprint(m.Headers[wire.MsgID]); got != strconv.FormatInt(id, 10) {
 		t.Fatalf("got %s, want %d", got, id)
 	}
 	if waited := time.Since(claimedAt); waited < hungLease-500*time.Millisecond {

@@ -19,7 +19,7 @@ import (
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
-	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/wire"
 )
 
 // TestBrokerOutage cuts the connection to RabbitMQ for 60 s while messages
@@ -61,7 +61,7 @@ func testBrokerOutage[TTx any](t *testing.T, be backend[TTx], outage time.Durati
 		for {
 			select {
 			case m := <-b.got:
-				id, _ := strconv.ParseInt(fmt.Sprint(m.Headers[transport.HeaderMsgID]), 10, 64)
+				id, _ := strconv.ParseInt(fmt.Sprint(m.Headers[wire.MsgID]), 10, 64)
 				mu.Lock()
 				arrived[id] = time.Now()
 				mu.Unlock()
@@ -229,7 +229,7 @@ func TestDatabaseRestart(t *testing.T) {
 		return err == nil
 	})
 	m := b.next(t, 10*time.Second)
-	if got := fmt.Sprint(m.Headers[transport.HeaderMsgID]); got != strconv.FormatInt(id, 10) {
+	if got := fmt.Sprint(m.Headers[wire.MsgID]); got != strconv.FormatInt(id, 10) {
 		t.Errorf("got message %s, want %d", got, id)
 	}
 }

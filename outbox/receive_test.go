@@ -17,6 +17,7 @@ import (
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
+	"github.com/gocap/gocap/wire"
 )
 
 func runReceive[TTx any](t *testing.T, be backend[TTx]) {
@@ -126,7 +127,7 @@ func testTwoGroups[TTx any](t *testing.T, be backend[TTx]) {
 		seen := map[int]int{}
 		for _, m := range c.all() {
 			seen[m.Value.ID]++
-			if m.Group != name || m.Name != "order.paid" || m.SentTime.IsZero() || m.Headers[transport.HeaderMsgType] != "orderPaid" {
+			if m.Group != name || m.Name != "order.paid" || m.SentTime.IsZero() || m.Headers[wire.MsgType] != "orderPaid" {
 				t.Errorf("%s: got %+v", name, m)
 			}
 		}

@@ -4,10 +4,12 @@
 // [Transport]; the conformance suite in transport/transporttest checks it.
 //
 // A transport moves [Message] values: a set of string headers and an opaque
-// body. gocap puts DotNetCore.CAP's headers (see the Header constants) on
-// every message it sends, and leaves the body exactly as the application
-// serialized it, so CAP services and programs in other languages that set
-// the same headers interoperate.
+// body. gocap puts DotNetCore.CAP's headers on every message it sends, and
+// leaves the body exactly as the application serialized it, so CAP services
+// and programs in other languages that set the same headers interoperate.
+// Package github.com/gocap/gocap/wire holds that format: CAP's header names
+// (wire.MsgID, wire.MsgName, ...), the headers of a published message, and
+// how a binary header value becomes text (wire.HeaderValue).
 package transport
 
 import (
@@ -43,33 +45,6 @@ func Discard(err error) error {
 	return fmt.Errorf("%w: %w", ErrDiscard, err)
 }
 
-// Header names, identical to DotNetCore.CAP's (DotNetCore.CAP.Messages.Headers).
-const (
-	// HeaderMsgID is the message id: a decimal int64 for gocap and CAP.
-	HeaderMsgID = "cap-msg-id"
-	// HeaderMsgName is the topic the message was published to.
-	HeaderMsgName = "cap-msg-name"
-	// HeaderGroup is the consumer group a received message was stored for.
-	HeaderGroup = "cap-msg-group"
-	// HeaderMsgType is the short name of the payload's type.
-	HeaderMsgType = "cap-msg-type"
-	// HeaderCorrelationID is the id of the message that started the
-	// conversation; equal to the message id at publish.
-	HeaderCorrelationID = "cap-corr-id"
-	// HeaderCorrelationSeq is the position in the conversation; "0" at publish.
-	HeaderCorrelationSeq = "cap-corr-seq"
-	// HeaderCallbackName names a topic to publish the handler's result to.
-	HeaderCallbackName = "cap-callback-name"
-	// HeaderSentTime is when the message was published, RFC 3339 in UTC.
-	HeaderSentTime = "cap-senttime"
-	// HeaderDelayTime is the requested delay of a delayed message.
-	HeaderDelayTime = "cap-delaytime"
-	// HeaderException carries the last error text of a failed message.
-	HeaderException = "cap-exception"
-	// HeaderTraceParent is the W3C trace context.
-	HeaderTraceParent = "traceparent"
-)
-
 // Message is what travels over a broker.
 type Message struct {
 	// Headers are sent as broker headers (AMQP headers, Kafka record headers).
@@ -99,6 +74,7 @@ type Sender interface {
 
 // Outgoing is a message and the topic it is sent to.
 type Outgoing struct {
+	// Topic is the topic Message is sent to.
 	Topic string
 	Message
 }

@@ -77,3 +77,26 @@ func TestHeaderValue(t *testing.T) {
 		t.Errorf("binary: %q", s)
 	}
 }
+
+// TestHeaderValueForms pins the text of each kind of value: text as it is
+// (multi-byte UTF-8 included), invalid UTF-8 and NUL bytes in base64.
+func TestHeaderValueForms(t *testing.T) {
+	for _, c := range []struct {
+		in   []byte
+		want string
+	}{
+		{nil, ""},
+		{[]byte("raw"), "raw"},
+		{[]byte("naïve 東京"), "naïve 東京"},
+		{[]byte{0xff, 0xfe, 'x'}, "base64://54"},
+		{[]byte{'a', 0, 'b'}, "base64:YQBi"},
+	} {
+		got := wire.HeaderValue(c.in)
+		if got != c.want {
+			t.Errorf("HeaderValue(%q) = %q, want %q", c.in, got, c.want)
+		}
+		if back := wire.DecodeHeaderValue(got); !bytes.Equal(back, c.in) {
+			t.Errorf("DecodeHeaderValue(%q) = %q, want %q", got, back, c.in)
+		}
+	}
+}

@@ -47,6 +47,7 @@ import (
 	"github.com/gocap/gocap/storage/postgres"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
+	"github.com/gocap/gocap/wire"
 )
 
 var (
@@ -197,9 +198,9 @@ func rawConfirmRate(ctx context.Context, url, exchange string, n int) (float64, 
 			now := time.Now().UTC()
 			id := strconv.FormatInt(gen.Next(), 10)
 			msg.Headers = amqp.Table{
-				transport.HeaderMsgID: id, transport.HeaderMsgName: key, transport.HeaderMsgType: "map[string]interface {}",
-				transport.HeaderCorrelationID: id, transport.HeaderCorrelationSeq: "0",
-				transport.HeaderSentTime: now.Format(time.RFC3339Nano),
+				wire.MsgID: id, wire.MsgName: key, wire.MsgType: "map[string]interface {}",
+				wire.CorrelationID: id, wire.CorrelationSeq: "0",
+				wire.SentTime: now.Format(time.RFC3339Nano),
 			}
 			msg.MessageId, msg.Timestamp = id, now
 		}

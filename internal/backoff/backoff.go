@@ -11,6 +11,7 @@ import (
 // Backoff doubles a delay from Min to Max. The zero value is not usable:
 // set Min and Max. It is not safe for concurrent use.
 type Backoff struct {
+	// Min is the first delay and Max the longest.
 	Min, Max time.Duration
 	cur      time.Duration
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/kafka"
+	"github.com/gocap/gocap/wire"
 )
 
 // BenchmarkSend sends from many goroutines, as the outbox's dispatcher
@@ -23,7 +24,7 @@ func BenchmarkSend(b *testing.B) {
 	}
 	defer tr.Close()
 	msg := transport.Message{
-		Headers: map[string]string{transport.HeaderMsgID: "2125444000991662080", transport.HeaderMsgName: "bench"},
+		Headers: map[string]string{wire.MsgID: "2125444000991662080", wire.MsgName: "bench"},
 		Body:    []byte(`{"id":12345,"amount":"9.90","currency":"EUR"}`),
 	}
 	b.SetParallelism(64)
@@ -52,7 +53,7 @@ func BenchmarkSendBatch(b *testing.B) {
 	batch := make([]transport.Outgoing, size)
 	for i := range batch {
 		batch[i] = transport.Outgoing{Topic: "bench", Message: transport.Message{
-			Headers: map[string]string{transport.HeaderMsgID: "2125444000991662080", transport.HeaderMsgName: "bench"},
+			Headers: map[string]string{wire.MsgID: "2125444000991662080", wire.MsgName: "bench"},
 			Body:    []byte(`{"id":12345,"amount":"9.90","currency":"EUR"}`),
 		}}
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/kafka"
+	"github.com/gocap/gocap/wire"
 )
 
 // Send and consume directly; an outbox does the same when given the
@@ -22,7 +23,7 @@ func ExampleNew() {
 	defer tr.Close()
 	ctx := context.Background()
 	err = tr.Send(ctx, "order.paid", transport.Message{
-		Headers: map[string]string{transport.HeaderMsgID: "1", transport.HeaderMsgName: "order.paid", "order-id": "42"},
+		Headers: map[string]string{wire.MsgID: "1", wire.MsgName: "order.paid", "order-id": "42"},
 		Body:    []byte(`{"id":42}`),
 	})
 	if err != nil {

@@ -29,8 +29,9 @@
 //
 // Record header values are bytes. A value that is valid UTF-8 without NUL
 // bytes becomes that string in Delivery.Headers; any other value becomes
-// "base64:" followed by its standard base64 encoding. Sent header values
-// are written as their UTF-8 bytes, unchanged.
+// "base64:" followed by its standard base64 encoding (see wire.HeaderValue
+// and wire.DecodeHeaderValue). Sent header values are written as their
+// UTF-8 bytes, unchanged.
 //
 // kafka-go reconnects by itself; the transport logs errors and backs off.
 // A send that fails at the connection level (a dial or network error, a
@@ -54,9 +55,11 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/gocap/gocap/internal/header"
+	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
+	"github.com/gocap/gocap/wire"
 )
 
 // ErrClosed is returned by Send after Close.
@@ -76,8 +79,10 @@ type Config struct {
 	// AutoCreateTopics creates missing topics, with Partitions partitions
 	// (default 1) and ReplicationFactor replicas (default 1), before the
 	// first send to or consume from them.
-	AutoCreateTopics  bool
-	Partitions        int
+	AutoCreateTopics bool
+	// Partitions is the number of partitions of a created topic.
+	Partitions int
+	// ReplicationFactor is the number of replicas of a created topic.
 	ReplicationFactor int
 	// BatchTimeout is how long the writer gathers concurrent sends into one
 	// request. Zero means 2ms.
@@ -105,7 +110,6 @@ var (
 	_ transport.Transport   = (*Transport)(nil)
 	_ transport.BatchSender = (*Transport)(nil)
 )
-var _ transport.Transport = (*Transport)(nil)
 
 // New returns a transport for cfg. It does not connect until used.
 func New(cfg Config) (*Transport, error) {
@@ -189,18 +193,13 @@ func (t *Transport) Send(ctx context.Context, name string, msg transport.Message
 // was acknowledged by all in-sync replicas or refused (see
 // transport.BatchSender).
 func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
-	errs := make([]error, len(msgs))
-	fail := func(err error) []error {
-		for i, m := range msgs {
-			errs[i] = fmt.Errorf("kafka: send to %q: %w", t.cfg.TopicPrefix+m.Topic, err)
-		}
-		return errs
-	}
+	fail := func(err error) []error { return adapter.FailBatch("kafka", t.cfg.TopicPrefix, msgs, err) }
 	select {
 	case <-t.closed:
 		return fail(ErrClosed)
 	default:
 	}
+	errs := make([]error, len(msgs))
 	if len(msgs) == 0 {
 		return errs
 	}
@@ -231,7 +230,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	case errors.As(err, &werrs) && len(werrs) == len(msgs):
 		for i, e := range werrs {
 			if e != nil {
-				errs[i] = fmt.Errorf("kafka: send to %q: %w", recs[i].Topic, unavailable(e))
+				errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(e))
 			}
 		}
 	default:
@@ -246,11 +245,11 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 // in-sync replicas, the writer closed. Record-level errors (a message too
 // large, an invalid record, an unknown topic) and the caller's context
 // ending are returned as they are.
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, transport.ErrUnavailable) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
+func unavailable(err error) error { return adapter.Unavailable(err, brokersDown) }
+
+// brokersDown reports whether err says that the brokers could not take
+// records now (see unavailable).
+func brokersDown(err error) bool {
 	var (
 		kerr kafkago.Error
 		nerr net.Error
@@ -262,26 +261,22 @@ func unavailable(err error) error {
 			kafkago.NetworkException, kafkago.RequestTimedOut, kafkago.NotEnoughReplicas,
 			kafkago.NotEnoughReplicasAfterAppend, kafkago.GroupCoordinatorNotAvailable,
 			kafkago.NotCoordinatorForGroup, kafkago.KafkaStorageError, kafkago.PreferredLeaderNotAvailable:
-		default:
-			return err
+			return true
 		}
+		return false
 	case errors.As(err, &nerr), errors.Is(err, io.ErrClosedPipe), errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-	default:
-		return err
+		return true
 	}
-	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
+	return false
 }
 
 // Consume reads the topics as consumer group group and commits each
 // offset after h returned nil (see transport.Receiver).
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if group == "" {
-		return errors.New("kafka: consume: group is empty")
-	}
-	if len(topics) == 0 {
-		return fmt.Errorf("kafka: consume for group %q: no topics", group)
+	if err := adapter.CheckConsume("kafka", group, topics); err != nil {
+		return err
 	}
 	full := make([]string, len(topics))
 	for i, tp := range topics {
@@ -290,15 +285,8 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 		}
 		full[i] = t.cfg.TopicPrefix + tp
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := adapter.UntilClosed(ctx, t.closed)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if err := t.ensureTopics(ctx, full...); err != nil {
 		return err
 	}
@@ -314,27 +302,27 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { t.log.Warn("gocap: kafka reader: " + fmt.Sprintf(f, a...)) }),
 	})
 	defer r.Close()
-	backoff := time.Duration(0)
+	wait := backoff.New(100*time.Millisecond, 30*time.Second)
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-			t.log.Warn("gocap: kafka fetch failed; retrying", "group", group, "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			d := wait.Next()
+			t.log.Warn("gocap: kafka fetch failed; retrying", "group", group, "err", err, "retry_in", d)
+			if !backoff.Sleep(ctx, d) {
 				return nil
 			}
 			continue
 		}
-		backoff = 0
+		wait.Reset()
 		d := transport.Delivery{
 			Message: transport.Message{Headers: make(map[string]string, len(m.Headers)), Body: m.Value},
 			Topic:   strings.TrimPrefix(m.Topic, t.cfg.TopicPrefix),
 		}
 		for _, hd := range m.Headers {
-			d.Headers[hd.Key] = header.Text(hd.Value)
+			d.Headers[hd.Key] = wire.HeaderValue(hd.Value)
 		}
 		// Until h accepts the message (stores it) or discards it, hand it
 		// again; the offset stays uncommitted meanwhile.
@@ -348,7 +336,7 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 				break
 			}
 			t.log.Warn("gocap: handling a kafka record failed; handing it again", "topic", m.Topic, "offset", m.Offset, "err", err)
-			if !sleep(ctx, t.cfg.RequeueDelay) {
+			if !backoff.Sleep(ctx, t.cfg.RequeueDelay) {
 				return nil
 			}
 		}
@@ -361,21 +349,10 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 				return nil
 			}
 			t.log.Warn("gocap: committing a kafka offset failed; retrying (the record may be redelivered)", "err", err)
-			if !sleep(ctx, time.Second) {
+			if !backoff.Sleep(ctx, time.Second) {
 				return nil
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

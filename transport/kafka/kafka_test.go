@@ -14,6 +14,8 @@ import (
 
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/kafka"
+	"github.com/gocap/gocap/transport/transporttest"
+	"github.com/gocap/gocap/wire"
 )
 
 // cluster starts an in-process Kafka on loopback.
@@ -75,26 +77,13 @@ func (s *sink) wait(t *testing.T, n int) []transport.Delivery {
 	}
 }
 
-func consume(t *testing.T, tr transport.Transport, group string, topics []string, h transport.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Consume(ctx, group, topics, h) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Consume: %v", err)
-		}
-	})
-}
-
 func TestRoundTripGroupsAndRedelivery(t *testing.T) {
 	brokers := cluster(t, "app.order.paid")
 	tr := newTransport(t, brokers, kafka.Config{TopicPrefix: "app.", RequeueDelay: 10 * time.Millisecond})
 	var billing, audit sink
 	failTwice := 2
-	consume(t, tr, "billing", []string{"order.paid"}, billing.handler(nil))
-	consume(t, tr, "audit", []string{"order.paid"}, audit.handler(&failTwice))
+	transporttest.Consume(t, tr, "billing", []string{"order.paid"}, billing.handler(nil))
+	transporttest.Consume(t, tr, "audit", []string{"order.paid"}, audit.handler(&failTwice))
 	body := []byte{0, 1, 2, 0xff, 'x'}
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -103,7 +92,7 @@ func TestRoundTripGroupsAndRedelivery(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			err := tr.Send(ctx, "order.paid", transport.Message{
-				Headers: map[string]string{"cap-msg-id": fmt.Sprint(i), "cap-msg-name": "order.paid", "note": "ünï"},
+				Headers: map[string]string{wire.MsgID: fmt.Sprint(i), wire.MsgName: "order.paid", "note": "ünï"},
 				Body:    body,
 			})
 			if err != nil {
@@ -116,7 +105,7 @@ func TestRoundTripGroupsAndRedelivery(t *testing.T) {
 		got := s.wait(t, 20)
 		ids := map[string]bool{}
 		for _, d := range got {
-			ids[d.Headers["cap-msg-id"]] = true
+			ids[d.Headers[wire.MsgID]] = true
 			if string(d.Body) != string(body) || d.Headers["note"] != "ünï" || d.Topic != "order.paid" {
 				t.Errorf("%s: delivery %+v", name, d)
 			}
@@ -134,7 +123,7 @@ func TestForeignRecordAndWildcards(t *testing.T) {
 		t.Error("a wildcard topic was accepted")
 	}
 	var s sink
-	consume(t, tr, "warehouse", []string{"shipment.sent"}, s.handler(nil))
+	transporttest.Consume(t, tr, "warehouse", []string{"shipment.sent"}, s.handler(nil))
 	// A producer that sets no CAP header.
 	if err := tr.Send(context.Background(), "shipment.sent", transport.Message{Body: []byte(`{"id":1}`)}); err != nil {
 		t.Fatal(err)
@@ -149,7 +138,7 @@ func TestAutoCreateAndClose(t *testing.T) {
 	brokers := cluster(t)
 	tr := newTransport(t, brokers, kafka.Config{AutoCreateTopics: true, Partitions: 3})
 	var s sink
-	consume(t, tr, "g", []string{"fresh.topic"}, s.handler(nil))
+	transporttest.Consume(t, tr, "g", []string{"fresh.topic"}, s.handler(nil))
 	if err := tr.Send(context.Background(), "fresh.topic", transport.Message{Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +158,7 @@ func TestBinaryHeaderValues(t *testing.T) {
 	brokers := cluster(t, "bin")
 	tr := newTransport(t, brokers, kafka.Config{})
 	var s sink
-	consume(t, tr, "g", []string{"bin"}, s.handler(nil))
+	transporttest.Consume(t, tr, "g", []string{"bin"}, s.handler(nil))
 	m := transport.Message{Headers: map[string]string{
 		"text": "naïve", "bin": string([]byte{0xff, 0xfe, 'x'}), "nul": "a\x00b",
 	}, Body: []byte("x")}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 )
 
 // ErrUnroutable is returned by Send for a topic no group is bound to.
@@ -157,11 +158,8 @@ func signal(c chan struct{}) {
 // Consume binds group to topics and hands its messages to h, one at a
 // time per Consume call, until ctx ends or the transport is closed.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if group == "" {
-		return errors.New("memory: consume: group is empty")
-	}
-	if len(topics) == 0 {
-		return fmt.Errorf("memory: consume for group %q: no topics", group)
+	if err := adapter.CheckConsume("memory", group, topics); err != nil {
+		return err
 	}
 	for _, p := range topics {
 		if err := topic.Validate(p); err != nil {
@@ -183,7 +181,7 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 
 	// Messages whose handler failed wait on timers, not in this loop; when
 	// Consume returns, those still waiting go back to the queue at once.
-	later := &requeuer{b: b, q: q, timers: map[*time.Timer]transport.Delivery{}}
+	later := &requeuer{b: b, q: q, later: adapter.NewLater(b.opts.RequeueDelay)}
 	defer later.stop()
 	for {
 		b.mu.Lock()
@@ -217,28 +215,13 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 // requeuer puts the messages of one Consume call whose handler failed back
 // at the head of their queue after Options.RequeueDelay.
 type requeuer struct {
-	b *Broker
-	q *queue
-
-	mu     sync.Mutex
-	timers map[*time.Timer]transport.Delivery
-	wg     sync.WaitGroup
+	b     *Broker
+	q     *queue
+	later *adapter.Later
 }
 
 func (r *requeuer) schedule(d transport.Delivery) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.wg.Add(1)
-	var tm *time.Timer
-	// r.mu is held until tm is set, and the callback takes it first.
-	tm = time.AfterFunc(r.b.opts.RequeueDelay, func() {
-		defer r.wg.Done()
-		r.mu.Lock()
-		delete(r.timers, tm)
-		r.mu.Unlock()
-		r.requeue(d)
-	})
-	r.timers[tm] = d
+	r.later.After(func() { r.requeue(d) })
 }
 
 func (r *requeuer) requeue(d transport.Delivery) {
@@ -250,18 +233,7 @@ func (r *requeuer) requeue(d transport.Delivery) {
 
 // stop puts the messages still waiting back at once, and waits for those
 // being put back.
-func (r *requeuer) stop() {
-	r.mu.Lock()
-	for tm, d := range r.timers {
-		if tm.Stop() {
-			r.requeue(d)
-			r.wg.Done()
-		}
-	}
-	clear(r.timers)
-	r.mu.Unlock()
-	r.wg.Wait()
-}
+func (r *requeuer) stop() { r.later.Stop(true) }
 
 // Close ends this handle's Consume calls and makes its Sends fail. The
 // broker's queues stay.

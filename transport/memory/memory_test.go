@@ -11,19 +11,13 @@ import (
 
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/memory"
+	"github.com/gocap/gocap/transport/transporttest"
 )
 
+// consume runs a consumer until the test ends, and gives it time to start.
 func consume(t *testing.T, tr transport.Transport, group string, topics []string, h transport.Handler) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := tr.Consume(ctx, group, topics, h); err != nil {
-			t.Errorf("Consume: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	transporttest.Consume(t, tr, group, topics, h)
 	time.Sleep(10 * time.Millisecond)
 }
 

@@ -34,7 +34,8 @@
 // send them, become strings: numbers and booleans in Go's format,
 // timestamps in RFC 3339, tables and arrays as JSON. A byte array that is
 // valid UTF-8 without NUL bytes becomes that string; any other byte array
-// becomes "base64:" followed by its standard base64 encoding.
+// becomes "base64:" followed by its standard base64 encoding (see
+// wire.HeaderValue and wire.DecodeHeaderValue).
 //
 // A Send that fails because the broker cannot be reached (not connected,
 // waiting to reconnect, a dial failure, the channel or connection closed
@@ -44,21 +45,18 @@
 package rabbitmq
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/gocap/gocap/internal/header"
+	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/internal/adapter"
 )
 
 // DefaultExchange is DotNetCore.CAP's exchange name.
@@ -122,8 +120,8 @@ type Transport struct {
 
 	mu       sync.Mutex
 	pub      *publisher
-	nextDial time.Time // no dial before this time (backoff)
-	backoff  time.Duration
+	dialWait *backoff.Backoff // between failed publisher dials
+	nextDial time.Time        // no dial before this time; zero after a successful dial
 }
 
 var (
@@ -163,89 +161,14 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t := &Transport{cfg: cfg, log: cfg.Logger.With("transport", "rabbitmq"), closed: make(chan struct{})}
+	t := &Transport{
+		cfg: cfg, log: cfg.Logger.With("transport", "rabbitmq"), closed: make(chan struct{}),
+		dialWait: backoff.New(cfg.ReconnectMin, cfg.ReconnectMax),
+	}
 	if _, err := t.publisher(); err != nil {
 		return nil, err
 	}
 	return t, nil
-}
-
-// publisher is one connection with a confirm-mode channel.
-type publisher struct {
-	conn    *amqp.Connection
-	ch      *amqp.Channel
-	returns chan amqp.Return
-
-	mu       sync.Mutex
-	returned map[string]int // message ids the broker returned, not yet claimed by their Send
-}
-
-func (p *publisher) close() { p.conn.Close() }
-
-// drainReturns moves the returns the broker already sent into p.returned.
-// A basic.return is dispatched before the basic.ack of the same message, so
-// after a Send's confirmation its return, if any, is in the channel.
-func (p *publisher) drainReturns() {
-	for {
-		select {
-		case r, ok := <-p.returns:
-			if !ok {
-				return
-			}
-			p.returned[r.MessageId]++
-		default:
-			return
-		}
-	}
-}
-
-func (p *publisher) takeReturned(id string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.drainReturns()
-	if p.returned[id] == 0 {
-		return false
-	}
-	if p.returned[id]--; p.returned[id] == 0 {
-		delete(p.returned, id)
-	}
-	return true
-}
-
-// publisher returns the live publisher, connecting if there is none. While
-// the broker is unreachable it fails fast, trying again after a backoff.
-func (t *Transport) publisher() (*publisher, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	select {
-	case <-t.closed:
-		return nil, ErrClosed
-	default:
-	}
-	if t.pub != nil && !t.pub.conn.IsClosed() && !t.pub.ch.IsClosed() {
-		return t.pub, nil
-	}
-	if t.pub != nil {
-		t.pub.close()
-		t.pub = nil
-	}
-	if now := time.Now(); now.Before(t.nextDial) {
-		return nil, fmt.Errorf("rabbitmq: not connected; reconnecting in %v: %w", t.nextDial.Sub(now).Round(time.Millisecond), transport.ErrUnavailable)
-	}
-	p, err := t.dialPublisher()
-	if err != nil {
-		err = unavailable(err)
-		t.backoff = nextBackoff(t.backoff, t.cfg.ReconnectMin, t.cfg.ReconnectMax)
-		t.nextDial = time.Now().Add(t.backoff)
-		t.log.Warn("gocap: connecting to RabbitMQ failed", "err", err, "retry_in", t.backoff)
-		return nil, err
-	}
-	if t.backoff > 0 {
-		t.log.Info("gocap: reconnected to RabbitMQ")
-	}
-	t.backoff, t.nextDial = 0, time.Time{}
-	t.pub = p
-	return p, nil
 }
 
 // refused reports whether err is the broker's refusal of a request that
@@ -268,115 +191,7 @@ func refused(err error) bool {
 // a broken socket. The caller's context ending, and the broker's refusals
 // (see refused), are returned as they are.
 func unavailable(err error) error {
-	if err == nil || refused(err) || errors.Is(err, transport.ErrUnavailable) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
-}
-
-func nextBackoff(cur, lo, hi time.Duration) time.Duration {
-	if cur == 0 {
-		return lo
-	}
-	return min(cur*2, hi)
-}
-
-func (t *Transport) dialPublisher() (*publisher, error) {
-	conn, err := amqp.Dial(t.cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: connecting: %w", err)
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rabbitmq: opening a channel: %w", err)
-	}
-	if err := ch.ExchangeDeclare(t.cfg.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rabbitmq: declaring exchange %q: %w", t.cfg.Exchange, err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rabbitmq: enabling publisher confirms: %w", err)
-	}
-	p := &publisher{conn: conn, ch: ch, returned: map[string]int{}}
-	// Large enough that the broker never waits for us: every Send drains it.
-	p.returns = ch.NotifyReturn(make(chan amqp.Return, 4096))
-	return p, nil
-}
-
-// Send publishes msg to topic and waits for the broker's confirmation (see
-// transport.Sender).
-func (t *Transport) Send(ctx context.Context, topic string, msg transport.Message) error {
-	return t.SendBatch(ctx, []transport.Outgoing{{Topic: topic, Message: msg}})[0]
-}
-
-// SendBatch publishes msgs on the publisher channel one after the other,
-// without waiting, then waits for their confirmations (see
-// transport.BatchSender). Concurrent calls interleave on the channel.
-func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
-	errs := make([]error, len(msgs))
-	p, err := t.publisher()
-	if err != nil {
-		for i, m := range msgs {
-			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, err)
-		}
-		return errs
-	}
-	type pending struct {
-		dc *amqp.DeferredConfirmation
-		id string
-	}
-	sent := make([]pending, len(msgs))
-	now := time.Now().UTC()
-	for i, m := range msgs {
-		headers := make(amqp.Table, len(m.Headers))
-		for k, v := range m.Headers {
-			headers[k] = v
-		}
-		id := m.Headers[transport.HeaderMsgID]
-		if id == "" {
-			id = "gocap-" + strconv.FormatUint(t.seq.Add(1), 10)
-		}
-		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, t.cfg.Exchange, m.Topic, true, false, amqp.Publishing{
-			Headers:      headers,
-			DeliveryMode: amqp.Persistent,
-			MessageId:    id,
-			Timestamp:    now,
-			Body:         m.Body,
-		})
-		if err != nil {
-			errs[i] = fmt.Errorf("rabbitmq: send to %q: %w", m.Topic, unavailable(err))
-			continue
-		}
-		sent[i] = pending{dc: dc, id: id}
-	}
-	for i, s := range sent {
-		if s.dc != nil {
-			errs[i] = t.confirmed(ctx, p, s.dc, s.id, msgs[i].Topic)
-		}
-	}
-	return errs
-}
-
-// confirmed waits for the broker's confirmation of one published message
-// and reports whether it was accepted and routed.
-func (t *Transport) confirmed(ctx context.Context, p *publisher, dc *amqp.DeferredConfirmation, id, topic string) error {
-	ok, err := dc.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("rabbitmq: send to %q: waiting for the confirm: %w", topic, err)
-	}
-	if !ok {
-		if p.ch.IsClosed() {
-			return fmt.Errorf("rabbitmq: send to %q: the connection closed before the broker confirmed the message: %w", topic, transport.ErrUnavailable)
-		}
-		return fmt.Errorf("rabbitmq: send to %q: the broker rejected the message (nack)", topic)
-	}
-	if p.takeReturned(id) && !t.cfg.AcceptUnroutable {
-		return fmt.Errorf("rabbitmq: send to %q on exchange %q: %w", topic, t.cfg.Exchange, ErrUnroutable)
-	}
-	return nil
+	return adapter.Unavailable(err, func(err error) bool { return !refused(err) })
 }
 
 // Exchange returns the name of the exchange the transport publishes to.
@@ -395,272 +210,4 @@ func (t *Transport) Close() error {
 		}
 	})
 	return nil
-}
-
-// Consume consumes the queue of group, bound to topics (see
-// transport.Receiver). A delivery whose handler fails is handed back to the
-// tail of the queue after Config.RequeueDelay; one whose handler discards
-// it is rejected without requeue (see the package documentation). After a
-// connection loss Consume dials again with the backoff of
-// Config.ReconnectMin and ReconnectMax.
-func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if group == "" {
-		return errors.New("rabbitmq: consume: group is empty")
-	}
-	if len(topics) == 0 {
-		return fmt.Errorf("rabbitmq: consume for group %q: no topics", group)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	queue := t.cfg.QueuePrefix + group
-	var backoff time.Duration
-	for {
-		err := t.consumeOnce(ctx, queue, topics, h, func() { backoff = 0 })
-		if ctx.Err() != nil {
-			return nil
-		}
-		if refused(err) {
-			return fmt.Errorf("rabbitmq: consuming queue %q: %w", queue, err)
-		}
-		backoff = nextBackoff(backoff, t.cfg.ReconnectMin, t.cfg.ReconnectMax)
-		t.log.Warn("gocap: RabbitMQ consumer disconnected; reconnecting", "queue", queue, "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-// consumeOnce runs one connection's consumer until it breaks or ctx ends.
-func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []string, h transport.Handler, connected func()) error {
-	conn, err := amqp.Dial(t.cfg.URL)
-	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("opening a channel: %w", err)
-	}
-	if err := ch.ExchangeDeclare(t.cfg.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declaring exchange %q: %w", t.cfg.Exchange, err)
-	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declaring queue %q: %w", queue, err)
-	}
-	for _, topic := range topics {
-		if err := ch.QueueBind(queue, topic, t.cfg.Exchange, false, nil); err != nil {
-			return fmt.Errorf("binding queue %q to %q: %w", queue, topic, err)
-		}
-	}
-	if err := ch.Qos(t.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("setting prefetch: %w", err)
-	}
-	// Failed deliveries are copied to the tail of the queue (see retrier).
-	if err := ch.Confirm(false); err != nil {
-		return fmt.Errorf("enabling publisher confirms: %w", err)
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, queue, "", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consuming: %w", err)
-	}
-	connected()
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-
-	later := newRetrier(ctx, t, ch, queue)
-	var wg sync.WaitGroup
-	for range t.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range deliveries {
-				t.handle(ctx, d, h, later)
-			}
-		}()
-	}
-	var result error
-	select {
-	case <-ctx.Done():
-	case e := <-closed:
-		if e != nil {
-			result = e
-		} else {
-			result = errors.New("connection closed")
-		}
-	}
-	conn.Close() // ends deliveries, so the workers return
-	wg.Wait()
-	later.stop() // the broker redelivers what was waiting: nothing was acknowledged
-	return result
-}
-
-func (t *Transport) handle(ctx context.Context, d amqp.Delivery, h transport.Handler, later *retrier) {
-	topic := d.RoutingKey
-	headers := make(map[string]string, len(d.Headers))
-	for k, v := range d.Headers {
-		headers[k] = headerString(v)
-	}
-	if rk, ok := d.Headers[RoutingKeyHeader].(string); ok && d.Exchange == "" {
-		// A copy that handBack put at the tail of the queue.
-		topic = rk
-		delete(headers, RoutingKeyHeader)
-	}
-	err := h(ctx, transport.Delivery{Message: transport.Message{Headers: headers, Body: d.Body}, Topic: topic})
-	switch {
-	case err == nil:
-		if err := d.Ack(false); err != nil {
-			t.log.Warn("gocap: acknowledging a delivery failed; the broker will deliver it again", "err", err)
-		}
-	case errors.Is(err, transport.ErrDiscard):
-		t.log.Warn("gocap: discarding a delivery at the handler's request", "topic", d.RoutingKey, "err", err)
-		if err := d.Nack(false, false); err != nil {
-			t.log.Warn("gocap: discarding a delivery failed; the broker will deliver it again", "err", err)
-		}
-	default:
-		t.log.Warn("gocap: handling a delivery failed; handing it back to the broker after a pause", "topic", d.RoutingKey, "err", err, "pause", t.cfg.RequeueDelay)
-		later.schedule(d)
-	}
-}
-
-// retrier hands failed deliveries back to the broker after
-// Config.RequeueDelay, without holding a worker while they wait. It
-// belongs to one consumer channel: stop cancels what has not started and
-// waits for what has.
-type retrier struct {
-	t     *Transport
-	ctx   context.Context // the consumer's
-	ch    *amqp.Channel   // in confirm mode
-	queue string
-	delay time.Duration
-
-	mu      sync.Mutex
-	stopped bool
-	timers  map[*time.Timer]struct{}
-	wg      sync.WaitGroup
-}
-
-func newRetrier(ctx context.Context, t *Transport, ch *amqp.Channel, queue string) *retrier {
-	return &retrier{t: t, ctx: ctx, ch: ch, queue: queue, delay: t.cfg.RequeueDelay, timers: map[*time.Timer]struct{}{}}
-}
-
-// schedule hands d back after the delay. After stop it does nothing: the
-// channel is closed or closing, and the broker redelivers every delivery
-// that was not acknowledged on it.
-func (r *retrier) schedule(d amqp.Delivery) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return
-	}
-	r.wg.Add(1)
-	var tm *time.Timer
-	// r.mu is held until tm is set, and the callback takes it first.
-	tm = time.AfterFunc(r.delay, func() {
-		defer r.wg.Done()
-		r.mu.Lock()
-		delete(r.timers, tm)
-		stopped := r.stopped
-		r.mu.Unlock()
-		if stopped {
-			return
-		}
-		r.handBack(d)
-	})
-	r.timers[tm] = struct{}{}
-}
-
-// handBack puts a copy of d at the tail of its queue, through the default
-// exchange, and acknowledges d once the broker confirmed the copy. A
-// rejected delivery (basic.nack with requeue) would go back to the head of
-// the queue, so that deliveries that keep failing, as many as the prefetch,
-// would be all the consumer ever receives. The copy keeps d's headers,
-// body and properties, and carries d's routing key in RoutingKeyHeader.
-// If the copy cannot be confirmed, d is rejected with requeue instead; if
-// the channel closed, the broker redelivers d anyway (and the copy, if it
-// was routed, too: a duplicate, as after any lost acknowledgement).
-func (r *retrier) handBack(d amqp.Delivery) {
-	headers := make(amqp.Table, len(d.Headers)+1)
-	maps.Copy(headers, d.Headers)
-	if _, ok := headers[RoutingKeyHeader].(string); !ok || d.Exchange != "" {
-		headers[RoutingKeyHeader] = d.RoutingKey
-	}
-	dc, err := r.ch.PublishWithDeferredConfirmWithContext(r.ctx, "", r.queue, false, false, amqp.Publishing{
-		Headers:         headers,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    d.DeliveryMode,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		Expiration:      d.Expiration,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	})
-	if err == nil {
-		var ok bool
-		if ok, err = dc.WaitContext(r.ctx); err == nil && !ok {
-			err = errors.New("the broker rejected the copy (nack) or the channel closed")
-		}
-	}
-	if err != nil {
-		r.t.log.Debug("gocap: requeueing a failed delivery at the tail of its queue failed; rejecting it with requeue", "queue", r.queue, "err", err)
-		if err := d.Nack(false, true); err != nil {
-			r.t.log.Debug("gocap: handing a delivery back failed; the broker redelivers it when the channel closes", "err", err)
-		}
-		return
-	}
-	if err := d.Ack(false); err != nil {
-		r.t.log.Debug("gocap: acknowledging a requeued delivery failed; the broker redelivers it when the channel closes (a duplicate of its copy)", "err", err)
-	}
-}
-
-// stop cancels the deliveries still waiting and waits for those being
-// handed back.
-func (r *retrier) stop() {
-	r.mu.Lock()
-	r.stopped = true
-	for tm := range r.timers {
-		if tm.Stop() {
-			r.wg.Done()
-		}
-	}
-	clear(r.timers)
-	r.mu.Unlock()
-	r.wg.Wait()
-}
-
-// headerString converts an AMQP header value to a string: foreign
-// publishers send numbers, booleans, byte arrays, timestamps and tables.
-func headerString(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return header.Text(x)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case amqp.Decimal:
-		return fmt.Sprintf("%de-%d", x.Value, x.Scale)
-	case amqp.Table, []any:
-		b, err := json.Marshal(x)
-		if err != nil {
-			return fmt.Sprint(x)
-		}
-		return string(b)
-	default:
-		return fmt.Sprint(x)
-	}
 }

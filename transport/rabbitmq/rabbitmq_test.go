@@ -18,6 +18,7 @@ import (
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
 	"github.com/gocap/gocap/transport/transporttest"
+	"github.com/gocap/gocap/wire"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -63,6 +64,19 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 	return tr, proxy
 }
 
+// deliveries consumes topic, as group "conformance", until the test ends,
+// and returns its deliveries once the consumer had the time to bind.
+func deliveries(t *testing.T, tr *rabbitmq.Transport, topic string) <-chan transport.Delivery {
+	t.Helper()
+	got := make(chan transport.Delivery, 16)
+	transporttest.Consume(t, tr, "conformance", []string{topic}, func(_ context.Context, d transport.Delivery) error {
+		got <- d
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	return got
+}
+
 func TestConformance(t *testing.T) {
 	proxies := map[transport.Transport]*testproxy.Proxy{}
 	transporttest.Run(t, transporttest.Harness{
@@ -97,18 +111,13 @@ func TestUnroutable(t *testing.T) {
 // message fails, with ErrUnroutable, and the others are confirmed.
 func TestSendBatchUnroutable(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
-	got := make(chan transport.Delivery, 10)
-	ctx, cancel := context.WithCancel(context.Background())
+	got := deliveries(t, tr, "bound")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go tr.Consume(ctx, "conformance", []string{"bound"}, func(_ context.Context, d transport.Delivery) error {
-		got <- d
-		return nil
-	})
-	time.Sleep(300 * time.Millisecond)
 	msgs := []transport.Outgoing{
-		{Topic: "bound", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "1"}, Body: []byte("a")}},
-		{Topic: "nobody.listens", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "2"}, Body: []byte("b")}},
-		{Topic: "bound", Message: transport.Message{Headers: map[string]string{transport.HeaderMsgID: "3"}, Body: []byte("c")}},
+		{Topic: "bound", Message: transport.Message{Headers: map[string]string{wire.MsgID: "1"}, Body: []byte("a")}},
+		{Topic: "nobody.listens", Message: transport.Message{Headers: map[string]string{wire.MsgID: "2"}, Body: []byte("b")}},
+		{Topic: "bound", Message: transport.Message{Headers: map[string]string{wire.MsgID: "3"}, Body: []byte("c")}},
 	}
 	errs := tr.SendBatch(ctx, msgs)
 	if len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], rabbitmq.ErrUnroutable) || errs[2] != nil {
@@ -117,7 +126,7 @@ func TestSendBatchUnroutable(t *testing.T) {
 	for range 2 {
 		select {
 		case d := <-got:
-			if id := d.Headers[transport.HeaderMsgID]; id != "1" && id != "3" {
+			if id := d.Headers[wire.MsgID]; id != "1" && id != "3" {
 				t.Errorf("unexpected delivery of message %s", id)
 			}
 		case <-time.After(10 * time.Second):
@@ -128,14 +137,9 @@ func TestSendBatchUnroutable(t *testing.T) {
 
 func TestForeignHeaderTypes(t *testing.T) {
 	tr, _ := newTransport(t, rabbitmq.Config{})
-	got := make(chan transport.Delivery, 1)
-	ctx, cancel := context.WithCancel(context.Background())
+	got := deliveries(t, tr, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go tr.Consume(ctx, "conformance", []string{"t"}, func(_ context.Context, d transport.Delivery) error {
-		got <- d
-		return nil
-	})
-	time.Sleep(300 * time.Millisecond)
 	c, err := amqp.Dial(testenv.AMQPURL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -168,39 +172,26 @@ func TestForeignHeaderTypes(t *testing.T) {
 func TestFailingDeliveriesDoNotStarve(t *testing.T) {
 	const poison, good = 30, 20
 	tr, _ := newTransport(t, rabbitmq.Config{Prefetch: 16, RequeueDelay: time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	var (
 		mu       sync.Mutex
 		handled  = map[string]bool{}
 		failures int
 	)
-	done := make(chan error, 1)
-	go func() {
-		done <- tr.Consume(ctx, "workers", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if d.Headers["kind"] == "poison" {
-				failures++
-				return errors.New("poison: failing on purpose")
-			}
-			handled[d.Headers[transport.HeaderMsgID]] = true
-			return nil
-		})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Consume: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("Consume did not return after its context ended")
+	transporttest.Consume(t, tr, "workers", []string{"job.run"}, func(_ context.Context, d transport.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Headers["kind"] == "poison" {
+			failures++
+			return errors.New("poison: failing on purpose")
 		}
-	}()
+		handled[d.Headers[wire.MsgID]] = true
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	send := func(kind string, i int) {
-		m := transport.Message{Headers: map[string]string{"kind": kind, transport.HeaderMsgID: fmt.Sprintf("%s-%d", kind, i)}, Body: []byte("x")}
+		m := transport.Message{Headers: map[string]string{"kind": kind, wire.MsgID: fmt.Sprintf("%s-%d", kind, i)}, Body: []byte("x")}
 		if err := tr.Send(ctx, "job.run", m); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
