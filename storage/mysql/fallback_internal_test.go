@@ -66,7 +66,7 @@ func TestClaimWithoutSkipLocked(t *testing.T) {
 		msgs = append(msgs, &storage.Message{ID: id, MsgID: strconv.FormatInt(id, 10), Name: "fb",
 			Headers: map[string]string{}, Body: []byte("x"), Added: t0.Add(-time.Second), NextAttemptAt: t0.Add(-time.Second)})
 	}
-	if err := d.InsertPublished(ctx, msgs); err != nil {
+	if err := d.InsertPublished(ctx, msgs, storage.InsertOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
