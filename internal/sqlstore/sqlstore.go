@@ -10,7 +10,9 @@
 //     ([Tables]);
 //   - the dashboard's list filter ([List]), in either placeholder style;
 //   - scanning of message, instance, count and histogram rows ([Rows]),
-//     from database/sql and pgx alike;
+//     from database/sql and pgx alike, and the read-only queries and
+//     error wrapping built on it ([Base]); transactions of database/sql
+//     ([InTx], [Execer]);
 //   - argument lists of id and lease sets ([Placeholders], [IDArgs],
 //     [LeaseArgs]).
 package sqlstore

@@ -3,7 +3,6 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"time"
 
 	"github.com/gocap/gocap/internal/sqlstore"
@@ -17,7 +16,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, err
 	}
 	if err := sqlstore.CheckClaim(req); err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
+		return nil, d.base.Wrap(err)
 	}
 	lock, err := d.lockClause(ctx)
 	if err != nil {
@@ -58,7 +57,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mysql: claiming %s messages: %w", kind, classify(err))
+		return nil, d.base.Err(err, "claiming %s messages", kind)
 	}
 	for _, m := range msgs {
 		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
@@ -83,30 +82,10 @@ func (d *Driver) claimTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 			case <-time.After(time.Duration(i) * 10 * time.Millisecond):
 			}
 		}
-		tx, berr := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-		if berr != nil {
-			return berr
-		}
-		if err = f(tx); err == nil {
-			err = tx.Commit()
-		} else {
-			tx.Rollback()
-		}
+		err = sqlstore.InTx(ctx, d.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, f)
 		if !lockConflict(err) {
 			return err
 		}
 	}
 	return err
-}
-
-func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }

@@ -11,16 +11,11 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// execer is what *sql.DB and *sql.Tx have in common.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // InsertPublishedTx inserts msgs with the application's transaction.
 // MySQL has no notifications: opts.Notify is ignored.
 func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message, _ storage.InsertOptions) error {
 	if err := sqlstore.CheckTx(tx); err != nil {
-		return fmt.Errorf("mysql: %w", err)
+		return d.base.Wrap(err)
 	}
 	return d.insertPublished(ctx, tx, msgs)
 }
@@ -32,7 +27,7 @@ func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _
 	if len(insertBatches(msgs)) <= 1 {
 		return d.insertPublished(ctx, d.db, msgs)
 	}
-	return d.inTx(ctx, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
+	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
 }
 
 // Limits of one multi-row INSERT: rows (6 placeholders each; a prepared
@@ -61,7 +56,7 @@ func insertBatches(msgs []*storage.Message) [][]*storage.Message {
 	return out
 }
 
-func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.Message) error {
+func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []*storage.Message) error {
 	for _, batch := range insertBatches(msgs) {
 		var sb strings.Builder
 		sb.WriteString(d.q.insertPublished)
@@ -69,7 +64,7 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 		for i, m := range batch {
 			h, err := sqlstore.HeadersJSON(m)
 			if err != nil {
-				return fmt.Errorf("mysql: %w", err)
+				return d.base.Wrap(err)
 			}
 			if i > 0 {
 				sb.WriteString(", ")
@@ -91,7 +86,7 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
-		return storage.ReceivedInsert{}, fmt.Errorf("mysql: %w", err)
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
 	}
 	msgID, group := storage.StorableMsgID(m.MsgID), fitGroup(m.Group)
 	_, err = d.db.ExecContext(ctx, d.q.insertReceived,

@@ -111,6 +111,7 @@ type Driver struct {
 	db   *sql.DB
 	opts Options
 	q    queries
+	base sqlstore.Base
 
 	mu          sync.Mutex // guards the two fields below
 	versionRead bool       // the server version has been read
@@ -133,14 +134,15 @@ func New(db *sql.DB, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix)}
+	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix),
+		base: sqlstore.Base{Name: "mysql", Query: sqlstore.QueryDB(db), Classify: classify, TimeDest: timeDest}}
 }
 
 // table returns the statements of kind's table.
 func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
 	t, err := d.q.For(kind)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
+		return nil, d.base.Wrap(err)
 	}
 	return t, nil
 }
@@ -172,7 +174,7 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 		return 0, err
 	}
 	res, err := d.db.ExecContext(ctx, t.succeedSQL(len(leases)), sqlstore.LeaseArgs(leases, dbTime(expiresAt))...)
-	return d.affected(res, err, "marking %d %s messages succeeded", len(leases), kind)
+	return d.base.Affected(res, err, "marking %d %s messages succeeded", len(leases), kind)
 }
 
 // Release gives up leases without counting an attempt (see storage.Store).
@@ -183,19 +185,7 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 	}
 	res, err := d.db.ExecContext(ctx, t.releaseSQL(len(leases)),
 		sqlstore.LeaseArgs(leases, dbTime(next), storage.TruncateText(reason, maxErrorBytes))...)
-	return d.affected(res, err, "releasing %d %s messages", len(leases), kind)
-}
-
-// affected returns the number of rows a statement changed, or its error
-// wrapped with the context what (and its arguments).
-func (d *Driver) affected(res sql.Result, err error, what string, args ...any) (int64, error) {
-	var n int64
-	if err == nil {
-		if n, err = res.RowsAffected(); err == nil {
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("mysql: %s: %w", fmt.Sprintf(what, args...), classify(err))
+	return d.base.Affected(res, err, "releasing %d %s messages", len(leases), kind)
 }
 
 // Fail records a failed attempt (see storage.Store).
@@ -206,7 +196,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	var res storage.FailResult
 	lost := false
-	err = d.inTx(ctx, func(tx *sql.Tx) error {
+	err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		final := []any{f.Permanent, f.MaxAttempts, f.MaxAttempts}
 		args := append([]any{storage.TruncateText(f.Error, maxErrorBytes)}, final...)
 		args = append(append(args, dbTime(f.ExpiresAt)), final...)
@@ -235,34 +225,13 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	return res, nil
 }
 
-// messages reads the rows of a query of messages, or wraps its error with
-// the context what (and its arguments).
-func (d *Driver) messages(rows *sql.Rows, err error, kind storage.Kind, what string, args ...any) ([]*storage.Message, error) {
-	if err == nil {
-		defer rows.Close()
-		var msgs []*storage.Message
-		if msgs, err = sqlstore.ScanMessages(rows, kind, timeDest); err == nil {
-			return msgs, nil
-		}
-	}
-	return nil, fmt.Errorf("mysql: %s: %w", fmt.Sprintf(what, args...), classify(err))
-}
-
 // Get returns one row (see storage.Store).
 func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage.Message, error) {
 	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, t.selectAll+` WHERE id = ?`, id)
-	msgs, err := d.messages(rows, err, kind, "reading %s message %d", kind, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("mysql: %s message %d: %w", kind, id, storage.ErrNotFound)
-	}
-	return msgs[0], nil
+	return d.base.Get(ctx, kind, t.get, id)
 }
 
 // likeEscaper makes a LIKE pattern match its text literally. The escape
@@ -287,16 +256,15 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if err != nil {
 		return nil, err
 	}
-	clause, args, ok := list.Build(f)
-	if !ok {
-		return nil, nil // a published id that is not a number
-	}
 	// Pages by status walk the (status, id) index backwards. Left to
 	// itself the optimizer prefers a backward scan of the primary key
 	// once the page has an id bound, which reads every newer row of
 	// other statuses: a million rows for a page of old Failed ones.
-	rows, err := d.db.QueryContext(ctx, t.listSQL(clause, f.Status != "" && f.MsgID == ""), args...)
-	return d.messages(rows, err, f.Kind, "listing %s messages", f.Kind)
+	force := ""
+	if f.Status != "" && f.MsgID == "" {
+		force = t.statusIndex
+	}
+	return d.base.List(ctx, list, t.selectAll, force, f)
 }
 
 // Counts returns the number of rows in each status (see storage.Store).
@@ -305,15 +273,7 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, t.counts)
-	if err == nil {
-		defer rows.Close()
-		var counts map[storage.Status]int64
-		if counts, err = sqlstore.ScanCounts(rows); err == nil {
-			return counts, nil
-		}
-	}
-	return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, classify(err))
+	return d.base.Counts(ctx, kind, t.counts)
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
@@ -322,19 +282,7 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	if err != nil {
 		return nil, err
 	}
-	minID, bms, err := sqlstore.HistogramRange(since, bucket)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
-	}
-	rows, err := d.db.QueryContext(ctx, t.histogram, bms, minID)
-	if err == nil {
-		defer rows.Close()
-		var out []storage.HistogramBucket
-		if out, err = sqlstore.ScanHistogram(rows, bms); err == nil {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("mysql: %s histogram: %w", kind, classify(err))
+	return d.base.Histogram(ctx, kind, t.histogram, since, bucket)
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
@@ -345,7 +293,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 	}
 	at := dbTime(now)
 	res, err := d.db.ExecContext(ctx, t.requeueSQL(len(ids)), sqlstore.IDArgs(ids, at, at)...)
-	return d.affected(res, err, "requeueing %d %s messages", len(ids), kind)
+	return d.base.Affected(res, err, "requeueing %d %s messages", len(ids), kind)
 }
 
 // Delete removes rows (see storage.Store).
@@ -355,7 +303,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 		return 0, err
 	}
 	res, err := d.db.ExecContext(ctx, t.deleteSQL(len(ids)), sqlstore.IDArgs(ids)...)
-	return d.affected(res, err, "deleting %d %s messages", len(ids), kind)
+	return d.base.Affected(res, err, "deleting %d %s messages", len(ids), kind)
 }
 
 // DeleteExpired removes up to limit expired rows (see storage.Store).
@@ -365,10 +313,10 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 		return 0, err
 	}
 	if err := sqlstore.CheckDeleteExpired(limit); err != nil {
-		return 0, fmt.Errorf("mysql: %w", err)
+		return 0, d.base.Wrap(err)
 	}
 	res, err := d.db.ExecContext(ctx, t.deleteExpired, dbTime(now), limit)
-	return d.affected(res, err, "deleting expired %s messages", kind)
+	return d.base.Affected(res, err, "deleting expired %s messages", kind)
 }
 
 // Heartbeat records that a processor is alive (see storage.Store).
@@ -382,15 +330,7 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 
 // Instances lists processors seen after since (see storage.Store).
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
-	rows, err := d.db.QueryContext(ctx, d.q.instances, dbTime(since))
-	if err == nil {
-		defer rows.Close()
-		var out []storage.Instance
-		if out, err = sqlstore.ScanInstances(rows, timeDest); err == nil {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
+	return d.base.Instances(ctx, d.q.instances, dbTime(since))
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan

@@ -17,6 +17,7 @@ const (
 // methods below, which complete them.
 type tableQueries struct {
 	selectAll     string // all columns, in sqlstore.ScanMessages order; append a sqlstore.List clause
+	get           string
 	claim         string // the locking read of due rows, up to the groups condition
 	lease         string
 	succeed       string
@@ -82,6 +83,7 @@ func newTableQueries(table, statusIndex, idCols string) tableQueries {
 	final := `(? OR (? > 0 AND retries + 1 >= ?))`
 	return tableQueries{
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
+		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		claim: `SELECT ` + cols + ` FROM ` + table + `
 			WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
 		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ? WHERE id IN (`,
@@ -146,12 +148,3 @@ func (t *tableQueries) requeueSQL(n int) string { return t.requeue + sqlstore.Pl
 
 // deleteSQL deletes n rows.
 func (t *tableQueries) deleteSQL(n int) string { return t.delete + sqlstore.Placeholders(n) + `)` }
-
-// listSQL selects the rows of a listing: clause is a sqlstore.List
-// clause; byStatus forces the (status, id) index (see Driver.List).
-func (t *tableQueries) listSQL(clause string, byStatus bool) string {
-	if byStatus {
-		return t.selectAll + t.statusIndex + clause
-	}
-	return t.selectAll + clause
-}

@@ -80,6 +80,7 @@ type Driver struct {
 	opts    Options
 	channel string
 	q       queries
+	base    sqlstore.Base
 }
 
 var (
@@ -103,6 +104,7 @@ func New(pool *pgxpool.Pool, opts Options) *Driver {
 	}
 	d := &Driver{pool: pool, opts: opts, channel: opts.Schema + "_published"}
 	d.q = newQueries(opts.Schema, d.channel)
+	d.base = sqlstore.Base{Name: "postgres", Query: d.query, Classify: classify, TimeDest: timeDest}
 	return d
 }
 
@@ -110,7 +112,7 @@ func New(pool *pgxpool.Pool, opts Options) *Driver {
 func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
 	t, err := d.q.For(kind)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, d.base.Wrap(err)
 	}
 	return t, nil
 }
@@ -141,7 +143,7 @@ type querier interface {
 // opts.Notify asks for it.
 func (d *Driver) InsertPublishedTx(ctx context.Context, tx pgx.Tx, msgs []*storage.Message, opts storage.InsertOptions) error {
 	if err := sqlstore.CheckTx(tx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return d.base.Wrap(err)
 	}
 	return d.insertPublished(ctx, tx, msgs, opts)
 }
@@ -165,7 +167,7 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	for i, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return d.base.Wrap(err)
 		}
 		ids[i], names[i], headers[i], bodies[i] = m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
@@ -192,7 +194,7 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
-		return storage.ReceivedInsert{}, fmt.Errorf("postgres: %w", err)
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
 	}
 	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
@@ -216,28 +218,13 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, err
 	}
 	if err := sqlstore.CheckClaim(req); err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, d.base.Wrap(err)
 	}
-	var rows pgx.Rows
+	query, args := t.claim, []any{req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token}
 	if kind == storage.Received && req.Groups != nil {
-		rows, err = d.pool.Query(ctx, t.claimGroups, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token, sqlstore.ValidTexts(req.Groups))
-	} else {
-		rows, err = d.pool.Query(ctx, t.claim, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token)
+		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
-	return d.messages(rows, err, kind, "claiming %s messages", kind)
-}
-
-// messages reads the rows of a query of messages, or wraps its error with
-// the context what (and its arguments).
-func (d *Driver) messages(rows pgx.Rows, err error, kind storage.Kind, what string, args ...any) ([]*storage.Message, error) {
-	if err == nil {
-		defer rows.Close()
-		var msgs []*storage.Message
-		if msgs, err = sqlstore.ScanMessages(rows, kind, timeDest); err == nil {
-			return msgs, nil
-		}
-	}
-	return nil, fmt.Errorf("postgres: %s: %w", fmt.Sprintf(what, args...), classify(err))
+	return d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
 }
 
 // Succeed marks leased rows Succeeded (see storage.Store).
@@ -298,15 +285,7 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.pool.Query(ctx, t.get, id)
-	msgs, err := d.messages(rows, err, kind, "reading %s message %d", kind, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("postgres: %s message %d: %w", kind, id, storage.ErrNotFound)
-	}
-	return msgs[0], nil
+	return d.base.Get(ctx, kind, t.get, id)
 }
 
 // list is the dashboard's filter in PostgreSQL's terms.
@@ -323,12 +302,7 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if err != nil {
 		return nil, err
 	}
-	clause, args, ok := list.Build(f)
-	if !ok {
-		return nil, nil // a published id that is not a number
-	}
-	rows, err := d.pool.Query(ctx, t.selectAll+clause, args...)
-	return d.messages(rows, err, f.Kind, "listing %s messages", f.Kind)
+	return d.base.List(ctx, list, t.selectAll, "", f)
 }
 
 // Counts returns the number of rows in each status (see storage.Store).
@@ -337,15 +311,7 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.pool.Query(ctx, t.counts)
-	if err == nil {
-		defer rows.Close()
-		var counts map[storage.Status]int64
-		if counts, err = sqlstore.ScanCounts(rows); err == nil {
-			return counts, nil
-		}
-	}
-	return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, classify(err))
+	return d.base.Counts(ctx, kind, t.counts)
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
@@ -354,19 +320,7 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	if err != nil {
 		return nil, err
 	}
-	minID, bms, err := sqlstore.HistogramRange(since, bucket)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	rows, err := d.pool.Query(ctx, t.histogram, minID, bms)
-	if err == nil {
-		defer rows.Close()
-		var out []storage.HistogramBucket
-		if out, err = sqlstore.ScanHistogram(rows, bms); err == nil {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("postgres: %s histogram: %w", kind, classify(err))
+	return d.base.Histogram(ctx, kind, t.histogram, since, bucket)
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
@@ -407,7 +361,7 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 		return 0, err
 	}
 	if err := sqlstore.CheckDeleteExpired(limit); err != nil {
-		return 0, fmt.Errorf("postgres: %w", err)
+		return 0, d.base.Wrap(err)
 	}
 	tag, err := d.pool.Exec(ctx, t.deleteExpired, now.UTC(), limit)
 	if err != nil {
@@ -427,15 +381,7 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 
 // Instances lists processors seen after since (see storage.Store).
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
-	rows, err := d.pool.Query(ctx, d.q.instances, since.UTC())
-	if err == nil {
-		defer rows.Close()
-		var out []storage.Instance
-		if out, err = sqlstore.ScanInstances(rows, timeDest); err == nil {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("postgres: listing processors: %w", classify(err))
+	return d.base.Instances(ctx, d.q.instances, since.UTC())
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan
@@ -450,6 +396,15 @@ func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.T
 		return fmt.Errorf("postgres: removing processor %q: %w", id, classify(err))
 	}
 	return nil
+}
+
+// query is the driver's sqlstore.Query.
+func (d *Driver) query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, func(), error) {
+	rows, err := d.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rows, rows.Close, nil
 }
 
 // timeDest is the sqlstore.TimeDest of timestamptz columns.

@@ -117,8 +117,8 @@ func newTableQueries(table, idCols string) tableQueries {
 			WHERE id = $1 AND lease_token = $2 AND status = 'Scheduled'
 			RETURNING retries, status`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
-		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("$2::bigint", "/") + ` AS bucket, status, count(*) FROM ` + table + `
-			WHERE id >= $1 GROUP BY bucket, status ORDER BY bucket, status`,
+		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("$1::bigint", "/") + ` AS bucket, status, count(*) FROM ` + table + `
+			WHERE id >= $2 GROUP BY bucket, status ORDER BY bucket, status`,
 		// A Scheduled row under a lease is in flight: requeueing it would
 		// let a second processor take it, so it is left alone.
 		requeue: `UPDATE ` + table + ` SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,

@@ -88,6 +88,7 @@ type Driver struct {
 	db   *sql.DB
 	opts Options
 	q    queries
+	base sqlstore.Base
 }
 
 var _ storage.Driver[*sql.Tx] = (*Driver)(nil)
@@ -106,21 +107,22 @@ func New(db *sql.DB, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix)}
+	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix),
+		base: sqlstore.Base{Name: "sqlite", Query: sqlstore.QueryDB(db), Classify: classify, TimeDest: timeDest}}
 }
 
 // table returns the statements of kind's table.
 func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
 	t, err := d.q.For(kind)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, d.base.Wrap(err)
 	}
 	return t, nil
 }
 
 // Migrate creates the tables and indexes if they do not exist.
 func (d *Driver) Migrate(ctx context.Context) error {
-	err := d.inTx(ctx, func(tx *sql.Tx) error {
+	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, d.q.schema)
 		return err
 	})
@@ -130,27 +132,11 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	return nil
 }
 
-func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // InsertPublishedTx inserts msgs with the application's transaction.
 // SQLite has no notifications: opts.Notify is ignored.
 func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message, _ storage.InsertOptions) error {
 	if err := sqlstore.CheckTx(tx); err != nil {
-		return fmt.Errorf("sqlite: %w", err)
+		return d.base.Wrap(err)
 	}
 	return d.insertPublished(ctx, tx, msgs)
 }
@@ -158,14 +144,14 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 // InsertPublished inserts msgs in a transaction of its own. opts.Notify
 // is ignored.
 func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _ storage.InsertOptions) error {
-	return d.inTx(ctx, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
+	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
 }
 
-func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.Message) error {
+func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []*storage.Message) error {
 	for _, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
-			return fmt.Errorf("sqlite: %w", err)
+			return d.base.Wrap(err)
 		}
 		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
@@ -179,7 +165,7 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
-		return storage.ReceivedInsert{}, fmt.Errorf("sqlite: %w", err)
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
 	}
 	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
@@ -203,7 +189,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, err
 	}
 	if err := sqlstore.CheckClaim(req); err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, d.base.Wrap(err)
 	}
 	now := us(req.Now)
 	args := []any{us(req.LeaseUntil), req.Token, now, now}
@@ -217,21 +203,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			args = append(args, g)
 		}
 	}
-	rows, err := d.db.QueryContext(ctx, t.claimSQL(groups), append(args, req.Limit)...)
-	return d.messages(rows, err, kind, "claiming %s messages", kind)
-}
-
-// messages reads the rows of a query of messages, or wraps its error with
-// the context what (and its arguments).
-func (d *Driver) messages(rows *sql.Rows, err error, kind storage.Kind, what string, args ...any) ([]*storage.Message, error) {
-	if err == nil {
-		defer rows.Close()
-		var msgs []*storage.Message
-		if msgs, err = sqlstore.ScanMessages(rows, kind, timeDest); err == nil {
-			return msgs, nil
-		}
-	}
-	return nil, fmt.Errorf("sqlite: %s: %w", fmt.Sprintf(what, args...), classify(err))
+	return d.base.Messages(ctx, kind, t.claimSQL(groups), append(args, req.Limit), "claiming %s messages", kind)
 }
 
 // Succeed marks leased rows Succeeded (see storage.Store).
@@ -265,7 +237,7 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 // token, and returns how many rows it changed in all.
 func (d *Driver) perLease(ctx context.Context, query string, leases []storage.Lease, args ...any) (int64, error) {
 	var total int64
-	err := d.inTx(ctx, func(tx *sql.Tx) error {
+	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, query)
 		if err != nil {
 			return err
@@ -318,15 +290,7 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, t.get, id)
-	msgs, err := d.messages(rows, err, kind, "reading %s message %d", kind, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("sqlite: %s message %d: %w", kind, id, storage.ErrNotFound)
-	}
-	return msgs[0], nil
+	return d.base.Get(ctx, kind, t.get, id)
 }
 
 // list is the dashboard's filter in SQLite's terms.
@@ -343,12 +307,7 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if err != nil {
 		return nil, err
 	}
-	clause, args, ok := list.Build(f)
-	if !ok {
-		return nil, nil // a published id that is not a number
-	}
-	rows, err := d.db.QueryContext(ctx, t.selectAll+clause, args...)
-	return d.messages(rows, err, f.Kind, "listing %s messages", f.Kind)
+	return d.base.List(ctx, list, t.selectAll, "", f)
 }
 
 // Counts returns the number of rows in each status (see storage.Store).
@@ -357,15 +316,7 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, t.counts)
-	if err == nil {
-		defer rows.Close()
-		var counts map[storage.Status]int64
-		if counts, err = sqlstore.ScanCounts(rows); err == nil {
-			return counts, nil
-		}
-	}
-	return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, classify(err))
+	return d.base.Counts(ctx, kind, t.counts)
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
@@ -374,19 +325,7 @@ func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Ti
 	if err != nil {
 		return nil, err
 	}
-	minID, bms, err := sqlstore.HistogramRange(since, bucket)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
-	}
-	rows, err := d.db.QueryContext(ctx, t.histogram, bms, minID)
-	if err == nil {
-		defer rows.Close()
-		var out []storage.HistogramBucket
-		if out, err = sqlstore.ScanHistogram(rows, bms); err == nil {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, classify(err))
+	return d.base.Histogram(ctx, kind, t.histogram, since, bucket)
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
@@ -396,7 +335,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 		return 0, err
 	}
 	res, err := d.db.ExecContext(ctx, t.requeueSQL(len(ids)), sqlstore.IDArgs(ids, us(now), us(now))...)
-	return affected(res, err, "requeueing %d %s messages", len(ids), kind)
+	return d.base.Affected(res, err, "requeueing %d %s messages", len(ids), kind)
 }
 
 // Delete removes rows (see storage.Store).
@@ -406,7 +345,7 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 		return 0, err
 	}
 	res, err := d.db.ExecContext(ctx, t.deleteSQL(len(ids)), sqlstore.IDArgs(ids)...)
-	return affected(res, err, "deleting %d %s messages", len(ids), kind)
+	return d.base.Affected(res, err, "deleting %d %s messages", len(ids), kind)
 }
 
 // DeleteExpired removes up to limit expired rows (see storage.Store).
@@ -416,22 +355,10 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 		return 0, err
 	}
 	if err := sqlstore.CheckDeleteExpired(limit); err != nil {
-		return 0, fmt.Errorf("sqlite: %w", err)
+		return 0, d.base.Wrap(err)
 	}
 	res, err := d.db.ExecContext(ctx, t.deleteExpired, us(now), limit)
-	return affected(res, err, "deleting expired %s messages", kind)
-}
-
-// affected returns the number of rows a statement changed, or its error
-// wrapped with the context what (and its arguments).
-func affected(res sql.Result, err error, what string, args ...any) (int64, error) {
-	var n int64
-	if err == nil {
-		if n, err = res.RowsAffected(); err == nil {
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("sqlite: %s: %w", fmt.Sprintf(what, args...), classify(err))
+	return d.base.Affected(res, err, "deleting expired %s messages", kind)
 }
 
 // Heartbeat records that a processor is alive (see storage.Store).
@@ -446,15 +373,7 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 
 // Instances lists processors seen after since (see storage.Store).
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
-	rows, err := d.db.QueryContext(ctx, d.q.instances, us(since))
-	if err == nil {
-		defer rows.Close()
-		var out []storage.Instance
-		if out, err = sqlstore.ScanInstances(rows, timeDest); err == nil {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
+	return d.base.Instances(ctx, d.q.instances, us(since))
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan
