@@ -19,6 +19,7 @@ func nullTime(t time.Time) any {
 // timeCol scans a DATETIME column whatever the DSN's parseTime setting.
 type timeCol struct{ t *time.Time }
 
+// Scan implements sql.Scanner.
 func (c timeCol) Scan(v any) error {
 	switch x := v.(type) {
 	case nil:
