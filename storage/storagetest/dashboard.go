@@ -67,6 +67,9 @@ func (s *suite[TTx]) listFiltersAndPaging(t *testing.T) {
 	if n := count(storage.Filter{MsgID: msgs[4].MsgID}); n != 1 {
 		t.Errorf("by message id: %d, want 1", n)
 	}
+	if n := count(storage.Filter{MsgID: msgs[4].MsgID + "x"}); n != 0 {
+		t.Errorf("by a published message id that is not a number: %d, want 0", n)
+	}
 	if n := count(storage.Filter{Content: `"c07"`}); n != 1 {
 		t.Errorf("by content: %d, want 1", n)
 	}
