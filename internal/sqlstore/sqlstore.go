@@ -1,16 +1,26 @@
-// Package sqlstore holds the pieces that gocap's SQL storages share: how
-// headers are encoded, how text is fitted to columns, the wrapping of
-// permanent errors, argument lists, and scanning of the dashboard's
-// aggregate queries.
+// Package sqlstore holds what gocap's SQL storages (storage/postgres,
+// storage/mysql, storage/sqlite) share, so that each driver keeps only its
+// SQL and what its database does differently:
+//
+//   - text: how headers are encoded ([HeadersJSON]) and text fitted to
+//     character columns ([FitChars]); the wrapping of permanent errors
+//     ([Permanent]);
+//   - the contract's argument checks ([CheckClaim], [CheckDeleteExpired],
+//     [HistogramRange], [CheckTx]) and the choice of a table by kind
+//     ([Tables]);
+//   - the dashboard's list filter ([List]), in either placeholder style;
+//   - scanning of message, instance, count and histogram rows ([Rows]),
+//     from database/sql and pgx alike, and the read-only queries and
+//     error wrapping built on it ([Base]); transactions of database/sql
+//     ([InTx], [Execer]);
+//   - argument lists of id and lease sets ([Placeholders], [IDArgs],
+//     [LeaseArgs]).
 package sqlstore
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gocap/gocap/storage"
@@ -99,102 +109,4 @@ func NonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
-}
-
-// Placeholders returns n question-mark placeholders separated by commas.
-func Placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-// IDArgs returns prefix followed by ids, as query arguments.
-func IDArgs(ids []int64, prefix ...any) []any {
-	args := make([]any, 0, len(prefix)+len(ids))
-	args = append(args, prefix...)
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	return args
-}
-
-// ScanCounts reads (status, count) rows into a map that has every status.
-func ScanCounts(rows *sql.Rows) (map[storage.Status]int64, error) {
-	defer rows.Close()
-	counts := map[storage.Status]int64{}
-	for _, s := range storage.Statuses {
-		counts[s] = 0
-	}
-	for rows.Next() {
-		var s string
-		var n int64
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, err
-		}
-		counts[storage.Status(s)] = n
-	}
-	return counts, rows.Err()
-}
-
-// ScanHistogram reads (bucket, status, count) rows, where bucket is the
-// snowflake time (id >> 22) divided by bucketMillis.
-func ScanHistogram(rows *sql.Rows, bucketMillis, epochMillis int64) ([]storage.HistogramBucket, error) {
-	defer rows.Close()
-	var out []storage.HistogramBucket
-	for rows.Next() {
-		var b, n int64
-		var s string
-		if err := rows.Scan(&b, &s, &n); err != nil {
-			return nil, err
-		}
-		out = append(out, storage.HistogramBucket{Start: time.UnixMilli(b*bucketMillis + epochMillis).UTC(), Status: storage.Status(s), Count: n})
-	}
-	return out, rows.Err()
-}
-
-// MinID is the smallest snowflake id of a row added at or after since.
-func MinID(since time.Time, epochMillis int64) int64 {
-	return max(since.UnixMilli()-epochMillis, 0) << 22
-}
-
-// ListWhere returns the conditions and arguments that select the rows of
-// a dashboard filter, for a storage with ? placeholders, and the page size.
-// contentCond is the storage's condition for "the body contains the
-// argument", and contentArg makes that argument from the searched text. ok
-// is false when no row can match (a published message id that is not a
-// number).
-func ListWhere(f storage.Filter, contentCond string, contentArg func(string) any) (where []string, args []any, limit int, ok bool) {
-	add := func(cond string, v any) {
-		where = append(where, cond)
-		args = append(args, v)
-	}
-	if f.Status != "" {
-		add("status = ?", string(f.Status))
-	}
-	if f.Name != "" {
-		add("name = ?", f.Name)
-	}
-	if f.Group != "" && f.Kind == storage.Received {
-		add("grp = ?", f.Group)
-	}
-	if f.MsgID != "" {
-		if f.Kind == storage.Received {
-			add("msg_id = ?", f.MsgID)
-		} else {
-			id, err := strconv.ParseInt(f.MsgID, 10, 64)
-			if err != nil {
-				return nil, nil, 0, false
-			}
-			add("id = ?", id)
-		}
-	}
-	if f.Content != "" {
-		add(contentCond, contentArg(f.Content))
-	}
-	if f.BeforeID > 0 {
-		add("id < ?", f.BeforeID)
-	}
-	limit = f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	return where, args, limit, true
 }

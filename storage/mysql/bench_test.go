@@ -31,7 +31,7 @@ func BenchmarkInsertPublishedTx(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{m}); err != nil {
+				if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{m}, storage.InsertOptions{}); err != nil {
 					b.Fatal(err)
 				}
 				if err := tx.Commit(); err != nil {

@@ -45,7 +45,7 @@ func ExampleDriver_InsertPublishedTx() {
 		Headers: map[string]string{"cap-msg-id": strconv.FormatInt(id, 10), "cap-msg-name": "order.paid"},
 		Body:    []byte(`{"order":42}`), Added: now, NextAttemptAt: now,
 	}
-	if err := store.InsertPublishedTx(ctx, tx, []*storage.Message{msg}); err != nil {
+	if err := store.InsertPublishedTx(ctx, tx, []*storage.Message{msg}, storage.InsertOptions{}); err != nil {
 		log.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {

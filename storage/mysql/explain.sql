@@ -42,7 +42,7 @@ EXPLAIN DELETE FROM gocap_explain_published WHERE expires_at <= UTC_TIMESTAMP(6)
 SELECT '### Dashboard: Failed, newest first' AS q;
 EXPLAIN SELECT id FROM gocap_explain_published WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
 SELECT '### Dashboard: histogram of the last hour' AS q;
-EXPLAIN SELECT (id >> 22) DIV 60000 AS bucket, status, COUNT(*) FROM gocap_explain_published
+EXPLAIN SELECT ((id >> 22) + 1288834974657) DIV 60000 AS bucket, status, COUNT(*) FROM gocap_explain_published
 WHERE id >= 4000000000000 GROUP BY bucket, status;
 SELECT '### Dashboard: counts by status' AS q;
 EXPLAIN SELECT status, COUNT(*) FROM gocap_explain_published GROUP BY status;

@@ -3,16 +3,13 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	_ "github.com/go-sql-driver/mysql"
 
-	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/storage/storagetest"
 )
 
 func TestSupportsSkipLocked(t *testing.T) {
@@ -35,76 +32,42 @@ func TestSupportsSkipLocked(t *testing.T) {
 }
 
 // On a server without SKIP LOCKED, claims use a plain FOR UPDATE: claimers
-// wait for each other, and still never get the same row.
-func TestClaimWithoutSkipLocked(t *testing.T) {
-	db, err := sql.Open("mysql", testenv.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := testenv.Name("gocap_fb") + "_"
-	t.Cleanup(func() {
-		for _, tb := range []string{"published", "received", "instances"} {
-			db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
-		}
-		db.Close()
-	})
-	d := New(db, Options{TablePrefix: prefix})
-	d.versionRead = true // as if VERSION() said 5.7: no SKIP LOCKED
-	ctx := context.Background()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if lock, err := d.lockClause(ctx); err != nil || lock != "" {
-		t.Fatalf("lock clause %q, %v; want the fallback", lock, err)
-	}
-	gen, _ := ids.NewGenerator(-1)
-	t0 := time.Now().UTC().Truncate(time.Microsecond)
-	const n = 200
-	var msgs []*storage.Message
-	for range n {
-		id := gen.Next()
-		msgs = append(msgs, &storage.Message{ID: id, MsgID: strconv.FormatInt(id, 10), Name: "fb",
-			Headers: map[string]string{}, Body: []byte("x"), Added: t0.Add(-time.Second), NextAttemptAt: t0.Add(-time.Second)})
-	}
-	if err := d.InsertPublished(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	seen := map[int64]int{}
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range n { // bounded: each round claims a row or stops
-				got, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: ids.Token(), Limit: 5})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if len(got) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, m := range got {
-					seen[m.ID]++
-				}
-				mu.Unlock()
+// wait for each other, and still never get the same row. The whole
+// conformance suite runs on that path (its ConcurrentClaims case is the
+// one that matters here).
+func TestConformanceWithoutSkipLocked(t *testing.T) {
+	dbs := map[storage.Driver[*sql.Tx]]*sql.DB{}
+	storagetest.Run(t, storagetest.Harness[*sql.Tx]{
+		New: func(t *testing.T) storage.Driver[*sql.Tx] {
+			db, err := sql.Open("mysql", testenv.MySQLDSN(t))
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("Claim without SKIP LOCKED: %v", err)
-	}
-	if len(seen) != n {
-		t.Errorf("claimed %d distinct rows, want %d", len(seen), n)
-	}
-	for id, c := range seen {
-		if c != 1 {
-			t.Errorf("row %d claimed %d times", id, c)
-		}
-	}
+			prefix := testenv.Name("gocap_fb") + "_"
+			t.Cleanup(func() {
+				for _, tb := range []string{"published", "received", "instances"} {
+					db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
+				}
+				db.Close()
+			})
+			d := New(db, Options{TablePrefix: prefix})
+			d.versionRead = true // as if VERSION() said 5.7: no SKIP LOCKED
+			ctx := context.Background()
+			if err := d.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if lock, err := d.lockClause(ctx); err != nil || lock != "" {
+				t.Fatalf("lock clause %q, %v; want the fallback", lock, err)
+			}
+			dbs[d] = db
+			return d
+		},
+		Begin: func(ctx context.Context, t *testing.T, d storage.Driver[*sql.Tx]) (*sql.Tx, func() error, func() error) {
+			tx, err := dbs[d].BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tx, tx.Commit, tx.Rollback
+		},
+	})
 }

@@ -87,49 +87,16 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	_ "embed"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
 )
-
-//go:embed schema.sql
-var schemaSQL string
-
-// DefaultTablePrefix names the tables when Options.TablePrefix is empty.
-const DefaultTablePrefix = "gocap_"
-
-// SchemaSQL returns the DDL that Migrate runs, for prefix (empty =
-// "gocap_"), as separate statements.
-func SchemaSQL(prefix string) []string {
-	if prefix == "" {
-		prefix = DefaultTablePrefix
-	}
-	var out []string
-	for _, stmt := range strings.Split(strings.ReplaceAll(schemaSQL, "{{prefix}}", prefix), ";\n") {
-		var lines []string
-		for _, l := range strings.Split(stmt, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		if s := strings.TrimSpace(strings.Join(lines, "\n")); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 // Options configure a [Driver].
 type Options struct {
@@ -144,10 +111,11 @@ type Driver struct {
 	db   *sql.DB
 	opts Options
 	q    queries
+	base sqlstore.Base
 
 	mu          sync.Mutex // guards the two fields below
 	versionRead bool       // the server version has been read
-	skipLocked  string     // " SKIP LOCKED" where the server has it
+	skipLocked  string     // skipLockedSQL where the server has it
 }
 
 var _ storage.Driver[*sql.Tx] = (*Driver)(nil)
@@ -166,107 +134,17 @@ func New(db *sql.DB, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix)}
+	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix),
+		base: sqlstore.Base{Name: "mysql", Query: sqlstore.QueryDB(db), Classify: classify, TimeDest: timeDest}}
 }
 
-// Migrate creates the tables if they do not exist.
-func (d *Driver) Migrate(ctx context.Context) error {
-	conn, err := d.db.Conn(ctx)
+// table returns the statements of kind's table.
+func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
+	t, err := d.q.For(kind)
 	if err != nil {
-		return fmt.Errorf("mysql: migrate: %w", classify(err))
+		return nil, d.base.Wrap(err)
 	}
-	defer conn.Close()
-	lock := "gocap.migrate." + d.opts.TablePrefix
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", lock).Scan(&got); err != nil || got.Int64 != 1 {
-		return fmt.Errorf("mysql: migrate: taking lock %q: %v (result %v)", lock, err, got)
-	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lock)
-	for _, stmt := range SchemaSQL(d.opts.TablePrefix) {
-		if _, err := conn.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("mysql: migrate: %w\n%s", classify(err), stmt)
-		}
-	}
-	return nil
-}
-
-// lockClause returns " SKIP LOCKED" if the server supports it. The server
-// version is read once; a failed read is tried again on the next call.
-func (d *Driver) lockClause(ctx context.Context) (string, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.versionRead {
-		return d.skipLocked, nil
-	}
-	var version string
-	if err := d.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
-		return "", fmt.Errorf("mysql: reading the server version: %w", classify(err))
-	}
-	d.versionRead = true
-	if supportsSkipLocked(version) {
-		d.skipLocked = " SKIP LOCKED"
-	} else {
-		d.opts.Logger.Warn("gocap: this MySQL server has no SKIP LOCKED; claims wait for each other", "version", version)
-	}
-	return d.skipLocked, nil
-}
-
-// supportsSkipLocked reads a VERSION() string: MariaDB 10.6+, MySQL 8.0.1+.
-func supportsSkipLocked(version string) bool {
-	nums := strings.SplitN(strings.SplitN(version, "-", 2)[0], ".", 3)
-	part := func(i int) int {
-		if i >= len(nums) {
-			return 0
-		}
-		n, _ := strconv.Atoi(nums[i])
-		return n
-	}
-	major, minor, patch := part(0), part(1), part(2)
-	if strings.Contains(strings.ToLower(version), "mariadb") {
-		return major > 10 || (major == 10 && minor >= 6)
-	}
-	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
-}
-
-// dbTime formats t for a DATETIME(6) column, in UTC.
-func dbTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
-
-// nullTime formats t, or NULL when t is zero.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return dbTime(t)
-}
-
-// timeCol scans a DATETIME column whatever the DSN's parseTime setting.
-type timeCol struct{ t *time.Time }
-
-func (c timeCol) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		*c.t = time.Time{}
-	case time.Time:
-		// parseTime=true: the driver read it in the DSN's loc; the wall
-		// clock is UTC.
-		*c.t = time.Date(x.Year(), x.Month(), x.Day(), x.Hour(), x.Minute(), x.Second(), x.Nanosecond(), time.UTC)
-	case []byte:
-		return c.parse(string(x))
-	case string:
-		return c.parse(x)
-	default:
-		return fmt.Errorf("mysql: cannot scan %T into a time", v)
-	}
-	return nil
-}
-
-func (c timeCol) parse(s string) error {
-	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", s, time.UTC)
-	if err != nil {
-		return fmt.Errorf("mysql: reading time %q: %w", s, classify(err))
-	}
-	*c.t = t
-	return nil
+	return t, nil
 }
 
 // maxErrorBytes bounds LastError (and the reason of a Release) below the
@@ -283,300 +161,42 @@ const (
 	instanceChars = 255 // instances.id and instances.hostname
 )
 
-// classify returns err wrapped with storage.ErrPermanent when the server
-// (or the client library) refused the statement for a reason that running
-// it again cannot fix:
-//
-//   - the data: 1048 a NULL in a NOT NULL column, 1264 and 1690 out of
-//     range, 1265 data truncated, 1292 incorrect value, 1300 invalid
-//     character string, 1364 no default value, 1366 incorrect string value
-//     (invalid UTF-8), 1406 data too long, 3140 invalid JSON, 3819 and
-//     4025 check constraint;
-//   - integrity: 1062 duplicate key (a published id stored already; the
-//     received duplicates the driver expects are resolved by ON DUPLICATE
-//     KEY UPDATE and raise none), 1451 and 1452 foreign key;
-//   - size: 1153 packet bigger than max_allowed_packet, and
-//     mysql.ErrPktTooLarge, the client's own refusal;
-//   - the statement: 1054 unknown column, 1064 syntax error, 1146 no such
-//     table (a bug or a missing migration).
-//
-// Every other error is returned as it is, as transient: 1213 deadlock,
-// 1205 lock wait timeout, a lost or closed connection (driver.ErrBadConn,
-// mysql.ErrInvalidConn, 2006 gone away, 2013 lost during query), network
-// and context errors, and any code not listed.
-func classify(err error) error {
-	if errors.Is(err, mysql.ErrPktTooLarge) {
-		return sqlstore.Permanent(err)
-	}
-	var me *mysql.MySQLError
-	if !errors.As(err, &me) {
-		return err
-	}
-	switch me.Number {
-	case 1048, 1264, 1265, 1292, 1300, 1364, 1366, 1406, 1690, 3140, 3819, 4025,
-		1062, 1451, 1452,
-		1153,
-		1054, 1064, 1146:
-		return sqlstore.Permanent(err)
-	}
-	return err
-}
+// fitGroup is a consumer group as the grp column stores it.
+func fitGroup(g string) string { return sqlstore.FitChars(g, groupChars) }
 
-// execer is what *sql.DB and *sql.Tx have in common.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-// InsertPublishedTx inserts msgs with the application's transaction.
-func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message) error {
-	if tx == nil {
-		return errors.New("mysql: insert published: transaction is nil")
-	}
-	return d.insertPublished(ctx, tx, msgs)
-}
-
-// InsertPublished inserts msgs in a transaction of its own: one statement
-// in autocommit when they fit in one, else a transaction around several.
-func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message) error {
-	if len(insertBatches(msgs)) <= 1 {
-		return d.insertPublished(ctx, d.db, msgs)
-	}
-	return d.inTx(ctx, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
-}
-
-// Limits of one multi-row INSERT: rows (6 placeholders each; a prepared
-// statement takes at most 65,535), and body bytes after which a statement
-// is cut so that a batch of large messages does not outgrow
-// max_allowed_packet (a single message larger than it cannot be stored).
-const (
-	insertBatchRows  = 1000
-	insertBatchBytes = 8 << 20
-)
-
-// insertBatches cuts msgs into the rows of successive INSERT statements.
-func insertBatches(msgs []*storage.Message) [][]*storage.Message {
-	var out [][]*storage.Message
-	start, size := 0, 0
-	for i, m := range msgs {
-		if i > start && (i-start >= insertBatchRows || size+len(m.Body) > insertBatchBytes) {
-			out = append(out, msgs[start:i])
-			start, size = i, 0
-		}
-		size += len(m.Body)
-	}
-	if start < len(msgs) {
-		out = append(out, msgs[start:])
-	}
-	return out
-}
-
-func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.Message) error {
-	for _, batch := range insertBatches(msgs) {
-		var sb strings.Builder
-		sb.WriteString(d.q.insertPublished)
-		args := make([]any, 0, 6*len(batch))
-		for i, m := range batch {
-			h, err := sqlstore.HeadersJSON(m)
-			if err != nil {
-				return err
-			}
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)")
-			args = append(args, m.ID, sqlstore.FitChars(m.Name, nameChars), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
-		}
-		if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
-			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), classify(err))
-		}
-	}
-	return nil
-}
-
-// InsertReceived stores a received message claimed under a lease, or
-// reports a duplicate (see storage.Store).
-func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
-	h, err := sqlstore.HeadersJSON(m)
-	if err != nil {
-		return 0, false, err
-	}
-	msgID, group := storage.StorableMsgID(m.MsgID), sqlstore.FitChars(m.Group, groupChars)
-	_, err = d.db.ExecContext(ctx, d.q.insertReceived,
-		m.ID, msgID, group, sqlstore.FitChars(m.Name, nameChars), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
-	if err != nil {
-		return 0, false, fmt.Errorf("mysql: storing received message %q for group %q: %w", msgID, group, classify(err))
-	}
-	var id int64
-	var got sql.NullInt64
-	if err := d.db.QueryRowContext(ctx, d.q.receivedToken, msgID, group).Scan(&id, &got); err != nil {
-		return 0, false, fmt.Errorf("mysql: reading back received message %q for group %q: %w", msgID, group, classify(err))
-	}
-	if !got.Valid || got.Int64 != token {
-		return 0, false, nil // a duplicate that was not Failed
-	}
-	return id, true, nil
-}
-
-// Claim leases due Scheduled rows (see storage.Store).
-func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
-		return nil, err
-	}
-	if req.Limit <= 0 || req.Token == 0 {
-		return nil, fmt.Errorf("mysql: claim: limit %d and token %d must be positive", req.Limit, req.Token)
-	}
-	lock, err := d.lockClause(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := dbTime(req.Now)
-	query := t.selectAll + ` WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`
-	args := []any{now, now}
-	if kind == storage.Received && req.Groups != nil {
-		if len(req.Groups) == 0 {
-			return nil, nil
-		}
-		query += ` AND grp IN (` + sqlstore.Placeholders(len(req.Groups)) + `)`
-		for _, g := range req.Groups {
-			args = append(args, sqlstore.FitChars(g, groupChars))
-		}
-	}
-	query += ` ORDER BY next_attempt_at LIMIT ? FOR UPDATE` + lock
-	args = append(args, req.Limit)
-
-	var msgs []*storage.Message
-	err = d.claimTx(ctx, func(tx *sql.Tx) error {
-		msgs = nil
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		msgs, err = scanMessages(rows, kind)
-		if err != nil || len(msgs) == 0 {
-			return err
-		}
-		ids := make([]any, 0, len(msgs)+2)
-		ids = append(ids, dbTime(req.LeaseUntil), req.Token)
-		for _, m := range msgs {
-			ids = append(ids, m.ID)
-		}
-		_, err = tx.ExecContext(ctx, t.lease+sqlstore.Placeholders(len(msgs))+`)`, ids...)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mysql: claiming %s messages: %w", kind, classify(err))
-	}
-	for _, m := range msgs {
-		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
-	}
-	return msgs, nil
-}
-
-// claimTx runs a claim transaction at READ COMMITTED, where a locking read
-// takes no gap locks: at REPEATABLE READ those of the claim index range
-// deadlock with concurrent publishers' inserts. The rare deadlock that
-// remains (two claimers' lease updates on the same index pages) is retried
-// a few times.
-func (d *Driver) claimTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	const attempts = 4
-	var err error
-	for i := range attempts {
-		if i > 0 {
-			d.opts.Logger.Debug("mysql: retrying a claim after a lock conflict", "err", err, "attempt", i+1)
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(time.Duration(i) * 10 * time.Millisecond):
-			}
-		}
-		tx, berr := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-		if berr != nil {
-			return berr
-		}
-		if err = f(tx); err == nil {
-			err = tx.Commit()
-		} else {
-			tx.Rollback()
-		}
-		if !lockConflict(err) {
-			return err
-		}
-	}
-	return err
-}
-
-// lockConflict reports a deadlock (1213) or a lock wait timeout (1205).
-func lockConflict(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
-}
-
-func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
+// fitName is a name as the name column stores it.
+func fitName(n string) string { return sqlstore.FitChars(n, nameChars) }
 
 // Succeed marks leased rows Succeeded (see storage.Store).
 func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
+	t, err := d.table(kind)
+	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	if len(leases) == 0 {
-		return 0, nil
-	}
-	args := make([]any, 0, 1+2*len(leases))
-	args = append(args, dbTime(expiresAt))
-	for _, l := range leases {
-		args = append(args, l.ID, l.Token)
-	}
-	pairs := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(leases)), ", ")
-	res, err := d.db.ExecContext(ctx, t.succeed+pairs+`)`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("mysql: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.succeedSQL(len(leases)), sqlstore.LeaseArgs(leases, dbTime(expiresAt))...)
+	return d.base.Affected(res, err, "marking %d %s messages succeeded", len(leases), kind)
 }
 
 // Release gives up leases without counting an attempt (see storage.Store).
 func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
+	t, err := d.table(kind)
+	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	if len(leases) == 0 {
-		return 0, nil
-	}
-	args := make([]any, 0, 2+2*len(leases))
-	args = append(args, dbTime(next), storage.TruncateText(reason, maxErrorBytes))
-	for _, l := range leases {
-		args = append(args, l.ID, l.Token)
-	}
-	pairs := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(leases)), ", ")
-	res, err := d.db.ExecContext(ctx, t.release+pairs+`)`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("mysql: releasing %d %s messages: %w", len(leases), kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.releaseSQL(len(leases)),
+		sqlstore.LeaseArgs(leases, dbTime(next), storage.TruncateText(reason, maxErrorBytes))...)
+	return d.base.Affected(res, err, "releasing %d %s messages", len(leases), kind)
 }
 
 // Fail records a failed attempt (see storage.Store).
 func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return storage.FailResult{}, err
 	}
 	var res storage.FailResult
 	lost := false
-	err = d.inTx(ctx, func(tx *sql.Tx) error {
+	err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		final := []any{f.Permanent, f.MaxAttempts, f.MaxAttempts}
 		args := append([]any{storage.TruncateText(f.Error, maxErrorBytes)}, final...)
 		args = append(append(args, dbTime(f.ExpiresAt)), final...)
@@ -607,22 +227,11 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 
 // Get returns one row (see storage.Store).
 func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage.Message, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, t.selectAll+` WHERE id = ?`, id)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, classify(err))
-	}
-	msgs, err := scanMessages(rows, kind)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: reading %s message %d: %w", kind, id, classify(err))
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("mysql: %s message %d: %w", kind, id, storage.ErrNotFound)
-	}
-	return msgs[0], nil
+	return d.base.Get(ctx, kind, t.get, id)
 }
 
 // likeEscaper makes a LIKE pattern match its text literally. The escape
@@ -630,131 +239,84 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 // depends on the NO_BACKSLASH_ESCAPES sql_mode.
 var likeEscaper = strings.NewReplacer(`!`, `!!`, `%`, `!%`, `_`, `!_`)
 
+// list is the dashboard's filter in MySQL's terms: names and groups are
+// matched in the form they are stored in.
+var list = sqlstore.List{
+	Placeholder: sqlstore.Question,
+	Name:        fitName,
+	Group:       fitGroup,
+	Content: func(ph, text string) (string, any) {
+		return "body LIKE " + ph + " ESCAPE '!'", []byte("%" + likeEscaper.Replace(text) + "%")
+	},
+}
+
 // List returns a page of rows matching f, newest first (see storage.Store).
 func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
-	t, err := d.q.table(f.Kind)
+	t, err := d.table(f.Kind)
 	if err != nil {
 		return nil, err
 	}
-	// Names, groups and ids are matched in the form they are stored in.
-	f.Name, f.Group = sqlstore.FitChars(f.Name, nameChars), sqlstore.FitChars(f.Group, groupChars)
-	if f.Kind == storage.Received && f.MsgID != "" {
-		f.MsgID = storage.StorableMsgID(f.MsgID)
-	}
-	where, args, limit, ok := sqlstore.ListWhere(f, `body LIKE ? ESCAPE '!'`, func(text string) any { return []byte("%" + likeEscaper.Replace(text) + "%") })
-	if !ok {
-		return nil, nil // no published id is not a number
-	}
-	query := t.selectAll
+	// Pages by status walk the (status, id) index backwards. Left to
+	// itself the optimizer prefers a backward scan of the primary key
+	// once the page has an id bound, which reads every newer row of
+	// other statuses: a million rows for a page of old Failed ones.
+	force := ""
 	if f.Status != "" && f.MsgID == "" {
-		// Pages by status walk the (status, id) index backwards. Left to
-		// itself the optimizer prefers a backward scan of the primary key
-		// once the page has an id bound, which reads every newer row of
-		// other statuses: a million rows for a page of old Failed ones.
-		query += " FORCE INDEX (`" + d.opts.TablePrefix + f.Kind.String() + "_status`)"
+		force = t.statusIndex
 	}
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY id DESC LIMIT ?"
-	args = append(args, limit)
-	rows, err := d.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, classify(err))
-	}
-	msgs, err := scanMessages(rows, f.Kind)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: listing %s messages: %w", f.Kind, classify(err))
-	}
-	return msgs, nil
+	return d.base.List(ctx, list, t.selectAll, force, f)
 }
 
 // Counts returns the number of rows in each status (see storage.Store).
 func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Status]int64, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, t.counts)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, classify(err))
-	}
-	counts, err := sqlstore.ScanCounts(rows)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: counting %s messages: %w", kind, classify(err))
-	}
-	return counts, nil
+	return d.base.Counts(ctx, kind, t.counts)
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
-func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]storage.HistogramBucket, error) {
-	t, err := d.q.table(kind)
+func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration) ([]storage.HistogramBucket, error) {
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	bms := bucket.Milliseconds()
-	if bms <= 0 {
-		return nil, fmt.Errorf("mysql: histogram: bucket %v is shorter than a millisecond", bucket)
-	}
-	minID := sqlstore.MinID(since, epochMillis)
-	rows, err := d.db.QueryContext(ctx, t.histogram, bms, minID)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, classify(err))
-	}
-	out, err := sqlstore.ScanHistogram(rows, bms, epochMillis)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: %s histogram: %w", kind, classify(err))
-	}
-	return out, nil
+	return d.base.Histogram(ctx, kind, t.histogram, since, bucket)
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
 func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, now time.Time) (int64, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
+	t, err := d.table(kind)
+	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
 	at := dbTime(now)
-	res, err := d.db.ExecContext(ctx, t.requeue+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids, at, at)...)
-	if err != nil {
-		return 0, fmt.Errorf("mysql: requeueing %d %s messages: %w", len(ids), kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.requeueSQL(len(ids)), sqlstore.IDArgs(ids, at, at)...)
+	return d.base.Affected(res, err, "requeueing %d %s messages", len(ids), kind)
 }
 
 // Delete removes rows (see storage.Store).
 func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (int64, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
+	t, err := d.table(kind)
+	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	res, err := d.db.ExecContext(ctx, t.delete+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids)...)
-	if err != nil {
-		return 0, fmt.Errorf("mysql: deleting %d %s messages: %w", len(ids), kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.deleteSQL(len(ids)), sqlstore.IDArgs(ids)...)
+	return d.base.Affected(res, err, "deleting %d %s messages", len(ids), kind)
 }
 
 // DeleteExpired removes up to limit expired rows (see storage.Store).
 func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.Time, limit int) (int64, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return 0, err
 	}
-	if limit <= 0 {
-		return 0, fmt.Errorf("mysql: delete expired: limit %d must be positive", limit)
+	if err := sqlstore.CheckDeleteExpired(limit); err != nil {
+		return 0, d.base.Wrap(err)
 	}
 	res, err := d.db.ExecContext(ctx, t.deleteExpired, dbTime(now), limit)
-	if err != nil {
-		return 0, fmt.Errorf("mysql: deleting expired %s messages: %w", kind, classify(err))
-	}
-	return res.RowsAffected()
+	return d.base.Affected(res, err, "deleting expired %s messages", kind)
 }
 
 // Heartbeat records that a processor is alive (see storage.Store).
@@ -768,23 +330,7 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 
 // Instances lists processors seen after since (see storage.Store).
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
-	rows, err := d.db.QueryContext(ctx, d.q.instances, dbTime(since))
-	if err != nil {
-		return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
-	}
-	defer rows.Close()
-	var out []storage.Instance
-	for rows.Next() {
-		var inst storage.Instance
-		if err := rows.Scan(&inst.ID, &inst.Hostname, &inst.PID, timeCol{&inst.Started}, timeCol{&inst.LastSeen}); err != nil {
-			return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
-		}
-		out = append(out, inst)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mysql: listing processors: %w", classify(err))
-	}
-	return out, nil
+	return d.base.Instances(ctx, d.q.instances, dbTime(since))
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan
@@ -794,27 +340,4 @@ func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.T
 		return fmt.Errorf("mysql: removing processor %q: %w", id, classify(err))
 	}
 	return nil
-}
-
-func scanMessages(rows *sql.Rows, kind storage.Kind) ([]*storage.Message, error) {
-	defer rows.Close()
-	var out []*storage.Message
-	for rows.Next() {
-		m := &storage.Message{Kind: kind}
-		var headers []byte
-		var status string
-		var token sql.NullInt64
-		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
-			&m.LastError, timeCol{&m.Added}, timeCol{&m.NextAttemptAt}, timeCol{&m.ExpiresAt}, &token,
-			timeCol{&m.LeaseUntil}); err != nil {
-			return nil, err
-		}
-		m.Status = storage.Status(status)
-		m.LeaseToken = token.Int64
-		if err := json.Unmarshal(headers, &m.Headers); err != nil {
-			return nil, fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
 }

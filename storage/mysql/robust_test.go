@@ -65,7 +65,7 @@ func TestTimesIndependentOfDSN(t *testing.T) {
 		t.Run(params, func(t *testing.T) {
 			d, db, prefix := driverWithParams(t, params)
 			m := pubMsg("tz", at)
-			if err := d.InsertPublished(context.Background(), []*storage.Message{m}); err != nil {
+			if err := d.InsertPublished(context.Background(), []*storage.Message{m}, storage.InsertOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := d.Get(context.Background(), storage.Published, m.ID)
@@ -96,7 +96,7 @@ func TestFailWithLongOrInvalidError(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
 	for _, text := range []string{strings.Repeat("é", 70_000), "bad \xff\xfe utf-8"} {
 		m := pubMsg("longerr", t0.Add(-time.Second))
-		if err := d.InsertPublished(ctx, []*storage.Message{m}); err != nil {
+		if err := d.InsertPublished(ctx, []*storage.Message{m}, storage.InsertOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: ids.Token(), Limit: 1})
@@ -124,7 +124,7 @@ func TestListContentWithNoBackslashEscapes(t *testing.T) {
 	m.Body = []byte(`{"note":"100% _off_ \ back"}`)
 	other := pubMsg("like", time.Now().UTC())
 	other.Body = []byte(`{"note":"100 off"}`)
-	if err := d.InsertPublished(ctx, []*storage.Message{m, other}); err != nil {
+	if err := d.InsertPublished(ctx, []*storage.Message{m, other}, storage.InsertOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"100% _off_", `\ back`} {
@@ -156,7 +156,8 @@ func TestInsertReceivedConcurrentDuplicates(t *testing.T) {
 				defer wg.Done()
 				m := &storage.Message{ID: gen.Next(), Kind: storage.Received, MsgID: msgID, Group: "g", Name: "n",
 					Headers: map[string]string{}, Body: []byte("b"), Added: time.Now().UTC()}
-				_, ok, err := d.InsertReceived(ctx, m, ids.Token(), time.Now().UTC().Add(time.Minute))
+				res, err := d.InsertReceived(ctx, m, ids.Token(), time.Now().UTC().Add(time.Minute))
+				ok := res.Claimed
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -196,7 +197,7 @@ func TestClaimWhilePublishing(t *testing.T) {
 					errc <- err
 					return
 				}
-				if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{pubMsg("pc", time.Now().UTC())}); err != nil {
+				if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{pubMsg("pc", time.Now().UTC())}, storage.InsertOptions{}); err != nil {
 					tx.Rollback()
 					errc <- err
 					return
@@ -317,7 +318,7 @@ func TestInsertPublishedLargeBatch(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = pubMsg("batch", now)
 	}
-	if err := d.InsertPublished(ctx, msgs); err != nil {
+	if err := d.InsertPublished(ctx, msgs, storage.InsertOptions{}); err != nil {
 		t.Fatalf("InsertPublished of %d messages: %v", n, err)
 	}
 	tx, err := db.BeginTx(ctx, nil)
@@ -328,7 +329,7 @@ func TestInsertPublishedLargeBatch(t *testing.T) {
 	for i := range more {
 		more[i] = pubMsg("batch", now)
 	}
-	if err := d.InsertPublishedTx(ctx, tx, more); err != nil {
+	if err := d.InsertPublishedTx(ctx, tx, more, storage.InsertOptions{}); err != nil {
 		t.Fatalf("InsertPublishedTx of %d messages: %v", n, err)
 	}
 	if err := tx.Rollback(); err != nil {

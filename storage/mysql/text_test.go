@@ -20,7 +20,7 @@ func TestLongTextFitsColumns(t *testing.T) {
 	long := strings.Repeat("🚀", 300) // 4 bytes each: 300 characters, 1,200 bytes
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	p := pubMsg(long, at)
-	if err := d.InsertPublished(ctx, []*storage.Message{p}); err != nil {
+	if err := d.InsertPublished(ctx, []*storage.Message{p}, storage.InsertOptions{}); err != nil {
 		t.Fatalf("InsertPublished with a 300-character name: %v", err)
 	}
 	got, err := d.Get(ctx, storage.Published, p.ID)
@@ -35,8 +35,8 @@ func TestLongTextFitsColumns(t *testing.T) {
 	}
 
 	r := &storage.Message{ID: gen.Next(), Kind: storage.Received, MsgID: "1", Group: long, Name: long, Added: at}
-	if _, ok, err := d.InsertReceived(ctx, r, ids.Token(), at); err != nil || !ok {
-		t.Fatalf("InsertReceived with a 300-character group: %v %v", ok, err)
+	if res, err := d.InsertReceived(ctx, r, ids.Token(), at); err != nil || !res.Claimed {
+		t.Fatalf("InsertReceived with a 300-character group: %+v %v", res, err)
 	}
 	c, err := d.Claim(ctx, storage.Received, storage.ClaimRequest{Now: at.Add(time.Second), LeaseUntil: at.Add(time.Minute), Token: ids.Token(), Limit: 10, Groups: []string{long}})
 	if err != nil || len(c) != 1 || utf8.RuneCountInString(c[0].Group) != 200 {

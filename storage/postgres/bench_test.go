@@ -21,8 +21,13 @@ import (
 //
 //	go test -run '^$' -bench 'InsertPublishedTx|PlainInsert' -benchtime 3000x -count 5 ./storage/postgres/
 //
-// BenchmarkInsertPublishedTx     the driver: INSERT into published (with its
-//                                indexes) and pg_notify, in one statement
+// BenchmarkInsertPublishedTx     the driver without Notify: INSERT into
+//                                published (with its indexes), as most
+//                                publishes are once the outbox coalesces
+//                                notifications
+// BenchmarkInsertPublishedTxNotify  the driver with Notify on every
+//                                transaction: INSERT and pg_notify in one
+//                                statement, the worst case
 // BenchmarkPlainInsert           the same row into a table of the same
 //                                columns with only a primary key: what the
 //                                application would pay without an outbox
@@ -125,7 +130,14 @@ func runTxBench(b *testing.B, pool *pgxpool.Pool, insert func(ctx context.Contex
 func BenchmarkInsertPublishedTx(b *testing.B) {
 	pool, d, _ := benchSetup(b)
 	runTxBench(b, pool, func(ctx context.Context, tx pgx.Tx, id int64) error {
-		return d.InsertPublishedTx(ctx, tx, []*storage.Message{benchMessage(id)})
+		return d.InsertPublishedTx(ctx, tx, []*storage.Message{benchMessage(id)}, storage.InsertOptions{})
+	})
+}
+
+func BenchmarkInsertPublishedTxNotify(b *testing.B) {
+	pool, d, _ := benchSetup(b)
+	runTxBench(b, pool, func(ctx context.Context, tx pgx.Tx, id int64) error {
+		return d.InsertPublishedTx(ctx, tx, []*storage.Message{benchMessage(id)}, storage.InsertOptions{Notify: true})
 	})
 }
 

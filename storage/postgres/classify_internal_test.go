@@ -221,7 +221,7 @@ func TestInsertReceivedOverIndexLimitIsPermanent(t *testing.T) {
 	}
 	gen, _ := ids.NewGenerator(-1)
 	m := &storage.Message{ID: gen.Next(), Kind: storage.Received, MsgID: "1", Group: incompressible(10000), Name: "n", Added: time.Now().UTC()}
-	_, _, err := d.InsertReceived(ctx, m, ids.Token(), time.Now().Add(time.Minute))
+	_, err := d.InsertReceived(ctx, m, ids.Token(), time.Now().Add(time.Minute))
 	if !errors.Is(err, storage.ErrPermanent) || sqlState(err) != "54000" {
 		t.Errorf("InsertReceived with a 10,000-character group: %.300v; want a permanent 54000", err)
 	}

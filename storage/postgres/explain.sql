@@ -58,7 +58,7 @@ EXPLAIN SELECT id FROM gocap_explain.published WHERE status = 'Failed' AND id < 
 \echo '### Dashboard: Succeeded, newest first'
 EXPLAIN SELECT id FROM gocap_explain.published WHERE status = 'Succeeded' ORDER BY id DESC LIMIT 50;
 \echo '### Dashboard: histogram of the last hour'
-EXPLAIN SELECT (id >> 22) / 60000 AS bucket, status, count(*) FROM gocap_explain.published
+EXPLAIN SELECT ((id >> 22) + 1288834974657) / 60000 AS bucket, status, count(*) FROM gocap_explain.published
 WHERE id >= ((extract(epoch from now() - interval '1 hour')::bigint * 1000 - 1288834974657) << 22) GROUP BY bucket, status;
 \echo '### Dashboard: counts by status'
 EXPLAIN SELECT status, count(*) FROM gocap_explain.published GROUP BY status;

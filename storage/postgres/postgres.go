@@ -2,15 +2,22 @@
 //
 // [New] returns a [Driver] that implements storage.Driver[pgx.Tx]: Publish
 // takes the application's pgx.Tx, so the message row commits or rolls back
-// with the business data. The insert also issues a NOTIFY on the same
-// transaction; PostgreSQL delivers it only on commit, and the processor,
-// which LISTENs on a connection of its own, sends the message within
-// milliseconds. PostgreSQL commits notifying transactions one at a time, so
-// a driver notifies at most once per Options.NotifyInterval (2 ms): a
-// transaction close after a notified one skips its NOTIFY, and the processor,
-// which polls every NotifyInterval for a while after a notification, finds
-// its rows as promptly. Polling at Options.PollInterval of the outbox
-// remains as the fallback, so nothing depends on a notification arriving.
+// with the business data.
+//
+// # Notifications
+//
+// An insert whose storage.InsertOptions ask for it (Notify) also issues a
+// NOTIFY on the same transaction, in the same statement; PostgreSQL
+// delivers it only on commit, and the processor, which LISTENs on a
+// connection of its own ([Driver.Listen]), sends the message within
+// milliseconds. Which publishes notify is the outbox's policy, not the
+// driver's: PostgreSQL commits notifying transactions one at a time, so
+// the outbox sets Notify on at most one publish per
+// outbox.Options.NotifyInterval (2 ms by default) and polls for a while
+// after a notification to find the rows of the others. Polling at the
+// outbox's PollInterval remains as the fallback, so nothing depends on a
+// notification arriving. Options.DisableNotify turns notifications off
+// whatever the outbox asks.
 //
 // # Schema
 //
@@ -27,13 +34,11 @@ package postgres
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,25 +69,10 @@ type Options struct {
 	Schema string
 	// Logger receives the driver's logs. Nil means slog.Default().
 	Logger *slog.Logger
-	// DisableNotify turns off NOTIFY on publish; processors then find new
-	// messages by polling.
+	// DisableNotify turns off NOTIFY, whatever storage.InsertOptions ask;
+	// processors then find new messages by polling.
 	DisableNotify bool
-	// NotifyInterval is the least time between two publishing transactions
-	// of this driver that send a NOTIFY; a transaction within it of the
-	// last one does not notify, and processors find its rows by polling
-	// every NotifyInterval after a notification. PostgreSQL commits the
-	// transactions that sent a NOTIFY one at a time (it locks the database
-	// for that), without group commit, so notifying from every transaction
-	// would cap concurrent publishers at one commit per WAL flush. Should
-	// the notified transaction roll back, or commit long after the others,
-	// their rows wait at most for the next notification or the outbox's
-	// PollInterval. Zero means DefaultNotifyInterval; a negative value
-	// notifies from every transaction.
-	NotifyInterval time.Duration
 }
-
-// DefaultNotifyInterval is Options.NotifyInterval when zero.
-const DefaultNotifyInterval = 2 * time.Millisecond
 
 // Driver is the PostgreSQL storage. It is safe for concurrent use.
 type Driver struct {
@@ -90,8 +80,7 @@ type Driver struct {
 	opts    Options
 	channel string
 	q       queries
-
-	lastNotify atomic.Int64 // when a transaction last sent a NOTIFY, in Unix nanoseconds
+	base    sqlstore.Base
 }
 
 var (
@@ -113,25 +102,29 @@ func New(pool *pgxpool.Pool, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	switch {
-	case opts.NotifyInterval == 0:
-		opts.NotifyInterval = DefaultNotifyInterval
-	case opts.NotifyInterval < 0:
-		opts.NotifyInterval = 0
-	}
 	d := &Driver{pool: pool, opts: opts, channel: opts.Schema + "_published"}
 	d.q = newQueries(opts.Schema, d.channel)
+	d.base = sqlstore.Base{Name: "postgres", Query: d.query, Classify: classify, TimeDest: timeDest}
 	return d
+}
+
+// table returns the statements of kind's table.
+func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
+	t, err := d.q.For(kind)
+	if err != nil {
+		return nil, d.base.Wrap(err)
+	}
+	return t, nil
 }
 
 // Migrate creates the schema, tables and indexes if they do not exist.
 func (d *Driver) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		// One migration at a time per schema, across processes.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "gocap.migrate."+d.opts.Schema); err != nil {
+		if _, err := tx.Exec(ctx, d.q.migrateLock, "gocap.migrate."+d.opts.Schema); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, SchemaSQL(d.opts.Schema))
+		_, err := tx.Exec(ctx, d.q.schema)
 		return err
 	})
 	if err != nil {
@@ -143,25 +136,24 @@ func (d *Driver) Migrate(ctx context.Context) error {
 // querier is what pgx.Tx and *pgxpool.Pool have in common.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // InsertPublishedTx inserts msgs with the application's transaction, in one
-// round trip that also notifies the processors (delivered on commit).
-func (d *Driver) InsertPublishedTx(ctx context.Context, tx pgx.Tx, msgs []*storage.Message) error {
-	if tx == nil {
-		return errors.New("postgres: insert published: transaction is nil")
+// round trip that also notifies the processors (delivered on commit) when
+// opts.Notify asks for it.
+func (d *Driver) InsertPublishedTx(ctx context.Context, tx pgx.Tx, msgs []*storage.Message, opts storage.InsertOptions) error {
+	if err := sqlstore.CheckTx(tx); err != nil {
+		return d.base.Wrap(err)
 	}
-	return d.insertPublished(ctx, tx, msgs)
+	return d.insertPublished(ctx, tx, msgs, opts)
 }
 
 // InsertPublished inserts msgs in a transaction of its own.
-func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message) error {
-	return d.insertPublished(ctx, d.pool, msgs)
+func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, opts storage.InsertOptions) error {
+	return d.insertPublished(ctx, d.pool, msgs, opts)
 }
 
-func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage.Message) error {
+func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage.Message, opts storage.InsertOptions) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -175,13 +167,13 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	for i, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return d.base.Wrap(err)
 		}
 		ids[i], names[i], headers[i], bodies[i] = m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
 	}
 	insertOne, insertMany := d.q.insertOne, d.q.insertMany
-	if d.shouldNotify() {
+	if opts.Notify && !d.opts.DisableNotify {
 		insertOne, insertMany = d.q.insertOneNotify, d.q.insertManyNotify
 	}
 	if n == 1 {
@@ -197,30 +189,12 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	return nil
 }
 
-// shouldNotify reports whether a publishing transaction is to send a
-// NOTIFY: when notifications are on and none was sent within
-// NotifyInterval. Of concurrent callers, one wins.
-func (d *Driver) shouldNotify() bool {
-	if d.opts.DisableNotify {
-		return false
-	}
-	now := time.Now().UnixNano()
-	last := d.lastNotify.Load()
-	if now-last < int64(d.opts.NotifyInterval) {
-		return false
-	}
-	return d.lastNotify.CompareAndSwap(last, now)
-}
-
-// NotifyInterval returns Options.NotifyInterval (see storage.Listener).
-func (d *Driver) NotifyInterval() time.Duration { return d.opts.NotifyInterval }
-
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
-func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
+func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
-		return 0, false, fmt.Errorf("postgres: %w", err)
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
 	}
 	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
@@ -228,53 +202,38 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
 	).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil // a duplicate that is not Failed
+		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("postgres: storing received message %q for group %q: %w", msgID, group, classify(err))
+		return storage.ReceivedInsert{}, fmt.Errorf("postgres: storing received message %q for group %q: %w", msgID, group, classify(err))
 	}
-	return id, true, nil
+	// The row returned is the message's, or a Failed one that was reset.
+	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: id != m.ID}, nil
 }
 
 // Claim leases due Scheduled rows (see storage.Store).
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	if req.Limit <= 0 || req.Token == 0 {
-		return nil, fmt.Errorf("postgres: claim: limit %d and token %d must be positive", req.Limit, req.Token)
+	if err := sqlstore.CheckClaim(req); err != nil {
+		return nil, d.base.Wrap(err)
 	}
-	var rows pgx.Rows
+	query, args := t.claim, []any{req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token}
 	if kind == storage.Received && req.Groups != nil {
-		rows, err = d.pool.Query(ctx, t.claimGroups, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token, validTexts(req.Groups))
-	} else {
-		rows, err = d.pool.Query(ctx, t.claim, req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token)
+		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("postgres: claiming %s messages: %w", kind, classify(err))
-	}
-	msgs, err := scanMessages(rows, kind)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: claiming %s messages: %w", kind, classify(err))
-	}
-	return msgs, nil
+	return d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
 }
 
 // Succeed marks leased rows Succeeded (see storage.Store).
 func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
+	t, err := d.table(kind)
+	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	if len(leases) == 0 {
-		return 0, nil
-	}
-	ids := make([]int64, len(leases))
-	tokens := make([]int64, len(leases))
-	for i, l := range leases {
-		ids[i], tokens[i] = l.ID, l.Token
-	}
+	ids, tokens := sqlstore.LeaseArrays(leases)
 	tag, err := d.pool.Exec(ctx, t.succeed, ids, tokens, expiresAt.UTC())
 	if err != nil {
 		return 0, fmt.Errorf("postgres: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
@@ -284,18 +243,11 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storag
 
 // Release gives up leases without counting an attempt (see storage.Store).
 func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
-	t, err := d.q.table(kind)
-	if err != nil {
+	t, err := d.table(kind)
+	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	if len(leases) == 0 {
-		return 0, nil
-	}
-	ids := make([]int64, len(leases))
-	tokens := make([]int64, len(leases))
-	for i, l := range leases {
-		ids[i], tokens[i] = l.ID, l.Token
-	}
+	ids, tokens := sqlstore.LeaseArrays(leases)
 	tag, err := d.pool.Exec(ctx, t.release, ids, tokens, next.UTC(), storage.TruncateText(reason, maxErrorBytes))
 	if err != nil {
 		return 0, fmt.Errorf("postgres: releasing %d %s messages: %w", len(leases), kind, classify(err))
@@ -309,7 +261,7 @@ const maxErrorBytes = 4000
 
 // Fail records a failed attempt (see storage.Store).
 func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return storage.FailResult{}, err
 	}
@@ -329,141 +281,51 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 
 // Get returns one row (see storage.Store).
 func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage.Message, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.pool.Query(ctx, t.get, id)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: reading %s message %d: %w", kind, id, classify(err))
-	}
-	msgs, err := scanMessages(rows, kind)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: reading %s message %d: %w", kind, id, classify(err))
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("postgres: %s message %d: %w", kind, id, storage.ErrNotFound)
-	}
-	return msgs[0], nil
+	return d.base.Get(ctx, kind, t.get, id)
+}
+
+// list is the dashboard's filter in PostgreSQL's terms.
+var list = sqlstore.List{
+	Placeholder: sqlstore.Dollar,
+	Content: func(ph, text string) (string, any) {
+		return "position(" + ph + "::bytea in body) > 0", []byte(text)
+	},
 }
 
 // List returns a page of rows matching f, newest first (see storage.Store).
 func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
-	t, err := d.q.table(f.Kind)
+	t, err := d.table(f.Kind)
 	if err != nil {
 		return nil, err
 	}
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Status != "" {
-		add("status = $%d", string(f.Status))
-	}
-	// Names, groups and ids are matched in the form they are stored in.
-	if f.Name != "" {
-		add("name = $%d", storage.ValidText(f.Name))
-	}
-	if f.Group != "" && f.Kind == storage.Received {
-		add("grp = $%d", storage.ValidText(f.Group))
-	}
-	if f.MsgID != "" {
-		if f.Kind == storage.Received {
-			add("msg_id = $%d", storage.StorableMsgID(f.MsgID))
-		} else {
-			add("id::text = $%d", f.MsgID)
-		}
-	}
-	if f.Content != "" {
-		add("position($%d::bytea in body) > 0", []byte(f.Content))
-	}
-	if f.BeforeID > 0 {
-		add("id < $%d", f.BeforeID)
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	sql := t.selectAll
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit)
-	sql += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
-	rows, err := d.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: listing %s messages: %w", f.Kind, classify(err))
-	}
-	msgs, err := scanMessages(rows, f.Kind)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: listing %s messages: %w", f.Kind, classify(err))
-	}
-	return msgs, nil
+	return d.base.List(ctx, list, t.selectAll, "", f)
 }
 
 // Counts returns the number of rows in each status (see storage.Store).
 func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Status]int64, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.pool.Query(ctx, t.counts)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, classify(err))
-	}
-	counts := map[storage.Status]int64{}
-	for _, s := range storage.Statuses {
-		counts[s] = 0
-	}
-	var status string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
-		counts[storage.Status(status)] = n
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: counting %s messages: %w", kind, classify(err))
-	}
-	return counts, nil
+	return d.base.Counts(ctx, kind, t.counts)
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
-func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]storage.HistogramBucket, error) {
-	t, err := d.q.table(kind)
+func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration) ([]storage.HistogramBucket, error) {
+	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	bms := bucket.Milliseconds()
-	if bms <= 0 {
-		return nil, fmt.Errorf("postgres: histogram: bucket %v is shorter than a millisecond", bucket)
-	}
-	minID := sqlstore.MinID(since, epochMillis)
-	rows, err := d.pool.Query(ctx, t.histogram, minID, bms)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, classify(err))
-	}
-	var out []storage.HistogramBucket
-	var b, n int64
-	var status string
-	_, err = pgx.ForEachRow(rows, []any{&b, &status, &n}, func() error {
-		out = append(out, storage.HistogramBucket{
-			Start:  time.UnixMilli(b*bms + epochMillis).UTC(),
-			Status: storage.Status(status),
-			Count:  n,
-		})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %s histogram: %w", kind, classify(err))
-	}
-	return out, nil
+	return d.base.Histogram(ctx, kind, t.histogram, since, bucket)
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
 func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, now time.Time) (int64, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return 0, err
 	}
@@ -472,7 +334,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 		return 0, fmt.Errorf("postgres: requeueing %d %s messages: %w", len(ids), kind, classify(err))
 	}
 	if kind == storage.Published && tag.RowsAffected() > 0 && !d.opts.DisableNotify {
-		if _, err := d.pool.Exec(ctx, "SELECT pg_notify($1, '')", d.channel); err != nil {
+		if _, err := d.pool.Exec(ctx, d.q.notifyChannel); err != nil {
 			d.opts.Logger.Warn("postgres: notifying processors of a requeue failed; they will poll", "err", err)
 		}
 	}
@@ -481,7 +343,7 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 
 // Delete removes rows (see storage.Store).
 func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (int64, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return 0, err
 	}
@@ -494,12 +356,12 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 
 // DeleteExpired removes up to limit expired rows (see storage.Store).
 func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.Time, limit int) (int64, error) {
-	t, err := d.q.table(kind)
+	t, err := d.table(kind)
 	if err != nil {
 		return 0, err
 	}
-	if limit <= 0 {
-		return 0, fmt.Errorf("postgres: delete expired: limit %d must be positive", limit)
+	if err := sqlstore.CheckDeleteExpired(limit); err != nil {
+		return 0, d.base.Wrap(err)
 	}
 	tag, err := d.pool.Exec(ctx, t.deleteExpired, now.UTC(), limit)
 	if err != nil {
@@ -519,21 +381,7 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 
 // Instances lists processors seen after since (see storage.Store).
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
-	rows, err := d.pool.Query(ctx, d.q.instances, since.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("postgres: listing processors: %w", classify(err))
-	}
-	var out []storage.Instance
-	var inst storage.Instance
-	_, err = pgx.ForEachRow(rows, []any{&inst.ID, &inst.Hostname, &inst.PID, &inst.Started, &inst.LastSeen}, func() error {
-		inst.Started, inst.LastSeen = inst.Started.UTC(), inst.LastSeen.UTC()
-		out = append(out, inst)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: listing processors: %w", classify(err))
-	}
-	return out, nil
+	return d.base.Instances(ctx, d.q.instances, since.UTC())
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan
@@ -550,107 +398,30 @@ func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.T
 	return nil
 }
 
-// Listen calls notify whenever a transaction that published messages
-// commits, until ctx ends (see storage.Listener). It holds one connection
-// of the pool while it runs.
-func (d *Driver) Listen(ctx context.Context, notify func()) error {
-	conn, err := d.pool.Acquire(ctx)
+// query is the driver's sqlstore.Query.
+func (d *Driver) query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, func(), error) {
+	rows, err := d.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("postgres: listen: acquiring a connection: %w", classify(err))
+		return nil, nil, err
 	}
-	defer func() {
-		// The connection has a LISTEN registered: do not return it to the pool.
-		conn.Hijack().Close(context.Background())
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{d.channel}.Sanitize()); err != nil {
-		return fmt.Errorf("postgres: listen on %q: %w", d.channel, classify(err))
-	}
-	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("postgres: waiting for notifications on %q: %w", d.channel, classify(err))
-		}
-		notify()
-	}
+	return rows, rows.Close, nil
 }
 
-// validTexts returns the strings of ss as storage.ValidText makes them:
-// ss itself when they are all valid already.
-func validTexts(ss []string) []string {
-	for i, s := range ss {
-		if v := storage.ValidText(s); v != s {
-			out := append([]string(nil), ss...)
-			out[i] = v
-			for j := i + 1; j < len(out); j++ {
-				out[j] = storage.ValidText(out[j])
-			}
-			return out
-		}
-	}
-	return ss
-}
+// timeDest is the sqlstore.TimeDest of timestamptz columns.
+func timeDest(t *time.Time) any { return pgTime{t} }
 
-// classify returns err wrapped with storage.ErrPermanent when PostgreSQL
-// refused the statement for a reason that running it again cannot fix,
-// judged by the class of its SQLSTATE:
-//
-//   - 22 data exception (invalid UTF-8 22021, \u0000 in jsonb 22P05, a
-//     value out of range);
-//   - 23 integrity constraint violation (a published id stored already);
-//     the conflicts the driver expects (a received duplicate, a heartbeat)
-//     are resolved by ON CONFLICT and raise none;
-//   - 42 syntax error or access rule violation (an undefined table or
-//     column, a denied privilege: a bug or a missing migration);
-//   - 54 program limit exceeded (an index row over the btree limit, 54000).
-//
-// Every other error is returned as it is, as transient: class 08
-// (connection exception), 40 (serialization failure 40001, deadlock
-// 40P01), 53 (insufficient resources), 57 (operator intervention: a
-// cancelled statement 57014, admin shutdown 57P01), the other classes, and
-// errors that do not come from the server (network, context).
-func classify(err error) error {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || len(pe.Code) < 2 {
-		return err
-	}
-	switch pe.Code[:2] {
-	case "22", "23", "42", "54":
-		return sqlstore.Permanent(err)
-	}
-	return err
-}
+// pgTime scans a timestamptz column into a UTC time, NULL as the zero time.
+type pgTime struct{ t *time.Time }
 
-func scanMessages(rows pgx.Rows, kind storage.Kind) ([]*storage.Message, error) {
-	defer rows.Close()
-	var out []*storage.Message
-	for rows.Next() {
-		m := &storage.Message{Kind: kind}
-		var headers []byte
-		var expires *time.Time
-		var token *int64
-		var leaseUntil *time.Time
-		var status string
-		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
-			&m.LastError, &m.Added, &m.NextAttemptAt, &expires, &token, &leaseUntil); err != nil {
-			return nil, err
-		}
-		m.Status = storage.Status(status)
-		if err := json.Unmarshal(headers, &m.Headers); err != nil {
-			return nil, fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
-		}
-		m.Added, m.NextAttemptAt = m.Added.UTC(), m.NextAttemptAt.UTC()
-		if expires != nil {
-			m.ExpiresAt = expires.UTC()
-		}
-		if token != nil {
-			m.LeaseToken = *token
-		}
-		if leaseUntil != nil {
-			m.LeaseUntil = leaseUntil.UTC()
-		}
-		out = append(out, m)
+// Scan implements sql.Scanner, which pgx calls with a time.Time or nil.
+func (c pgTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*c.t = time.Time{}
+	case time.Time:
+		*c.t = x.UTC()
+	default:
+		return fmt.Errorf("postgres: cannot scan %T into a time", v)
 	}
-	return out, rows.Err()
+	return nil
 }

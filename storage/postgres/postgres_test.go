@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,128 +76,114 @@ func TestMigrateConcurrentlyAndTwice(t *testing.T) {
 	}
 }
 
-func TestListenFiresOnCommitOnly(t *testing.T) {
-	// Every transaction notifies, so that each commit can be checked.
-	d, pool, _ := newDriverWith(t, postgres.Options{NotifyInterval: -1})
+// listening starts d.Listen and returns once it hears notifications (a
+// notification sent before LISTEN ran is lost), with a channel of those
+// that follow; the listener stops when the test ends.
+func listening(t *testing.T, d *postgres.Driver, pool *pgxpool.Pool, schema string) <-chan struct{} {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	fired := make(chan struct{}, 10)
+	fired := make(chan struct{}, 100)
 	done := make(chan error, 1)
 	go func() { done <- d.Listen(ctx, func() { fired <- struct{}{} }) }()
-	// Publish until the listener is surely listening: the first commits
-	// may come before LISTEN ran.
-	waitFire := func(d2 time.Duration) bool {
-		select {
-		case <-fired:
-			return true
-		case <-time.After(d2):
-			return false
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	// The probe is a driver of its own, which notifies whatever d's options.
+	probe := postgres.New(pool, postgres.Options{Schema: schema})
+	for i := 0; ; i++ {
+		if i == 50 {
+			t.Fatal("the listener never heard a notification")
 		}
-	}
-	publish := func(commit bool) {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := &storage.Message{ID: time.Now().UnixNano(), Name: "n", Headers: map[string]string{}, Body: []byte("x"),
-			Added: time.Now().UTC(), NextAttemptAt: time.Now().UTC()}
-		if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{m}); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			err = tx.Commit(ctx)
-		} else {
-			err = tx.Rollback(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	listening := false
-	for range 50 {
-		publish(true)
-		if waitFire(100 * time.Millisecond) {
-			listening = true
+		publish(t, probe, pool, true, storage.InsertOptions{Notify: true})
+		if waitFire(fired, 100*time.Millisecond) {
 			break
 		}
 	}
-	if !listening {
-		t.Fatal("no notification after commits")
+	for waitFire(fired, 50*time.Millisecond) {
 	}
-	for waitFire(50 * time.Millisecond) {
-	}
-	publish(false)
-	if waitFire(300 * time.Millisecond) {
-		t.Error("notified for a rolled back transaction")
-	}
-	publish(true)
-	if !waitFire(2 * time.Second) {
-		t.Error("no notification for a commit")
-	}
-	cancel()
-	<-done
+	return fired
 }
 
-// TestNotifyCoalesced checks that transactions within NotifyInterval of a
-// notified one do not notify, and that the next one after it does.
-func TestNotifyCoalesced(t *testing.T) {
-	const interval = 2 * time.Second
-	d, pool, schema := newDriverWith(t, postgres.Options{NotifyInterval: interval})
-	if got := d.NotifyInterval(); got != interval {
-		t.Fatalf("NotifyInterval() = %v, want %v", got, interval)
+// waitFire reports whether a notification arrives within d.
+func waitFire(fired <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-fired:
+		return true
+	case <-time.After(d):
+		return false
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var fired atomic.Int32
-	done := make(chan error, 1)
-	go func() { done <- d.Listen(ctx, func() { fired.Add(1) }) }()
-	publish := func() {
-		t.Helper()
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			m := &storage.Message{ID: time.Now().UnixNano(), Name: "n", Headers: map[string]string{}, Body: []byte("x"),
-				Added: time.Now().UTC(), NextAttemptAt: time.Now().UTC()}
-			return d.InsertPublishedTx(ctx, tx, []*storage.Message{m})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Wait until LISTEN runs: a notification published before is lost.
-	// The probe uses a driver of its own, which always notifies.
-	probe := postgres.New(pool, postgres.Options{Schema: schema, NotifyInterval: -1})
-	for i := 0; fired.Load() == 0; i++ {
-		if i == 100 {
-			t.Fatal("the listener never heard a notification")
-		}
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			return probe.InsertPublishedTx(ctx, tx, []*storage.Message{{ID: time.Now().UnixNano(), Name: "probe",
-				Headers: map[string]string{}, Body: []byte("x"), Added: time.Now().UTC(), NextAttemptAt: time.Now().UTC()}})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
-	fired.Store(0)
+}
 
-	start := time.Now()
-	for range 5 {
-		publish()
+// publish inserts one message with d in a transaction that commits or
+// rolls back.
+func publish(t *testing.T, d *postgres.Driver, pool *pgxpool.Pool, commit bool, opts storage.InsertOptions) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := fired.Load(); n != 1 {
-		t.Fatalf("%d notifications for 5 commits within NotifyInterval, want 1", n)
+	m := &storage.Message{ID: time.Now().UnixNano(), Name: "n", Headers: map[string]string{}, Body: []byte("x"),
+		Added: time.Now().UTC(), NextAttemptAt: time.Now().UTC()}
+	if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{m}, opts); err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(interval - time.Since(start))
-	publish()
-	deadline := time.Now().Add(5 * time.Second)
-	for fired.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	if commit {
+		err = tx.Commit(ctx)
+	} else {
+		err = tx.Rollback(ctx)
 	}
-	if n := fired.Load(); n != 2 {
-		t.Fatalf("%d notifications after NotifyInterval passed, want 2", n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	<-done
+}
+
+// An insert with Notify notifies when its transaction commits, and only then.
+func TestListenFiresOnCommitOnly(t *testing.T) {
+	d, pool, schema := newDriverWith(t, postgres.Options{})
+	fired := listening(t, d, pool, schema)
+	notify := storage.InsertOptions{Notify: true}
+	publish(t, d, pool, false, notify)
+	if waitFire(fired, 300*time.Millisecond) {
+		t.Error("notified for a rolled back transaction")
+	}
+	publish(t, d, pool, true, notify)
+	if !waitFire(fired, 2*time.Second) {
+		t.Error("no notification for a commit")
+	}
+	// InsertPublished, in a transaction of its own, notifies the same way.
+	m := &storage.Message{ID: time.Now().UnixNano(), Name: "n", Headers: map[string]string{}, Body: []byte("x"),
+		Added: time.Now().UTC(), NextAttemptAt: time.Now().UTC()}
+	if err := d.InsertPublished(context.Background(), []*storage.Message{m, {ID: m.ID + 1, Name: "n", Added: m.Added, NextAttemptAt: m.Added}}, notify); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFire(fired, 2*time.Second) {
+		t.Error("no notification for InsertPublished of two messages")
+	}
+}
+
+// The driver notifies only when the outbox asks: an insert without Notify
+// commits silently.
+func TestNoNotifyUnlessAsked(t *testing.T) {
+	d, pool, schema := newDriverWith(t, postgres.Options{})
+	fired := listening(t, d, pool, schema)
+	for range 3 {
+		publish(t, d, pool, true, storage.InsertOptions{})
+	}
+	if waitFire(fired, 300*time.Millisecond) {
+		t.Error("notified for inserts without Notify")
+	}
+}
+
+// Options.DisableNotify wins over InsertOptions.Notify.
+func TestDisableNotify(t *testing.T) {
+	d, pool, schema := newDriverWith(t, postgres.Options{DisableNotify: true})
+	fired := listening(t, d, pool, schema)
+	for range 3 {
+		publish(t, d, pool, true, storage.InsertOptions{Notify: true})
+	}
+	if waitFire(fired, 300*time.Millisecond) {
+		t.Error("notified with DisableNotify")
+	}
 }

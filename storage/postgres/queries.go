@@ -1,17 +1,16 @@
 package postgres
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/internal/sqlstore"
 )
 
 // tableQueries are the statements for one message table.
 type tableQueries struct {
-	selectAll     string // all columns, in scanMessages order; append WHERE/ORDER
+	selectAll     string // all columns, in sqlstore.ScanMessages order; append a sqlstore.List clause
 	get           string
 	claim         string
 	claimGroups   string
@@ -25,9 +24,9 @@ type tableQueries struct {
 	deleteExpired string
 }
 
-// queries holds every statement, built once per schema.
+// queries holds every statement of the driver, built once per schema.
 type queries struct {
-	published, received tableQueries
+	sqlstore.Tables[tableQueries]
 
 	insertOne        string
 	insertMany       string
@@ -37,27 +36,20 @@ type queries struct {
 	heartbeat        string
 	instances        string
 	removeInstance   string
-}
-
-func (q *queries) table(kind storage.Kind) (*tableQueries, error) {
-	switch kind {
-	case storage.Published:
-		return &q.published, nil
-	case storage.Received:
-		return &q.received, nil
-	default:
-		return nil, fmt.Errorf("postgres: unknown message kind %d", kind)
-	}
+	notifyChannel    string // a NOTIFY outside an insert (a requeue)
+	listen           string
+	migrateLock      string // serializes migrations of one schema
+	schema           string // the DDL of Migrate
 }
 
 func newQueries(schema, channel string) queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	pub := s + ".published"
 	rec := s + ".received"
-	q := queries{
-		published: newTableQueries(pub, "id::text AS msg_id, '' AS grp"),
-		received:  newTableQueries(rec, "msg_id, grp"),
-	}
+	q := queries{Tables: sqlstore.Tables[tableQueries]{
+		Published: newTableQueries(pub, "id::text AS msg_id, '' AS grp"),
+		Received:  newTableQueries(rec, "msg_id, grp"),
+	}}
 	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at)`
 	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, 'Scheduled', $5, $6)`
 	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, 'Scheduled', added, next_attempt_at
@@ -81,13 +73,17 @@ func newQueries(schema, channel string) queries {
 	inst := s + ".instances"
 	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen`
-	q.instances = `SELECT id, hostname, pid, started, last_seen FROM ` + inst + ` WHERE last_seen > $1 ORDER BY started, id`
+	q.instances = `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > $1 ORDER BY started, id`
 	q.removeInstance = `DELETE FROM ` + inst + ` WHERE id = $1 OR last_seen < $2`
+	q.notifyChannel = `SELECT pg_notify(` + lit + `, '')`
+	q.listen = `LISTEN ` + pgx.Identifier{channel}.Sanitize()
+	q.migrateLock = `SELECT pg_advisory_xact_lock(hashtext($1))`
+	q.schema = SchemaSQL(schema)
 	return q
 }
 
 func newTableQueries(table, idCols string) tableQueries {
-	cols := `id, ` + idCols + `, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until`
+	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	claim := func(extra string) string {
 		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4
 			WHERE id IN (
@@ -121,8 +117,8 @@ func newTableQueries(table, idCols string) tableQueries {
 			WHERE id = $1 AND lease_token = $2 AND status = 'Scheduled'
 			RETURNING retries, status`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
-		histogram: `SELECT (id >> 22) / $2::bigint AS bucket, status, count(*) FROM ` + table + `
-			WHERE id >= $1 GROUP BY bucket, status ORDER BY bucket, status`,
+		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("$1::bigint", "/") + ` AS bucket, status, count(*) FROM ` + table + `
+			WHERE id >= $2 GROUP BY bucket, status ORDER BY bucket, status`,
 		// A Scheduled row under a lease is in flight: requeueing it would
 		// let a second processor take it, so it is left alone.
 		requeue: `UPDATE ` + table + ` SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,

@@ -131,7 +131,7 @@ func TestInsertOverLengthLimitIsPermanent(t *testing.T) {
 	gen, _ := ids.NewGenerator(-1)
 	now := time.Now().UTC()
 	m := &storage.Message{ID: gen.Next(), Kind: storage.Published, Name: "n", Body: make([]byte, 2000), Added: now, NextAttemptAt: now}
-	err = d.InsertPublished(ctx, []*storage.Message{m})
+	err = d.InsertPublished(ctx, []*storage.Message{m}, storage.InsertOptions{})
 	if !errors.Is(err, storage.ErrPermanent) || code(err) != sqlite3.SQLITE_TOOBIG {
 		t.Errorf("InsertPublished of a body over the length limit: %v; want a permanent SQLITE_TOOBIG", err)
 	}

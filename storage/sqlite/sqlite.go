@@ -22,7 +22,6 @@ import (
 	"context"
 	"database/sql"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,8 +30,7 @@ import (
 	"strings"
 	"time"
 
-	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
-	sqlite3 "modernc.org/sqlite/lib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -87,21 +85,15 @@ type Options struct {
 
 // Driver is the SQLite storage. It is safe for concurrent use.
 type Driver struct {
-	db     *sql.DB
-	opts   Options
-	pub    table
-	rec    table
-	insts  string
-	prefix string
+	db   *sql.DB
+	opts Options
+	q    queries
+	base sqlstore.Base
 }
 
 var _ storage.Driver[*sql.Tx] = (*Driver)(nil)
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_]{0,40}$`)
-
-type table struct {
-	name, cols string
-}
 
 // New returns a driver on db (see [Open]). It panics if opts.TablePrefix
 // has characters other than letters, digits and underscores.
@@ -115,29 +107,23 @@ func New(db *sql.DB, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	rest := `name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until`
-	return &Driver{
-		db: db, opts: opts, prefix: opts.TablePrefix,
-		pub:   table{opts.TablePrefix + "published", `id, CAST(id AS TEXT), '', ` + rest},
-		rec:   table{opts.TablePrefix + "received", `id, msg_id, grp, ` + rest},
-		insts: opts.TablePrefix + "instances",
-	}
+	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix),
+		base: sqlstore.Base{Name: "sqlite", Query: sqlstore.QueryDB(db), Classify: classify, TimeDest: timeDest}}
 }
 
-func (d *Driver) table(kind storage.Kind) (table, error) {
-	switch kind {
-	case storage.Published:
-		return d.pub, nil
-	case storage.Received:
-		return d.rec, nil
+// table returns the statements of kind's table.
+func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
+	t, err := d.q.For(kind)
+	if err != nil {
+		return nil, d.base.Wrap(err)
 	}
-	return table{}, fmt.Errorf("sqlite: unknown message kind %d", kind)
+	return t, nil
 }
 
 // Migrate creates the tables and indexes if they do not exist.
 func (d *Driver) Migrate(ctx context.Context) error {
-	err := d.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, SchemaSQL(d.prefix))
+	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, d.q.schema)
 		return err
 	})
 	if err != nil {
@@ -146,61 +132,28 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	return nil
 }
 
-func (d *Driver) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-// us is a time as Unix microseconds; zero time is NULL.
-func us(t time.Time) int64 { return t.UTC().UnixMicro() }
-
-func nullUs(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return us(t)
-}
-
-func fromUs(v sql.NullInt64) time.Time {
-	if !v.Valid {
-		return time.Time{}
-	}
-	return time.UnixMicro(v.Int64).UTC()
-}
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // InsertPublishedTx inserts msgs with the application's transaction.
-func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message) error {
-	if tx == nil {
-		return errors.New("sqlite: insert published: transaction is nil")
+// SQLite has no notifications: opts.Notify is ignored.
+func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message, _ storage.InsertOptions) error {
+	if err := sqlstore.CheckTx(tx); err != nil {
+		return d.base.Wrap(err)
 	}
 	return d.insertPublished(ctx, tx, msgs)
 }
 
-// InsertPublished inserts msgs in a transaction of its own.
-func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message) error {
-	return d.inTx(ctx, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
+// InsertPublished inserts msgs in a transaction of its own. opts.Notify
+// is ignored.
+func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _ storage.InsertOptions) error {
+	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
 }
 
-func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.Message) error {
-	q := `INSERT INTO ` + d.pub.name + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at)
-		VALUES (?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)`
+func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []*storage.Message) error {
 	for _, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
-			return err
+			return d.base.Wrap(err)
 		}
-		if _, err := e.ExecContext(ctx, q, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
+		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
 		}
 	}
@@ -209,28 +162,23 @@ func (d *Driver) insertPublished(ctx context.Context, e execer, msgs []*storage.
 
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
-func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (int64, bool, error) {
+func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
-		return 0, false, err
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
 	}
 	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
-	err = d.db.QueryRowContext(ctx, `INSERT INTO `+d.rec.name+`
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
-		VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?)
-		ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
-			next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
-		WHERE status = 'Failed'
-		RETURNING id`,
+	err = d.db.QueryRowContext(ctx, d.q.insertReceived,
 		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
+		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("sqlite: storing received message %q for group %q: %w", msgID, group, classify(err))
+		return storage.ReceivedInsert{}, fmt.Errorf("sqlite: storing received message %q for group %q: %w", msgID, group, classify(err))
 	}
-	return id, true, nil
+	// The row returned is the message's, or a Failed one that was reset.
+	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: id != m.ID}, nil
 }
 
 // Claim leases due Scheduled rows in one UPDATE ... RETURNING statement
@@ -240,99 +188,75 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if err != nil {
 		return nil, err
 	}
-	if req.Limit <= 0 || req.Token == 0 {
-		return nil, fmt.Errorf("sqlite: claim: limit %d and token %d must be positive", req.Limit, req.Token)
+	if err := sqlstore.CheckClaim(req); err != nil {
+		return nil, d.base.Wrap(err)
 	}
 	now := us(req.Now)
 	args := []any{us(req.LeaseUntil), req.Token, now, now}
-	groups := ""
+	groups := 0
 	if kind == storage.Received && req.Groups != nil {
 		if len(req.Groups) == 0 {
 			return nil, nil
 		}
-		groups = ` AND grp IN (` + sqlstore.Placeholders(len(req.Groups)) + `)`
-		for _, g := range req.Groups {
-			args = append(args, storage.ValidText(g))
+		groups = len(req.Groups)
+		for _, g := range sqlstore.ValidTexts(req.Groups) {
+			args = append(args, g)
 		}
 	}
-	args = append(args, req.Limit)
-	rows, err := d.db.QueryContext(ctx, `UPDATE `+t.name+` SET lease_until = ?, lease_token = ?
-		WHERE id IN (SELECT id FROM `+t.name+`
-			WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`+groups+`
-			ORDER BY next_attempt_at LIMIT ?)
-		RETURNING `+t.cols, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: claiming %s messages: %w", kind, classify(err))
-	}
-	msgs, err := scanMessages(rows, kind)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: claiming %s messages: %w", kind, classify(err))
-	}
-	return msgs, nil
+	return d.base.Messages(ctx, kind, t.claimSQL(groups), append(args, req.Limit), "claiming %s messages", kind)
 }
 
 // Succeed marks leased rows Succeeded (see storage.Store).
 func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
 	t, err := d.table(kind)
-	if err != nil {
+	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	var total int64
-	err = d.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE `+t.name+` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL
-			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, l := range leases {
-			res, err := stmt.ExecContext(ctx, us(expiresAt), l.ID, l.Token)
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			total += n
-		}
-		return nil
-	})
+	n, err := d.perLease(ctx, t.succeed, leases, us(expiresAt))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
 	}
-	return total, nil
+	return n, nil
 }
 
 // Release gives up leases without counting an attempt (see storage.Store).
 func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
 	t, err := d.table(kind)
-	if err != nil {
+	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	if len(leases) == 0 {
-		return 0, nil
+	n, err := d.perLease(ctx, t.release, leases, us(next), storage.TruncateText(reason, maxErrorBytes))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: releasing %d %s messages: %w", len(leases), kind, classify(err))
 	}
-	reason = storage.TruncateText(reason, maxErrorBytes)
+	return n, nil
+}
+
+// perLease runs the statement query, prepared once, for each lease in one
+// transaction, with the arguments args followed by the lease's id and
+// token, and returns how many rows it changed in all.
+func (d *Driver) perLease(ctx context.Context, query string, leases []storage.Lease, args ...any) (int64, error) {
 	var total int64
-	err = d.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE `+t.name+` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
-			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`)
+	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, query)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, l := range leases {
-			res, err := stmt.ExecContext(ctx, us(next), reason, l.ID, l.Token)
+			res, err := stmt.ExecContext(ctx, append(args, l.ID, l.Token)...)
 			if err != nil {
 				return err
 			}
-			n, _ := res.RowsAffected()
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
 			total += n
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: releasing %d %s messages: %w", len(leases), kind, classify(err))
-	}
-	return total, nil
+	return total, err
 }
 
 // maxErrorBytes bounds a stored error text (LastError, and the reason of
@@ -346,19 +270,10 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	if err != nil {
 		return storage.FailResult{}, err
 	}
-	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
 	var res storage.FailResult
 	var status string
-	err = d.db.QueryRowContext(ctx, `UPDATE `+t.name+` SET
-			retries = retries + 1,
-			last_error = ?3,
-			status = CASE WHEN `+final+` THEN 'Failed' ELSE 'Scheduled' END,
-			expires_at = CASE WHEN `+final+` THEN ?4 END,
-			next_attempt_at = CASE WHEN `+final+` THEN next_attempt_at ELSE ?5 END,
-			lease_token = NULL, lease_until = NULL
-		WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
-		RETURNING retries, status`,
-		f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes), us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token).Scan(&res.Retries, &status)
+	err = d.db.QueryRowContext(ctx, t.fail, f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes),
+		us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token).Scan(&res.Retries, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
@@ -375,18 +290,15 @@ func (d *Driver) Get(ctx context.Context, kind storage.Kind, id int64) (*storage
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT `+t.cols+` FROM `+t.name+` WHERE id = ?`, id)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: reading %s message %d: %w", kind, id, classify(err))
-	}
-	msgs, err := scanMessages(rows, kind)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: reading %s message %d: %w", kind, id, classify(err))
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("sqlite: %s message %d: %w", kind, id, storage.ErrNotFound)
-	}
-	return msgs[0], nil
+	return d.base.Get(ctx, kind, t.get, id)
+}
+
+// list is the dashboard's filter in SQLite's terms.
+var list = sqlstore.List{
+	Placeholder: sqlstore.Question,
+	Content: func(ph, text string) (string, any) {
+		return "instr(body, " + ph + ") > 0", []byte(text)
+	},
 }
 
 // List returns a page of rows matching f, newest first (see storage.Store).
@@ -395,29 +307,7 @@ func (d *Driver) List(ctx context.Context, f storage.Filter) ([]*storage.Message
 	if err != nil {
 		return nil, err
 	}
-	// Names, groups and ids are matched in the form they are stored in.
-	f.Name, f.Group = storage.ValidText(f.Name), storage.ValidText(f.Group)
-	if f.Kind == storage.Received && f.MsgID != "" {
-		f.MsgID = storage.StorableMsgID(f.MsgID)
-	}
-	where, args, limit, ok := sqlstore.ListWhere(f, "instr(body, ?) > 0", func(text string) any { return []byte(text) })
-	if !ok {
-		return nil, nil // no published id is not a number
-	}
-	q := `SELECT ` + t.cols + ` FROM ` + t.name
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY id DESC LIMIT ?"
-	rows, err := d.db.QueryContext(ctx, q, append(args, limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: listing %s messages: %w", f.Kind, classify(err))
-	}
-	msgs, err := scanMessages(rows, f.Kind)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: listing %s messages: %w", f.Kind, classify(err))
-	}
-	return msgs, nil
+	return d.base.List(ctx, list, t.selectAll, "", f)
 }
 
 // Counts returns the number of rows in each status (see storage.Store).
@@ -426,38 +316,16 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM `+t.name+` GROUP BY status`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, classify(err))
-	}
-	counts, err := sqlstore.ScanCounts(rows)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: counting %s messages: %w", kind, classify(err))
-	}
-	return counts, nil
+	return d.base.Counts(ctx, kind, t.counts)
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).
-func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration, epochMillis int64) ([]storage.HistogramBucket, error) {
+func (d *Driver) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration) ([]storage.HistogramBucket, error) {
 	t, err := d.table(kind)
 	if err != nil {
 		return nil, err
 	}
-	bms := bucket.Milliseconds()
-	if bms <= 0 {
-		return nil, fmt.Errorf("sqlite: histogram: bucket %v is shorter than a millisecond", bucket)
-	}
-	minID := sqlstore.MinID(since, epochMillis)
-	rows, err := d.db.QueryContext(ctx, `SELECT (id >> 22) / ? AS bucket, status, COUNT(*) FROM `+t.name+`
-		WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`, bms, minID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, classify(err))
-	}
-	out, err := sqlstore.ScanHistogram(rows, bms, epochMillis)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s histogram: %w", kind, classify(err))
-	}
-	return out, nil
+	return d.base.Histogram(ctx, kind, t.histogram, since, bucket)
 }
 
 // Requeue makes rows Scheduled and due at now (see storage.Store).
@@ -466,14 +334,8 @@ func (d *Driver) Requeue(ctx context.Context, kind storage.Kind, ids []int64, no
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	res, err := d.db.ExecContext(ctx, `UPDATE `+t.name+` SET status = 'Scheduled', retries = 0, last_error = '',
-			expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
-		WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`+sqlstore.Placeholders(len(ids))+`)`,
-		sqlstore.IDArgs(ids, us(now), us(now))...)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: requeueing %d %s messages: %w", len(ids), kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.requeueSQL(len(ids)), sqlstore.IDArgs(ids, us(now), us(now))...)
+	return d.base.Affected(res, err, "requeueing %d %s messages", len(ids), kind)
 }
 
 // Delete removes rows (see storage.Store).
@@ -482,11 +344,8 @@ func (d *Driver) Delete(ctx context.Context, kind storage.Kind, ids []int64) (in
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	res, err := d.db.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id IN (`+sqlstore.Placeholders(len(ids))+`)`, sqlstore.IDArgs(ids)...)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: deleting %d %s messages: %w", len(ids), kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.deleteSQL(len(ids)), sqlstore.IDArgs(ids)...)
+	return d.base.Affected(res, err, "deleting %d %s messages", len(ids), kind)
 }
 
 // DeleteExpired removes up to limit expired rows (see storage.Store).
@@ -495,21 +354,16 @@ func (d *Driver) DeleteExpired(ctx context.Context, kind storage.Kind, now time.
 	if err != nil {
 		return 0, err
 	}
-	if limit <= 0 {
-		return 0, fmt.Errorf("sqlite: delete expired: limit %d must be positive", limit)
+	if err := sqlstore.CheckDeleteExpired(limit); err != nil {
+		return 0, d.base.Wrap(err)
 	}
-	res, err := d.db.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id IN (
-		SELECT id FROM `+t.name+` WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`, us(now), limit)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: deleting expired %s messages: %w", kind, classify(err))
-	}
-	return res.RowsAffected()
+	res, err := d.db.ExecContext(ctx, t.deleteExpired, us(now), limit)
+	return d.base.Affected(res, err, "deleting expired %s messages", kind)
 }
 
 // Heartbeat records that a processor is alive (see storage.Store).
 func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO `+d.insts+` (id, hostname, pid, started, last_seen) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`,
+	_, err := d.db.ExecContext(ctx, d.q.heartbeat,
 		storage.ValidText(inst.ID), storage.ValidText(inst.Hostname), inst.PID, us(inst.Started), us(inst.LastSeen))
 	if err != nil {
 		return fmt.Errorf("sqlite: heartbeat of %s: %w", inst.ID, classify(err))
@@ -519,82 +373,14 @@ func (d *Driver) Heartbeat(ctx context.Context, inst storage.Instance) error {
 
 // Instances lists processors seen after since (see storage.Store).
 func (d *Driver) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT id, hostname, pid, started, last_seen FROM `+d.insts+`
-		WHERE last_seen > ? ORDER BY started, id`, us(since))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
-	}
-	defer rows.Close()
-	var out []storage.Instance
-	for rows.Next() {
-		var inst storage.Instance
-		var started, seen sql.NullInt64
-		if err := rows.Scan(&inst.ID, &inst.Hostname, &inst.PID, &started, &seen); err != nil {
-			return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
-		}
-		inst.Started, inst.LastSeen = fromUs(started), fromUs(seen)
-		out = append(out, inst)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: listing processors: %w", classify(err))
-	}
-	return out, nil
+	return d.base.Instances(ctx, d.q.instances, us(since))
 }
 
 // RemoveInstance forgets a processor, and those not seen since olderThan
 // (see storage.Store).
 func (d *Driver) RemoveInstance(ctx context.Context, id string, olderThan time.Time) error {
-	if _, err := d.db.ExecContext(ctx, `DELETE FROM `+d.insts+` WHERE id = ? OR last_seen < ?`, storage.ValidText(id), nullUs(olderThan)); err != nil {
+	if _, err := d.db.ExecContext(ctx, d.q.removeInstance, storage.ValidText(id), nullUs(olderThan)); err != nil {
 		return fmt.Errorf("sqlite: removing processor %q: %w", id, classify(err))
 	}
 	return nil
-}
-
-// classify returns err wrapped with storage.ErrPermanent when SQLite
-// refused the statement for a reason that running it again cannot fix,
-// judged by the primary result code: SQLITE_TOOBIG (a value over
-// SQLITE_LIMIT_LENGTH), SQLITE_MISMATCH (a value of the wrong type for an
-// INTEGER PRIMARY KEY), SQLITE_CONSTRAINT (a published id stored already;
-// the received duplicates the driver expects are resolved by ON CONFLICT
-// and raise none).
-//
-// Every other error is returned as it is, as transient: SQLITE_BUSY and
-// SQLITE_LOCKED (another writer, past the busy timeout), SQLITE_IOERR,
-// SQLITE_FULL, and the generic SQLITE_ERROR, whose causes (a syntax error,
-// a missing table, but also others) its code does not tell apart.
-func classify(err error) error {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return err
-	}
-	switch se.Code() & 0xff { // the primary code of an extended one
-	case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_CONSTRAINT:
-		return sqlstore.Permanent(err)
-	}
-	return err
-}
-
-func scanMessages(rows *sql.Rows, kind storage.Kind) ([]*storage.Message, error) {
-	defer rows.Close()
-	var out []*storage.Message
-	for rows.Next() {
-		m := &storage.Message{Kind: kind}
-		var headers, status string
-		var added, next, expires, token, leaseUntil sql.NullInt64
-		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
-			&m.LastError, &added, &next, &expires, &token, &leaseUntil); err != nil {
-			return nil, err
-		}
-		m.Status = storage.Status(status)
-		m.Added, m.NextAttemptAt, m.ExpiresAt, m.LeaseUntil = fromUs(added), fromUs(next), fromUs(expires), fromUs(leaseUntil)
-		m.LeaseToken = token.Int64
-		if m.Body == nil {
-			m.Body = []byte{}
-		}
-		if err := json.Unmarshal([]byte(headers), &m.Headers); err != nil {
-			return nil, fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
 }

@@ -1,0 +1,112 @@
+package sqlite
+
+import (
+	"github.com/gocap/gocap/internal/sqlstore"
+)
+
+// tableQueries are the statements of one message table.
+type tableQueries struct {
+	cols          string // all columns, in sqlstore.ScanMessages order
+	selectAll     string // all columns, in sqlstore.ScanMessages order; append a sqlstore.List clause
+	get           string
+	claim         string // up to the groups condition: see claimSQL
+	succeed       string // one lease; run once per lease in a transaction
+	release       string // one lease; run once per lease in a transaction
+	fail          string
+	counts        string
+	histogram     string
+	requeue       string // ends in "(": see requeueSQL
+	delete        string // ends in "(": see deleteSQL
+	deleteExpired string
+}
+
+// queries holds every statement of the driver, built once per prefix.
+type queries struct {
+	sqlstore.Tables[tableQueries]
+
+	schema          string // the DDL of Migrate
+	insertPublished string
+	insertReceived  string
+	heartbeat       string
+	instances       string
+	removeInstance  string
+}
+
+func newQueries(prefix string) queries {
+	pub := prefix + "published"
+	rec := prefix + "received"
+	inst := prefix + "instances"
+	return queries{
+		Tables: sqlstore.Tables[tableQueries]{
+			Published: newTableQueries(pub, `CAST(id AS TEXT), ''`),
+			Received:  newTableQueries(rec, `msg_id, grp`),
+		},
+		schema: SchemaSQL(prefix),
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at)
+			VALUES (?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)`,
+		insertReceived: `INSERT INTO ` + rec + `
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
+			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?)
+			ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
+				next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
+			WHERE status = 'Failed'
+			RETURNING id`,
+		heartbeat: `INSERT INTO ` + inst + ` (` + sqlstore.InstanceColumns + `) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`,
+		instances:      `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > ? ORDER BY started, id`,
+		removeInstance: `DELETE FROM ` + inst + ` WHERE id = ? OR last_seen < ?`,
+	}
+}
+
+func newTableQueries(table, idCols string) tableQueries {
+	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
+	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
+	return tableQueries{
+		cols:      cols,
+		selectAll: `SELECT ` + cols + ` FROM ` + table,
+		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
+		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
+		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?
+			WHERE id IN (SELECT id FROM ` + table + `
+				WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
+		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL
+			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
+		release: `UPDATE ` + table + ` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
+			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
+		fail: `UPDATE ` + table + ` SET
+				retries = retries + 1,
+				last_error = ?3,
+				status = CASE WHEN ` + final + ` THEN 'Failed' ELSE 'Scheduled' END,
+				expires_at = CASE WHEN ` + final + ` THEN ?4 END,
+				next_attempt_at = CASE WHEN ` + final + ` THEN next_attempt_at ELSE ?5 END,
+				lease_token = NULL, lease_until = NULL
+			WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
+			RETURNING retries, status`,
+		counts: `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
+		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("?", "/") + ` AS bucket, status, COUNT(*) FROM ` + table + `
+			WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`,
+		// A Scheduled row under a lease is in flight and is left alone.
+		requeue: `UPDATE ` + table + ` SET status = 'Scheduled', retries = 0, last_error = '',
+				expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
+			WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`,
+		delete: `DELETE FROM ` + table + ` WHERE id IN (`,
+		deleteExpired: `DELETE FROM ` + table + ` WHERE id IN (
+				SELECT id FROM ` + table + ` WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`,
+	}
+}
+
+// claimSQL is a claim of due rows of the given number of consumer groups
+// (none: all rows), returning them.
+func (t *tableQueries) claimSQL(groups int) string {
+	q := t.claim
+	if groups > 0 {
+		q += ` AND grp IN (` + sqlstore.Placeholders(groups) + `)`
+	}
+	return q + ` ORDER BY next_attempt_at LIMIT ?) RETURNING ` + t.cols
+}
+
+// requeueSQL requeues n rows.
+func (t *tableQueries) requeueSQL(n int) string { return t.requeue + sqlstore.Placeholders(n) + `)` }
+
+// deleteSQL deletes n rows.
+func (t *tableQueries) deleteSQL(n int) string { return t.delete + sqlstore.Placeholders(n) + `)` }

@@ -1,0 +1,112 @@
+// The Insert area: InsertPublished and InsertPublishedTx.
+
+package storagetest
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/storage"
+)
+
+func (s *suite[TTx]) txCommitAndRollback(t *testing.T) {
+	d := s.h.New(t)
+	committed, rolledBack := s.msg("tx.commit", now()), s.msg("tx.rollback", now())
+	tx, commit, _ := s.h.Begin(bg, t, d)
+	if err := d.InsertPublishedTx(bg, tx, []*storage.Message{committed}, storage.InsertOptions{Notify: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	tx, _, rollback := s.h.Begin(bg, t, d)
+	if err := d.InsertPublishedTx(bg, tx, []*storage.Message{rolledBack, s.msg("tx.rollback", now())}, storage.InsertOptions{Notify: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rollback(); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, d, storage.Published, committed.ID)
+	if got.Status != storage.StatusScheduled || got.Name != "tx.commit" || got.MsgID != committed.MsgID || got.Retries != 0 {
+		t.Errorf("committed row: %+v", got)
+	}
+	if _, err := d.Get(bg, storage.Published, rolledBack.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("rolled back row: err = %v, want ErrNotFound", err)
+	}
+	if c := claim(t, d, storage.Published, now().Add(time.Second), time.Minute, 10); len(c) != 1 || c[0].ID != committed.ID {
+		t.Errorf("claimable after commit and rollback: %d rows, want only the committed one", len(c))
+	}
+}
+
+func (s *suite[TTx]) insertWithoutTx(t *testing.T) {
+	d := s.h.New(t)
+	a, b := s.msg("direct", now()), s.msg("direct", now())
+	// Notify asks a Listener to notify; other stores ignore it.
+	if err := d.InsertPublished(bg, []*storage.Message{a, b}, storage.InsertOptions{Notify: true}); err != nil {
+		t.Fatalf("InsertPublished with Notify: %v", err)
+	}
+	for _, m := range []*storage.Message{a, b} {
+		got := get(t, d, storage.Published, m.ID)
+		if !bytes.Equal(got.Body, m.Body) || got.Headers["cap-msg-id"] != m.MsgID || !got.Added.Equal(m.Added) {
+			t.Errorf("row %d: %+v", m.ID, got)
+		}
+		if got.Added.Location() != time.UTC || got.NextAttemptAt.Location() != time.UTC {
+			t.Errorf("times not in UTC: %v %v", got.Added.Location(), got.NextAttemptAt.Location())
+		}
+	}
+}
+
+func (s *suite[TTx]) largeAndNonASCII(t *testing.T) {
+	d := s.h.New(t)
+	large := make([]byte, s.h.LargeBody)
+	for i := range large {
+		large[i] = byte(i * 7)
+	}
+	m := s.msg("größe.订单.🚀", now())
+	m.Body = large
+	m.Headers["note"] = "naïve 東京 \u00e9\u0301 \"quoted\" \\ back"
+	bin := s.msg("binary", now())
+	bin.Body = []byte{0, 1, 2, 0xff, 0xfe, 0, '\'', '"', '\\'}
+	empty := s.msg("empty", now())
+	empty.Body = nil
+	tx, commit, _ := s.h.Begin(bg, t, d)
+	if err := d.InsertPublishedTx(bg, tx, []*storage.Message{m, bin, empty}, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, d, storage.Published, m.ID)
+	if !bytes.Equal(got.Body, large) || got.Name != m.Name || got.Headers["note"] != m.Headers["note"] {
+		t.Errorf("large/non-ASCII row did not round-trip (body %d bytes, name %q, note %q)", len(got.Body), got.Name, got.Headers["note"])
+	}
+	if got := get(t, d, storage.Published, bin.ID); !bytes.Equal(got.Body, bin.Body) {
+		t.Errorf("binary body: %v, want %v", got.Body, bin.Body)
+	}
+	if got := get(t, d, storage.Published, empty.ID); len(got.Body) != 0 {
+		t.Errorf("empty body: %v", got.Body)
+	}
+	r := s.received("ünï-1", "grüppe", "größe.订单", large)
+	if res, err := d.InsertReceived(bg, r, ids.Token(), now().Add(time.Minute)); err != nil || !res.Claimed {
+		t.Fatalf("InsertReceived: %+v %v", res, err)
+	}
+	if got := get(t, d, storage.Received, r.ID); !bytes.Equal(got.Body, large) || got.MsgID != r.MsgID || got.Group != r.Group {
+		t.Errorf("received large/non-ASCII row did not round-trip")
+	}
+}
+
+func (s *suite[TTx]) permanentError(t *testing.T) {
+	d := s.h.New(t)
+	m := s.msg("perm.err", now())
+	s.insert(t, d, m)
+	err := d.InsertPublished(bg, []*storage.Message{m}, storage.InsertOptions{})
+	if err == nil {
+		t.Fatal("InsertPublished of an id already stored: no error")
+	}
+	if !errors.Is(err, storage.ErrPermanent) {
+		t.Errorf("InsertPublished of an id already stored: %v; want an error that is storage.ErrPermanent", err)
+	}
+}

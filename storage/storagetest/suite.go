@@ -1,0 +1,222 @@
+// Package storagetest is the conformance suite of gocap's storage contract.
+// Every storage in this module runs it against a real database, and a
+// third-party storage runs it the same way from a test of its own:
+//
+//	func TestConformance(t *testing.T) {
+//		storagetest.Run(t, storagetest.Harness[*sql.Tx]{
+//			New: func(t *testing.T) storage.Driver[*sql.Tx] {
+//				// a fresh, migrated, empty driver on tables of its own,
+//				// dropped with t.Cleanup
+//			},
+//			Begin: func(ctx context.Context, t *testing.T, d storage.Driver[*sql.Tx]) (*sql.Tx, func() error, func() error) {
+//				tx, err := db.BeginTx(ctx, nil)
+//				...
+//				return tx, tx.Commit, tx.Rollback
+//			},
+//			LargeBody: 16 << 20,
+//		})
+//	}
+//
+// The suite checks the promises written on storage.Store: transactional
+// insert, claims with leases that never hand one row to two claimers,
+// retry counting in SQL, expiry and cleaning in bounded batches, exact
+// round trips of large and non-ASCII content, received-side de-duplication,
+// the dashboard's queries, and the storage package's rules for text: any
+// Go string is stored (invalid UTF-8 and NUL made visible, long message ids
+// hashed, long error texts cut), Release, and errors marked permanent.
+//
+// # Areas
+//
+// [Run] groups the cases by area, one subtest each, so that a backend
+// author can work on one part of the contract at a time:
+//
+//	go test -run 'TestConformance/Claim' ./mybackend/
+//	go test -run 'TestConformance/Outcome/Release' ./mybackend/
+//
+// The areas, each in the file of its name:
+//
+//   - Insert: InsertPublished and InsertPublishedTx (commit and rollback,
+//     InsertOptions, large, binary and non-ASCII content, a duplicate id
+//     being storage.ErrPermanent);
+//   - Claim: due rows only, oldest first, leases that hide a row until
+//     they end, concurrent claimers never sharing a row, argument checks;
+//   - Outcome: Succeed, Fail (retry counting, final and permanent
+//     failures), Release, and DeleteExpired of what they made expire;
+//   - Received: InsertReceived's de-duplication and reset of Failed
+//     duplicates, claims restricted to consumer groups;
+//   - Text: text a database cannot hold as it is (long message ids,
+//     invalid UTF-8 and NUL, long error texts);
+//   - Dashboard: List's filters and paging, Counts, Histogram, Requeue
+//     and Delete;
+//   - Instances: Heartbeat, Instances and RemoveInstance.
+package storagetest
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/storage"
+)
+
+// Harness tells the suite how to use one storage.
+type Harness[TTx any] struct {
+	// New returns a fresh, migrated, empty driver on tables no other test
+	// uses, and registers their removal with t.Cleanup.
+	New func(t *testing.T) storage.Driver[TTx]
+	// Begin starts an application transaction on the database of d and
+	// returns it with its commit and rollback functions.
+	Begin func(ctx context.Context, t *testing.T, d storage.Driver[TTx]) (tx TTx, commit, rollback func() error)
+	// LargeBody is the body size of the large-payload test. Zero means 4 MiB.
+	LargeBody int
+	// Claimers is the number of goroutines of the concurrent-claim test.
+	// Zero means 8.
+	Claimers int
+}
+
+// Run runs the whole suite as subtests of t, one subtest per area, each
+// holding that area's cases (see the package documentation).
+func Run[TTx any](t *testing.T, h Harness[TTx]) {
+	if h.LargeBody == 0 {
+		h.LargeBody = 4 << 20
+	}
+	if h.Claimers == 0 {
+		h.Claimers = 8
+	}
+	s := &suite[TTx]{h: h}
+	for _, a := range s.areas() {
+		t.Run(a.name, func(t *testing.T) {
+			for _, c := range a.cases {
+				t.Run(c.name, c.f)
+			}
+		})
+	}
+}
+
+// area is a group of cases about one part of the contract.
+type area struct {
+	name  string
+	cases []testCase
+}
+
+type testCase struct {
+	name string
+	f    func(t *testing.T)
+}
+
+// areas lists the suite's cases by area; each area's cases are in the
+// file of its name.
+func (s *suite[TTx]) areas() []area {
+	return []area{
+		{"Insert", []testCase{
+			{"TxCommitAndRollback", s.txCommitAndRollback},
+			{"InsertWithoutTx", s.insertWithoutTx},
+			{"LargeAndNonASCII", s.largeAndNonASCII},
+			{"PermanentError", s.permanentError},
+		}},
+		{"Claim", []testCase{
+			{"ClaimDueOnly", s.claimDueOnly},
+			{"LeaseHidesAndExpires", s.leaseHidesAndExpires},
+			{"ConcurrentClaims", s.concurrentClaims},
+		}},
+		{"Outcome", []testCase{
+			{"Succeed", s.succeed},
+			{"FailRetriesAndFinal", s.failRetriesAndFinal},
+			{"FailPermanent", s.failPermanent},
+			{"Release", s.release},
+			{"DeleteExpired", s.deleteExpired},
+		}},
+		{"Received", []testCase{
+			{"ReceivedDedup", s.receivedDedup},
+			{"ReceivedClaimByGroup", s.receivedClaimByGroup},
+		}},
+		{"Text", []testCase{
+			{"ReceivedLongMsgID", s.receivedLongMsgID},
+			{"InvalidText", s.invalidText},
+			{"FailLongErrorText", s.failLongErrorText},
+		}},
+		{"Dashboard", []testCase{
+			{"ListFiltersAndPaging", s.listFiltersAndPaging},
+			{"CountsHistogramRequeueDelete", s.countsHistogramRequeueDelete},
+		}},
+		{"Instances", []testCase{
+			{"Instances", s.instances},
+		}},
+	}
+}
+
+type suite[TTx any] struct {
+	h   Harness[TTx]
+	gen *ids.Generator
+	mu  sync.Mutex
+}
+
+var bg = context.Background()
+
+// now is truncated to the microsecond, the precision every backend keeps.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func (s *suite[TTx]) id() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen == nil {
+		s.gen, _ = ids.NewGenerator(-1)
+	}
+	return s.gen.Next()
+}
+
+func (s *suite[TTx]) msg(name string, due time.Time) *storage.Message {
+	id := s.id()
+	return &storage.Message{
+		ID: id, Kind: storage.Published, MsgID: strconv.FormatInt(id, 10), Name: name,
+		Headers: map[string]string{"cap-msg-id": strconv.FormatInt(id, 10), "cap-msg-name": name},
+		Body:    []byte(`{"n":` + strconv.FormatInt(id%1000, 10) + `}`),
+		Status:  storage.StatusScheduled, Added: due, NextAttemptAt: due,
+	}
+}
+
+func (s *suite[TTx]) received(msgID, group, name string, body []byte) *storage.Message {
+	return &storage.Message{
+		ID: s.id(), Kind: storage.Received, MsgID: msgID, Group: group, Name: name,
+		Headers: map[string]string{"cap-msg-id": msgID, "cap-msg-name": name, "cap-msg-group": group},
+		Body:    body, Status: storage.StatusScheduled, Added: now(),
+	}
+}
+
+func (s *suite[TTx]) insert(t *testing.T, d storage.Store, msgs ...*storage.Message) {
+	t.Helper()
+	if err := d.InsertPublished(bg, msgs, storage.InsertOptions{}); err != nil {
+		t.Fatalf("InsertPublished: %v", err)
+	}
+}
+
+func claim(t *testing.T, d storage.Store, kind storage.Kind, at time.Time, lease time.Duration, limit int) []*storage.Message {
+	t.Helper()
+	got, err := d.Claim(bg, kind, storage.ClaimRequest{Now: at, LeaseUntil: at.Add(lease), Token: ids.Token(), Limit: limit})
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return got
+}
+
+func get(t *testing.T, d storage.Store, kind storage.Kind, id int64) *storage.Message {
+	t.Helper()
+	m, err := d.Get(bg, kind, id)
+	if err != nil {
+		t.Fatalf("Get(%d): %v", id, err)
+	}
+	return m
+}
+
+func lease(m *storage.Message) storage.Lease { return storage.Lease{ID: m.ID, Token: m.LeaseToken} }
+
+func idsOf(ms []*storage.Message) []int64 {
+	out := make([]int64, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
