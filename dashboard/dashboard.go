@@ -68,7 +68,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/storage"
 )
 
