@@ -1,0 +1,729 @@
+package storage_test
+
+// This file is a complete storage backend written the way a third party
+// would write one: against the public contract of package storage and
+// nothing else from gocap (in particular nothing under internal/). It keeps
+// its rows in memory, which makes it small enough to read in one sitting;
+// a real backend does the same things with SQL statements.
+//
+// Every method maps to one promise of storage.Store; the comments name the
+// promise where it is not obvious from the code.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// maxErrorBytes is the size of MemStore's error text "column": LastError
+// is cut to it with storage.TruncateText, as a SQL backend cuts it to the
+// size of its column.
+const maxErrorBytes = 4000
+
+// defaultListLimit is the page size of a List whose Filter.Limit is zero or
+// negative, as storage.Filter documents.
+const defaultListLimit = 50
+
+// MemStore is an in-memory storage.Driver[*Tx]: the published and received
+// tables are maps guarded by one mutex, and an application transaction is
+// a [Tx] that buffers the rows it inserts until it commits.
+//
+// A MemStore is safe for concurrent use. Its zero value is not usable;
+// call [NewMemStore].
+type MemStore struct {
+	mu sync.Mutex
+	// rows holds one table per kind, by row id. The stored messages are
+	// private copies: callers get copies too, never these.
+	rows map[storage.Kind]map[int64]*storage.Message
+	// received is the unique index of the received table: the stored
+	// (StorableMsgID(MsgID), ValidText(Group)) pair of a row to its id.
+	received map[receivedKey]int64
+	// instances are the processors' heartbeats, by stored id.
+	instances map[string]storage.Instance
+}
+
+// receivedKey is the de-duplication key of a received row, in the form in
+// which the row stores it.
+type receivedKey struct {
+	msgID, group string
+}
+
+// MemStore implements the whole contract for its own transaction type.
+var _ storage.Driver[*Tx] = (*MemStore)(nil)
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore {
+	return &MemStore{
+		rows: map[storage.Kind]map[int64]*storage.Message{
+			storage.Published: {},
+			storage.Received:  {},
+		},
+		received:  map[receivedKey]int64{},
+		instances: map[string]storage.Instance{},
+	}
+}
+
+// Tx is an application transaction on a MemStore. The published rows
+// inserted with InsertPublishedTx are buffered in it; Commit makes them
+// visible at once, Rollback drops them. A Tx is safe for concurrent use
+// and ends with its first Commit or Rollback.
+type Tx struct {
+	store   *MemStore
+	pending []*storage.Message // guarded by store.mu
+	done    bool               // guarded by store.mu
+}
+
+// errTxDone is returned when a Tx is used after Commit or Rollback.
+var errTxDone = errors.New("memstore: transaction has already been committed or rolled back")
+
+// Begin starts an application transaction.
+func (s *MemStore) Begin() *Tx { return &Tx{store: s} }
+
+// Commit makes the rows inserted in tx visible, all of them or, if one of
+// their ids has been stored meanwhile, none (with an error that is
+// storage.ErrPermanent).
+func (tx *Tx) Commit() error {
+	s := tx.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tx.done {
+		return errTxDone
+	}
+	tx.done = true
+	if err := s.checkNewIDs(storage.Published, tx.pending); err != nil {
+		return err
+	}
+	for _, m := range tx.pending {
+		s.rows[storage.Published][m.ID] = m
+	}
+	tx.pending = nil
+	return nil
+}
+
+// Rollback drops the rows inserted in tx.
+func (tx *Tx) Rollback() error {
+	s := tx.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tx.done {
+		return errTxDone
+	}
+	tx.done = true
+	tx.pending = nil
+	return nil
+}
+
+// lock locks s unless ctx has ended: every method honours its context
+// before it touches the tables. The caller unlocks s.mu.
+func (s *MemStore) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	return nil
+}
+
+// table returns the table of kind; s.mu is held.
+func (s *MemStore) table(kind storage.Kind) (map[int64]*storage.Message, error) {
+	t, ok := s.rows[kind]
+	if !ok {
+		return nil, fmt.Errorf("memstore: unknown kind %d", kind)
+	}
+	return t, nil
+}
+
+// Migrate has nothing to create: the tables exist from NewMemStore on.
+func (s *MemStore) Migrate(ctx context.Context) error { return nil }
+
+// InsertPublished inserts Scheduled published rows, all of them or none.
+// opts.Notify is ignored: a MemStore is not a storage.Listener.
+func (s *MemStore) InsertPublished(ctx context.Context, msgs []*storage.Message, opts storage.InsertOptions) error {
+	rows := newPublishedRows(msgs)
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if err := s.checkNewIDs(storage.Published, rows); err != nil {
+		return err
+	}
+	for _, m := range rows {
+		s.rows[storage.Published][m.ID] = m
+	}
+	return nil
+}
+
+// InsertPublishedTx inserts Scheduled published rows in tx: they become
+// visible only when tx commits. A duplicate id is refused now if it is
+// already stored or already in tx, and again at Commit if another
+// transaction stored it meanwhile.
+func (s *MemStore) InsertPublishedTx(ctx context.Context, tx *Tx, msgs []*storage.Message, opts storage.InsertOptions) error {
+	if tx == nil {
+		return errors.New("memstore: insert published: transaction is nil")
+	}
+	if tx.store != s {
+		return errors.New("memstore: insert published: transaction of another store")
+	}
+	rows := newPublishedRows(msgs)
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if tx.done {
+		return errTxDone
+	}
+	if err := s.checkNewIDs(storage.Published, append(slices.Clip(tx.pending), rows...)); err != nil {
+		return err
+	}
+	tx.pending = append(tx.pending, rows...)
+	return nil
+}
+
+// newPublishedRows returns the rows to store for msgs: private copies,
+// Scheduled, with the text rules applied. The columns a caller sets are
+// ID, Name, Headers, Body, Added and NextAttemptAt; a published row's
+// MsgID is the decimal form of its ID, and everything else starts empty.
+func newPublishedRows(msgs []*storage.Message) []*storage.Message {
+	rows := make([]*storage.Message, len(msgs))
+	for i, m := range msgs {
+		rows[i] = &storage.Message{
+			ID:            m.ID,
+			Kind:          storage.Published,
+			MsgID:         strconv.FormatInt(m.ID, 10),
+			Name:          storage.ValidText(m.Name),
+			Headers:       validHeaders(m.Headers),
+			Body:          bytes.Clone(m.Body),
+			Status:        storage.StatusScheduled,
+			Added:         m.Added.UTC(),
+			NextAttemptAt: m.NextAttemptAt.UTC(),
+		}
+	}
+	return rows
+}
+
+// checkNewIDs returns an error that is storage.ErrPermanent when one of
+// rows has the id of a stored row of kind or of another of rows: the
+// data itself is refused, and retrying cannot help. s.mu is held.
+func (s *MemStore) checkNewIDs(kind storage.Kind, rows []*storage.Message) error {
+	seen := make(map[int64]bool, len(rows))
+	for _, m := range rows {
+		if _, ok := s.rows[kind][m.ID]; ok || seen[m.ID] {
+			return fmt.Errorf("memstore: %s message %d already stored: %w", kind, m.ID, storage.ErrPermanent)
+		}
+		seen[m.ID] = true
+	}
+	return nil
+}
+
+// validHeaders returns a copy of h with every key and value made valid
+// text (storage.ValidText).
+func validHeaders(h map[string]string) map[string]string {
+	if h == nil {
+		return nil
+	}
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		out[storage.ValidText(k)] = storage.ValidText(v)
+	}
+	return out
+}
+
+// InsertReceived stores a received message as Scheduled, due at m.Added
+// and claimed under (token, leaseUntil), unless a row with the same stored
+// message id and group exists: a Failed one is reset and claimed (its
+// content stays), any other is left alone.
+func (s *MemStore) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	if token == 0 {
+		// A zero LeaseToken means "unclaimed" (storage.Message), so it
+		// cannot be the token of a claim.
+		return storage.ReceivedInsert{}, errors.New("memstore: insert received: token must be non-zero")
+	}
+	key := receivedKey{msgID: storage.StorableMsgID(m.MsgID), group: storage.ValidText(m.Group)}
+	if err := s.lock(ctx); err != nil {
+		return storage.ReceivedInsert{}, err
+	}
+	defer s.mu.Unlock()
+	if id, ok := s.received[key]; ok {
+		row := s.rows[storage.Received][id]
+		if row.Status != storage.StatusFailed {
+			return storage.ReceivedInsert{ID: id}, nil
+		}
+		// A redelivery runs a Failed message again, as a requeue does,
+		// but under the caller's lease.
+		row.Status = storage.StatusScheduled
+		row.Retries = 0
+		row.LastError = ""
+		row.ExpiresAt = time.Time{}
+		row.NextAttemptAt = m.Added.UTC()
+		row.LeaseToken, row.LeaseUntil = token, leaseUntil.UTC()
+		return storage.ReceivedInsert{ID: id, Claimed: true, Reset: true}, nil
+	}
+	row := &storage.Message{
+		ID:            m.ID,
+		Kind:          storage.Received,
+		MsgID:         key.msgID,
+		Name:          storage.ValidText(m.Name),
+		Group:         key.group,
+		Headers:       validHeaders(m.Headers),
+		Body:          bytes.Clone(m.Body),
+		Status:        storage.StatusScheduled,
+		Added:         m.Added.UTC(),
+		NextAttemptAt: m.Added.UTC(),
+		LeaseToken:    token,
+		LeaseUntil:    leaseUntil.UTC(),
+	}
+	if err := s.checkNewIDs(storage.Received, []*storage.Message{row}); err != nil {
+		return storage.ReceivedInsert{}, err
+	}
+	s.rows[storage.Received][row.ID] = row
+	s.received[key] = row.ID
+	return storage.ReceivedInsert{ID: row.ID, Claimed: true}, nil
+}
+
+// Claim leases up to req.Limit due Scheduled rows of kind, oldest
+// NextAttemptAt first. The mutex makes a claim atomic, so two claims
+// never take the same row: that is this store's SKIP LOCKED.
+func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
+	if req.Token == 0 || req.Limit <= 0 {
+		return nil, fmt.Errorf("memstore: claim: limit %d must be positive and token %d non-zero", req.Limit, req.Token)
+	}
+	// The processor names its groups as it was given them; the rows hold
+	// them as storage.ValidText stored them.
+	var groups map[string]bool
+	if kind == storage.Received && req.Groups != nil {
+		groups = make(map[string]bool, len(req.Groups))
+		for _, g := range req.Groups {
+			groups[storage.ValidText(g)] = true
+		}
+	}
+	now := req.Now.UTC()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	var due []*storage.Message
+	for _, m := range table {
+		if m.Status == storage.StatusScheduled && !m.NextAttemptAt.After(now) && !leased(m, now) &&
+			(groups == nil || groups[m.Group]) {
+			due = append(due, m)
+		}
+	}
+	slices.SortFunc(due, func(a, b *storage.Message) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), cmp.Compare(a.ID, b.ID))
+	})
+	due = due[:min(len(due), req.Limit)]
+	out := make([]*storage.Message, len(due))
+	for i, m := range due {
+		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
+		out[i] = clone(m)
+	}
+	return out, nil
+}
+
+// leased reports whether m is held by a lease that has not ended at now:
+// a lease ends at its LeaseUntil.
+func leased(m *storage.Message, now time.Time) bool {
+	return m.LeaseToken != 0 && m.LeaseUntil.After(now)
+}
+
+// held returns the row of table that lease still holds: Scheduled, with
+// the lease's token. It returns nil for a row that is gone or has been
+// claimed again, requeued or finished since.
+func held(table map[int64]*storage.Message, lease storage.Lease) *storage.Message {
+	m := table[lease.ID]
+	if m == nil || m.Status != storage.StatusScheduled || lease.Token == 0 || m.LeaseToken != lease.Token {
+		return nil
+	}
+	return m
+}
+
+// Succeed marks the rows still held by leases Succeeded, expiring at
+// expiresAt, and clears their lease. It returns how many it marked.
+func (s *MemStore) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range leases {
+		m := held(table, l)
+		if m == nil {
+			continue
+		}
+		m.Status = storage.StatusSucceeded
+		m.ExpiresAt = expiresAt.UTC()
+		m.LeaseToken, m.LeaseUntil = 0, time.Time{}
+		n++
+	}
+	return n, nil
+}
+
+// Release gives up the leases of rows whose attempt did not take place:
+// each row still held stays Scheduled with its retry count, due at
+// nextAttemptAt, with reason as LastError. It returns how many it released.
+func (s *MemStore) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, nextAttemptAt time.Time, reason string) (int64, error) {
+	reason = storage.TruncateText(reason, maxErrorBytes)
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range leases {
+		m := held(table, l)
+		if m == nil {
+			continue
+		}
+		m.NextAttemptAt = nextAttemptAt.UTC()
+		m.LastError = reason
+		m.LeaseToken, m.LeaseUntil = 0, time.Time{}
+		n++
+	}
+	return n, nil
+}
+
+// Fail records a failed attempt of the row held by lease: one more retry,
+// the error text, and either Failed (permanent, or the attempts are used
+// up) or Scheduled again at f.NextAttemptAt. A MaxAttempts of zero or less
+// sets no limit, as in the SQL backends. It returns storage.ErrLeaseLost
+// if lease no longer holds the row.
+func (s *MemStore) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
+	text := storage.TruncateText(f.Error, maxErrorBytes)
+	if err := s.lock(ctx); err != nil {
+		return storage.FailResult{}, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return storage.FailResult{}, err
+	}
+	m := held(table, lease)
+	if m == nil {
+		return storage.FailResult{}, storage.ErrLeaseLost
+	}
+	m.Retries++
+	m.LastError = text
+	m.LeaseToken, m.LeaseUntil = 0, time.Time{}
+	if f.Permanent || (f.MaxAttempts > 0 && m.Retries >= f.MaxAttempts) {
+		m.Status = storage.StatusFailed
+		m.ExpiresAt = f.ExpiresAt.UTC()
+	} else {
+		m.NextAttemptAt = f.NextAttemptAt.UTC()
+	}
+	return storage.FailResult{Retries: m.Retries, Status: m.Status}, nil
+}
+
+// Get returns a copy of one row, or storage.ErrNotFound.
+func (s *MemStore) Get(ctx context.Context, kind storage.Kind, id int64) (*storage.Message, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := table[id]
+	if !ok {
+		return nil, fmt.Errorf("memstore: %s message %d: %w", kind, id, storage.ErrNotFound)
+	}
+	return clone(m), nil
+}
+
+// List returns one page of the rows of f.Kind that match f, newest (highest
+// id) first, starting below f.BeforeID when it is set. Filters compare
+// with the text as the rows store it: a name or group made valid text, a
+// received message id as storage.StorableMsgID makes it. Group filters
+// received rows only, and is ignored for published ones. Content is
+// matched literally against the body's bytes.
+func (s *MemStore) List(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	name, group, msgID := storage.ValidText(f.Name), storage.ValidText(f.Group), f.MsgID
+	if f.Kind == storage.Received {
+		msgID = storage.StorableMsgID(f.MsgID)
+	}
+	match := func(m *storage.Message) bool {
+		return (f.Status == "" || m.Status == f.Status) &&
+			(f.Name == "" || m.Name == name) &&
+			(f.Group == "" || f.Kind != storage.Received || m.Group == group) &&
+			(f.MsgID == "" || m.MsgID == msgID) &&
+			(f.Content == "" || bytes.Contains(m.Body, []byte(f.Content))) &&
+			(f.BeforeID <= 0 || m.ID < f.BeforeID)
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(f.Kind)
+	if err != nil {
+		return nil, err
+	}
+	var page []*storage.Message
+	for _, m := range table {
+		if match(m) {
+			page = append(page, m)
+		}
+	}
+	slices.SortFunc(page, func(a, b *storage.Message) int { return cmp.Compare(b.ID, a.ID) })
+	page = page[:min(len(page), limit)]
+	for i, m := range page {
+		page[i] = clone(m)
+	}
+	return page, nil
+}
+
+// Counts returns the number of rows of kind in each status, every status
+// present, zero or not.
+func (s *MemStore) Counts(ctx context.Context, kind storage.Kind) (map[storage.Status]int64, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	counts := make(map[storage.Status]int64, len(storage.Statuses))
+	for _, st := range storage.Statuses {
+		counts[st] = 0
+	}
+	for _, m := range table {
+		counts[m.Status]++
+	}
+	return counts, nil
+}
+
+// Histogram counts the rows of kind added at or after since by status and
+// by time bucket. A row's time is the one its id encodes
+// (storage.IDTime), so, like a SQL backend reading its primary key, it
+// selects ids from storage.MinIDAt(since) on. A bucket starts at a
+// multiple of its width since the Unix epoch; the width is taken in whole
+// milliseconds, and must be at least one. Buckets without rows are left
+// out; the others come in time order, then in the order of
+// storage.Statuses.
+func (s *MemStore) Histogram(ctx context.Context, kind storage.Kind, since time.Time, bucket time.Duration) ([]storage.HistogramBucket, error) {
+	width := bucket.Milliseconds()
+	if width <= 0 {
+		return nil, fmt.Errorf("memstore: histogram: bucket %v is shorter than a millisecond", bucket)
+	}
+	minID := storage.MinIDAt(since)
+	type cell struct {
+		startMillis int64
+		status      storage.Status
+	}
+	counts := map[cell]int64{}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	table, err := s.table(kind)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	for _, m := range table {
+		if m.ID < minID {
+			continue
+		}
+		// Not time.Truncate: it aligns on the zero time, not the Unix epoch.
+		ms := storage.IDTime(m.ID).UnixMilli()
+		counts[cell{ms - ms%width, m.Status}]++
+	}
+	s.mu.Unlock()
+
+	out := make([]storage.HistogramBucket, 0, len(counts))
+	for c, n := range counts {
+		out = append(out, storage.HistogramBucket{Start: time.UnixMilli(c.startMillis).UTC(), Status: c.status, Count: n})
+	}
+	slices.SortFunc(out, func(a, b storage.HistogramBucket) int {
+		return cmp.Or(a.Start.Compare(b.Start),
+			cmp.Compare(slices.Index(storage.Statuses, a.Status), slices.Index(storage.Statuses, b.Status)))
+	})
+	return out, nil
+}
+
+// Requeue makes the given rows Scheduled and due at now, with zero
+// retries, no error, no expiry and no lease, except rows in flight (still
+// Scheduled under a lease that has not ended at now). It returns how many
+// rows it changed; an id given twice counts once.
+func (s *MemStore) Requeue(ctx context.Context, kind storage.Kind, ids []int64, now time.Time) (int64, error) {
+	now = now.UTC()
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, id := range uniq(ids) {
+		m := table[id]
+		if m == nil || (m.Status == storage.StatusScheduled && leased(m, now)) {
+			continue
+		}
+		m.Status = storage.StatusScheduled
+		m.NextAttemptAt = now
+		m.Retries = 0
+		m.LastError = ""
+		m.ExpiresAt = time.Time{}
+		m.LeaseToken, m.LeaseUntil = 0, time.Time{}
+		n++
+	}
+	return n, nil
+}
+
+// Delete removes the given rows; it returns how many it removed.
+func (s *MemStore) Delete(ctx context.Context, kind storage.Kind, ids []int64) (int64, error) {
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	if _, err := s.table(kind); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, id := range uniq(ids) {
+		if s.remove(kind, id) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// DeleteExpired removes at most limit rows whose ExpiresAt is set and not
+// after now, those that expired first first. limit must be positive.
+func (s *MemStore) DeleteExpired(ctx context.Context, kind storage.Kind, now time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("memstore: delete expired: limit %d must be positive", limit)
+	}
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return 0, err
+	}
+	var expired []*storage.Message
+	for _, m := range table {
+		if !m.ExpiresAt.IsZero() && !m.ExpiresAt.After(now) {
+			expired = append(expired, m)
+		}
+	}
+	slices.SortFunc(expired, func(a, b *storage.Message) int {
+		return cmp.Or(a.ExpiresAt.Compare(b.ExpiresAt), cmp.Compare(a.ID, b.ID))
+	})
+	expired = expired[:min(len(expired), limit)]
+	for _, m := range expired {
+		s.remove(kind, m.ID)
+	}
+	return int64(len(expired)), nil
+}
+
+// remove deletes row id of kind, and its entry in the received table's
+// unique index; it reports whether the row existed. s.mu is held.
+func (s *MemStore) remove(kind storage.Kind, id int64) bool {
+	m, ok := s.rows[kind][id]
+	if !ok {
+		return false
+	}
+	delete(s.rows[kind], id)
+	if kind == storage.Received {
+		delete(s.received, receivedKey{msgID: m.MsgID, group: m.Group})
+	}
+	return true
+}
+
+// Heartbeat records that inst is alive at inst.LastSeen. The first
+// heartbeat of an id stores the whole Instance; later ones move LastSeen.
+func (s *MemStore) Heartbeat(ctx context.Context, inst storage.Instance) error {
+	inst.ID, inst.Hostname = storage.ValidText(inst.ID), storage.ValidText(inst.Hostname)
+	inst.Started, inst.LastSeen = inst.Started.UTC(), inst.LastSeen.UTC()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if old, ok := s.instances[inst.ID]; ok {
+		old.LastSeen = inst.LastSeen
+		inst = old
+	}
+	s.instances[inst.ID] = inst
+	return nil
+}
+
+// Instances lists the processors whose last heartbeat is after since,
+// oldest started first (then by id).
+func (s *MemStore) Instances(ctx context.Context, since time.Time) ([]storage.Instance, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	var out []storage.Instance
+	for _, inst := range s.instances {
+		if inst.LastSeen.After(since) {
+			out = append(out, inst)
+		}
+	}
+	slices.SortFunc(out, func(a, b storage.Instance) int {
+		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// RemoveInstance deletes the heartbeat of processor id (given as it was
+// to Heartbeat), and, when olderThan is not zero, those last seen before
+// olderThan.
+func (s *MemStore) RemoveInstance(ctx context.Context, id string, olderThan time.Time) error {
+	id = storage.ValidText(id)
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	maps.DeleteFunc(s.instances, func(key string, inst storage.Instance) bool {
+		return key == id || (!olderThan.IsZero() && inst.LastSeen.Before(olderThan))
+	})
+	return nil
+}
+
+// clone returns a copy of m that shares nothing with it.
+func clone(m *storage.Message) *storage.Message {
+	c := *m
+	c.Headers = maps.Clone(m.Headers)
+	c.Body = bytes.Clone(m.Body)
+	return &c
+}
+
+// uniq returns ids without repetitions, in their first order.
+func uniq(ids []int64) []int64 {
+	seen := make(map[int64]bool, len(ids))
+	out := make([]int64, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
