@@ -1,11 +1,3 @@
-// This file compiles once storage/storagetest follows the new contract
-// (InsertOptions, ReceivedInsert, Histogram by time); until then it would
-// keep the whole test package from compiling, so it is built only with
-// -tags storagetest_newcontract. Remove this constraint when storagetest
-// lands.
-
-//go:build storagetest_newcontract
-
 package storage_test
 
 import (

@@ -10,7 +10,8 @@
 // # The life of a row
 //
 // A row is inserted Scheduled with NextAttemptAt set to the time it may first
-// be tried. A processor claims due rows with [Store.Claim]: the claim sets a
+// be tried, or, for a delayed message, Delayed with NextAttemptAt set to its
+// due time (a claim makes a due Delayed row Scheduled). A processor claims due rows with [Store.Claim]: the claim sets a
 // lease token and LeaseUntil, the end of the lease, and the row is
 // invisible to other claims until the lease ends. The holder of the lease
 // then reports the outcome with [Store.Succeed] or [Store.Fail]; both are
@@ -64,6 +65,9 @@ func (k Kind) String() string {
 type Status string
 
 const (
+	// StatusDelayed: a published message that waits for its due time
+	// (NextAttemptAt) before its first attempt; DotNetCore.CAP's name.
+	StatusDelayed Status = "Delayed"
 	// StatusScheduled: the message waits to be sent (published) or handled
 	// (received), possibly after earlier failed attempts.
 	StatusScheduled Status = "Scheduled"
@@ -76,11 +80,11 @@ const (
 )
 
 // Statuses lists every Status in display order.
-var Statuses = []Status{StatusScheduled, StatusSucceeded, StatusFailed}
+var Statuses = []Status{StatusDelayed, StatusScheduled, StatusSucceeded, StatusFailed}
 
 // Valid reports whether s is one of the known statuses.
 func (s Status) Valid() bool {
-	return s == StatusScheduled || s == StatusSucceeded || s == StatusFailed
+	return s == StatusDelayed || s == StatusScheduled || s == StatusSucceeded || s == StatusFailed
 }
 
 // Message is one row of the published or the received table.
@@ -122,6 +126,40 @@ type Message struct {
 	// LeaseUntil is when the current claim ends; zero when unclaimed. A
 	// claimed row is not claimed again before then.
 	LeaseUntil time.Time
+	// Policy is the row's retry policy as the processor encoded it when
+	// the row was inserted; a Store keeps it as it is and never reads it.
+	// Empty means the processor's default policy.
+	Policy string
+	// Attempts are the row's last attempts, oldest first: at most
+	// MaxAttemptHistory, each appended by Succeed or Fail.
+	Attempts []Attempt
+}
+
+// MaxAttemptHistory is the number of attempts a row keeps in
+// Message.Attempts; older ones are dropped.
+const MaxAttemptHistory = 20
+
+// MaxAttemptErrorBytes bounds the error text of one recorded attempt
+// (the row's LastError keeps the whole text, up to the backend's limit).
+const MaxAttemptErrorBytes = 500
+
+// Attempt is one attempt of a message: a send to the broker or a handler
+// run.
+type Attempt struct {
+	// At is when the attempt started.
+	At time.Time
+	// Duration is how long it took.
+	Duration time.Duration
+	// Error is empty for an attempt that succeeded, else its error text
+	// (cut with TruncateText to MaxAttemptErrorBytes by the Store).
+	Error string
+}
+
+// Completed is a leased row whose attempt succeeded.
+type Completed struct {
+	Lease
+	// Attempt is the successful attempt, appended to the row's history.
+	Attempt Attempt
 }
 
 // Lease identifies one claim of one row: the row id and the token of the
@@ -131,10 +169,10 @@ type Lease struct {
 	Token int64
 }
 
-// ClaimRequest asks for up to Limit due Scheduled rows.
+// ClaimRequest asks for up to Limit due rows.
 type ClaimRequest struct {
-	// Now is the current time: Scheduled rows with NextAttemptAt <= Now
-	// whose lease, if any, ended by Now are due.
+	// Now is the current time: Scheduled and Delayed rows with
+	// NextAttemptAt <= Now whose lease, if any, ended by Now are due.
 	Now time.Time
 	// LeaseUntil becomes the claimed rows' LeaseUntil.
 	LeaseUntil time.Time
@@ -144,7 +182,9 @@ type ClaimRequest struct {
 	Limit int
 	// Groups, when not nil, restricts a claim of received rows to these
 	// consumer groups: a processor claims only the rows it has handlers
-	// for. It is ignored for published rows.
+	// for. The names are those the processor stored rows with (a Store
+	// compares them in the form it stores group names, see ValidText). It
+	// is ignored for published rows.
 	Groups []string
 }
 
@@ -157,12 +197,16 @@ type Failure struct {
 	// NextAttemptAt is when the row becomes due again if it stays Scheduled.
 	NextAttemptAt time.Time
 	// MaxAttempts is the number of attempts allowed in all: when the
-	// incremented retry count reaches it, the row becomes Failed.
+	// incremented retry count reaches it, the row becomes Failed. Zero or
+	// less means no limit.
 	MaxAttempts int
 	// Permanent makes the row Failed at once, whatever its retry count.
 	Permanent bool
 	// ExpiresAt is stored when the row becomes Failed.
 	ExpiresAt time.Time
+	// Attempt is the failed attempt, appended to the row's history; its
+	// Error is Error (the Store cuts it to MaxAttemptErrorBytes).
+	Attempt Attempt
 }
 
 // FailResult is the state of a row after [Store.Fail].
@@ -174,15 +218,19 @@ type FailResult struct {
 	Status Status
 }
 
-// Filter selects rows for the dashboard. Zero fields do not filter.
+// Filter selects rows for the dashboard. Zero fields other than Kind do
+// not filter. Text filters compare in the form the Store stores text (see
+// the package doc), so a value finds the row it was stored with.
 type Filter struct {
+	// Kind is the table; required.
 	Kind   Kind
 	Status Status
 	// Name matches the topic exactly.
 	Name string
-	// Group matches the consumer group exactly (received rows only).
+	// Group matches the consumer group exactly; ignored for published rows.
 	Group string
-	// MsgID matches the wire message id exactly.
+	// MsgID matches the wire message id exactly (for a published row, the
+	// decimal id: a text that is not a number matches nothing).
 	MsgID string
 	// Content matches rows whose body contains this text.
 	Content string
@@ -236,28 +284,35 @@ type Store interface {
 	// idempotent and safe to run from several processes at once.
 	Migrate(ctx context.Context) error
 
-	// InsertPublished inserts Scheduled published rows in a transaction of
-	// its own (for Publish outside an application transaction).
+	// InsertPublished inserts published rows in a transaction of its own
+	// (for Publish outside an application transaction): each with the
+	// Status of its Message, Scheduled or Delayed, due at NextAttemptAt,
+	// and with its Policy.
 	InsertPublished(ctx context.Context, msgs []*Message, opts InsertOptions) error
 
 	// InsertReceived stores a received message m (ID, MsgID, Name, Group,
 	// Headers, Body, Added set) as Scheduled, due at m.Added and claimed
 	// under the lease (token, leaseUntil). If a row with the same MsgID and
-	// Group exists: a Failed row is reset to Scheduled with zero retries
-	// and claimed under the lease (ReceivedInsert.Reset, with the stored
-	// row's id); any other row is left alone (not Claimed).
+	// Group exists: a Failed row is reset to Scheduled with zero retries,
+	// no error and no expiry, due at m.Added and claimed under the lease
+	// (ReceivedInsert.Reset, with the stored row's id); any other row is
+	// left alone (not Claimed). token must be non-zero.
 	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
-	// Claim leases up to req.Limit due Scheduled rows of kind, oldest
-	// NextAttemptAt first, skipping rows that another claim holds at the
-	// same moment (FOR UPDATE SKIP LOCKED or equivalent). It holds no
-	// transaction open after it returns.
+	// Claim leases up to req.Limit due rows of kind (Scheduled or
+	// Delayed, see ClaimRequest), oldest NextAttemptAt first, skipping rows
+	// that another claim holds at the same moment (FOR UPDATE SKIP LOCKED
+	// or equivalent); a claimed Delayed row becomes Scheduled. It reads
+	// only due rows (through an index), so rows due later cost a claim
+	// nothing. It holds no transaction open after it returns.
 	Claim(ctx context.Context, kind Kind, req ClaimRequest) ([]*Message, error)
 
-	// Succeed marks the leased rows Succeeded with the given expiry and
-	// clears their lease (token and LeaseUntil). Rows whose lease no longer matches are left alone;
-	// it returns how many rows it marked.
-	Succeed(ctx context.Context, kind Kind, leases []Lease, now, expiresAt time.Time) (int64, error)
+	// Succeed marks the leased rows Succeeded with the given expiry,
+	// appends each one's attempt to its history and clears its lease
+	// (token and LeaseUntil). Rows whose lease no longer matches, or that
+	// are no longer Scheduled, are left alone; it returns how many rows it
+	// marked.
+	Succeed(ctx context.Context, kind Kind, done []Completed, expiresAt time.Time) (int64, error)
 
 	// Release gives up leases of rows whose attempt did not take place
 	// (the transport could not reach its broker): each row still held
@@ -268,11 +323,18 @@ type Store interface {
 	Release(ctx context.Context, kind Kind, leases []Lease, nextAttemptAt time.Time, reason string) (int64, error)
 
 	// Fail records a failed attempt of a leased row: retries is incremented
-	// in SQL, LastError set, and the row becomes Failed (with f.ExpiresAt)
+	// in SQL, LastError set, f.Attempt appended to the row's history, and
+	// the row becomes Failed (with f.ExpiresAt)
 	// if f.Permanent or the new retry count reaches f.MaxAttempts, else it
 	// stays Scheduled with NextAttemptAt = f.NextAttemptAt. The lease is
 	// cleared. It returns ErrLeaseLost if the lease no longer matches.
 	Fail(ctx context.Context, kind Kind, lease Lease, f Failure) (FailResult, error)
+
+	// NextDue returns the earliest NextAttemptAt after after among the
+	// Scheduled and Delayed rows of kind, or the zero time if there is
+	// none: the processor sleeps until then instead of polling faster. It
+	// reads one index entry.
+	NextDue(ctx context.Context, kind Kind, after time.Time) (time.Time, error)
 
 	// Get returns one row, or ErrNotFound.
 	Get(ctx context.Context, kind Kind, id int64) (*Message, error)
@@ -284,15 +346,17 @@ type Store interface {
 	Counts(ctx context.Context, kind Kind) (map[Status]int64, error)
 
 	// Histogram counts the rows of kind added at or after since, by
-	// status and by bucket of the given width (at least a millisecond),
+	// status and by bucket of the given width (at least a millisecond; a
+	// shorter one is an error),
 	// buckets aligned on multiples of the width since the Unix epoch. The
 	// time a row was added is the one its id encodes (see [IDTime]), so a
 	// backend can answer from its primary key (see [MinIDAt]).
 	Histogram(ctx context.Context, kind Kind, since time.Time, bucket time.Duration) ([]HistogramBucket, error)
 
 	// Requeue makes the given rows Scheduled and due at now, with zero
-	// retries, no error, no expiry and no lease. A Scheduled row whose
-	// lease has not ended is in flight and is left alone. It returns how
+	// retries, no error, no expiry and no lease, keeping their Policy (a
+	// Delayed row is thus sent now). A Scheduled row whose lease has not
+	// ended is in flight and is left alone. It returns how
 	// many rows it changed.
 	Requeue(ctx context.Context, kind Kind, ids []int64, now time.Time) (int64, error)
 
@@ -300,7 +364,8 @@ type Store interface {
 	Delete(ctx context.Context, kind Kind, ids []int64) (int64, error)
 
 	// DeleteExpired removes at most limit rows whose ExpiresAt is set and
-	// not after now; it returns how many it removed.
+	// not after now, earliest expiry first; it returns how many it
+	// removed. A limit below 1 is an error.
 	DeleteExpired(ctx context.Context, kind Kind, now time.Time, limit int) (int64, error)
 
 	// Heartbeat records that the processor inst is alive at inst.LastSeen.
@@ -319,8 +384,9 @@ type Store interface {
 // for database/sql backends).
 type Driver[TTx any] interface {
 	Store
-	// InsertPublishedTx inserts Scheduled published rows using tx. The rows
-	// become visible, and are sent, only if tx commits.
+	// InsertPublishedTx inserts published rows using tx, as
+	// InsertPublished does. The rows become visible, and are sent, only if
+	// tx commits. A nil tx is an error.
 	InsertPublishedTx(ctx context.Context, tx TTx, msgs []*Message, opts InsertOptions) error
 }
 
