@@ -199,6 +199,7 @@ func runCore[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("ProcessorKilled", func(t *testing.T) { testProcessorKilled(t, be) })
 	runReceive(t, be)
 	runReliability(t, be)
+	runDelays(t, be)
 }
 
 func testCommitDelivered[TTx any](t *testing.T, be backend[TTx]) {

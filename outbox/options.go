@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/gocap/gocap/internal/engine"
@@ -33,10 +34,18 @@ const (
 
 // RetryPolicy says how often a failed send or handler run is tried again.
 //
-// An attempt that fails is retried at once (as soon as a processor can take
-// it) ImmediateRetries times; after that it is retried every Interval, until
-// MaxAttempts attempts have been made in all. The message is then Failed,
-// and [Options.OnFailed] is called once for it.
+// By default (DotNetCore.CAP's policy) an attempt that fails is retried at
+// once (as soon as a processor can take it) ImmediateRetries times; after
+// that it is retried every Interval, until MaxAttempts attempts have been
+// made in all. The message is then Failed, and [Options.OnFailed] is
+// called once for it. A Schedule of explicit waits, or an exponential
+// Backoff, replaces the immediate retries and the Interval.
+//
+// Options.Retry is the policy of every message that has none of its own;
+// [WithRetry] gives one message its policy, [WithSubscriptionRetry] the
+// messages received for one subscription. A message's own policy is stored
+// with its row when it is published (or received), so any processor, after
+// any restart, and a requeue from the dashboard, keep to it.
 //
 // Only attempts that reached the broker or the handler count. A send that
 // fails because the transport cannot reach its broker (the error wraps
@@ -55,8 +64,83 @@ type RetryPolicy struct {
 	// DefaultRetryInterval (one minute).
 	Interval time.Duration
 	// MaxAttempts is the number of attempts in all, the first one included.
-	// Zero means DefaultMaxAttempts (50).
+	// In Options.Retry, zero means DefaultMaxAttempts (50), or, with a
+	// Schedule, one more than its waits. WithRetry and WithSubscriptionRetry
+	// need it set: below 1 is an error.
 	MaxAttempts int
+	// Schedule, if set, is the wait before each retry: Schedule[0] after
+	// the first failure, Schedule[1] after the second, and so on; past its
+	// end the last wait repeats. Every wait must be positive. See
+	// NotifySchedule for the payment-notification style.
+	Schedule []time.Duration
+	// Backoff, if set (and Schedule is not), makes the waits grow
+	// exponentially.
+	Backoff *ExponentialBackoff
+}
+
+// ExponentialBackoff is a retry wait that starts at Initial and grows by
+// Multiplier after each failure up to Max, each wait moved at random by up
+// to ±Jitter of itself (0.1 = ±10 %) so that retries of many messages do
+// not come in waves.
+type ExponentialBackoff struct {
+	// Initial is the wait after the first failure; must be positive.
+	Initial time.Duration
+	// Max caps the wait; at least Initial. Zero means Initial × 1024.
+	Max time.Duration
+	// Multiplier is the growth per failure; zero means 2, below 1 is an error.
+	Multiplier float64
+	// Jitter is the random share of each wait, 0..1.
+	Jitter float64
+}
+
+// NotifySchedule is the retry schedule of payment-notification callbacks
+// (WeChat Pay's): 15 s, 15 s, 30 s, 3 min, 10 min, 20 min, 30 min, 30 min,
+// 30 min, 60 min, 3 h, 3 h, 3 h, 6 h, 6 h — 16 attempts over about 25 hours
+// with MaxAttempts 16.
+var NotifySchedule = []time.Duration{
+	15 * time.Second, 15 * time.Second, 30 * time.Second, 3 * time.Minute, 10 * time.Minute,
+	20 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 60 * time.Minute,
+	3 * time.Hour, 3 * time.Hour, 3 * time.Hour, 6 * time.Hour, 6 * time.Hour,
+}
+
+// policy returns r as the engine's policy, with zero fields defaulted;
+// explicit says that MaxAttempts must be set (a per-message or
+// per-subscription policy).
+func (r RetryPolicy) policy(explicit bool) (engine.Policy, error) {
+	p := engine.Policy{MaxAttempts: r.MaxAttempts, ImmediateRetries: r.ImmediateRetries, Interval: r.Interval,
+		Schedule: slices.Clone(r.Schedule)}
+	if explicit && p.MaxAttempts < 1 {
+		return p, fmt.Errorf("MaxAttempts %d: a retry policy needs MaxAttempts of at least 1", p.MaxAttempts)
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+		if len(p.Schedule) > 0 {
+			p.MaxAttempts = len(p.Schedule) + 1
+		}
+	}
+	switch {
+	case p.ImmediateRetries == 0:
+		p.ImmediateRetries = DefaultImmediateRetries
+	case p.ImmediateRetries < 0:
+		p.ImmediateRetries = 0
+	}
+	if p.Interval == 0 {
+		p.Interval = DefaultRetryInterval
+	}
+	if b := r.Backoff; b != nil && len(p.Schedule) == 0 {
+		eb := engine.Backoff{Initial: b.Initial, Max: b.Max, Multiplier: b.Multiplier, Jitter: b.Jitter}
+		if eb.Multiplier == 0 {
+			eb.Multiplier = 2
+		}
+		if eb.Max == 0 {
+			eb.Max = eb.Initial * 1024
+		}
+		p.Backoff = &eb
+	}
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
 }
 
 // FailedMessage is passed to [Options.OnFailed] when a message has used up
@@ -162,20 +246,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Serializer == nil {
 		o.Serializer = JSON{}
 	}
-	r := &o.Retry
-	if r.ImmediateRetries == 0 {
-		r.ImmediateRetries = DefaultImmediateRetries
-	} else if r.ImmediateRetries < 0 {
-		r.ImmediateRetries = 0
-	}
-	if r.Interval == 0 {
-		r.Interval = DefaultRetryInterval
-	}
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = DefaultMaxAttempts
-	}
-	if r.Interval < 0 || r.MaxAttempts < 0 {
-		return o, fmt.Errorf("outbox: Options.Retry: Interval %v and MaxAttempts %d must not be negative", r.Interval, r.MaxAttempts)
+	if _, err := o.Retry.policy(false); err != nil {
+		return o, fmt.Errorf("outbox: Options.Retry: %w", err)
 	}
 	durations := []struct {
 		p    *time.Duration
@@ -234,12 +306,13 @@ func (o Options) engineConfig(store storage.Store, tr transport.Transport) engin
 	if node == 0 {
 		node = -1 // random
 	}
+	retry, _ := o.Retry.policy(false) // checked by withDefaults
 	c := engine.Config{
 		Store:              store,
 		Transport:          tr,
 		Logger:             o.Logger,
 		NodeID:             node,
-		Retry:              engine.Retry(o.Retry),
+		Retry:              retry,
 		SucceededTTL:       o.SucceededTTL,
 		FailedTTL:          o.FailedTTL,
 		CleanInterval:      o.CleanInterval,

@@ -17,6 +17,43 @@ type PublishOption func(*publishConfig)
 
 type publishConfig struct {
 	headers map[string]string
+	delay   time.Duration // > 0: delayed by this much
+	at      time.Time     // not zero: due then
+	retry   *RetryPolicy
+	err     error // an option's bad input
+}
+
+// WithDelay makes the message due d after the publish: it commits with the
+// transaction like any other, is stored as Delayed, and is sent when due
+// (within about 100 ms with a processor running), with CAP's delayed
+// headers (cap-delaytime, and cap-senttime = the due time). A negative d is
+// an error; zero sends at once.
+func WithDelay(d time.Duration) PublishOption {
+	return func(c *publishConfig) {
+		if d < 0 {
+			c.err = fmt.Errorf("WithDelay(%v): a delay must not be negative", d)
+			return
+		}
+		c.delay, c.at = d, time.Time{}
+	}
+}
+
+// WithDeliverAt makes the message due at t, as WithDelay does; a t in the
+// past sends it at once. A zero t is an error.
+func WithDeliverAt(t time.Time) PublishOption {
+	return func(c *publishConfig) {
+		if t.IsZero() {
+			c.err = fmt.Errorf("WithDeliverAt: the time is zero")
+			return
+		}
+		c.at, c.delay = t, 0
+	}
+}
+
+// WithRetry gives the message a retry policy of its own, stored with it
+// (see RetryPolicy); its MaxAttempts must be at least 1.
+func WithRetry(p RetryPolicy) PublishOption {
+	return func(c *publishConfig) { c.retry = &p }
 }
 
 // WithHeader adds a transport header to the message. A header named like
@@ -57,6 +94,9 @@ func (o *Outbox[TTx]) Publish(ctx context.Context, tx TTx, topic string, payload
 	if err := o.driver.InsertPublishedTx(ctx, tx, []*storage.Message{m}, in); err != nil {
 		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
 	}
+	if m.Status == storage.StatusDelayed {
+		o.e.NoteDue(m.NextAttemptAt)
+	}
 	return m.ID, nil
 }
 
@@ -70,6 +110,10 @@ func (o *Outbox[TTx]) PublishWithoutTx(ctx context.Context, topic string, payloa
 	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
 	if err := o.driver.InsertPublished(ctx, []*storage.Message{m}, in); err != nil {
 		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
+	}
+	if m.Status == storage.StatusDelayed {
+		o.e.NoteDue(m.NextAttemptAt)
+		return m.ID, nil
 	}
 	o.e.Wake(storage.Published)
 	return m.ID, nil
@@ -103,9 +147,12 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 	for _, opt := range opts {
 		opt(&cfg)
 	}
+	if cfg.err != nil {
+		return nil, fmt.Errorf("outbox: publish to %q: %w", name, cfg.err)
+	}
 	id := o.e.NextID()
 	now := time.Now().UTC()
-	return &storage.Message{
+	m := &storage.Message{
 		ID:            id,
 		Kind:          storage.Published,
 		MsgID:         strconv.FormatInt(id, 10),
@@ -115,5 +162,21 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 		Status:        storage.StatusScheduled,
 		Added:         now,
 		NextAttemptAt: now,
-	}, nil
+	}
+	if cfg.retry != nil {
+		p, err := cfg.retry.policy(true)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: publish to %q: WithRetry: %w", name, err)
+		}
+		m.Policy = p.Encode()
+	}
+	due := cfg.at
+	if cfg.delay > 0 {
+		due = now.Add(cfg.delay)
+	}
+	if due.After(now) {
+		m.Status, m.NextAttemptAt = storage.StatusDelayed, due.UTC()
+		m.Headers = wire.Delayed(m.Headers, due.Sub(now), due)
+	}
+	return m, nil
 }

@@ -56,6 +56,10 @@ func sqliteDB(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-// TestSQLite runs the reliability cases on SQLite; the core cases run on
-// it through the quickstart example and the storage suite.
-func TestSQLite(t *testing.T) { runReliability(t, sqliteBackend) }
+// TestSQLite runs the reliability, delay and retry-policy cases on
+// SQLite; the core cases run on it through the quickstart example and the
+// storage suite.
+func TestSQLite(t *testing.T) {
+	runReliability(t, sqliteBackend)
+	runDelays(t, sqliteBackend)
+}

@@ -38,6 +38,14 @@ type SubscribeOption func(*subscribeConfig)
 
 type subscribeConfig struct {
 	group string
+	retry *RetryPolicy
+}
+
+// WithSubscriptionRetry gives the messages received for the subscription
+// a retry policy of their own, stored with each received row, instead of
+// Options.Retry; its MaxAttempts must be at least 1.
+func WithSubscriptionRetry(p RetryPolicy) SubscribeOption {
+	return func(c *subscribeConfig) { c.retry = &p }
 }
 
 // Group puts the subscription in consumer group name (the default group is
@@ -83,10 +91,19 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 	if cfg.group == "" {
 		return fmt.Errorf("outbox: subscribe to %q: group name is empty", topicPattern)
 	}
+	var policy string
+	if cfg.retry != nil {
+		p, err := cfg.retry.policy(true)
+		if err != nil {
+			return fmt.Errorf("outbox: subscribe to %q: WithSubscriptionRetry: %w", topicPattern, err)
+		}
+		policy = p.Encode()
+	}
 	ser := o.opts.Serializer
 	return o.e.Subscribe(engine.Subscription{
 		Group:   o.opts.GroupPrefix + cfg.group,
 		Pattern: topicPattern,
+		Policy:  policy,
 		Handle: func(ctx context.Context, m *storage.Message) error {
 			r := Received[T]{
 				ID:      m.MsgID,

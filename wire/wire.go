@@ -11,6 +11,7 @@ package wire
 
 import (
 	"encoding/base64"
+	"fmt"
 	"maps"
 	"strconv"
 	"strings"
@@ -33,8 +34,14 @@ const (
 	CorrelationID = "cap-corr-id"
 	// CorrelationSeq is the position in the conversation; "0" at publish.
 	CorrelationSeq = "cap-corr-seq"
-	// SentTime is when the message was published, RFC 3339 in UTC.
+	// SentTime is when the message was published, RFC 3339 in UTC; for a
+	// delayed message, when it is due (as CAP sets it).
 	SentTime = "cap-senttime"
+	// DelayTime is the delay of a delayed message, in .NET's TimeSpan
+	// format ([d.]hh:mm:ss[.fffffff]), as CAP's PublishDelayAsync writes it
+	// (src/DotNetCore.CAP/Internal/ICapPublisher.Default.cs:
+	// headers.Add(Headers.DelayTime, delayTime.Value.ToString())).
+	DelayTime = "cap-delaytime"
 )
 
 // Headers gocap adds to a received row that could not be stored as it
@@ -98,6 +105,93 @@ func Received(group, topic string, headers map[string]string, newID func() strin
 	}
 	h[Group] = group
 	return d
+}
+
+// Delayed returns the headers of a delayed message: h (from [Published])
+// with DelayTime set to delay and SentTime to due, as CAP's
+// PublishDelayAsync sets them.
+func Delayed(h map[string]string, delay time.Duration, due time.Time) map[string]string {
+	h[DelayTime] = FormatDelay(delay)
+	h[SentTime] = FormatSentTime(due)
+	return h
+}
+
+// FormatDelay formats d as .NET's TimeSpan.ToString() does:
+// [-][d.]hh:mm:ss[.fffffff], so "00:30:00" for 30 minutes and
+// "1.02:03:04.5000000" for a day, 2 h, 3 min and 4.5 s.
+func FormatDelay(d time.Duration) string {
+	var b strings.Builder
+	if d < 0 {
+		b.WriteByte('-')
+		d = -d
+	}
+	ticks := int64(d / 100) // .NET ticks are 100 ns
+	const tps = 10_000_000
+	days, rest := ticks/(86400*tps), ticks%(86400*tps)
+	if days > 0 {
+		b.WriteString(strconv.FormatInt(days, 10))
+		b.WriteByte('.')
+	}
+	h, rest := rest/(3600*tps), rest%(3600*tps)
+	m, rest := rest/(60*tps), rest%(60*tps)
+	sec, frac := rest/tps, rest%tps
+	fmt.Fprintf(&b, "%02d:%02d:%02d", h, m, sec)
+	if frac > 0 {
+		fmt.Fprintf(&b, ".%07d", frac)
+	}
+	return b.String()
+}
+
+// ParseDelay reads a DelayTime value in .NET's TimeSpan format, or as a Go
+// duration ("30m"); ok is false if it is neither.
+func ParseDelay(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, true
+	}
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var days int64
+	clock := s
+	if i := strings.IndexByte(s, '.'); i >= 0 && i < strings.IndexByte(s, ':') {
+		n, err := strconv.ParseInt(s[:i], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		days, clock = n, s[i+1:]
+	}
+	frac := ""
+	if i := strings.IndexByte(clock, '.'); i >= 0 {
+		clock, frac = clock[:i], clock[i+1:]
+	}
+	parts := strings.Split(clock, ":")
+	if len(parts) != 3 {
+		return 0, false
+	}
+	var hms [3]int64
+	for i, p := range parts {
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || n < 0 {
+			return 0, false
+		}
+		hms[i] = n
+	}
+	d := time.Duration(days)*24*time.Hour + time.Duration(hms[0])*time.Hour +
+		time.Duration(hms[1])*time.Minute + time.Duration(hms[2])*time.Second
+	if frac != "" {
+		if len(frac) > 7 {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(frac+strings.Repeat("0", 7-len(frac)), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		d += time.Duration(n) * 100
+	}
+	if neg {
+		d = -d
+	}
+	return d, true
 }
 
 // sentTimeLayouts are the forms of cap-senttime accepted on receive:

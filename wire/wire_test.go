@@ -100,3 +100,38 @@ func TestHeaderValueForms(t *testing.T) {
 		}
 	}
 }
+
+// The delay is written as .NET's TimeSpan.ToString() writes it, which is
+// what CAP's PublishDelayAsync puts in cap-delaytime.
+func TestDelay(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{30 * time.Minute, "00:30:00"},
+		{90 * time.Second, "00:01:30"},
+		{1500 * time.Millisecond, "00:00:01.5000000"},
+		{26*time.Hour + 3*time.Minute + 4*time.Second + 500*time.Millisecond, "1.02:03:04.5000000"},
+		{10 * 24 * time.Hour, "10.00:00:00"},
+	} {
+		if got := wire.FormatDelay(c.d); got != c.want {
+			t.Errorf("FormatDelay(%v) = %q, want %q", c.d, got, c.want)
+		}
+		if back, ok := wire.ParseDelay(c.want); !ok || back != c.d {
+			t.Errorf("ParseDelay(%q) = %v, %v", c.want, back, ok)
+		}
+	}
+	if d, ok := wire.ParseDelay("30m"); !ok || d != 30*time.Minute {
+		t.Errorf("a Go duration: %v %v", d, ok)
+	}
+	for _, bad := range []string{"", "soon", "1:2", "00:xx:00"} {
+		if _, ok := wire.ParseDelay(bad); ok {
+			t.Errorf("ParseDelay(%q) accepted", bad)
+		}
+	}
+	due := time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)
+	h := wire.Delayed(wire.Published(1, "a", "", due.Add(-30*time.Minute), nil), 30*time.Minute, due)
+	if h[wire.DelayTime] != "00:30:00" || h[wire.SentTime] != "2026-11-25T11:00:00Z" {
+		t.Errorf("delayed headers %v", h)
+	}
+}

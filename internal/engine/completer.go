@@ -12,15 +12,15 @@ import (
 // before run returns.
 type completer struct {
 	p    *processor
-	done chan storage.Lease
+	done chan storage.Completed
 }
 
 func newCompleter(p *processor, capacity int) *completer {
-	return &completer{p: p, done: make(chan storage.Lease, capacity)}
+	return &completer{p: p, done: make(chan storage.Completed, capacity)}
 }
 
-// succeeded hands over the lease of a row whose attempt succeeded.
-func (c *completer) succeeded(l storage.Lease) { c.done <- l }
+// succeeded hands over a row whose attempt succeeded.
+func (c *completer) succeeded(d storage.Completed) { c.done <- d }
 
 // close ends run once everything handed over is written.
 func (c *completer) close() { close(c.done) }
@@ -29,7 +29,7 @@ func (c *completer) close() { close(c.done) }
 const maxCompleteBatch = 1000
 
 func (c *completer) run(ctx context.Context) {
-	batch := make([]storage.Lease, 0, maxCompleteBatch)
+	batch := make([]storage.Completed, 0, maxCompleteBatch)
 	for first := range c.done {
 		batch = append(batch[:0], first)
 	gather:
@@ -48,11 +48,10 @@ func (c *completer) run(ctx context.Context) {
 	}
 }
 
-func (c *completer) write(ctx context.Context, batch []storage.Lease) {
+func (c *completer) write(ctx context.Context, batch []storage.Completed) {
 	p := c.p
 	err := p.retryStore(ctx, func() error {
-		now := time.Now().UTC()
-		_, err := p.store.Succeed(ctx, p.kind, batch, now, now.Add(p.cfg.SucceededTTL))
+		_, err := p.store.Succeed(ctx, p.kind, batch, time.Now().UTC().Add(p.cfg.SucceededTTL))
 		return err
 	})
 	if err != nil {

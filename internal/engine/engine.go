@@ -30,13 +30,6 @@ var (
 	ErrRunning = errors.New("outbox: already running")
 )
 
-// Retry is the retry policy of both tables (see outbox.RetryPolicy).
-type Retry struct {
-	ImmediateRetries int
-	Interval         time.Duration
-	MaxAttempts      int
-}
-
 // Config is everything an Engine needs; the outbox package fills it in
 // from its Options, with every default applied.
 type Config struct {
@@ -46,7 +39,8 @@ type Config struct {
 	// NodeID is the snowflake node id, 1..1023; -1 picks one at random.
 	NodeID int64
 
-	Retry              Retry
+	// Retry is the default retry policy: of rows stored without one.
+	Retry              Policy
 	SucceededTTL       time.Duration
 	FailedTTL          time.Duration
 	CleanInterval      time.Duration
@@ -77,6 +71,9 @@ type Subscription struct {
 	Group   string
 	Pattern string
 	Handle  HandleFunc
+	// Policy, if not empty, is the stored form of the retry policy of the
+	// rows received for this subscription (see Policy.Encode).
+	Policy string
 }
 
 // Engine moves the messages of one outbox: it sends published rows,
@@ -147,6 +144,11 @@ func (e *Engine) Closed() bool {
 	return e.closed
 }
 
+// NoteDue tells the dispatcher that a published row becomes due at t (a
+// delayed publish of this process), so that it claims it then instead of
+// at its next poll.
+func (e *Engine) NoteDue(t time.Time) { e.dispatcher.proc.due.note(t) }
+
 // ShouldNotify reports whether a publishing transaction is to ask the
 // storage to notify processors of its commit (see notifier).
 func (e *Engine) ShouldNotify() bool { return e.notifier.shouldNotify() }
@@ -175,12 +177,13 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// handlerFor returns the subscription of group whose pattern matches name.
-func (r *receiver) handlerFor(group, name string) (HandleFunc, bool) {
+// subscriptionFor returns the subscription of group whose pattern matches
+// name.
+func (r *receiver) subscriptionFor(group, name string) (Subscription, bool) {
 	for _, s := range r.groups[group] {
 		if topic.Match(s.Pattern, name) {
-			return s.Handle, true
+			return s, true
 		}
 	}
-	return nil, false
+	return Subscription{}, false
 }

@@ -22,25 +22,28 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p) && p.Permanent()
 }
 
-// fail records a failed attempt of m by the retry policy: at once again
-// for the first ImmediateRetries failures, after Interval then, Failed
-// after MaxAttempts or at once for a permanent error, with OnFailed.
-func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.Lease, cause error) {
-	now := time.Now().UTC()
-	retries := m.Retries + 1
-	next := now
-	immediate := retries <= p.cfg.Retry.ImmediateRetries
-	if !immediate {
-		next = now.Add(p.cfg.Retry.Interval)
+// fail records a failed attempt of m by the row's retry policy: due again
+// after the policy's wait, Failed after its MaxAttempts or at once for a
+// permanent error, with OnFailed.
+func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.Lease, attempt storage.Attempt, cause error) {
+	policy, perr := p.policies.of(m.Policy)
+	if perr != nil {
+		p.log.Error("gocap: a row's retry policy does not decode; the default policy applies", "id", m.ID, "err", perr)
 	}
+	now := time.Now().UTC()
+	wait := policy.Wait(m.Retries + 1)
+	next := now.Add(wait)
 	permanent := IsPermanent(cause)
+	text := storage.TruncateText(cause.Error(), maxErrorText)
+	attempt.Error = text
 	res, err := p.recordFailure(ctx, lease, storage.Failure{
-		Error:         storage.TruncateText(cause.Error(), maxErrorText),
+		Error:         text,
 		Now:           now,
 		NextAttemptAt: next,
-		MaxAttempts:   p.cfg.Retry.MaxAttempts,
+		MaxAttempts:   policy.MaxAttempts,
 		Permanent:     permanent,
 		ExpiresAt:     now.Add(p.cfg.FailedTTL),
+		Attempt:       attempt,
 	})
 	if err != nil {
 		if errors.Is(err, storage.ErrLeaseLost) {
@@ -62,8 +65,10 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 	default:
 		p.log.Warn("gocap: attempt failed; retrying", "id", m.ID, "name", m.Name, "group", m.Group,
 			"retries", res.Retries, "next_attempt", next, "err", cause)
-		if immediate {
+		if wait <= 0 {
 			p.Wake()
+		} else {
+			p.due.note(next)
 		}
 	}
 }

@@ -53,6 +53,8 @@ type processor struct {
 	workers sync.WaitGroup // worker goroutines
 
 	completer *completer
+	policies  policies // the retry policies of the rows
+	due       due      // the earliest known time a row becomes due
 	wg        sync.WaitGroup // attempts in flight
 
 	mu      sync.Mutex
@@ -86,6 +88,7 @@ func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt 
 	}
 	p.pollWait = func() time.Duration { return cfg.PollInterval }
 	p.completer = newCompleter(p, limit)
+	p.policies.def = cfg.Retry
 	return p
 }
 
@@ -174,7 +177,15 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		if len(msgs) == limit {
 			continue // there may be more due rows
 		}
-		poll.Reset(p.pollWait())
+		// Idle: sleep until the next poll, or until the earliest row
+		// known to become due, if sooner.
+		p.due.passed(now)
+		if next, err := p.store.NextDue(ctx, p.kind, now); err == nil {
+			p.due.note(next)
+		} else if ctx.Err() == nil {
+			p.log.Warn("gocap: reading when the next row is due failed; polling", "err", err)
+		}
+		poll.Reset(p.due.sooner(p.pollWait()))
 		select {
 		case <-p.wake:
 		case <-poll.C:
@@ -261,17 +272,21 @@ func (p *processor) worker(j job) {
 	}
 }
 
-// process attempts ms and records each row's outcome.
+// process attempts ms and records each row's outcome, with the attempt
+// in its history.
 func (p *processor) process(work context.Context, ms []*storage.Message) {
+	start := time.Now()
 	errs := p.timedAttempt(work, ms)
+	took := time.Since(start)
 	for i, m := range ms {
 		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
+		attempt := storage.Attempt{At: start.UTC(), Duration: took}
 		switch {
 		case errs[i] == nil:
-			p.completer.succeeded(lease)
+			p.completer.succeeded(storage.Completed{Lease: lease, Attempt: attempt})
 		case errors.Is(errs[i], errReleased):
 		default:
-			p.fail(work, m, lease, errs[i])
+			p.fail(work, m, lease, attempt, errs[i])
 		}
 	}
 }

@@ -59,8 +59,8 @@ func (r *receiver) attempt(ctx context.Context, ms []*storage.Message) []error {
 
 // route runs the handler subscribed to the row's topic in the row's group.
 func (r *receiver) route(ctx context.Context, m *storage.Message) error {
-	if h, ok := r.handlerFor(m.Group, m.Name); ok {
-		return h(ctx, m)
+	if s, ok := r.subscriptionFor(m.Group, m.Name); ok {
+		return s.Handle(ctx, m)
 	}
 	return permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
 }
@@ -154,7 +154,7 @@ func (r *receiver) receivedMessage(group string, d transport.Delivery) *storage.
 		r.e.log.Warn("gocap: received a message without cap-msg-id; gave it a new id",
 			"group", group, "topic", d.Topic, "msg_id", w.MsgID)
 	}
-	return &storage.Message{
+	m := &storage.Message{
 		ID:      id,
 		Kind:    storage.Received,
 		MsgID:   w.MsgID,
@@ -165,6 +165,10 @@ func (r *receiver) receivedMessage(group string, d transport.Delivery) *storage.
 		Status:  storage.StatusScheduled,
 		Added:   time.Now().UTC(),
 	}
+	if s, ok := r.subscriptionFor(group, w.Name); ok {
+		m.Policy = s.Policy
+	}
+	return m
 }
 
 // maxTransientStores is how many deliveries of one message may fail to be
@@ -232,7 +236,7 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	}
 	row.ID = res.ID
 	row.LeaseToken, row.LeaseUntil = token, leaseUntil
-	r.proc.fail(work, row, storage.Lease{ID: row.ID, Token: token},
+	r.proc.fail(work, row, storage.Lease{ID: row.ID, Token: token}, storage.Attempt{At: time.Now().UTC()},
 		permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s): %w",
 			wire.UnstorableHeaders, cause)))
 	return nil
