@@ -75,6 +75,22 @@ func testDelayedSentWhenDue[TTx any](t *testing.T, be backend[TTx]) {
 	waitFor(t, 5*time.Second, "row Succeeded", func() bool {
 		return getRow(t, ob.Store(), storage.Published, id).Status == storage.StatusSucceeded
 	})
+
+	// A delay shorter than the poll interval: the processor, which was
+	// sleeping until its next poll, wakes for the due time.
+	short, err := ob.PublishWithoutTx(context.Background(), "order.unpaid.timeout", orderPaid{ID: 2},
+		outbox.WithDelay(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shortDue := time.Now().Add(300 * time.Millisecond)
+	m = b.next(t, 5*time.Second)
+	if late := time.Since(shortDue); late > 200*time.Millisecond {
+		t.Errorf("a 300 ms delay with a 1 s poll interval: sent %v after its due time", late)
+	}
+	if got := fmt.Sprint(m.Headers[wire.MsgID]); got != strconv.FormatInt(short, 10) {
+		t.Fatalf("got %s, want %d", got, short)
+	}
 }
 
 func testDelayedRolledBack[TTx any](t *testing.T, be backend[TTx]) {

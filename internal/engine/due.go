@@ -14,19 +14,20 @@ type due struct {
 	at atomic.Int64 // Unix nanoseconds; 0 = none
 }
 
-// note records that a row becomes due at t, if that is the earliest known.
-func (d *due) note(t time.Time) {
+// note records that a row becomes due at t, if that is the earliest
+// known; it reports whether it was.
+func (d *due) note(t time.Time) bool {
 	if t.IsZero() {
-		return
+		return false
 	}
 	n := t.UnixNano()
 	for {
 		cur := d.at.Load()
 		if cur != 0 && cur <= n {
-			return
+			return false
 		}
 		if d.at.CompareAndSwap(cur, n) {
-			return
+			return true
 		}
 	}
 }

@@ -147,7 +147,7 @@ func (e *Engine) Closed() bool {
 // NoteDue tells the dispatcher that a published row becomes due at t (a
 // delayed publish of this process), so that it claims it then instead of
 // at its next poll.
-func (e *Engine) NoteDue(t time.Time) { e.dispatcher.proc.due.note(t) }
+func (e *Engine) NoteDue(t time.Time) { e.dispatcher.proc.dueAt(t) }
 
 // ShouldNotify reports whether a publishing transaction is to ask the
 // storage to notify processors of its commit (see notifier).

@@ -68,7 +68,7 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 		if wait <= 0 {
 			p.Wake()
 		} else {
-			p.due.note(next)
+			p.dueAt(next)
 		}
 	}
 }

@@ -92,6 +92,15 @@ func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt 
 	return p
 }
 
+// dueAt tells the claim loop that a row becomes due at t; if that is
+// sooner than anything it knew of, it wakes it, so it sleeps until then
+// instead of until its next poll.
+func (p *processor) dueAt(t time.Time) {
+	if p.due.note(t) {
+		p.Wake()
+	}
+}
+
 // Wake makes the claim loop look for due rows now.
 func (p *processor) Wake() {
 	select {
