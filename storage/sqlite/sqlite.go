@@ -16,6 +16,7 @@
 // LISTEN/NOTIFY: use outbox.InTx to wake the processor at commit, or rely on
 // its polling. Keep the database on a local disk: SQLite's locking is not
 // safe on network file systems. The conformance suite runs unchanged.
+// QUERY_PLANS.md shows the plans of the background queries.
 package sqlite
 
 import (
