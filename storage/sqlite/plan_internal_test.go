@@ -23,7 +23,7 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name, query, index string
-		args                []any
+		args               []any
 	}{
 		{"claim published", d.q.Published.claimSQL(0), "gocap_published_pending", []any{2, 7, 1, 1, 500}},
 		{"claim received by group", d.q.Received.claimSQL(2), "gocap_received_pending", []any{2, 7, 1, 1, "a", "b", 500}},
