@@ -164,7 +164,7 @@ func (b *bench) queue(consume bool) (<-chan amqp.Delivery, error) {
 	if err := ch.ExchangeDeclare(b.exchange, "topic", true, false, false, false, nil); err != nil {
 		return nil, err
 	}
-	q, err := ch.QueueDeclare(b.exchange+".q"+strconv.Itoa(len(b.queues)), true, false, false, false, nil)
+	q, err := ch.QueueDeclare(b.exchange+".q"+strconv.FormatInt(ids.Token()%1_000_000, 10), true, false, false, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +176,17 @@ func (b *bench) queue(consume bool) (<-chan amqp.Delivery, error) {
 		return nil, nil
 	}
 	return ch.Consume(q.Name, "", true, true, false, false, nil)
+}
+
+// deleteQueues deletes the queues bound so far.
+func (b *bench) deleteQueues() {
+	if ch, err := b.conn.Channel(); err == nil {
+		for _, q := range b.queues {
+			ch.QueueDelete(q, false, false, false)
+		}
+		ch.Close()
+	}
+	b.queues = nil
 }
 
 func (b *bench) outbox(schema string) (*outbox.Outbox[pgx.Tx], func(), error) {
@@ -268,6 +279,7 @@ func (b *bench) lateness(ctx context.Context, n int, window time.Duration) (p50,
 	if err := <-recv; err != nil {
 		return 0, 0, 0, err
 	}
+	b.deleteQueues()
 	slices.Sort(late)
 	return late[len(late)/2], late[len(late)*99/100], late[len(late)-1], nil
 }
@@ -278,6 +290,9 @@ func (b *bench) dispatchRate(ctx context.Context, schema string, n int) (float64
 	if _, err := b.queue(false); err != nil {
 		return 0, err
 	}
+	// A queue filling round after round would slow RabbitMQ down: each
+	// round gets a fresh one, deleted after it.
+	defer b.deleteQueues()
 	ob, done, err := b.outbox(schema)
 	if err != nil {
 		return 0, err
