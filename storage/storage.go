@@ -390,6 +390,20 @@ type Driver[TTx any] interface {
 	InsertPublishedTx(ctx context.Context, tx TTx, msgs []*Message, opts InsertOptions) error
 }
 
+// ReceivedBatchInserter is implemented by a Store that stores many
+// received messages in one round trip. The processor uses it, when the
+// transport hands over deliveries in batches, instead of one
+// InsertReceived per delivery; the conformance suite checks it when a
+// Store has it.
+type ReceivedBatchInserter interface {
+	// InsertReceivedBatch stores msgs as InsertReceived stores each one,
+	// all under the lease (token, leaseUntil), in one statement or one
+	// transaction, and returns one result per message, in order. A message
+	// whose MsgID and Group repeat an earlier one of the same batch is a
+	// duplicate of it (not Claimed). On error nothing is stored.
+	InsertReceivedBatch(ctx context.Context, msgs []*Message, token int64, leaseUntil time.Time) ([]ReceivedInsert, error)
+}
+
 // InsertOptions qualify an insert of published rows.
 type InsertOptions struct {
 	// Notify asks a store that is a [Listener] to notify the listening

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrUnavailable marks a send that failed because the transport cannot
@@ -98,6 +99,26 @@ type BatchSender interface {
 // without holding up other deliveries while it waits; returning an error
 // that wraps [ErrDiscard] drops it (see [Discard]).
 type Handler func(ctx context.Context, d Delivery) error
+
+// BatchHandler is called with several deliveries at once and returns one
+// error per delivery, in order, each with the meaning of a Handler's
+// result: nil acknowledges it, an error has it delivered again later, an
+// error wrapping ErrDiscard drops it.
+type BatchHandler func(ctx context.Context, ds []Delivery) []error
+
+// BatchReceiver is implemented by transports that can hand deliveries
+// over in batches (RabbitMQ: what the prefetch window holds, acknowledged
+// with one multiple ack; Kafka: a fetched batch, its offsets committed
+// after it). The processor uses it, when the transport has it, to store a
+// batch of deliveries with one statement.
+type BatchReceiver interface {
+	// ConsumeBatch is Consume with deliveries handed to h in batches of up
+	// to max, gathered for at most linger after the first one arrives
+	// (a batch is handed over as soon as it is full, or when no more
+	// deliveries are waiting), until ctx ends. Deliveries are
+	// acknowledged only after h returns, each by its own result.
+	ConsumeBatch(ctx context.Context, group string, topics []string, max int, linger time.Duration, h BatchHandler) error
+}
 
 // Receiver consumes messages from a broker.
 type Receiver interface {
