@@ -53,8 +53,8 @@ type processor struct {
 	workers sync.WaitGroup // worker goroutines
 
 	completer *completer
-	policies  policies // the retry policies of the rows
-	due       due      // the earliest known time a row becomes due
+	policies  policies       // the retry policies of the rows
+	due       due            // the earliest known time a row becomes due
 	wg        sync.WaitGroup // attempts in flight
 
 	mu      sync.Mutex

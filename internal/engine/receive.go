@@ -65,6 +65,14 @@ func (r *receiver) route(ctx context.Context, m *storage.Message) error {
 	return permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
 }
 
+// Batches of deliveries from a transport that hands them over in batches:
+// up to receiveBatch (stored with one statement), gathered for at most
+// receiveLinger after the first.
+const (
+	receiveBatch  = 100
+	receiveLinger = 2 * time.Millisecond
+)
+
 // consume stores the deliveries of group until ctx ends, and starts the
 // handler of each stored message.
 func (r *receiver) consume(ctx, work context.Context, group string) {
@@ -77,9 +85,16 @@ func (r *receiver) consume(ctx, work context.Context, group string) {
 	retry := backoff.New(100*time.Millisecond, 30*time.Second)
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := r.e.cfg.Transport.Consume(ctx, group, patterns, func(dctx context.Context, d transport.Delivery) error {
-			return r.store(dctx, work, group, d)
-		})
+		var err error
+		if br, ok := r.e.cfg.Transport.(transport.BatchReceiver); ok {
+			err = br.ConsumeBatch(ctx, group, patterns, receiveBatch, receiveLinger, func(dctx context.Context, ds []transport.Delivery) []error {
+				return r.storeBatch(dctx, work, group, ds)
+			})
+		} else {
+			err = r.e.cfg.Transport.Consume(ctx, group, patterns, func(dctx context.Context, d transport.Delivery) error {
+				return r.store(dctx, work, group, d)
+			})
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -112,22 +127,85 @@ func (r *receiver) store(ctx, work context.Context, group string, d transport.De
 		res, err = r.e.store.InsertReceived(ctx, m, token, leaseUntil)
 		return err
 	})
-	key := group + "\x00" + m.MsgID
 	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("storing received message %s (topic %q, group %q): %w", m.MsgID, m.Name, group, err)
+		return r.notStored(ctx, work, m, err)
+	}
+	r.start(ctx, work, m, res, token, leaseUntil)
+	return nil
+}
+
+// storeBatch stores deliveries of group with one InsertReceivedBatch, when
+// the storage has it, and starts the handler of each stored message; it
+// returns one result per delivery, with store's meaning. Should the
+// storage refuse the batch for the data of one of its deliveries, they are
+// stored one by one, each with its own outcome.
+func (r *receiver) storeBatch(ctx, work context.Context, group string, ds []transport.Delivery) []error {
+	errs := make([]error, len(ds))
+	bi, ok := r.e.store.(storage.ReceivedBatchInserter)
+	if !ok || len(ds) == 1 {
+		for i, d := range ds {
+			errs[i] = r.store(ctx, work, group, d)
 		}
-		if !errors.Is(err, storage.ErrPermanent) && r.unstored.add(key) < maxTransientStores {
-			return fmt.Errorf("storing received message %s (topic %q, group %q); the broker delivers it again: %w",
-				m.MsgID, m.Name, group, err)
+		return errs
+	}
+	msgs := make([]*storage.Message, len(ds))
+	for i, d := range ds {
+		msgs[i] = r.receivedMessage(group, d)
+	}
+	token := ids.Token()
+	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
+	var res []storage.ReceivedInsert
+	err := r.proc.retryStore(ctx, func() error {
+		var err error
+		res, err = bi.InsertReceivedBatch(ctx, msgs, token, leaseUntil)
+		if err == nil && len(res) != len(msgs) {
+			err = fmt.Errorf("InsertReceivedBatch returned %d results for %d messages: %w", len(res), len(msgs), storage.ErrPermanent)
 		}
-		r.unstored.forget(key)
-		return r.storeUnstorable(ctx, work, m, err)
+		return err
+	})
+	switch {
+	case err != nil && ctx.Err() == nil && errors.Is(err, storage.ErrPermanent):
+		r.e.log.Warn("gocap: the storage refused a batch of deliveries; storing them one by one", "group", group,
+			"count", len(ds), "err", err)
+		for i, d := range ds {
+			errs[i] = r.store(ctx, work, group, d)
+		}
+	case err != nil:
+		for i, m := range msgs {
+			errs[i] = r.notStored(ctx, work, m, err)
+		}
+	default:
+		for i, m := range msgs {
+			r.start(ctx, work, m, res[i], token, leaseUntil)
+		}
+	}
+	return errs
+}
+
+// notStored decides what becomes of a delivery the storage did not store:
+// handed back to the broker while the error is transient (a bounded number
+// of times), else stored as a Failed row (storeUnstorable).
+func (r *receiver) notStored(ctx, work context.Context, m *storage.Message, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("storing received message %s (topic %q, group %q): %w", m.MsgID, m.Name, m.Group, err)
+	}
+	key := m.Group + "\x00" + m.MsgID
+	if !errors.Is(err, storage.ErrPermanent) && r.unstored.add(key) < maxTransientStores {
+		return fmt.Errorf("storing received message %s (topic %q, group %q); the broker delivers it again: %w",
+			m.MsgID, m.Name, m.Group, err)
 	}
 	r.unstored.forget(key)
+	return r.storeUnstorable(ctx, work, m, err)
+}
+
+// start runs the handler of a stored delivery that this process claimed:
+// a new row, or a Failed duplicate that was reset (its stored content is
+// read first). A duplicate that was not claimed is only logged.
+func (r *receiver) start(ctx, work context.Context, m *storage.Message, res storage.ReceivedInsert, token int64, leaseUntil time.Time) {
+	r.unstored.forget(m.Group + "\x00" + m.MsgID)
 	if !res.Claimed {
-		r.e.log.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", group, "topic", m.Name)
-		return nil
+		r.e.log.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", m.Group, "topic", m.Name)
+		return
 	}
 	if res.Reset {
 		// A Failed duplicate was reset: run the stored row, with its content.
@@ -136,13 +214,12 @@ func (r *receiver) store(ctx, work context.Context, group string, d transport.De
 			// The row stays claimed; a claim loop runs it when the lease ends.
 			r.e.log.Warn("gocap: reading a requeued duplicate failed; it runs after its lease",
 				"id", res.ID, "err", err)
-			return nil
+			return
 		}
 		m = stored
 	}
 	m.LeaseToken, m.LeaseUntil = token, leaseUntil
 	r.proc.startClaimed(ctx, work, m)
-	return nil
 }
 
 // receivedMessage makes the row of a delivery for group, with CAP's
