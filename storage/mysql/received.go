@@ -67,6 +67,7 @@ func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Messag
 	index := padIndex(b)
 	err = d.retryTx(ctx, "batch of received messages", func(tx *sql.Tx) error {
 		clear(res)
+		from := 0
 		for _, chunk := range batches(b.Rows, func(r sqlstore.ReceivedRow) int { return len(r.Body) }) {
 			args := make([]any, 0, 11*len(chunk))
 			keys := make([]any, 0, 2*len(chunk))
@@ -77,9 +78,11 @@ func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Messag
 			if _, err := tx.ExecContext(ctx, insertReceivedSQL(d.q.received, len(chunk)), args...); err != nil {
 				return err
 			}
-			if err := d.readTokens(ctx, tx, d.q.receivedTokensSQL(len(chunk)), keys, token, b, index, res); err != nil {
+			to := from + len(chunk)
+			if err := d.readTokens(ctx, tx, d.q.receivedTokensSQL(len(chunk)), keys, token, b, index, from, to, res); err != nil {
 				return err
 			}
+			from = to
 		}
 		return nil
 	})
@@ -110,17 +113,22 @@ func padIndex(b *sqlstore.ReceivedBatch) map[sqlstore.ReceivedKey]int {
 	return idx
 }
 
-// readTokens runs query, the read of the rows of keys, and sets res[i],
-// the result of b.Rows[i], for each row it reads (index is padIndex(b)).
-// The results of the rows it does not read, duplicates of another row of
-// the batch under the PAD SPACE collation, stay zero: not claimed.
+// readTokens runs query, the read of the rows of keys, b.Rows[from:to],
+// and sets res[i], the result of b.Rows[i], for each row it reads (index
+// is padIndex(b)). The results of the rows that are not the first of
+// their key (padIndex), duplicates of another row of the batch, stay
+// zero: not claimed. A first row that is not read back was not stored:
+// its id is that of a stored row of another key, which ON DUPLICATE KEY
+// UPDATE took for its duplicate; that is an error, permanent, and the
+// caller rolls the batch back.
 func (d *Driver) readTokens(ctx context.Context, tx *sql.Tx, query string, keys []any, token int64,
-	b *sqlstore.ReceivedBatch, index map[sqlstore.ReceivedKey]int, res []storage.ReceivedInsert) error {
+	b *sqlstore.ReceivedBatch, index map[sqlstore.ReceivedKey]int, from, to int, res []storage.ReceivedInsert) error {
 	rows, err := tx.QueryContext(ctx, query, keys...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	read := map[int]bool{}
 	for rows.Next() {
 		var id int64
 		var key sqlstore.ReceivedKey
@@ -129,8 +137,16 @@ func (d *Driver) readTokens(ctx context.Context, tx *sql.Tx, query string, keys 
 			return err
 		}
 		if i, ok := index[padKey(key)]; ok {
-			res[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token)
+			res[i], read[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token), true
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := from; i < to; i++ {
+		if r := &b.Rows[i]; index[padKey(r.Key())] == i && !read[i] {
+			return sqlstore.Permanent(fmt.Errorf("received message %q for group %q was not stored: its id %d is that of another stored row", r.MsgID, r.Group, r.ID))
+		}
+	}
+	return nil
 }
