@@ -140,3 +140,24 @@ func (b *ReceivedBatch) Results(rows []storage.ReceivedInsert) []storage.Receive
 	}
 	return out
 }
+
+// InsertReceivedBatch is the frame of a storage's InsertReceivedBatch:
+// it prepares msgs with NewReceivedBatch and, unless the batch is empty,
+// has store store its rows and set the result of each (res[i], that of
+// batch.Rows[i], zero until set: a duplicate not claimed). It returns the
+// results of the messages, in order, or store's error classified and in
+// context.
+func (b *Base) InsertReceivedBatch(msgs []*storage.Message, token int64, fitGroup, fitName Fit,
+	store func(batch *ReceivedBatch, res []storage.ReceivedInsert) error) ([]storage.ReceivedInsert, error) {
+	batch, err := NewReceivedBatch(msgs, token, fitGroup, fitName)
+	if err != nil {
+		return nil, b.Wrap(err)
+	}
+	res := make([]storage.ReceivedInsert, len(batch.Rows))
+	if len(batch.Rows) > 0 {
+		if err := store(batch, res); err != nil {
+			return nil, b.Err(err, "storing %d received messages", len(msgs))
+		}
+	}
+	return batch.Results(res), nil
+}

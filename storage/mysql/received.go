@@ -56,40 +56,30 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 // it. A deadlock with a concurrent batch is retried. A batch larger than
 // one statement takes several, in the same transaction.
 func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
-	b, err := sqlstore.NewReceivedBatch(msgs, token, fitGroup, fitName)
-	if err != nil {
-		return nil, d.base.Wrap(err)
-	}
-	res := make([]storage.ReceivedInsert, len(b.Rows))
-	if len(b.Rows) == 0 {
-		return b.Results(res), nil
-	}
-	index := padIndex(b)
-	err = d.retryTx(ctx, "batch of received messages", func(tx *sql.Tx) error {
-		clear(res)
-		from := 0
-		for _, chunk := range batches(b.Rows, func(r sqlstore.ReceivedRow) int { return len(r.Body) }) {
-			args := make([]any, 0, 11*len(chunk))
-			keys := make([]any, 0, 2*len(chunk))
-			for i := range chunk {
-				args = receivedArgs(args, &chunk[i], token, leaseUntil)
-				keys = append(keys, chunk[i].MsgID, chunk[i].Group)
+	return d.base.InsertReceivedBatch(msgs, token, fitGroup, fitName, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
+		index := padIndex(b)
+		return d.retryTx(ctx, "batch of received messages", func(tx *sql.Tx) error {
+			clear(res)
+			from := 0
+			for _, chunk := range batches(b.Rows, func(r sqlstore.ReceivedRow) int { return len(r.Body) }) {
+				args := make([]any, 0, 11*len(chunk))
+				keys := make([]any, 0, 2*len(chunk))
+				for i := range chunk {
+					args = receivedArgs(args, &chunk[i], token, leaseUntil)
+					keys = append(keys, chunk[i].MsgID, chunk[i].Group)
+				}
+				if _, err := tx.ExecContext(ctx, insertReceivedSQL(d.q.received, len(chunk)), args...); err != nil {
+					return err
+				}
+				to := from + len(chunk)
+				if err := d.readTokens(ctx, tx, d.q.receivedTokensSQL(len(chunk)), keys, token, b, index, from, to, res); err != nil {
+					return err
+				}
+				from = to
 			}
-			if _, err := tx.ExecContext(ctx, insertReceivedSQL(d.q.received, len(chunk)), args...); err != nil {
-				return err
-			}
-			to := from + len(chunk)
-			if err := d.readTokens(ctx, tx, d.q.receivedTokensSQL(len(chunk)), keys, token, b, index, from, to, res); err != nil {
-				return err
-			}
-			from = to
-		}
-		return nil
+			return nil
+		})
 	})
-	if err != nil {
-		return nil, d.base.Err(err, "storing %d received messages", len(msgs))
-	}
-	return b.Results(res), nil
 }
 
 // padKey is k as the unique key on (msg_id, grp) compares it: utf8mb4_bin

@@ -47,39 +47,30 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 // The rows returned are those it inserted or reset, told apart by their
 // ids; a duplicate left alone returns none, and is reported with ID zero.
 func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
-	b, err := sqlstore.NewReceivedBatch(msgs, token, storage.ValidText, storage.ValidText)
-	if err != nil {
-		return nil, d.base.Wrap(err)
-	}
-	res := make([]storage.ReceivedInsert, len(b.Rows))
-	if len(b.Rows) == 0 {
-		return b.Results(res), nil
-	}
-	n := len(b.Rows)
-	ids, added := make([]int64, n), make([]time.Time, n)
-	msgIDs, groups, names, headers, policies := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	bodies := make([][]byte, n)
-	for i, r := range b.Rows {
-		ids[i], msgIDs[i], groups[i], names[i], headers[i], bodies[i], added[i], policies[i] =
-			r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, r.Added, r.Policy
-	}
-	rows, err := d.pool.Query(ctx, d.q.insertReceivedBatch, ids, msgIDs, groups, names, headers, bodies, added, leaseUntil.UTC(), token, policies)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: storing %d received messages: %w", len(msgs), classify(err))
-	}
-	index := b.Index()
-	var id int64
-	var key sqlstore.ReceivedKey
-	_, err = pgx.ForEachRow(rows, []any{&id, &key.MsgID, &key.Group}, func() error {
-		i, ok := index[key]
-		if !ok {
-			return fmt.Errorf("returned a row (%q, %q) that is not of the batch", key.MsgID, key.Group)
+	return d.base.InsertReceivedBatch(msgs, token, storage.ValidText, storage.ValidText, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
+		n := len(b.Rows)
+		ids, added := make([]int64, n), make([]time.Time, n)
+		msgIDs, groups, names, headers, policies := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		bodies := make([][]byte, n)
+		for i, r := range b.Rows {
+			ids[i], msgIDs[i], groups[i], names[i], headers[i], bodies[i], added[i], policies[i] =
+				r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, r.Added, r.Policy
 		}
-		res[i] = b.Rows[i].Result(id, true)
-		return nil
+		rows, err := d.pool.Query(ctx, d.q.insertReceivedBatch, ids, msgIDs, groups, names, headers, bodies, added, leaseUntil.UTC(), token, policies)
+		if err != nil {
+			return err
+		}
+		index := b.Index()
+		var id int64
+		var key sqlstore.ReceivedKey
+		_, err = pgx.ForEachRow(rows, []any{&id, &key.MsgID, &key.Group}, func() error {
+			i, ok := index[key]
+			if !ok {
+				return fmt.Errorf("returned a row (%q, %q) that is not of the batch", key.MsgID, key.Group)
+			}
+			res[i] = b.Rows[i].Result(id, true)
+			return nil
+		})
+		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: storing %d received messages: %w", len(msgs), classify(err))
-	}
-	return b.Results(res), nil
 }

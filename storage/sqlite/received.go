@@ -60,29 +60,19 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 // grp) of the batch. SQLite has one writer, so the transaction is the
 // whole cost of a batch: its commit is paid once instead of per message.
 func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
-	b, err := sqlstore.NewReceivedBatch(msgs, token, storage.ValidText, storage.ValidText)
-	if err != nil {
-		return nil, d.base.Wrap(err)
-	}
-	res := make([]storage.ReceivedInsert, len(b.Rows))
-	if len(b.Rows) == 0 {
-		return b.Results(res), nil
-	}
-	err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, d.q.insertReceived)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i := range b.Rows {
-			if res[i], err = insertReceived(ctx, stmt.QueryRowContext, &b.Rows[i], token, leaseUntil); err != nil {
+	return d.base.InsertReceivedBatch(msgs, token, storage.ValidText, storage.ValidText, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
+		return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+			stmt, err := tx.PrepareContext(ctx, d.q.insertReceived)
+			if err != nil {
 				return err
 			}
-		}
-		return nil
+			defer stmt.Close()
+			for i := range b.Rows {
+				if res[i], err = insertReceived(ctx, stmt.QueryRowContext, &b.Rows[i], token, leaseUntil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
-	if err != nil {
-		return nil, d.base.Err(err, "storing %d received messages", len(msgs))
-	}
-	return b.Results(res), nil
 }
