@@ -161,3 +161,17 @@ func (b *Base) InsertReceivedBatch(msgs []*storage.Message, token int64, fitGrou
 	}
 	return batch.Results(res), nil
 }
+
+// ReceivedRow is the start of a storage's InsertReceived: it checks the
+// lease token and returns the row of m (see NewReceivedRow), or an error
+// prefixed with the storage's name.
+func (b *Base) ReceivedRow(m *storage.Message, token int64, fitGroup, fitName Fit) (ReceivedRow, error) {
+	if err := CheckReceivedToken(token); err != nil {
+		return ReceivedRow{}, b.Wrap(err)
+	}
+	r, err := NewReceivedRow(m, fitGroup, fitName)
+	if err != nil {
+		return ReceivedRow{}, b.Wrap(err)
+	}
+	return r, nil
+}

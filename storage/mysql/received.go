@@ -25,12 +25,9 @@ func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil t
 // RETURNING: the row's lease token, read back, tells whether this call
 // holds its lease.
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
-	if err := sqlstore.CheckReceivedToken(token); err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	r, err := sqlstore.NewReceivedRow(m, fitGroup, fitName)
+	r, err := d.base.ReceivedRow(m, token, fitGroup, fitName)
 	if err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
+		return storage.ReceivedInsert{}, err
 	}
 	if _, err = d.db.ExecContext(ctx, d.q.insertReceived, receivedArgs(nil, &r, token, leaseUntil)...); err != nil {
 		return storage.ReceivedInsert{}, fmt.Errorf("mysql: storing received message %q for group %q: %w", r.MsgID, r.Group, classify(err))

@@ -20,12 +20,9 @@ var _ storage.ReceivedBatchInserter = (*Driver)(nil)
 // or reset and nothing for a duplicate it left alone (whose ID it
 // therefore reports as zero).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
-	if err := sqlstore.CheckReceivedToken(token); err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	r, err := sqlstore.NewReceivedRow(m, storage.ValidText, storage.ValidText)
+	r, err := d.base.ReceivedRow(m, token, storage.ValidText, storage.ValidText)
 	if err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
+		return storage.ReceivedInsert{}, err
 	}
 	var id int64
 	err = d.pool.QueryRow(ctx, d.q.insertReceived,

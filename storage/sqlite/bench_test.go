@@ -1,11 +1,8 @@
 package sqlite_test
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
 
-	"github.com/gocap/gocap/storage/sqlite"
 	"github.com/gocap/gocap/storage/storagetest"
 )
 
@@ -14,14 +11,6 @@ import (
 //
 //	go test -run '^$' -bench ReceivedBatch -count 3 ./storage/sqlite/
 func BenchmarkReceivedBatch(b *testing.B) {
-	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gocap.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	d := sqlite.New(db, sqlite.Options{})
-	if err := d.Migrate(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	d, _ := newDriver(b)
 	storagetest.BenchReceivedBatch(b, d, 100)
 }

@@ -37,12 +37,9 @@ func insertReceived(ctx context.Context, insert queryRower, r *sqlstore.Received
 // CONFLICT DO UPDATE ... RETURNING. A duplicate left alone returns no
 // row, and is reported with ID zero.
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
-	if err := sqlstore.CheckReceivedToken(token); err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	r, err := sqlstore.NewReceivedRow(m, storage.ValidText, storage.ValidText)
+	r, err := d.base.ReceivedRow(m, token, storage.ValidText, storage.ValidText)
 	if err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
+		return storage.ReceivedInsert{}, err
 	}
 	insert := func(ctx context.Context, args ...any) *sql.Row {
 		return d.db.QueryRowContext(ctx, d.q.insertReceived, args...)
