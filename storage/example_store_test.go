@@ -249,60 +249,6 @@ func validHeaders(h map[string]string) map[string]string {
 	return out
 }
 
-// InsertReceived stores a received message as Scheduled, due at m.Added
-// and claimed under (token, leaseUntil), with m.Policy, unless a row with
-// the same stored message id and group exists: a Failed one is reset and
-// claimed (its content, policy and history stay), any other is left
-// alone.
-func (s *MemStore) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
-	if token == 0 {
-		// A zero LeaseToken means "unclaimed" (storage.Message), so it
-		// cannot be the token of a claim.
-		return storage.ReceivedInsert{}, errors.New("memstore: insert received: token must be non-zero")
-	}
-	key := receivedKey{msgID: storage.StorableMsgID(m.MsgID), group: storage.ValidText(m.Group)}
-	if err := s.lock(ctx); err != nil {
-		return storage.ReceivedInsert{}, err
-	}
-	defer s.mu.Unlock()
-	if id, ok := s.received[key]; ok {
-		row := s.rows[storage.Received][id]
-		if row.Status != storage.StatusFailed {
-			return storage.ReceivedInsert{ID: id}, nil
-		}
-		// A redelivery runs a Failed message again, as a requeue does,
-		// but under the caller's lease.
-		row.Status = storage.StatusScheduled
-		row.Retries = 0
-		row.LastError = ""
-		row.ExpiresAt = time.Time{}
-		row.NextAttemptAt = m.Added.UTC()
-		row.LeaseToken, row.LeaseUntil = token, leaseUntil.UTC()
-		return storage.ReceivedInsert{ID: id, Claimed: true, Reset: true}, nil
-	}
-	row := &storage.Message{
-		ID:            m.ID,
-		Kind:          storage.Received,
-		MsgID:         key.msgID,
-		Name:          storage.ValidText(m.Name),
-		Group:         key.group,
-		Headers:       validHeaders(m.Headers),
-		Body:          bytes.Clone(m.Body),
-		Status:        storage.StatusScheduled,
-		Added:         m.Added.UTC(),
-		NextAttemptAt: m.Added.UTC(),
-		LeaseToken:    token,
-		LeaseUntil:    leaseUntil.UTC(),
-		Policy:        storage.ValidText(m.Policy),
-	}
-	if err := s.checkNewIDs(storage.Received, []*storage.Message{row}); err != nil {
-		return storage.ReceivedInsert{}, err
-	}
-	s.rows[storage.Received][row.ID] = row
-	s.received[key] = row.ID
-	return storage.ReceivedInsert{ID: row.ID, Claimed: true}, nil
-}
-
 // Claim leases up to req.Limit due Scheduled and Delayed rows of kind,
 // oldest NextAttemptAt first, and makes the Delayed ones Scheduled. The
 // mutex makes a claim atomic, so two claims never take the same row:

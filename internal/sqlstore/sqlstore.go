@@ -18,6 +18,10 @@
 //     from database/sql and pgx alike, and the read-only queries and
 //     error wrapping built on it ([Base]); transactions of database/sql
 //     ([InTx], [Execer]);
+//   - received messages as InsertReceived and InsertReceivedBatch store
+//     them ([ReceivedRow]), a batch de-duplicated and sorted, with its
+//     results mapped back to its messages ([ReceivedBatch],
+//     [Base.InsertReceivedBatch]);
 //   - argument lists of id and lease sets ([Placeholders], [IDArgs],
 //     [LeaseArgs], [CompletedArrays], [CompletedLeases]).
 package sqlstore

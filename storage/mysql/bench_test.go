@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gocap/gocap/storage"
+	"github.com/gocap/gocap/storage/storagetest"
 )
 
 // The cost InsertPublishedTx adds to an application's transaction, against
@@ -83,5 +84,18 @@ func benchMessage() *storage.Message {
 		ID: id, Kind: storage.Published, MsgID: sid, Name: "order.paid",
 		Headers: map[string]string{"cap-msg-id": sid, "cap-msg-name": "order.paid", "cap-senttime": now.Format(time.RFC3339Nano)},
 		Body:    []byte(`{"id":7,"amount":"9.90"}`), Added: now, NextAttemptAt: now,
+	}
+}
+
+// InsertReceivedBatch of 100 messages against 100 InsertReceived calls
+// (msgs/s), with and without interpolateParams:
+//
+//	go test -run '^$' -bench ReceivedBatch -count 3 ./storage/mysql/
+func BenchmarkReceivedBatch(b *testing.B) {
+	for _, v := range benchDSNs {
+		b.Run(v.name, func(b *testing.B) {
+			d, _, _ := driverWithParams(b, v.params)
+			storagetest.BenchReceivedBatch(b, d, 100)
+		})
 	}
 }

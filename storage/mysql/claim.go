@@ -39,7 +39,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	args = append(args, req.Limit)
 
 	var msgs []*storage.Message
-	err = d.claimTx(ctx, func(tx *sql.Tx) error {
+	err = d.retryTx(ctx, "claim", func(tx *sql.Tx) error {
 		msgs = nil
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -67,17 +67,18 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	return msgs, nil
 }
 
-// claimTx runs a claim transaction at READ COMMITTED, where a locking read
+// retryTx runs f in a transaction at READ COMMITTED, where a locking read
 // takes no gap locks: at REPEATABLE READ those of the claim index range
 // deadlock with concurrent publishers' inserts. The rare deadlock that
-// remains (two claimers' lease updates on the same index pages) is retried
-// a few times.
-func (d *Driver) claimTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+// remains (two claimers' lease updates on the same index pages, two
+// batches of received messages inserting the same keys) is retried a few
+// times; what names the transaction in the log.
+func (d *Driver) retryTx(ctx context.Context, what string, f func(tx *sql.Tx) error) error {
 	const attempts = 4
 	var err error
 	for i := range attempts {
 		if i > 0 {
-			d.opts.Logger.Debug("mysql: retrying a claim after a lock conflict", "err", err, "attempt", i+1)
+			d.opts.Logger.Debug("mysql: retrying a "+what+" after a lock conflict", "err", err, "attempt", i+1)
 			select {
 			case <-ctx.Done():
 				return err

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -41,17 +40,23 @@ const (
 
 // insertBatches cuts msgs into the rows of successive INSERT statements.
 func insertBatches(msgs []*storage.Message) [][]*storage.Message {
-	var out [][]*storage.Message
+	return batches(msgs, func(m *storage.Message) int { return len(m.Body) })
+}
+
+// batches cuts rows, whose bodies are of the sizes that bodyLen tells,
+// into those of successive INSERT statements.
+func batches[T any](rows []T, bodyLen func(T) int) [][]T {
+	var out [][]T
 	start, size := 0, 0
-	for i, m := range msgs {
-		if i > start && (i-start >= insertBatchRows || size+len(m.Body) > insertBatchBytes) {
-			out = append(out, msgs[start:i])
+	for i, r := range rows {
+		if i > start && (i-start >= insertBatchRows || size+bodyLen(r) > insertBatchBytes) {
+			out = append(out, rows[start:i])
 			start, size = i, 0
 		}
-		size += len(m.Body)
+		size += bodyLen(r)
 	}
-	if start < len(msgs) {
-		out = append(out, msgs[start:])
+	if start < len(rows) {
+		out = append(out, rows[start:])
 	}
 	return out
 }
@@ -78,35 +83,4 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 		}
 	}
 	return nil
-}
-
-// InsertReceived stores a received message claimed under a lease, or
-// reports a duplicate (see storage.Store). MySQL has no UPDATE ...
-// RETURNING: the row's lease token, read back, tells whether this call
-// holds its lease.
-func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
-	if err := sqlstore.CheckReceivedToken(token); err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	h, err := sqlstore.HeadersJSON(m)
-	if err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	msgID, group := storage.StorableMsgID(m.MsgID), fitGroup(m.Group)
-	_, err = d.db.ExecContext(ctx, d.q.insertReceived,
-		m.ID, msgID, group, fitName(m.Name), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil),
-		storage.ValidText(m.Policy))
-	if err != nil {
-		return storage.ReceivedInsert{}, fmt.Errorf("mysql: storing received message %q for group %q: %w", msgID, group, classify(err))
-	}
-	var id int64
-	var got sql.NullInt64
-	if err := d.db.QueryRowContext(ctx, d.q.receivedToken, msgID, group).Scan(&id, &got); err != nil {
-		return storage.ReceivedInsert{}, fmt.Errorf("mysql: reading back received message %q for group %q: %w", msgID, group, classify(err))
-	}
-	if !got.Valid || got.Int64 != token {
-		return storage.ReceivedInsert{ID: id}, nil // a duplicate that was not Failed
-	}
-	// The row is the message's, or a Failed one that was reset.
-	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: id != m.ID}, nil
 }

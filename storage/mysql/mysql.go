@@ -37,8 +37,9 @@
 //     due_at, a virtual column that is next_attempt_at for Scheduled and
 //     Delayed rows and NULL for the others (see schema.sql).
 //   - UPDATE ... RETURNING exists on neither (MariaDB has INSERT/DELETE
-//     RETURNING only): Fail reads the row back in its transaction, and
-//     InsertReceived reads back the lease token of the (msg_id, grp) row.
+//     RETURNING only): Fail reads the row back in its transaction,
+//     InsertReceived reads back the lease token of the (msg_id, grp) row,
+//     and InsertReceivedBatch those of its batch, in its transaction.
 //   - Row aliases in ON DUPLICATE KEY UPDATE (INSERT ... AS new) are MySQL
 //     8.0.19+ only; VALUES() is used, which MySQL 8.0.20+ deprecates (a
 //     warning) and MariaDB keeps.

@@ -43,8 +43,10 @@ type queries struct {
 	sqlstore.Tables[tableQueries]
 
 	insertPublished string // VALUES follow: see insertValues
-	insertReceived  string
+	insertReceived  string // of one message; see insertReceivedSQL
 	receivedToken   string
+	receivedTokens  string // ends in "(": see receivedTokensSQL
+	received        string // the received table, quoted
 	heartbeat       string
 	instances       string
 	removeInstance  string
@@ -63,11 +65,31 @@ func newQueries(prefix string) queries {
 			Received:  newTableQueries(prefix+"received", "msg_id, grp"),
 		},
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy) VALUES `,
-		// MySQL evaluates the assignments left to right: status last, so
-		// that the others still see the old status.
-		insertReceived: `INSERT INTO ` + rec + `
+		insertReceived:  insertReceivedSQL(rec, 1),
+		receivedToken:   `SELECT id, lease_token FROM ` + rec + ` WHERE msg_id = ? AND grp = ?`,
+		receivedTokens:  `SELECT id, msg_id, grp, lease_token FROM ` + rec + ` WHERE (msg_id, grp) IN (`,
+		received:        rec,
+		heartbeat: `INSERT INTO ` + inst + ` (` + sqlstore.InstanceColumns + `) VALUES (?, ?, ?, ?, ?)
+			ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)`,
+		instances:      `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > ? ORDER BY started, id`,
+		removeInstance: `DELETE FROM ` + inst + ` WHERE id = ? OR last_seen < ?`,
+	}
+}
+
+// receivedValues is the VALUES row of one message in an insert of
+// received messages: id, msg_id, grp, name, headers, body, added,
+// next_attempt_at, lease_token, lease_until, policy.
+const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?)`
+
+// insertReceivedSQL inserts n received messages into table: each is
+// inserted, or, when its (msg_id, grp) is stored already, a Failed row is
+// reset and claimed and any other row left alone. MySQL evaluates the
+// assignments left to right: status last, so that the others still see
+// the old status.
+func insertReceivedSQL(table string, n int) string {
+	return `INSERT INTO ` + table + `
 			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)
-			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?)
+			VALUES ` + strings.TrimSuffix(strings.Repeat(receivedValues+", ", n), ", ") + `
 			ON DUPLICATE KEY UPDATE
 				retries = IF(status = 'Failed', 0, retries),
 				last_error = IF(status = 'Failed', '', last_error),
@@ -75,13 +97,13 @@ func newQueries(prefix string) queries {
 				next_attempt_at = IF(status = 'Failed', VALUES(next_attempt_at), next_attempt_at),
 				lease_token = IF(status = 'Failed', VALUES(lease_token), lease_token),
 				lease_until = IF(status = 'Failed', VALUES(lease_until), lease_until),
-				status = IF(status = 'Failed', 'Scheduled', status)`,
-		receivedToken: `SELECT id, lease_token FROM ` + rec + ` WHERE msg_id = ? AND grp = ?`,
-		heartbeat: `INSERT INTO ` + inst + ` (` + sqlstore.InstanceColumns + `) VALUES (?, ?, ?, ?, ?)
-			ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)`,
-		instances:      `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > ? ORDER BY started, id`,
-		removeInstance: `DELETE FROM ` + inst + ` WHERE id = ? OR last_seen < ?`,
-	}
+				status = IF(status = 'Failed', 'Scheduled', status)`
+}
+
+// receivedTokensSQL reads the id, key and lease token of the received
+// rows of n (msg_id, grp) pairs.
+func (q *queries) receivedTokensSQL(n int) string {
+	return q.receivedTokens + sqlstore.PairPlaceholders(n) + `)`
 }
 
 // attemptCase begins the CASE that picks a row's attempt in Succeed;

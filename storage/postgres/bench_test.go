@@ -13,6 +13,7 @@ import (
 	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
+	"github.com/gocap/gocap/storage/storagetest"
 )
 
 // The publish-cost benchmarks compare what Publish adds to an application
@@ -179,4 +180,13 @@ func BenchmarkPlainInsertIndexed(b *testing.B) {
 		b.Fatal(err)
 	}
 	runTxBench(b, pool, plainInsert(table))
+}
+
+// InsertReceivedBatch of 100 messages against 100 InsertReceived calls
+// (msgs/s):
+//
+//	go test -run '^$' -bench ReceivedBatch -count 3 ./storage/postgres/
+func BenchmarkReceivedBatch(b *testing.B) {
+	_, d, _ := benchSetup(b)
+	storagetest.BenchReceivedBatch(b, d, 100)
 }

@@ -192,32 +192,6 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	return nil
 }
 
-// InsertReceived stores a received message claimed under a lease, or
-// reports a duplicate (see storage.Store).
-func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
-	if err := sqlstore.CheckReceivedToken(token); err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	h, err := sqlstore.HeadersJSON(m)
-	if err != nil {
-		return storage.ReceivedInsert{}, d.base.Wrap(err)
-	}
-	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
-	var id int64
-	err = d.pool.QueryRow(ctx, d.q.insertReceived,
-		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
-		storage.ValidText(m.Policy),
-	).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
-	}
-	if err != nil {
-		return storage.ReceivedInsert{}, fmt.Errorf("postgres: storing received message %q for group %q: %w", msgID, group, classify(err))
-	}
-	// The row returned is the message's, or a Failed one that was reset.
-	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: id != m.ID}, nil
-}
-
 // Claim leases due Scheduled and Delayed rows (see storage.Store).
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	t, err := d.table(kind)

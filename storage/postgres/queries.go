@@ -29,18 +29,19 @@ type tableQueries struct {
 type queries struct {
 	sqlstore.Tables[tableQueries]
 
-	insertOne        string
-	insertMany       string
-	insertOneNotify  string // insertOne, and a NOTIFY sent on commit
-	insertManyNotify string // insertMany, and a NOTIFY sent on commit
-	insertReceived   string
-	heartbeat        string
-	instances        string
-	removeInstance   string
-	notifyChannel    string // a NOTIFY outside an insert (a requeue)
-	listen           string
-	migrateLock      string // serializes migrations of one schema
-	schema           string // the DDL of Migrate
+	insertOne           string
+	insertMany          string
+	insertOneNotify     string // insertOne, and a NOTIFY sent on commit
+	insertManyNotify    string // insertMany, and a NOTIFY sent on commit
+	insertReceived      string
+	insertReceivedBatch string
+	heartbeat           string
+	instances           string
+	removeInstance      string
+	notifyChannel       string // a NOTIFY outside an insert (a requeue)
+	listen              string
+	migrateLock         string // serializes migrations of one schema
+	schema              string // the DDL of Migrate
 }
 
 func newQueries(schema, channel string) queries {
@@ -62,15 +63,28 @@ func newQueries(schema, channel string) queries {
 	q.insertOneNotify = `WITH ins AS (` + q.insertOne + ` RETURNING 1) SELECT pg_notify(` + lit + `, '') FROM ins`
 	q.insertManyNotify = `WITH ins AS (` + q.insertMany + ` RETURNING 1)
 		SELECT pg_notify(` + lit + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one`
-	q.insertReceived = `INSERT INTO ` + rec + ` AS r
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10)
+	// A received message: inserted, or, when its (msg_id, grp) is stored
+	// already, a Failed row reset and claimed; the row is returned in
+	// either case, and no row for a duplicate left alone.
+	recInsert := `INSERT INTO ` + rec + ` AS r
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)`
+	recConflict := `
 		ON CONFLICT (msg_id, grp) DO UPDATE
 		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 		    next_attempt_at = EXCLUDED.next_attempt_at, lease_token = EXCLUDED.lease_token,
 		    lease_until = EXCLUDED.lease_until
-		WHERE r.status = 'Failed'
+		WHERE r.status = 'Failed'`
+	q.insertReceived = recInsert + `
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10)` + recConflict + `
 		RETURNING r.id`
+	// The rows arrive de-duplicated and sorted by (msg_id, grp) (see
+	// sqlstore.ReceivedBatch); a returned row is told from its message by
+	// its key.
+	q.insertReceivedBatch = recInsert + `
+		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9, $8, policy
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[])
+		AS m(id, msg_id, grp, name, headers, body, added, policy)` + recConflict + `
+		RETURNING r.id, r.msg_id, r.grp`
 	inst := s + ".instances"
 	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen`

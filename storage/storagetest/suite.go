@@ -33,7 +33,7 @@
 //	go test -run 'TestConformance/Claim' ./mybackend/
 //	go test -run 'TestConformance/Outcome/Release' ./mybackend/
 //
-// The areas, each in the file of its name:
+// The areas, each in the file of its name unless named:
 //
 //   - Insert: InsertPublished and InsertPublishedTx (commit and rollback,
 //     InsertOptions, large, binary and non-ASCII content, a duplicate id
@@ -48,6 +48,13 @@
 //     Succeed of 1,000 rows;
 //   - Received: InsertReceived's de-duplication and reset of Failed
 //     duplicates, claims restricted to consumer groups;
+//   - ReceivedBatch (batch.go), for a Store that implements
+//     storage.ReceivedBatchInserter (skipped otherwise): InsertReceivedBatch
+//     of new messages, of duplicates within a batch, across batches and
+//     against InsertReceived, the reset of Failed rows, a mix of all with
+//     results in order, a long message id twice, an empty batch, a
+//     failing batch storing nothing, and concurrent batches with
+//     overlapping ids claiming each row once;
 //   - Text: text a database cannot hold as it is (long message ids,
 //     invalid UTF-8 and NUL, long error texts);
 //   - Dashboard: List's filters and paging, Counts, Histogram, Requeue
@@ -141,6 +148,17 @@ func (s *suite[TTx]) areas() []area {
 		{"Received", []testCase{
 			{"ReceivedDedup", s.receivedDedup},
 			{"ReceivedClaimByGroup", s.receivedClaimByGroup},
+		}},
+		{"ReceivedBatch", []testCase{
+			{"New", s.batchNew},
+			{"Empty", s.batchEmpty},
+			{"DuplicateInBatch", s.batchDuplicateInBatch},
+			{"DuplicateAcrossBatches", s.batchDuplicateAcrossBatches},
+			{"ResetFailed", s.batchResetFailed},
+			{"Mix", s.batchMix},
+			{"LongMsgID", s.batchLongMsgID},
+			{"Atomic", s.batchAtomic},
+			{"Concurrent", s.batchConcurrent},
 		}},
 		{"Text", []testCase{
 			{"ReceivedLongMsgID", s.receivedLongMsgID},

@@ -1,0 +1,139 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gocap/gocap/internal/sqlstore"
+	"github.com/gocap/gocap/storage"
+)
+
+var _ storage.ReceivedBatchInserter = (*Driver)(nil)
+
+// receivedArgs appends the arguments of r's VALUES row (receivedValues)
+// to args.
+func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) []any {
+	return append(args, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, dbTime(r.Added), dbTime(r.Added), token,
+		dbTime(leaseUntil), r.Policy)
+}
+
+// InsertReceived stores a received message claimed under a lease, or
+// reports a duplicate (see storage.Store). MySQL has no UPDATE ...
+// RETURNING: the row's lease token, read back, tells whether this call
+// holds its lease.
+func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	r, err := d.base.ReceivedRow(m, token, fitGroup, fitName)
+	if err != nil {
+		return storage.ReceivedInsert{}, err
+	}
+	if _, err = d.db.ExecContext(ctx, d.q.insertReceived, receivedArgs(nil, &r, token, leaseUntil)...); err != nil {
+		return storage.ReceivedInsert{}, fmt.Errorf("mysql: storing received message %q for group %q: %w", r.MsgID, r.Group, classify(err))
+	}
+	var id int64
+	var got sql.NullInt64
+	if err := d.db.QueryRowContext(ctx, d.q.receivedToken, r.MsgID, r.Group).Scan(&id, &got); err != nil {
+		return storage.ReceivedInsert{}, fmt.Errorf("mysql: reading back received message %q for group %q: %w", r.MsgID, r.Group, classify(err))
+	}
+	// The row is the message's or a Failed one that was reset when it
+	// holds the token, which is the caller's alone; else a duplicate that
+	// was not Failed.
+	return r.Result(id, got.Valid && got.Int64 == token), nil
+}
+
+// InsertReceivedBatch stores received messages claimed under one lease
+// (see storage.ReceivedBatchInserter) in one transaction at READ
+// COMMITTED: a multi-row INSERT ... ON DUPLICATE KEY UPDATE of the
+// batch's distinct (msg_id, grp), sorted, then one SELECT of their lease
+// tokens. The INSERT locks every row of the batch, inserted or not, until
+// the commit, so the SELECT reads what the INSERT left: a row holding the
+// caller's token, which no other caller has, was inserted or reset by
+// it. A deadlock with a concurrent batch is retried. A batch larger than
+// one statement takes several, in the same transaction.
+func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
+	return d.base.InsertReceivedBatch(msgs, token, fitGroup, fitName, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
+		index := padIndex(b)
+		return d.retryTx(ctx, "batch of received messages", func(tx *sql.Tx) error {
+			clear(res)
+			from := 0
+			for _, chunk := range batches(b.Rows, func(r sqlstore.ReceivedRow) int { return len(r.Body) }) {
+				args := make([]any, 0, 11*len(chunk))
+				keys := make([]any, 0, 2*len(chunk))
+				for i := range chunk {
+					args = receivedArgs(args, &chunk[i], token, leaseUntil)
+					keys = append(keys, chunk[i].MsgID, chunk[i].Group)
+				}
+				if _, err := tx.ExecContext(ctx, insertReceivedSQL(d.q.received, len(chunk)), args...); err != nil {
+					return err
+				}
+				to := from + len(chunk)
+				if err := d.readTokens(ctx, tx, d.q.receivedTokensSQL(len(chunk)), keys, token, b, index, from, to, res); err != nil {
+					return err
+				}
+				from = to
+			}
+			return nil
+		})
+	})
+}
+
+// padKey is k as the unique key on (msg_id, grp) compares it: utf8mb4_bin
+// is a PAD SPACE collation, so "a" and "a " are one key.
+func padKey(k sqlstore.ReceivedKey) sqlstore.ReceivedKey {
+	return sqlstore.ReceivedKey{MsgID: strings.TrimRight(k.MsgID, " "), Group: strings.TrimRight(k.Group, " ")}
+}
+
+// padIndex returns the index in b.Rows of the first row of each key as
+// the unique key compares it (padKey): of rows that are one key, the
+// first one the INSERT meets inserts, resets or leaves alone the stored
+// row, and the others meet it as a duplicate that is not Failed.
+func padIndex(b *sqlstore.ReceivedBatch) map[sqlstore.ReceivedKey]int {
+	idx := make(map[sqlstore.ReceivedKey]int, len(b.Rows))
+	for i := range b.Rows {
+		k := padKey(b.Rows[i].Key())
+		if _, ok := idx[k]; !ok {
+			idx[k] = i
+		}
+	}
+	return idx
+}
+
+// readTokens runs query, the read of the rows of keys, b.Rows[from:to],
+// and sets res[i], the result of b.Rows[i], for each row it reads (index
+// is padIndex(b)). The results of the rows that are not the first of
+// their key (padIndex), duplicates of another row of the batch, stay
+// zero: not claimed. A first row that is not read back was not stored:
+// its id is that of a stored row of another key, which ON DUPLICATE KEY
+// UPDATE took for its duplicate; that is an error, permanent, and the
+// caller rolls the batch back.
+func (d *Driver) readTokens(ctx context.Context, tx *sql.Tx, query string, keys []any, token int64,
+	b *sqlstore.ReceivedBatch, index map[sqlstore.ReceivedKey]int, from, to int, res []storage.ReceivedInsert) error {
+	rows, err := tx.QueryContext(ctx, query, keys...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	read := map[int]bool{}
+	for rows.Next() {
+		var id int64
+		var key sqlstore.ReceivedKey
+		var got sql.NullInt64
+		if err := rows.Scan(&id, &key.MsgID, &key.Group, &got); err != nil {
+			return err
+		}
+		if i, ok := index[padKey(key)]; ok {
+			res[i], read[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token), true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := from; i < to; i++ {
+		if r := &b.Rows[i]; index[padKey(r.Key())] == i && !read[i] {
+			return sqlstore.Permanent(fmt.Errorf("received message %q for group %q was not stored: its id %d is that of another stored row", r.MsgID, r.Group, r.ID))
+		}
+	}
+	return nil
+}

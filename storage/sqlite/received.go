@@ -1,0 +1,75 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/gocap/gocap/internal/sqlstore"
+	"github.com/gocap/gocap/storage"
+)
+
+var _ storage.ReceivedBatchInserter = (*Driver)(nil)
+
+// queryRower is what *sql.DB, *sql.Tx and *sql.Stmt's QueryRowContext
+// take: the statement, then its arguments.
+type queryRower func(ctx context.Context, args ...any) *sql.Row
+
+// insertReceived stores r with insert, the insertReceived statement (on
+// the database, or prepared in a transaction), and returns its result;
+// the caller puts an error in context.
+func insertReceived(ctx context.Context, insert queryRower, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	var id int64
+	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, us(leaseUntil), r.Policy).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
+	}
+	if err != nil {
+		return storage.ReceivedInsert{}, err
+	}
+	// The row returned is the message's, or a Failed one that was reset.
+	return r.Result(id, true), nil
+}
+
+// InsertReceived stores a received message claimed under a lease, or
+// reports a duplicate (see storage.Store), with one INSERT ... ON
+// CONFLICT DO UPDATE ... RETURNING. A duplicate left alone returns no
+// row, and is reported with ID zero.
+func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	r, err := d.base.ReceivedRow(m, token, storage.ValidText, storage.ValidText)
+	if err != nil {
+		return storage.ReceivedInsert{}, err
+	}
+	insert := func(ctx context.Context, args ...any) *sql.Row {
+		return d.db.QueryRowContext(ctx, d.q.insertReceived, args...)
+	}
+	res, err := insertReceived(ctx, insert, &r, token, leaseUntil)
+	if err != nil {
+		return res, d.base.Err(err, "storing received message %q for group %q", r.MsgID, r.Group)
+	}
+	return res, nil
+}
+
+// InsertReceivedBatch stores received messages claimed under one lease
+// (see storage.ReceivedBatchInserter) in one transaction that runs
+// InsertReceived's statement, prepared once, for each distinct (msg_id,
+// grp) of the batch. SQLite has one writer, so the transaction is the
+// whole cost of a batch: its commit is paid once instead of per message.
+func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
+	return d.base.InsertReceivedBatch(msgs, token, storage.ValidText, storage.ValidText, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
+		return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+			stmt, err := tx.PrepareContext(ctx, d.q.insertReceived)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for i := range b.Rows {
+				if res[i], err = insertReceived(ctx, stmt.QueryRowContext, &b.Rows[i], token, leaseUntil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
