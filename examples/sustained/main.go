@@ -253,11 +253,15 @@ type sample struct {
 	at time.Time
 }
 
-// load runs b.workers goroutines that each call tx in a loop until the
+// load runs b.workers goroutines that each call work in a loop until the
 // run's time is up, and returns what they committed.
 func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx context.Context, w int) (sample, error)) ([]sample, time.Time, time.Time, error) {
 	start := time.Now()
 	end := start.Add(dur)
+	// A commit or a confirm that hangs (RabbitMQ's flow control, say)
+	// ends the run a minute after its time instead of never.
+	ctx, cancel := context.WithDeadline(ctx, end.Add(time.Minute))
+	defer cancel()
 	var wg sync.WaitGroup
 	per := make([][]sample, b.workers)
 	errs := make([]error, b.workers)
