@@ -86,7 +86,7 @@ func TestConformance(t *testing.T) {
 			return tr
 		},
 		Wildcards: true,
-		InFlight:  16, // the default prefetch
+		InFlight:  64, // the default prefetch (16) on each of the default 4 channels
 		Disconnect: func(t *testing.T, tr transport.Transport) func() {
 			p := proxies[tr]
 			p.Down()

@@ -1,0 +1,73 @@
+package adapter
+
+import (
+	"fmt"
+	"time"
+)
+
+// Gather appends to batch, which holds the first delivery of a batch,
+// what in holds, until batch has max elements or nothing more is waiting
+// in in; while nothing is waiting it waits for more until deadline (the
+// first delivery's arrival plus the linger). ok is false when in was
+// closed: the deliveries gathered can no longer be acknowledged.
+func Gather[T any](in <-chan T, batch []T, max int, deadline time.Time) (_ []T, ok bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(batch) < max {
+		select {
+		case d, ok := <-in:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, d)
+			continue
+		default:
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return batch, true
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		}
+		select {
+		case d, ok := <-in:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, d)
+		case <-timer.C:
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
+// Results returns errs if a batch handler returned one result for each of
+// n deliveries. Otherwise it returns n errors, so that every delivery is
+// delivered again: a handler that miscounts is a bug, and dropping or
+// acknowledging deliveries on a guess could lose messages.
+func Results(errs []error, n int) []error {
+	if len(errs) == n {
+		return errs
+	}
+	err := fmt.Errorf("the batch handler returned %d results for %d deliveries", len(errs), n)
+	errs = make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// BatchSize returns the size of the batches of a ConsumeBatch called with
+// max: max, or def if max is not positive.
+func BatchSize(max, def int) int {
+	if max <= 0 {
+		return def
+	}
+	return max
+}
