@@ -56,7 +56,7 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 		if err != nil {
 			return
 		}
-		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing", "discarding", "starving", "outage", "batch-paid", "batch-shipped"} {
+		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing", "discarding", "starving", "outage", "batch-paid", "batch-shipped", "batch-once", "batch-mixed", "batch-linger", "batch-acked"} {
 			ch.QueueDelete(cfg.QueuePrefix+g, false, false, false)
 		}
 		ch.ExchangeDelete(cfg.Exchange, false, false)
