@@ -175,6 +175,11 @@ func (t *Transport) startConsumer(ctx context.Context, ch *amqp.Channel, queue s
 	return &channelConsumer{deliveries: deliveries, retry: newRetrier(ctx, t, ch, queue)}, nil
 }
 
+// gatherGrace is how long a channel's consumer waits for one more
+// delivery, after the linger, before it hands a batch over: the deliveries
+// the broker already pushed come within microseconds (see adapter.Gather).
+const gatherGrace = time.Millisecond
+
 // batcher gathers the deliveries of a channel into batches, hands them to
 // the handler, and acknowledges them by its results.
 type batcher struct {
@@ -198,7 +203,7 @@ func (b *batcher) run(ctx context.Context, c *channelConsumer) {
 		if !ok {
 			return
 		}
-		batch, ok = adapter.Gather(c.deliveries, append(batch[:0], first), b.max, time.Now().Add(b.linger))
+		batch, ok = adapter.Gather(c.deliveries, append(batch[:0], first), b.max, time.Now().Add(b.linger), gatherGrace)
 		if !ok {
 			return // the channel closed: the broker redelivers the batch
 		}

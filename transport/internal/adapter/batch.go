@@ -6,18 +6,24 @@ import (
 )
 
 // Gather appends to batch, which holds the first delivery of a batch,
-// what in holds, until batch has max elements or nothing more is waiting
+// what in holds, until batch has size elements or nothing more is waiting
 // in in; while nothing is waiting it waits for more until deadline (the
 // first delivery's arrival plus the linger). ok is false when in was
 // closed: the deliveries gathered can no longer be acknowledged.
-func Gather[T any](in <-chan T, batch []T, max int, deadline time.Time) (_ []T, ok bool) {
+//
+// A delivery counts as waiting if it comes within grace. A broker client
+// that hands deliveries over through an unbuffered channel from a
+// goroutine of its own (amqp091-go does) has the next one ready only once
+// that goroutine ran again after the last hand-over: a receive that does
+// not wait at all would find nothing and end every batch at one delivery.
+func Gather[T any](in <-chan T, batch []T, size int, deadline time.Time, grace time.Duration) (_ []T, ok bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
-	for len(batch) < max {
+	for len(batch) < size {
 		select {
 		case d, ok := <-in:
 			if !ok {
@@ -27,12 +33,14 @@ func Gather[T any](in <-chan T, batch []T, max int, deadline time.Time) (_ []T, 
 			continue
 		default:
 		}
-		wait := time.Until(deadline)
+		wait := max(time.Until(deadline), grace)
 		if wait <= 0 {
 			return batch, true
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
 		}
 		select {
 		case d, ok := <-in:
