@@ -27,6 +27,12 @@
 // cap-msg-name (from a foreign producer) gets its topic, without the
 // prefix, as Delivery.Topic, which the outbox uses as the name.
 //
+// ConsumeBatch (transport.BatchReceiver) hands the handler the records
+// fetched together, up to a batch size, and commits their offsets after it
+// returned, per partition up to the first record whose result is an error;
+// failed records are handed again, alone, before the next fetch, so a
+// partition keeps its order. Consume is ConsumeBatch with batches of one.
+//
 // Record header values are bytes. A value that is valid UTF-8 without NUL
 // bytes becomes that string in Delivery.Headers; any other value becomes
 // "base64:" followed by its standard base64 encoding (see wire.HeaderValue
@@ -48,18 +54,14 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/gocap/gocap/internal/backoff"
-	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/internal/adapter"
-	"github.com/gocap/gocap/wire"
 )
 
 // ErrClosed is returned by Send after Close.
@@ -107,8 +109,9 @@ type Transport struct {
 }
 
 var (
-	_ transport.Transport   = (*Transport)(nil)
-	_ transport.BatchSender = (*Transport)(nil)
+	_ transport.Transport     = (*Transport)(nil)
+	_ transport.BatchSender   = (*Transport)(nil)
+	_ transport.BatchReceiver = (*Transport)(nil)
 )
 
 // New returns a transport for cfg. It does not connect until used.
@@ -270,90 +273,6 @@ func brokersDown(err error) bool {
 		return true
 	}
 	return false
-}
-
-// Consume reads the topics as consumer group group and commits each
-// offset after h returned nil (see transport.Receiver).
-func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
-	if err := adapter.CheckConsume("kafka", group, topics); err != nil {
-		return err
-	}
-	full := make([]string, len(topics))
-	for i, tp := range topics {
-		if topic.HasWildcard(tp) {
-			return fmt.Errorf("kafka: consume for group %q: topic %q: Kafka has no topic wildcards; subscribe to each topic", group, tp)
-		}
-		full[i] = t.cfg.TopicPrefix + tp
-	}
-	ctx, cancel := adapter.UntilClosed(ctx, t.closed)
-	defer cancel()
-	if err := t.ensureTopics(ctx, full...); err != nil {
-		return err
-	}
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        t.cfg.Brokers,
-		GroupID:        t.cfg.GroupPrefix + group,
-		GroupTopics:    full,
-		MinBytes:       1,
-		MaxBytes:       64 << 20,
-		MaxWait:        100 * time.Millisecond,
-		StartOffset:    kafkago.FirstOffset,
-		CommitInterval: 0, // synchronous commits
-		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { t.log.Warn("gocap: kafka reader: " + fmt.Sprintf(f, a...)) }),
-	})
-	defer r.Close()
-	wait := backoff.New(100*time.Millisecond, 30*time.Second)
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			d := wait.Next()
-			t.log.Warn("gocap: kafka fetch failed; retrying", "group", group, "err", err, "retry_in", d)
-			if !backoff.Sleep(ctx, d) {
-				return nil
-			}
-			continue
-		}
-		wait.Reset()
-		d := transport.Delivery{
-			Message: transport.Message{Headers: make(map[string]string, len(m.Headers)), Body: m.Value},
-			Topic:   strings.TrimPrefix(m.Topic, t.cfg.TopicPrefix),
-		}
-		for _, hd := range m.Headers {
-			d.Headers[hd.Key] = wire.HeaderValue(hd.Value)
-		}
-		// Until h accepts the message (stores it) or discards it, hand it
-		// again; the offset stays uncommitted meanwhile.
-		for {
-			err := h(ctx, d)
-			if err == nil {
-				break
-			}
-			if errors.Is(err, transport.ErrDiscard) {
-				t.log.Warn("gocap: discarding a kafka record at the handler's request", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
-				break
-			}
-			t.log.Warn("gocap: handling a kafka record failed; handing it again", "topic", m.Topic, "offset", m.Offset, "err", err)
-			if !backoff.Sleep(ctx, t.cfg.RequeueDelay) {
-				return nil
-			}
-		}
-		for {
-			err := r.CommitMessages(ctx, m)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			t.log.Warn("gocap: committing a kafka offset failed; retrying (the record may be redelivered)", "err", err)
-			if !backoff.Sleep(ctx, time.Second) {
-				return nil
-			}
-		}
-	}
 }
 
 // Close stops consumers and the writer, flushing pending sends. It is safe

@@ -96,7 +96,10 @@ type Transport struct {
 	closed chan struct{}
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport     = (*Transport)(nil)
+	_ transport.BatchReceiver = (*Transport)(nil)
+)
 
 func (t *Transport) isClosed() bool {
 	select {
@@ -156,8 +159,31 @@ func signal(c chan struct{}) {
 }
 
 // Consume binds group to topics and hands its messages to h, one at a
-// time per Consume call, until ctx ends or the transport is closed.
+// time per Consume call, until ctx ends or the transport is closed. It is
+// ConsumeBatch with batches of one message.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
+	return t.consume(ctx, group, topics, 1, 0, func(ctx context.Context, ds []transport.Delivery) []error {
+		return []error{h(ctx, ds[0])}
+	})
+}
+
+// DefaultBatch is the batch size of ConsumeBatch for a max ≤ 0.
+const DefaultBatch = 100
+
+// ConsumeBatch binds group to topics, as Consume does, and hands its
+// messages to h in batches of up to max (max ≤ 0 means DefaultBatch), one
+// batch at a time per ConsumeBatch call (see transport.BatchReceiver). A
+// batch is handed over as soon as it is full; otherwise once the queue is
+// empty, after waiting for more up to linger after the first message was
+// taken (linger ≤ 0: no wait). The messages of a batch are taken from the
+// queue meanwhile. Each message then gets its own result: a failed one goes
+// back to the head of the queue after Options.RequeueDelay, a discarded
+// one is dropped.
+func (t *Transport) ConsumeBatch(ctx context.Context, group string, topics []string, max int, linger time.Duration, h transport.BatchHandler) error {
+	return t.consume(ctx, group, topics, adapter.BatchSize(max, DefaultBatch), linger, h)
+}
+
+func (t *Transport) consume(ctx context.Context, group string, topics []string, max int, linger time.Duration, h transport.BatchHandler) error {
 	if err := adapter.CheckConsume("memory", group, topics); err != nil {
 		return err
 	}
@@ -183,33 +209,67 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 	// Consume returns, those still waiting go back to the queue at once.
 	later := &requeuer{b: b, q: q, later: adapter.NewLater(b.opts.RequeueDelay)}
 	defer later.stop()
-	for {
-		b.mu.Lock()
-		var d transport.Delivery
-		ok := len(q.msgs) > 0
-		if ok {
-			d = q.msgs[0]
-			q.msgs = q.msgs[1:]
-			if len(q.msgs) > 0 {
-				signal(q.ready) // another consumer of the group may take the next
-			}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		b.mu.Unlock()
-		if !ok {
+	}()
+	batch := make([]transport.Delivery, 0, max)
+	var deadline time.Time
+	for {
+		batch = b.take(q, batch, max)
+		if len(batch) > 0 && deadline.IsZero() {
+			deadline = time.Now().Add(linger)
+		}
+		wait := time.Until(deadline)
+		if len(batch) == 0 || (len(batch) < max && wait > 0) {
+			var expired <-chan time.Time
+			if len(batch) > 0 {
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
+				expired = timer.C
+			}
 			select {
 			case <-q.ready:
 				continue
+			case <-expired:
 			case <-ctx.Done():
+				later.putBack(batch)
 				return nil
 			case <-t.closed:
+				later.putBack(batch)
 				return nil
 			}
 		}
-		if err := h(ctx, d); err != nil && !errors.Is(err, transport.ErrDiscard) {
-			// Not acknowledged: back to the queue after a pause.
-			later.schedule(d)
+		if len(batch) == 0 {
+			continue
 		}
+		errs := adapter.Results(h(ctx, batch), len(batch))
+		for i, err := range errs {
+			if err != nil && !errors.Is(err, transport.ErrDiscard) {
+				// Not acknowledged: back to the queue after a pause.
+				later.schedule(batch[i])
+			}
+		}
+		batch, deadline = make([]transport.Delivery, 0, max), time.Time{}
 	}
+}
+
+// take moves messages from the head of q to batch until batch holds max.
+func (b *Broker) take(q *queue, batch []transport.Delivery, max int) []transport.Delivery {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(max-len(batch), len(q.msgs))
+	batch = append(batch, q.msgs[:n]...)
+	q.msgs = q.msgs[n:]
+	if len(q.msgs) > 0 {
+		signal(q.ready) // another consumer of the group may take the next
+	}
+	return batch
 }
 
 // requeuer puts the messages of one Consume call whose handler failed back
@@ -227,6 +287,18 @@ func (r *requeuer) schedule(d transport.Delivery) {
 func (r *requeuer) requeue(d transport.Delivery) {
 	r.b.mu.Lock()
 	r.q.msgs = append([]transport.Delivery{d}, r.q.msgs...)
+	r.b.mu.Unlock()
+	signal(r.q.ready)
+}
+
+// putBack puts ds, taken but not handled, back at the head of the queue,
+// in order.
+func (r *requeuer) putBack(ds []transport.Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	r.b.mu.Lock()
+	r.q.msgs = append(append([]transport.Delivery(nil), ds...), r.q.msgs...)
 	r.b.mu.Unlock()
 	signal(r.q.ready)
 }

@@ -2,10 +2,8 @@ package rabbitmq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -14,16 +12,49 @@ import (
 	"github.com/gocap/gocap/internal/backoff"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/internal/adapter"
-	"github.com/gocap/gocap/wire"
 )
 
 // Consume consumes the queue of group, bound to topics (see
-// transport.Receiver). A delivery whose handler fails is handed back to the
-// tail of the queue after Config.RequeueDelay; one whose handler discards
-// it is rejected without requeue (see the package documentation). After a
-// connection loss Consume dials again with the backoff of
-// Config.ReconnectMin and ReconnectMax.
+// transport.Receiver), on Config.Concurrency channels of one connection,
+// one delivery at a time per channel. A delivery whose handler fails is
+// handed back to the tail of the queue after Config.RequeueDelay; one whose
+// handler discards it is rejected without requeue (see the package
+// documentation). After a connection loss Consume dials again with the
+// backoff of Config.ReconnectMin and ReconnectMax.
+//
+// Consume is ConsumeBatch with batches of one delivery.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
+	return t.consume(ctx, group, topics, 1, 0, func(ctx context.Context, ds []transport.Delivery) []error {
+		return []error{h(ctx, ds[0])}
+	})
+}
+
+// ConsumeBatch consumes the queue of group, bound to topics, as Consume
+// does, and hands deliveries to h in batches (see transport.BatchReceiver).
+//
+// Each of the Config.Concurrency channels of the consumer has one batch in
+// flight at a time, so that as many batches are handled at once, and
+// gathers the next one from what the broker pushed meanwhile (at most
+// Config.Prefetch deliveries). A batch holds up to max deliveries (max ≤ 0
+// means, and a larger max is capped at, Config.Prefetch: the broker sends
+// no more unacknowledged deliveries on one channel). It is handed over as
+// soon as it is full; otherwise once no further delivery is waiting, after
+// waiting for more up to linger after the first arrived (linger ≤ 0: no
+// wait).
+//
+// When every result of a batch is nil, the batch is acknowledged with one
+// basic.ack of its last delivery tag with the multiple flag, unless the
+// channel still holds a failed delivery waiting to be handed back (it would
+// be acknowledged too): then, as for a batch with errors, each delivery is
+// acknowledged, handed back (a plain error) or rejected (an error wrapping
+// transport.ErrDiscard) by its own result, as Consume does.
+func (t *Transport) ConsumeBatch(ctx context.Context, group string, topics []string, max int, linger time.Duration, h transport.BatchHandler) error {
+	return t.consume(ctx, group, topics, min(adapter.BatchSize(max, t.cfg.Prefetch), t.cfg.Prefetch), linger, h)
+}
+
+// consume runs consumeOnce, reconnecting with backoff, until ctx ends or
+// the broker refuses the consumer.
+func (t *Transport) consume(ctx context.Context, group string, topics []string, max int, linger time.Duration, h transport.BatchHandler) error {
 	if err := adapter.CheckConsume("rabbitmq", group, topics); err != nil {
 		return err
 	}
@@ -31,8 +62,9 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 	defer cancel()
 	queue := t.cfg.QueuePrefix + group
 	wait := backoff.New(t.cfg.ReconnectMin, t.cfg.ReconnectMax)
+	b := batcher{t: t, queue: queue, max: max, linger: linger, h: h}
 	for {
-		err := t.consumeOnce(ctx, queue, topics, h, wait.Reset)
+		err := t.consumeOnce(ctx, queue, topics, &b, wait.Reset)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -47,13 +79,16 @@ func (t *Transport) Consume(ctx context.Context, group string, topics []string, 
 	}
 }
 
-// consumeOnce runs one connection's consumer until it breaks or ctx ends.
-func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []string, h transport.Handler, connected func()) error {
+// consumeOnce runs one connection's consumer, Config.Concurrency channels
+// each with a consumer of the queue, until the connection or one of the
+// channels breaks, or ctx ends.
+func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []string, b *batcher, connected func()) error {
 	conn, err := amqp.Dial(t.cfg.URL)
 	if err != nil {
 		return fmt.Errorf("connecting: %w", err)
 	}
 	defer conn.Close()
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("opening a channel: %w", err)
@@ -69,29 +104,29 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 			return fmt.Errorf("binding queue %q to %q: %w", queue, topic, err)
 		}
 	}
-	if err := ch.Qos(t.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("setting prefetch: %w", err)
-	}
-	// Failed deliveries are copied to the tail of the queue (see retrier).
-	if err := ch.Confirm(false); err != nil {
-		return fmt.Errorf("enabling publisher confirms: %w", err)
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, queue, "", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consuming: %w", err)
+	consumers := make([]*channelConsumer, 0, t.cfg.Concurrency)
+	for i := range t.cfg.Concurrency {
+		if i > 0 {
+			if ch, err = conn.Channel(); err != nil {
+				return fmt.Errorf("opening a channel: %w", err)
+			}
+		}
+		c, err := t.startConsumer(ctx, ch, queue)
+		if err != nil {
+			return err
+		}
+		consumers = append(consumers, c)
 	}
 	connected()
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 
-	later := newRetrier(ctx, t, ch, queue)
 	var wg sync.WaitGroup
-	for range t.cfg.Concurrency {
+	ended := make(chan struct{}, len(consumers))
+	for _, c := range consumers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range deliveries {
-				t.handle(ctx, d, h, later)
-			}
+			b.run(ctx, c)
+			ended <- struct{}{}
 		}()
 	}
 	var result error
@@ -103,14 +138,124 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 		} else {
 			result = errors.New("connection closed")
 		}
+	case <-ended:
+		// The broker closed a channel (or cancelled its consumer, as when
+		// the queue is deleted): start over on a new connection.
+		result = errors.New("a consumer channel closed")
 	}
-	conn.Close() // ends deliveries, so the workers return
+	conn.Close() // ends every channel's deliveries, so the loops return
 	wg.Wait()
-	later.stop() // the broker redelivers what was waiting: nothing was acknowledged
+	for _, c := range consumers {
+		c.retry.stop() // the broker redelivers what was waiting: nothing was acknowledged
+	}
 	return result
 }
 
-func (t *Transport) handle(ctx context.Context, d amqp.Delivery, h transport.Handler, later *retrier) {
+// channelConsumer is one channel's consumer of the queue, with the retrier
+// of its failed deliveries.
+type channelConsumer struct {
+	deliveries <-chan amqp.Delivery
+	retry      *retrier
+}
+
+// startConsumer sets ch up (prefetch, publisher confirms for the retrier)
+// and starts a consumer of queue on it.
+func (t *Transport) startConsumer(ctx context.Context, ch *amqp.Channel, queue string) (*channelConsumer, error) {
+	if err := ch.Qos(t.cfg.Prefetch, 0, false); err != nil {
+		return nil, fmt.Errorf("setting prefetch: %w", err)
+	}
+	// Failed deliveries are copied to the tail of the queue (see retrier).
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+	deliveries, err := ch.ConsumeWithContext(ctx, queue, "", false, false, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("consuming: %w", err)
+	}
+	return &channelConsumer{deliveries: deliveries, retry: newRetrier(ctx, t, ch, queue)}, nil
+}
+
+// gatherGrace is how long a channel's consumer waits for one more
+// delivery, after the linger, before it hands a batch over: the deliveries
+// the broker already pushed come within microseconds (see adapter.Gather).
+const gatherGrace = time.Millisecond
+
+// batcher gathers the deliveries of a channel into batches, hands them to
+// the handler, and acknowledges them by its results.
+type batcher struct {
+	t      *Transport
+	queue  string
+	max    int
+	linger time.Duration
+	h      transport.BatchHandler
+}
+
+// run handles c's deliveries, one batch at a time, until its delivery
+// channel closes. One batch at a time makes a multiple ack of a batch's
+// last tag acknowledge that batch and nothing else: every earlier delivery
+// of the channel was acknowledged, rejected or, if it waits in the
+// retrier, is accounted for (see settle).
+func (b *batcher) run(ctx context.Context, c *channelConsumer) {
+	batch := make([]amqp.Delivery, 0, b.max)
+	ds := make([]transport.Delivery, 0, b.max)
+	for {
+		first, ok := <-c.deliveries
+		if !ok {
+			return
+		}
+		batch, ok = adapter.Gather(c.deliveries, append(batch[:0], first), b.max, time.Now().Add(b.linger), gatherGrace)
+		if !ok {
+			return // the channel closed: the broker redelivers the batch
+		}
+		ds = ds[:0]
+		for _, d := range batch {
+			ds = append(ds, delivery(d))
+		}
+		b.settle(c, batch, adapter.Results(b.h(ctx, ds), len(ds)))
+	}
+}
+
+// settle acknowledges, hands back or rejects each delivery of batch by its
+// result in errs.
+func (b *batcher) settle(c *channelConsumer, batch []amqp.Delivery, errs []error) {
+	log := b.t.log
+	if len(batch) > 1 && allNil(errs) && c.retry.pending() == 0 {
+		if err := batch[len(batch)-1].Ack(true); err != nil {
+			log.Warn("gocap: acknowledging a batch of deliveries failed; the broker will deliver them again", "count", len(batch), "err", err)
+		}
+		return
+	}
+	for i, d := range batch {
+		switch err := errs[i]; {
+		case err == nil:
+			if err := d.Ack(false); err != nil {
+				log.Warn("gocap: acknowledging a delivery failed; the broker will deliver it again", "err", err)
+			}
+		case errors.Is(err, transport.ErrDiscard):
+			log.Warn("gocap: discarding a delivery at the handler's request", "topic", d.RoutingKey, "err", err)
+			if err := d.Nack(false, false); err != nil {
+				log.Warn("gocap: discarding a delivery failed; the broker will deliver it again", "err", err)
+			}
+		default:
+			log.Warn("gocap: handling a delivery failed; handing it back to the broker after a pause", "topic", d.RoutingKey, "err", err, "pause", b.t.cfg.RequeueDelay)
+			c.retry.schedule(d)
+		}
+	}
+}
+
+func allNil(errs []error) bool {
+	for _, err := range errs {
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// delivery converts d: its headers become strings, and a copy that the
+// retrier put at the tail of the queue gets its original routing key back
+// as its topic.
+func delivery(d amqp.Delivery) transport.Delivery {
 	topic := d.RoutingKey
 	headers := make(map[string]string, len(d.Headers))
 	for k, v := range d.Headers {
@@ -121,119 +266,5 @@ func (t *Transport) handle(ctx context.Context, d amqp.Delivery, h transport.Han
 		topic = rk
 		delete(headers, RoutingKeyHeader)
 	}
-	err := h(ctx, transport.Delivery{Message: transport.Message{Headers: headers, Body: d.Body}, Topic: topic})
-	switch {
-	case err == nil:
-		if err := d.Ack(false); err != nil {
-			t.log.Warn("gocap: acknowledging a delivery failed; the broker will deliver it again", "err", err)
-		}
-	case errors.Is(err, transport.ErrDiscard):
-		t.log.Warn("gocap: discarding a delivery at the handler's request", "topic", d.RoutingKey, "err", err)
-		if err := d.Nack(false, false); err != nil {
-			t.log.Warn("gocap: discarding a delivery failed; the broker will deliver it again", "err", err)
-		}
-	default:
-		t.log.Warn("gocap: handling a delivery failed; handing it back to the broker after a pause", "topic", d.RoutingKey, "err", err, "pause", t.cfg.RequeueDelay)
-		later.schedule(d)
-	}
-}
-
-// retrier hands failed deliveries back to the broker after
-// Config.RequeueDelay, without holding a worker while they wait. It
-// belongs to one consumer channel: stop cancels what has not started and
-// waits for what has.
-type retrier struct {
-	t     *Transport
-	ctx   context.Context // the consumer's
-	ch    *amqp.Channel   // in confirm mode
-	queue string
-	later *adapter.Later
-}
-
-func newRetrier(ctx context.Context, t *Transport, ch *amqp.Channel, queue string) *retrier {
-	return &retrier{t: t, ctx: ctx, ch: ch, queue: queue, later: adapter.NewLater(t.cfg.RequeueDelay)}
-}
-
-// schedule hands d back after the delay. After stop it does nothing: the
-// channel is closed or closing, and the broker redelivers every delivery
-// that was not acknowledged on it.
-func (r *retrier) schedule(d amqp.Delivery) {
-	r.later.After(func() { r.handBack(d) })
-}
-
-// handBack puts a copy of d at the tail of its queue, through the default
-// exchange, and acknowledges d once the broker confirmed the copy. A
-// rejected delivery (basic.nack with requeue) would go back to the head of
-// the queue, so that deliveries that keep failing, as many as the prefetch,
-// would be all the consumer ever receives. The copy keeps d's headers,
-// body and properties, and carries d's routing key in RoutingKeyHeader.
-// If the copy cannot be confirmed, d is rejected with requeue instead; if
-// the channel closed, the broker redelivers d anyway (and the copy, if it
-// was routed, too: a duplicate, as after any lost acknowledgement).
-func (r *retrier) handBack(d amqp.Delivery) {
-	headers := make(amqp.Table, len(d.Headers)+1)
-	maps.Copy(headers, d.Headers)
-	if _, ok := headers[RoutingKeyHeader].(string); !ok || d.Exchange != "" {
-		headers[RoutingKeyHeader] = d.RoutingKey
-	}
-	dc, err := r.ch.PublishWithDeferredConfirmWithContext(r.ctx, "", r.queue, false, false, amqp.Publishing{
-		Headers:         headers,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    d.DeliveryMode,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		Expiration:      d.Expiration,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	})
-	if err == nil {
-		var ok bool
-		if ok, err = dc.WaitContext(r.ctx); err == nil && !ok {
-			err = errors.New("the broker rejected the copy (nack) or the channel closed")
-		}
-	}
-	if err != nil {
-		r.t.log.Debug("gocap: requeueing a failed delivery at the tail of its queue failed; rejecting it with requeue", "queue", r.queue, "err", err)
-		if err := d.Nack(false, true); err != nil {
-			r.t.log.Debug("gocap: handing a delivery back failed; the broker redelivers it when the channel closes", "err", err)
-		}
-		return
-	}
-	if err := d.Ack(false); err != nil {
-		r.t.log.Debug("gocap: acknowledging a requeued delivery failed; the broker redelivers it when the channel closes (a duplicate of its copy)", "err", err)
-	}
-}
-
-// stop cancels the deliveries still waiting and waits for those being
-// handed back.
-func (r *retrier) stop() { r.later.Stop(false) }
-
-// headerString converts an AMQP header value to a string: foreign
-// publishers send numbers, booleans, byte arrays, timestamps and tables.
-func headerString(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return wire.HeaderValue(x)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case amqp.Decimal:
-		return fmt.Sprintf("%de-%d", x.Value, x.Scale)
-	case amqp.Table, []any:
-		b, err := json.Marshal(x)
-		if err != nil {
-			return fmt.Sprint(x)
-		}
-		return string(b)
-	default:
-		return fmt.Sprint(x)
-	}
+	return transport.Delivery{Message: transport.Message{Headers: headers, Body: d.Body}, Topic: topic}
 }

@@ -37,7 +37,9 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 	cfg.URL = u.String()
 	cfg.Exchange = testenv.Name("gocap_rmq_ex")
 	cfg.QueuePrefix = cfg.Exchange + "."
-	cfg.Logger = quiet
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
 	if cfg.RequeueDelay == 0 {
 		cfg.RequeueDelay = 10 * time.Millisecond
 	}
@@ -56,7 +58,7 @@ func newTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *test
 		if err != nil {
 			return
 		}
-		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing", "discarding", "starving", "outage", "batch-paid", "batch-shipped"} {
+		for _, g := range []string{"conformance", "billing", "shipping", "workers", "retrying", "star", "hash", "survivor", "closing", "discarding", "starving", "outage", "batch-paid", "batch-shipped", "batch-once", "batch-mixed", "batch-linger", "batch-acked", "batch-retry"} {
 			ch.QueueDelete(cfg.QueuePrefix+g, false, false, false)
 		}
 		ch.ExchangeDelete(cfg.Exchange, false, false)
@@ -86,7 +88,7 @@ func TestConformance(t *testing.T) {
 			return tr
 		},
 		Wildcards: true,
-		InFlight:  16, // the default prefetch
+		InFlight:  512, // the default prefetch (128) on each of the default 4 channels
 		Disconnect: func(t *testing.T, tr transport.Transport) func() {
 			p := proxies[tr]
 			p.Down()
@@ -171,7 +173,7 @@ func TestForeignHeaderTypes(t *testing.T) {
 // messages queued behind them while they wait to be handed back.
 func TestFailingDeliveriesDoNotStarve(t *testing.T) {
 	const poison, good = 30, 20
-	tr, _ := newTransport(t, rabbitmq.Config{Prefetch: 16, RequeueDelay: time.Second})
+	tr, _ := newTransport(t, rabbitmq.Config{Prefetch: 16, Concurrency: 1, RequeueDelay: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var (

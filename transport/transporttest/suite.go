@@ -23,6 +23,11 @@
 //     sends made while it is broken as transport.ErrUnavailable (with
 //     Harness.Disconnect), and Close ends sends and consumes.
 //   - Batch: transport.BatchSender, when the transport implements it.
+//   - BatchReceive: transport.BatchReceiver, when the transport implements
+//     it: every message is delivered once across batches of at most max,
+//     each delivery of a batch gets its own result (a failed one comes
+//     again, a discarded or acknowledged one does not), and a batch that
+//     is not full is handed over within the linger.
 //
 // so a transport author runs one area, or one check, on its own:
 //
@@ -69,7 +74,8 @@ type Harness struct {
 }
 
 // Run runs the suite as subtests of t, grouped by area: Delivery,
-// Redelivery, Connection and Batch (see the package documentation).
+// Redelivery, Connection, Batch and BatchReceive (see the package
+// documentation).
 func Run(t *testing.T, h Harness) {
 	if h.Settle == 0 {
 		h.Settle = 300 * time.Millisecond
@@ -81,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Redelivery", func(t *testing.T) { runRedelivery(t, h) })
 	t.Run("Connection", func(t *testing.T) { runConnection(t, h) })
 	t.Run("Batch", func(t *testing.T) { runBatch(t, h) })
+	t.Run("BatchReceive", func(t *testing.T) { runBatchReceive(t, h) })
 }
 
 // recorder collects deliveries; fail makes the first n calls fail.
