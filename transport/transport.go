@@ -113,9 +113,10 @@ type BatchHandler func(ctx context.Context, ds []Delivery) []error
 // batch of deliveries with one statement.
 type BatchReceiver interface {
 	// ConsumeBatch is Consume with deliveries handed to h in batches of up
-	// to max, gathered for at most linger after the first one arrives
-	// (a batch is handed over as soon as it is full, or when no more
-	// deliveries are waiting), until ctx ends. Deliveries are
+	// to max (max ≤ 0: the transport's natural size, such as the prefetch),
+	// until ctx ends: a batch is handed over as soon as it is full, else
+	// when linger has passed since its first delivery arrived (linger ≤ 0:
+	// at once with what is there). Deliveries are
 	// acknowledged only after h returns, each by its own result.
 	ConsumeBatch(ctx context.Context, group string, topics []string, max int, linger time.Duration, h BatchHandler) error
 }
