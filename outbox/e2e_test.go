@@ -200,6 +200,7 @@ func runCore[TTx any](t *testing.T, be backend[TTx]) {
 	runReceive(t, be)
 	runReliability(t, be)
 	runDelays(t, be)
+	runBatches(t, be)
 }
 
 func testCommitDelivered[TTx any](t *testing.T, be backend[TTx]) {

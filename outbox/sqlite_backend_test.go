@@ -62,4 +62,5 @@ func sqliteDB(t *testing.T, path string) *sql.DB {
 func TestSQLite(t *testing.T) {
 	runReliability(t, sqliteBackend)
 	runDelays(t, sqliteBackend)
+	runBatches(t, sqliteBackend)
 }
