@@ -143,7 +143,7 @@ func TestMemStoreClaimAndLease(t *testing.T) {
 		t.Fatalf("claim when the lease ended: %+v", again)
 	}
 	stale := storage.Lease{ID: early.ID, Token: 1}
-	if n, err := s.Succeed(ctx, storage.Published, []storage.Lease{stale}, t0, t0); err != nil || n != 0 {
+	if n, err := s.Succeed(ctx, storage.Published, []storage.Completed{{Lease: stale}}, t0); err != nil || n != 0 {
 		t.Errorf("stale Succeed: %d %v", n, err)
 	}
 	if _, err := s.Fail(ctx, storage.Published, stale, storage.Failure{MaxAttempts: 5}); !errors.Is(err, storage.ErrLeaseLost) {
@@ -309,14 +309,14 @@ func TestMemStoreDashboard(t *testing.T) {
 	}
 
 	c := claimAt(t, s, storage.Published, t0, 1, 3)
-	if _, err := s.Succeed(ctx, storage.Published, []storage.Lease{{ID: c[0].ID, Token: 1}}, t0, t0.Add(time.Hour)); err != nil {
+	if _, err := s.Succeed(ctx, storage.Published, []storage.Completed{{Lease: storage.Lease{ID: c[0].ID, Token: 1}}}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Fail(ctx, storage.Published, storage.Lease{ID: c[1].ID, Token: 1}, storage.Failure{Permanent: true, ExpiresAt: t0.Add(2 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	counts, err := s.Counts(ctx, storage.Published)
-	if err != nil || len(counts) != 3 || counts[storage.StatusScheduled] != 10 || counts[storage.StatusSucceeded] != 1 || counts[storage.StatusFailed] != 1 {
+	if err != nil || len(counts) != len(storage.Statuses) || counts[storage.StatusScheduled] != 10 || counts[storage.StatusSucceeded] != 1 || counts[storage.StatusFailed] != 1 {
 		t.Errorf("Counts: %v %v", counts, err)
 	}
 
@@ -368,14 +368,14 @@ func TestMemStoreDashboard(t *testing.T) {
 // batches of at most limit, and refuses a limit that is not positive.
 func TestMemStoreDeleteExpired(t *testing.T) {
 	s := NewMemStore()
-	var leases []storage.Lease
+	var leases []storage.Completed
 	for range 5 {
 		m := published("e", t0, t0)
 		insert(t, s, m)
-		leases = append(leases, storage.Lease{ID: m.ID, Token: 1})
+		leases = append(leases, storage.Completed{Lease: storage.Lease{ID: m.ID, Token: 1}})
 	}
 	claimAt(t, s, storage.Published, t0, 1, 5)
-	if _, err := s.Succeed(ctx, storage.Published, leases[:4], t0, t0.Add(time.Minute)); err != nil {
+	if _, err := s.Succeed(ctx, storage.Published, leases[:4], t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DeleteExpired(ctx, storage.Published, t0, 0); err == nil {

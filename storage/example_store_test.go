@@ -144,7 +144,8 @@ func (s *MemStore) table(kind storage.Kind) (map[int64]*storage.Message, error) 
 // Migrate has nothing to create: the tables exist from NewMemStore on.
 func (s *MemStore) Migrate(ctx context.Context) error { return nil }
 
-// InsertPublished inserts Scheduled published rows, all of them or none.
+// InsertPublished inserts published rows, Scheduled or Delayed, all of
+// them or none.
 // opts.Notify is ignored: a MemStore is not a storage.Listener.
 func (s *MemStore) InsertPublished(ctx context.Context, msgs []*storage.Message, opts storage.InsertOptions) error {
 	rows := newPublishedRows(msgs)
@@ -161,7 +162,7 @@ func (s *MemStore) InsertPublished(ctx context.Context, msgs []*storage.Message,
 	return nil
 }
 
-// InsertPublishedTx inserts Scheduled published rows in tx: they become
+// InsertPublishedTx inserts published rows in tx: they become
 // visible only when tx commits. A duplicate id is refused now if it is
 // already stored or already in tx, and again at Commit if another
 // transaction stored it meanwhile.
@@ -188,9 +189,10 @@ func (s *MemStore) InsertPublishedTx(ctx context.Context, tx *Tx, msgs []*storag
 }
 
 // newPublishedRows returns the rows to store for msgs: private copies,
-// Scheduled, with the text rules applied. The columns a caller sets are
-// ID, Name, Headers, Body, Added and NextAttemptAt; a published row's
-// MsgID is the decimal form of its ID, and everything else starts empty.
+// Delayed if the message is, else Scheduled, with the text rules applied.
+// The columns a caller sets are ID, Name, Headers, Body, Status, Added,
+// NextAttemptAt and Policy; a published row's MsgID is the decimal form
+// of its ID, and everything else starts empty.
 func newPublishedRows(msgs []*storage.Message) []*storage.Message {
 	rows := make([]*storage.Message, len(msgs))
 	for i, m := range msgs {
@@ -201,12 +203,22 @@ func newPublishedRows(msgs []*storage.Message) []*storage.Message {
 			Name:          storage.ValidText(m.Name),
 			Headers:       validHeaders(m.Headers),
 			Body:          bytes.Clone(m.Body),
-			Status:        storage.StatusScheduled,
+			Status:        insertStatus(m.Status),
 			Added:         m.Added.UTC(),
 			NextAttemptAt: m.NextAttemptAt.UTC(),
+			Policy:        storage.ValidText(m.Policy),
 		}
 	}
 	return rows
+}
+
+// insertStatus is the status a published row is inserted with: Delayed
+// for a delayed message, Scheduled for any other.
+func insertStatus(s storage.Status) storage.Status {
+	if s == storage.StatusDelayed {
+		return storage.StatusDelayed
+	}
+	return storage.StatusScheduled
 }
 
 // checkNewIDs returns an error that is storage.ErrPermanent when one of
@@ -237,9 +249,10 @@ func validHeaders(h map[string]string) map[string]string {
 }
 
 // InsertReceived stores a received message as Scheduled, due at m.Added
-// and claimed under (token, leaseUntil), unless a row with the same stored
-// message id and group exists: a Failed one is reset and claimed (its
-// content stays), any other is left alone.
+// and claimed under (token, leaseUntil), with m.Policy, unless a row with
+// the same stored message id and group exists: a Failed one is reset and
+// claimed (its content, policy and history stay), any other is left
+// alone.
 func (s *MemStore) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	if token == 0 {
 		// A zero LeaseToken means "unclaimed" (storage.Message), so it
@@ -279,6 +292,7 @@ func (s *MemStore) InsertReceived(ctx context.Context, m *storage.Message, token
 		NextAttemptAt: m.Added.UTC(),
 		LeaseToken:    token,
 		LeaseUntil:    leaseUntil.UTC(),
+		Policy:        storage.ValidText(m.Policy),
 	}
 	if err := s.checkNewIDs(storage.Received, []*storage.Message{row}); err != nil {
 		return storage.ReceivedInsert{}, err
@@ -288,9 +302,11 @@ func (s *MemStore) InsertReceived(ctx context.Context, m *storage.Message, token
 	return storage.ReceivedInsert{ID: row.ID, Claimed: true}, nil
 }
 
-// Claim leases up to req.Limit due Scheduled rows of kind, oldest
-// NextAttemptAt first. The mutex makes a claim atomic, so two claims
-// never take the same row: that is this store's SKIP LOCKED.
+// Claim leases up to req.Limit due Scheduled and Delayed rows of kind,
+// oldest NextAttemptAt first, and makes the Delayed ones Scheduled. The
+// mutex makes a claim atomic, so two claims never take the same row:
+// that is this store's SKIP LOCKED. (It looks at every row; a SQL
+// backend reads only due ones, through an index.)
 func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	if req.Token == 0 || req.Limit <= 0 {
 		return nil, fmt.Errorf("memstore: claim: limit %d must be positive and token %d non-zero", req.Limit, req.Token)
@@ -315,7 +331,7 @@ func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.Cla
 	}
 	var due []*storage.Message
 	for _, m := range table {
-		if m.Status == storage.StatusScheduled && !m.NextAttemptAt.After(now) && !leased(m, now) &&
+		if pending(m) && !m.NextAttemptAt.After(now) && !leased(m, now) &&
 			(groups == nil || groups[m.Group]) {
 			due = append(due, m)
 		}
@@ -326,10 +342,48 @@ func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.Cla
 	due = due[:min(len(due), req.Limit)]
 	out := make([]*storage.Message, len(due))
 	for i, m := range due {
+		m.Status = storage.StatusScheduled
 		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
 		out[i] = clone(m)
 	}
 	return out, nil
+}
+
+// pending reports whether m waits for an attempt: Scheduled, or Delayed
+// until its due time.
+func pending(m *storage.Message) bool {
+	return m.Status == storage.StatusScheduled || m.Status == storage.StatusDelayed
+}
+
+// NextDue returns the earliest NextAttemptAt after after among the
+// pending rows of kind, or the zero time if there is none.
+func (s *MemStore) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+	if err := s.lock(ctx); err != nil {
+		return time.Time{}, err
+	}
+	defer s.mu.Unlock()
+	table, err := s.table(kind)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	for _, m := range table {
+		if pending(m) && m.NextAttemptAt.After(after) && (next.IsZero() || m.NextAttemptAt.Before(next)) {
+			next = m.NextAttemptAt
+		}
+	}
+	return next, nil
+}
+
+// appendAttempt adds a to the history of m, its error cut to
+// storage.MaxAttemptErrorBytes, keeping the last
+// storage.MaxAttemptHistory attempts.
+func appendAttempt(m *storage.Message, a storage.Attempt) {
+	a.At, a.Error = a.At.UTC(), storage.TruncateText(a.Error, storage.MaxAttemptErrorBytes)
+	m.Attempts = append(m.Attempts, a)
+	if n := len(m.Attempts); n > storage.MaxAttemptHistory {
+		m.Attempts = slices.Clone(m.Attempts[n-storage.MaxAttemptHistory:])
+	}
 }
 
 // leased reports whether m is held by a lease that has not ended at now:
@@ -349,9 +403,10 @@ func held(table map[int64]*storage.Message, lease storage.Lease) *storage.Messag
 	return m
 }
 
-// Succeed marks the rows still held by leases Succeeded, expiring at
-// expiresAt, and clears their lease. It returns how many it marked.
-func (s *MemStore) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
+// Succeed marks the rows still held by the leases of done Succeeded,
+// expiring at expiresAt, appends each one's attempt to its history and
+// clears its lease. It returns how many it marked.
+func (s *MemStore) Succeed(ctx context.Context, kind storage.Kind, done []storage.Completed, expiresAt time.Time) (int64, error) {
 	if err := s.lock(ctx); err != nil {
 		return 0, err
 	}
@@ -361,11 +416,12 @@ func (s *MemStore) Succeed(ctx context.Context, kind storage.Kind, leases []stor
 		return 0, err
 	}
 	var n int64
-	for _, l := range leases {
-		m := held(table, l)
+	for _, c := range done {
+		m := held(table, c.Lease)
 		if m == nil {
 			continue
 		}
+		appendAttempt(m, c.Attempt)
 		m.Status = storage.StatusSucceeded
 		m.ExpiresAt = expiresAt.UTC()
 		m.LeaseToken, m.LeaseUntil = 0, time.Time{}
@@ -422,6 +478,15 @@ func (s *MemStore) Fail(ctx context.Context, kind storage.Kind, lease storage.Le
 	}
 	m.Retries++
 	m.LastError = text
+	// The attempt's error is the failure's, unless the caller gave it one.
+	a := f.Attempt
+	if a.Error == "" {
+		a.Error = f.Error
+	}
+	if a.At.IsZero() {
+		a.At = f.Now
+	}
+	appendAttempt(m, a)
 	m.LeaseToken, m.LeaseUntil = 0, time.Time{}
 	if f.Permanent || (f.MaxAttempts > 0 && m.Retries >= f.MaxAttempts) {
 		m.Status = storage.StatusFailed
@@ -564,7 +629,8 @@ func (s *MemStore) Histogram(ctx context.Context, kind storage.Kind, since time.
 }
 
 // Requeue makes the given rows Scheduled and due at now, with zero
-// retries, no error, no expiry and no lease, except rows in flight (still
+// retries, no error, no expiry and no lease, keeping their policy and
+// history (a Delayed row is thus sent now), except rows in flight (still
 // Scheduled under a lease that has not ended at now). It returns how many
 // rows it changed; an id given twice counts once.
 func (s *MemStore) Requeue(ctx context.Context, kind storage.Kind, ids []int64, now time.Time) (int64, error) {
@@ -712,6 +778,7 @@ func clone(m *storage.Message) *storage.Message {
 	c := *m
 	c.Headers = maps.Clone(m.Headers)
 	c.Body = bytes.Clone(m.Body)
+	c.Attempts = slices.Clone(m.Attempts)
 	return &c
 }
 

@@ -60,15 +60,19 @@ func Example_thirdPartyBackend() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var leases []storage.Lease
+	var done []storage.Completed
 	for _, m := range claimed {
 		fmt.Printf("claimed %s %s, added %s, leased until %s\n",
 			m.Name, m.Body, storage.IDTime(m.ID).Format(time.TimeOnly), m.LeaseUntil.Format(time.TimeOnly))
-		leases = append(leases, storage.Lease{ID: m.ID, Token: m.LeaseToken})
+		// ... the message is sent to the broker, which confirms it ...
+		done = append(done, storage.Completed{
+			Lease:   storage.Lease{ID: m.ID, Token: m.LeaseToken},
+			Attempt: storage.Attempt{At: now, Duration: 3 * time.Millisecond},
+		})
 	}
 
 	// The broker confirmed the send: the holder of the lease records it.
-	n, err := store.Succeed(ctx, storage.Published, leases, now, now.Add(24*time.Hour))
+	n, err := store.Succeed(ctx, storage.Published, done, now.Add(24*time.Hour))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -90,6 +94,7 @@ func Example_thirdPartyBackend() {
 	// claimed order.paid {"order":42}, added 15:09:26, leased until 15:09:56
 	// succeeded: 1
 	// status Succeeded, expires 2026-03-15 15:09:26
+	// Delayed: 0
 	// Scheduled: 0
 	// Succeeded: 1
 	// Failed: 0

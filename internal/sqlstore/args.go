@@ -49,6 +49,26 @@ func LeaseArrays(leases []storage.Lease) (ids, tokens []int64) {
 	return ids, tokens
 }
 
+// CompletedArrays returns the ids and tokens of the leases of done as
+// two arrays, as LeaseArrays does.
+func CompletedArrays(done []storage.Completed) (ids, tokens []int64) {
+	ids = make([]int64, len(done))
+	tokens = make([]int64, len(done))
+	for i, c := range done {
+		ids[i], tokens[i] = c.ID, c.Token
+	}
+	return ids, tokens
+}
+
+// CompletedLeases returns the leases of done.
+func CompletedLeases(done []storage.Completed) []storage.Lease {
+	out := make([]storage.Lease, len(done))
+	for i, c := range done {
+		out[i] = c.Lease
+	}
+	return out
+}
+
 // ValidTexts returns the strings of ss as storage.ValidText makes them:
 // ss itself when they are all valid already.
 func ValidTexts(ss []string) []string {

@@ -26,7 +26,7 @@ type TimeDest func(t *time.Time) any
 // MessageColumns are the columns ScanMessages reads, in its order, after
 // "id, " and the two columns for msg_id and grp, which a published table
 // computes.
-const MessageColumns = "name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until"
+const MessageColumns = "name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until, policy, attempts"
 
 // ScanMessages reads rows of the columns id, msg_id, grp and
 // MessageColumns into messages of kind.
@@ -34,11 +34,12 @@ func ScanMessages(rows Rows, kind storage.Kind, td TimeDest) ([]*storage.Message
 	var out []*storage.Message
 	for rows.Next() {
 		m := &storage.Message{Kind: kind}
-		var headers []byte
+		var headers, attempts []byte
 		var status string
 		var token sql.NullInt64
 		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
-			&m.LastError, td(&m.Added), td(&m.NextAttemptAt), td(&m.ExpiresAt), &token, td(&m.LeaseUntil)); err != nil {
+			&m.LastError, td(&m.Added), td(&m.NextAttemptAt), td(&m.ExpiresAt), &token, td(&m.LeaseUntil),
+			&m.Policy, &attempts); err != nil {
 			return nil, err
 		}
 		m.Status = storage.Status(status)
@@ -46,6 +47,10 @@ func ScanMessages(rows Rows, kind storage.Kind, td TimeDest) ([]*storage.Message
 		m.Body = NonNil(m.Body)
 		if err := json.Unmarshal(headers, &m.Headers); err != nil {
 			return nil, fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
+		}
+		var err error
+		if m.Attempts, err = DecodeAttempts(m.ID, attempts); err != nil {
+			return nil, err
 		}
 		out = append(out, m)
 	}

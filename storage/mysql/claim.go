@@ -9,7 +9,8 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// Claim leases due Scheduled rows (see storage.Store).
+// Claim leases due Scheduled and Delayed rows, making them Scheduled (see
+// storage.Store).
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -60,7 +61,8 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, d.base.Err(err, "claiming %s messages", kind)
 	}
 	for _, m := range msgs {
-		m.LeaseToken, m.LeaseUntil = req.Token, req.LeaseUntil.UTC()
+		// The lease update made a claimed Delayed row Scheduled.
+		m.LeaseToken, m.LeaseUntil, m.Status = req.Token, req.LeaseUntil.UTC(), storage.StatusScheduled
 	}
 	return msgs, nil
 }

@@ -30,7 +30,7 @@ func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _
 	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
 }
 
-// Limits of one multi-row INSERT: rows (6 placeholders each; a prepared
+// Limits of one multi-row INSERT: rows (8 placeholders each; a prepared
 // statement takes at most 65,535), and body bytes after which a statement
 // is cut so that a batch of large messages does not outgrow
 // max_allowed_packet (a single message larger than it cannot be stored).
@@ -60,7 +60,7 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 	for _, batch := range insertBatches(msgs) {
 		var sb strings.Builder
 		sb.WriteString(d.q.insertPublished)
-		args := make([]any, 0, 6*len(batch))
+		args := make([]any, 0, 8*len(batch))
 		for i, m := range batch {
 			h, err := sqlstore.HeadersJSON(m)
 			if err != nil {
@@ -70,7 +70,8 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 				sb.WriteString(", ")
 			}
 			sb.WriteString(insertValues)
-			args = append(args, m.ID, fitName(m.Name), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.NextAttemptAt))
+			args = append(args, m.ID, fitName(m.Name), h, sqlstore.NonNil(m.Body), sqlstore.InsertStatus(m),
+				dbTime(m.Added), dbTime(m.NextAttemptAt), storage.ValidText(m.Policy))
 		}
 		if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
 			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), classify(err))
@@ -90,7 +91,8 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	}
 	msgID, group := storage.StorableMsgID(m.MsgID), fitGroup(m.Group)
 	_, err = d.db.ExecContext(ctx, d.q.insertReceived,
-		m.ID, msgID, group, fitName(m.Name), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil))
+		m.ID, msgID, group, fitName(m.Name), h, sqlstore.NonNil(m.Body), dbTime(m.Added), dbTime(m.Added), token, dbTime(leaseUntil),
+		storage.ValidText(m.Policy))
 	if err != nil {
 		return storage.ReceivedInsert{}, fmt.Errorf("mysql: storing received message %q for group %q: %w", msgID, group, classify(err))
 	}

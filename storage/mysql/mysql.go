@@ -87,6 +87,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -167,15 +168,34 @@ func fitGroup(g string) string { return sqlstore.FitChars(g, groupChars) }
 // fitName is a name as the name column stores it.
 func fitName(n string) string { return sqlstore.FitChars(n, nameChars) }
 
-// Succeed marks leased rows Succeeded (see storage.Store).
-func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
+// Succeed marks leased rows Succeeded and appends their attempts (see
+// storage.Store): one statement per batch of at most succeedBatch rows.
+func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.Completed, expiresAt time.Time) (int64, error) {
 	t, err := d.table(kind)
-	if err != nil || len(leases) == 0 {
+	if err != nil || len(done) == 0 {
 		return 0, err
 	}
-	res, err := d.db.ExecContext(ctx, t.succeedSQL(len(leases)), sqlstore.LeaseArgs(leases, dbTime(expiresAt))...)
-	return d.base.Affected(res, err, "marking %d %s messages succeeded", len(leases), kind)
+	var total int64
+	for start := 0; start < len(done); start += succeedBatch {
+		batch := done[start:min(start+succeedBatch, len(done))]
+		args := make([]any, 0, 1+4*len(batch))
+		args = append(args, dbTime(expiresAt))
+		for i, a := range sqlstore.AttemptJSONs(batch) {
+			args = append(args, batch[i].ID, a)
+		}
+		res, err := d.db.ExecContext(ctx, t.succeedSQL(len(batch)), sqlstore.LeaseArgs(sqlstore.CompletedLeases(batch), args...)...)
+		n, err := d.base.Affected(res, err, "marking %d %s messages succeeded", len(batch), kind)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
 }
+
+// succeedBatch is the most rows one Succeed statement marks: 4
+// placeholders each, far below the 65,535 of a prepared statement.
+const succeedBatch = 1000
 
 // Release gives up leases without counting an attempt (see storage.Store).
 func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storage.Lease, next time.Time, reason string) (int64, error) {
@@ -201,6 +221,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 		args := append([]any{storage.TruncateText(f.Error, maxErrorBytes)}, final...)
 		args = append(append(args, dbTime(f.ExpiresAt)), final...)
 		args = append(append(args, dbTime(f.NextAttemptAt)), final...)
+		args = append(args, sqlstore.AttemptJSON(sqlstore.FailedAttempt(f)))
 		r, err := tx.ExecContext(ctx, t.fail, append(args, lease.ID, lease.Token)...)
 		if err != nil {
 			return err
@@ -223,6 +244,21 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 		return res, fmt.Errorf("mysql: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
 	return res, nil
+}
+
+// NextDue returns the earliest NextAttemptAt after after of a Scheduled
+// or Delayed row, or the zero time (see storage.Store).
+func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	err = d.db.QueryRowContext(ctx, t.nextDue, dbTime(after)).Scan(timeDest(&next))
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("mysql: next due %s message: %w", kind, classify(err))
+	}
+	return next, nil
 }
 
 // Get returns one row (see storage.Store).

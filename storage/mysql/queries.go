@@ -1,7 +1,11 @@
 package mysql
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/gocap/gocap/internal/sqlstore"
+	"github.com/gocap/gocap/storage"
 )
 
 // Statements that do not depend on the table prefix.
@@ -24,12 +28,14 @@ type tableQueries struct {
 	release       string
 	fail          string
 	failResult    string
+	nextDue       string
 	counts        string
 	histogram     string
 	requeue       string
 	delete        string
 	deleteExpired string
 	statusIndex   string // the (status, id) index, for FORCE INDEX
+	table         string // the table's name, unquoted, for Migrate's upgrade
 }
 
 // queries holds every statement of the driver, built once per prefix.
@@ -45,7 +51,7 @@ type queries struct {
 }
 
 // insertValues is the VALUES row of one message in insertPublished.
-const insertValues = `(?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)`
+const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?)`
 
 func newQueries(prefix string) queries {
 	pub := "`" + prefix + "published`"
@@ -53,15 +59,15 @@ func newQueries(prefix string) queries {
 	inst := "`" + prefix + "instances`"
 	return queries{
 		Tables: sqlstore.Tables[tableQueries]{
-			Published: newTableQueries(pub, prefix+"published_status", "CAST(id AS CHAR), ''"),
-			Received:  newTableQueries(rec, prefix+"received_status", "msg_id, grp"),
+			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''"),
+			Received:  newTableQueries(prefix+"received", "msg_id, grp"),
 		},
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at) VALUES `,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy) VALUES `,
 		// MySQL evaluates the assignments left to right: status last, so
 		// that the others still see the old status.
 		insertReceived: `INSERT INTO ` + rec + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
-			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)
+			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?)
 			ON DUPLICATE KEY UPDATE
 				retries = IF(status = 'Failed', 0, retries),
 				last_error = IF(status = 'Failed', '', last_error),
@@ -78,17 +84,36 @@ func newQueries(prefix string) queries {
 	}
 }
 
-func newTableQueries(table, statusIndex, idCols string) tableQueries {
+// attemptCase begins the CASE that picks a row's attempt in Succeed;
+// succeedSQL completes it.
+const attemptCase = `CASE id `
+
+// appendAttempt is the history with one more attempt, the JSON object
+// attempt (SQL text), keeping the last storage.MaxAttemptHistory: the
+// removal of a path that does not exist ($[max]) leaves the array alone.
+func appendAttempt(attempt string) string {
+	max := strconv.Itoa(storage.MaxAttemptHistory)
+	return `JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(` + attempt + `, '$')),
+		IF(JSON_LENGTH(attempts) >= ` + max + `, '$[0]', '$[` + max + `]'))`
+}
+
+func newTableQueries(name, idCols string) tableQueries {
+	table := "`" + name + "`"
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(? OR (? > 0 AND retries + 1 >= ?))`
 	return tableQueries{
+		table:     name,
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
+		// due_at is next_attempt_at of Scheduled and Delayed rows only
+		// (see schema.sql).
 		claim: `SELECT ` + cols + ` FROM ` + table + `
-			WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
-		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ? WHERE id IN (`,
-		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL
-			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
+			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
+		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
+		// The attempt of each row is picked by its id; the CASE and the
+		// lease pairs follow (see succeedSQL).
+		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL,
+				attempts = ` + appendAttempt(attemptCase),
 		release: `UPDATE ` + table + ` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
 			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
 		// No assignment reads a column assigned before it (retries is
@@ -101,11 +126,13 @@ func newTableQueries(table, statusIndex, idCols string) tableQueries {
 				expires_at = IF(` + final + `, ?, NULL),
 				next_attempt_at = IF(` + final + `, next_attempt_at, ?),
 				status = IF(` + final + `, 'Failed', 'Scheduled'),
+				attempts = ` + appendAttempt("?") + `,
 				lease_token = NULL,
 				lease_until = NULL,
 				retries = retries + 1
 			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
 		failResult: `SELECT retries, status FROM ` + table + ` WHERE id = ?`,
+		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ? ORDER BY due_at LIMIT 1`,
 		counts:     `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("?", "DIV") + ` AS bucket, status, COUNT(*) FROM ` + table + `
 			WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`,
@@ -115,7 +142,7 @@ func newTableQueries(table, statusIndex, idCols string) tableQueries {
 			WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`,
 		delete:        `DELETE FROM ` + table + ` WHERE id IN (`,
 		deleteExpired: `DELETE FROM ` + table + ` WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`,
-		statusIndex:   " FORCE INDEX (`" + statusIndex + "`)",
+		statusIndex:   " FORCE INDEX (`" + name + "_status`)",
 	}
 }
 
@@ -133,9 +160,13 @@ func (t *tableQueries) claimSQL(groups int, lock string) string {
 // leaseSQL sets the lease of n claimed rows.
 func (t *tableQueries) leaseSQL(n int) string { return t.lease + sqlstore.Placeholders(n) + `)` }
 
-// succeedSQL marks n leased rows Succeeded.
+// succeedSQL marks n leased rows Succeeded; its arguments are the expiry,
+// then the id and the attempt of each row (the CASE), then the id and
+// token of each lease.
 func (t *tableQueries) succeedSQL(n int) string {
-	return t.succeed + sqlstore.PairPlaceholders(n) + `)`
+	return strings.Replace(t.succeed, attemptCase, attemptCase+strings.Repeat("WHEN ? THEN ? ", n)+"END", 1) +
+		`
+			WHERE status = 'Scheduled' AND (id, lease_token) IN (` + sqlstore.PairPlaceholders(n) + `)`
 }
 
 // releaseSQL releases n leases.

@@ -36,7 +36,8 @@ func SchemaSQL(prefix string) []string {
 	return out
 }
 
-// Migrate creates the tables if they do not exist.
+// Migrate creates the tables if they do not exist, and upgrades tables of
+// an earlier schema (see upgradeTable).
 func (d *Driver) Migrate(ctx context.Context) error {
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
@@ -55,6 +56,11 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	for _, stmt := range SchemaSQL(d.opts.TablePrefix) {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("mysql: migrate: %w\n%s", classify(err), stmt)
+		}
+	}
+	for _, t := range []*tableQueries{&d.q.Published, &d.q.Received} {
+		if err := upgradeTable(ctx, conn, t.table); err != nil {
+			return fmt.Errorf("mysql: migrate: %w", classify(err))
 		}
 	}
 	return nil

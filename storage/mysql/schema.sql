@@ -1,4 +1,4 @@
--- gocap schema for MySQL 8.0+ and MariaDB 10.6+. Replace {{prefix}} with
+-- gocap schema for MySQL 8.0.13+ and MariaDB 10.6+. Replace {{prefix}} with
 -- your table prefix (default "gocap_") if you apply it with your own
 -- migration tool; it is what mysql.Driver.Migrate runs, statement by
 -- statement, and it is idempotent. Indexes are declared inside CREATE TABLE
@@ -6,9 +6,21 @@
 --
 -- Each secondary index slows every publish a little, so there are exactly
 -- the ones the background queries need (see QUERY_PLANS.md):
---   *_due      (status, next_attempt_at)  claims: due Scheduled rows, oldest first
+--   *_pending  (due_at)                   claims: due Scheduled and Delayed rows,
+--                                          oldest first; NextDue: one entry
 --   *_expires  (expires_at)               the cleaner
 --   *_status   (status, id)               dashboard pages by status, counts
+--
+-- MySQL has no partial index: due_at is a virtual column, next_attempt_at
+-- for Scheduled and Delayed rows and NULL for the others, so that its
+-- index holds the pending rows in due order and a range "due_at <= now"
+-- reads only due ones. (An index on (status, next_attempt_at) would
+-- serve "status IN ('Scheduled', 'Delayed')" as two ranges whose rows it
+-- must sort: a claim would read every due row of a backlog.)
+--
+-- Tables of an earlier gocap are upgraded by Migrate, not by this file:
+-- it adds the columns policy, attempts and due_at and the *_pending
+-- index, and drops the *_due index, in one ALTER TABLE per table.
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              BIGINT       NOT NULL,
@@ -23,8 +35,11 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     expires_at      DATETIME(6)  NULL,
     lease_token     BIGINT       NULL,
     lease_until     DATETIME(6)  NULL,
+    policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
+    attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
+    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), next_attempt_at, NULL)) VIRTUAL,
     PRIMARY KEY (id),
-    KEY {{prefix}}published_due (status, next_attempt_at),
+    KEY {{prefix}}published_pending (due_at),
     KEY {{prefix}}published_expires (expires_at),
     KEY {{prefix}}published_status (status, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -44,9 +59,12 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     expires_at      DATETIME(6)  NULL,
     lease_token     BIGINT       NULL,
     lease_until     DATETIME(6)  NULL,
+    policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
+    attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
+    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), next_attempt_at, NULL)) VIRTUAL,
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),
-    KEY {{prefix}}received_due (status, next_attempt_at),
+    KEY {{prefix}}received_pending (due_at),
     KEY {{prefix}}received_expires (expires_at),
     KEY {{prefix}}received_status (status, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -164,6 +164,8 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	bodies := make([][]byte, n)
 	added := make([]time.Time, n)
 	next := make([]time.Time, n)
+	statuses := make([]string, n)
+	policies := make([]string, n)
 	for i, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
@@ -171,19 +173,20 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 		}
 		ids[i], names[i], headers[i], bodies[i] = m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
+		statuses[i], policies[i] = sqlstore.InsertStatus(m), storage.ValidText(m.Policy)
 	}
 	insertOne, insertMany := d.q.insertOne, d.q.insertMany
 	if opts.Notify && !d.opts.DisableNotify {
 		insertOne, insertMany = d.q.insertOneNotify, d.q.insertManyNotify
 	}
 	if n == 1 {
-		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0])
+		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0])
 		if err != nil {
 			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], classify(err))
 		}
 		return nil
 	}
-	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next); err != nil {
+	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies); err != nil {
 		return fmt.Errorf("postgres: inserting %d published messages: %w", n, classify(err))
 	}
 	return nil
@@ -200,6 +203,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	var id int64
 	err = d.pool.QueryRow(ctx, d.q.insertReceived,
 		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), m.Added.UTC(), leaseUntil.UTC(), token,
+		storage.ValidText(m.Policy),
 	).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
@@ -211,7 +215,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: id != m.ID}, nil
 }
 
-// Claim leases due Scheduled rows (see storage.Store).
+// Claim leases due Scheduled and Delayed rows (see storage.Store).
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -227,16 +231,17 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	return d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
 }
 
-// Succeed marks leased rows Succeeded (see storage.Store).
-func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
+// Succeed marks leased rows Succeeded and appends their attempts, in one
+// statement (see storage.Store).
+func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.Completed, expiresAt time.Time) (int64, error) {
 	t, err := d.table(kind)
-	if err != nil || len(leases) == 0 {
+	if err != nil || len(done) == 0 {
 		return 0, err
 	}
-	ids, tokens := sqlstore.LeaseArrays(leases)
-	tag, err := d.pool.Exec(ctx, t.succeed, ids, tokens, expiresAt.UTC())
+	ids, tokens := sqlstore.CompletedArrays(done)
+	tag, err := d.pool.Exec(ctx, t.succeed, ids, tokens, expiresAt.UTC(), sqlstore.AttemptJSONs(done))
 	if err != nil {
-		return 0, fmt.Errorf("postgres: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
+		return 0, fmt.Errorf("postgres: marking %d %s messages succeeded: %w", len(done), kind, classify(err))
 	}
 	return tag.RowsAffected(), nil
 }
@@ -268,7 +273,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	var res storage.FailResult
 	var status string
 	err = d.pool.QueryRow(ctx, t.fail, lease.ID, lease.Token, storage.TruncateText(f.Error, maxErrorBytes), f.MaxAttempts, f.Permanent,
-		f.ExpiresAt.UTC(), f.NextAttemptAt.UTC()).Scan(&res.Retries, &status)
+		f.ExpiresAt.UTC(), f.NextAttemptAt.UTC(), sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))).Scan(&res.Retries, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, fmt.Errorf("postgres: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
@@ -277,6 +282,21 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	res.Status = storage.Status(status)
 	return res, nil
+}
+
+// NextDue returns the earliest NextAttemptAt after after of a Scheduled
+// or Delayed row, or the zero time (see storage.Store).
+func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	err = d.pool.QueryRow(ctx, t.nextDue, after.UTC()).Scan(timeDest(&next))
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("postgres: next due %s message: %w", kind, classify(err))
+	}
+	return next, nil
 }
 
 // Get returns one row (see storage.Store).

@@ -17,6 +17,7 @@ type tableQueries struct {
 	succeed       string
 	release       string
 	fail          string
+	nextDue       string
 	counts        string
 	histogram     string
 	requeue       string
@@ -50,11 +51,11 @@ func newQueries(schema, channel string) queries {
 		Published: newTableQueries(pub, "id::text AS msg_id, '' AS grp"),
 		Received:  newTableQueries(rec, "msg_id, grp"),
 	}}
-	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at)`
-	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, 'Scheduled', $5, $6)`
-	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, 'Scheduled', added, next_attempt_at
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
-		AS m(id, name, headers, body, added, next_attempt_at)`
+	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy)`
+	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8)`
+	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[])
+		AS m(id, name, headers, body, added, next_attempt_at, status, policy)`
 	// One statement, one round trip: the NOTIFY is queued in the same
 	// transaction and delivered only if it commits.
 	lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
@@ -62,8 +63,8 @@ func newQueries(schema, channel string) queries {
 	q.insertManyNotify = `WITH ins AS (` + q.insertMany + ` RETURNING 1)
 		SELECT pg_notify(` + lit + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one`
 	q.insertReceived = `INSERT INTO ` + rec + ` AS r
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8)
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10)
 		ON CONFLICT (msg_id, grp) DO UPDATE
 		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 		    next_attempt_at = EXCLUDED.next_attempt_at, lease_token = EXCLUDED.lease_token,
@@ -85,10 +86,10 @@ func newQueries(schema, channel string) queries {
 func newTableQueries(table, idCols string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	claim := func(extra string) string {
-		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4
+		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4, status = 'Scheduled'
 			WHERE id IN (
 				SELECT id FROM ` + table + `
-				WHERE status = 'Scheduled' AND next_attempt_at <= $1
+				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1
 				  AND (lease_until IS NULL OR lease_until <= $1)` + extra + `
 				ORDER BY next_attempt_at
 				LIMIT $2
@@ -96,13 +97,19 @@ func newTableQueries(table, idCols string) tableQueries {
 			RETURNING ` + cols
 	}
 	final := `$5::boolean OR ($4::integer > 0 AND retries + 1 >= $4::integer)`
+	// appended is the history with one more attempt, the JSON object
+	// attempt, keeping the last storage.MaxAttemptHistory.
+	appended := func(attempts, attempt string) string {
+		return `jsonb_path_query_array(` + attempts + ` || ` + attempt + `::jsonb, '$[` + sqlstore.LastAttemptsFrom + ` to last]')`
+	}
 	return tableQueries{
 		selectAll:   `SELECT ` + cols + ` FROM ` + table,
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
 		claim:       claim(""),
 		claimGroups: claim(` AND grp = ANY($5::text[])`),
-		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL
-			FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL,
+				attempts = ` + appended("t.attempts", "l.attempt") + `
+			FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS l(id, token, attempt)
 			WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'`,
 		release: `UPDATE ` + table + ` AS t SET next_attempt_at = $3, last_error = $4, lease_token = NULL, lease_until = NULL
 			FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
@@ -113,9 +120,14 @@ func newTableQueries(table, idCols string) tableQueries {
 				status = CASE WHEN ` + final + ` THEN 'Failed' ELSE 'Scheduled' END,
 				expires_at = CASE WHEN ` + final + ` THEN $6::timestamptz END,
 				next_attempt_at = CASE WHEN ` + final + ` THEN next_attempt_at ELSE $7::timestamptz END,
-				lease_token = NULL, lease_until = NULL
+				lease_token = NULL, lease_until = NULL,
+				attempts = ` + appended("attempts", "$8") + `
 			WHERE id = $1 AND lease_token = $2 AND status = 'Scheduled'
 			RETURNING retries, status`,
+		// One entry of the pending index: its predicate, then a bound.
+		nextDue: `SELECT next_attempt_at FROM ` + table + `
+			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1
+			ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("$1::bigint", "/") + ` AS bucket, status, count(*) FROM ` + table + `
 			WHERE id >= $2 GROUP BY bucket, status ORDER BY bucket, status`,

@@ -1,6 +1,10 @@
 -- gocap schema for PostgreSQL. Replace {{schema}} with your schema name
 -- (default "gocap") if you apply it with your own migration tool; it is
--- what postgres.Driver.Migrate runs, and it is idempotent.
+-- what postgres.Driver.Migrate runs, and it is idempotent. It also upgrades
+-- tables of an earlier gocap (added columns, swapped indexes); on a large
+-- existing table the CREATE INDEX of that upgrade blocks writes while it
+-- builds: create the *_pending_idx indexes CONCURRENTLY beforehand to
+-- avoid that.
 
 CREATE SCHEMA IF NOT EXISTS {{schema}};
 
@@ -16,13 +20,25 @@ CREATE TABLE IF NOT EXISTS {{schema}}.published (
     next_attempt_at timestamptz NOT NULL,
     expires_at      timestamptz,
     lease_token     bigint,
-    lease_until     timestamptz
+    lease_until     timestamptz,
+    policy          text        NOT NULL DEFAULT '',
+    attempts        jsonb       NOT NULL DEFAULT '[]'
 ) WITH (fillfactor = 80);
 
--- Claim: due Scheduled rows, oldest first. A claim sets only lease_token
--- and lease_until, which no index covers, so it is a HOT update (hence the
--- fillfactor): claiming writes no index entry.
-CREATE INDEX IF NOT EXISTS published_due_idx ON {{schema}}.published (next_attempt_at) WHERE status = 'Scheduled';
+-- Tables created before delayed messages and attempt histories (#13):
+-- the columns are added with constant defaults, which PostgreSQL 11+ does
+-- without rewriting the table.
+ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS policy text NOT NULL DEFAULT '';
+ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]';
+
+-- Claim: due Scheduled and Delayed rows, oldest first, and NextDue: the
+-- first entry after a time. A claim of a Scheduled row sets only
+-- lease_token and lease_until (and status to the value it has), which no
+-- index covers, so it is a HOT update (hence the fillfactor): claiming
+-- writes no index entry. Claims and NextDue repeat the predicate as it is.
+CREATE INDEX IF NOT EXISTS published_pending_idx ON {{schema}}.published (next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+-- Replaced by published_pending_idx, which also holds Delayed rows.
+DROP INDEX IF EXISTS {{schema}}.published_due_idx;
 -- Cleaner: expired rows.
 CREATE INDEX IF NOT EXISTS published_expires_idx ON {{schema}}.published (expires_at) WHERE expires_at IS NOT NULL;
 -- Dashboard: Scheduled or Failed rows, newest first. Succeeded rows, the
@@ -44,10 +60,16 @@ CREATE TABLE IF NOT EXISTS {{schema}}.received (
     expires_at      timestamptz,
     lease_token     bigint,
     lease_until     timestamptz,
+    policy          text        NOT NULL DEFAULT '',
+    attempts        jsonb       NOT NULL DEFAULT '[]',
     UNIQUE (msg_id, grp)
 ) WITH (fillfactor = 80);
 
-CREATE INDEX IF NOT EXISTS received_due_idx ON {{schema}}.received (next_attempt_at) WHERE status = 'Scheduled';
+ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS policy text NOT NULL DEFAULT '';
+ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]';
+
+CREATE INDEX IF NOT EXISTS received_pending_idx ON {{schema}}.received (next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+DROP INDEX IF EXISTS {{schema}}.received_due_idx;
 CREATE INDEX IF NOT EXISTS received_expires_idx ON {{schema}}.received (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS received_status_idx ON {{schema}}.received (status, id) WHERE status <> 'Succeeded';
 

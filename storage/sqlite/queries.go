@@ -1,7 +1,10 @@
 package sqlite
 
 import (
+	"strconv"
+
 	"github.com/gocap/gocap/internal/sqlstore"
+	"github.com/gocap/gocap/storage"
 )
 
 // tableQueries are the statements of one message table.
@@ -13,6 +16,8 @@ type tableQueries struct {
 	succeed       string // one lease; run once per lease in a transaction
 	release       string // one lease; run once per lease in a transaction
 	fail          string
+	nextDue       string
+	name          string // the table's name, for Migrate's upgrade
 	counts        string
 	histogram     string
 	requeue       string // ends in "(": see requeueSQL
@@ -42,11 +47,11 @@ func newQueries(prefix string) queries {
 			Received:  newTableQueries(rec, `msg_id, grp`),
 		},
 		schema: SchemaSQL(prefix),
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at)
-			VALUES (?, ?, ?, ?, 'Scheduled', 0, '', ?, ?)`,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy)
+			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?)`,
 		insertReceived: `INSERT INTO ` + rec + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until)
-			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)
+			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?)
 			ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 				next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
 			WHERE status = 'Failed'
@@ -58,19 +63,31 @@ func newQueries(prefix string) queries {
 	}
 }
 
+// appendAttempt is the history with one more attempt, the JSON object
+// attempt (SQL text), keeping the last storage.MaxAttemptHistory: the
+// removal of a path that does not exist ($[max]) leaves the array alone.
+func appendAttempt(attempt string) string {
+	max := strconv.Itoa(storage.MaxAttemptHistory)
+	return `json_remove(json_insert(attempts, '$[#]', json(` + attempt + `)),
+		CASE WHEN json_array_length(attempts) >= ` + max + ` THEN '$[0]' ELSE '$[` + max + `]' END)`
+}
+
 func newTableQueries(table, idCols string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
 	return tableQueries{
+		name:      table,
 		cols:      cols,
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
-		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?
+		// The condition on status is the *_pending index's, as it is.
+		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled'
 			WHERE id IN (SELECT id FROM ` + table + `
-				WHERE status = 'Scheduled' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
-		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL
-			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
+				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
+		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?1, lease_token = NULL, lease_until = NULL,
+				attempts = ` + appendAttempt("?2") + `
+			WHERE id = ?3 AND lease_token = ?4 AND status = 'Scheduled'`,
 		release: `UPDATE ` + table + ` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
 			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
 		fail: `UPDATE ` + table + ` SET
@@ -79,9 +96,12 @@ func newTableQueries(table, idCols string) tableQueries {
 				status = CASE WHEN ` + final + ` THEN 'Failed' ELSE 'Scheduled' END,
 				expires_at = CASE WHEN ` + final + ` THEN ?4 END,
 				next_attempt_at = CASE WHEN ` + final + ` THEN next_attempt_at ELSE ?5 END,
-				lease_token = NULL, lease_until = NULL
+				lease_token = NULL, lease_until = NULL,
+				attempts = ` + appendAttempt("?8") + `
 			WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
 			RETURNING retries, status`,
+		nextDue: `SELECT next_attempt_at FROM ` + table + `
+			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > ? ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("?", "/") + ` AS bucket, status, COUNT(*) FROM ` + table + `
 			WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`,

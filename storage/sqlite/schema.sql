@@ -1,7 +1,14 @@
 -- gocap schema for SQLite. Replace {{prefix}} with your table prefix
 -- (default "gocap_") if you apply it yourself; it is what sqlite.Driver.Migrate
 -- runs, in one transaction, and it is idempotent. Times are INTEGER Unix
--- microseconds, UTC.
+-- microseconds, UTC. Migrate also upgrades tables of an earlier gocap: it
+-- adds the columns policy and attempts where they are missing (SQLite has
+-- no ADD COLUMN IF NOT EXISTS), and the statements below swap the indexes.
+--
+-- *_pending serves claims (due Scheduled and Delayed rows, oldest first)
+-- and NextDue (the first entry after a time); its predicate is repeated
+-- as it is in those queries, so that the planner uses it and reads only
+-- due rows. It replaces *_due on (status, next_attempt_at).
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              INTEGER PRIMARY KEY,
@@ -15,9 +22,12 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     next_attempt_at INTEGER NOT NULL,
     expires_at      INTEGER,
     lease_token     INTEGER,
-    lease_until     INTEGER
+    lease_until     INTEGER,
+    policy          TEXT    NOT NULL DEFAULT '',
+    attempts        TEXT    NOT NULL DEFAULT '[]'
 );
-CREATE INDEX IF NOT EXISTS {{prefix}}published_due ON {{prefix}}published (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS {{prefix}}published_pending ON {{prefix}}published (next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+DROP INDEX IF EXISTS {{prefix}}published_due;
 CREATE INDEX IF NOT EXISTS {{prefix}}published_expires ON {{prefix}}published (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {{prefix}}published_status ON {{prefix}}published (status, id);
 
@@ -36,9 +46,12 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     expires_at      INTEGER,
     lease_token     INTEGER,
     lease_until     INTEGER,
+    policy          TEXT    NOT NULL DEFAULT '',
+    attempts        TEXT    NOT NULL DEFAULT '[]',
     UNIQUE (msg_id, grp)
 );
-CREATE INDEX IF NOT EXISTS {{prefix}}received_due ON {{prefix}}received (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS {{prefix}}received_pending ON {{prefix}}received (next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+DROP INDEX IF EXISTS {{prefix}}received_due;
 CREATE INDEX IF NOT EXISTS {{prefix}}received_expires ON {{prefix}}received (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {{prefix}}received_status ON {{prefix}}received (status, id);
 

@@ -120,18 +120,6 @@ func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
 	return t, nil
 }
 
-// Migrate creates the tables and indexes if they do not exist.
-func (d *Driver) Migrate(ctx context.Context) error {
-	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, d.q.schema)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", classify(err))
-	}
-	return nil
-}
-
 // InsertPublishedTx inserts msgs with the application's transaction.
 // SQLite has no notifications: opts.Notify is ignored.
 func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*storage.Message, _ storage.InsertOptions) error {
@@ -153,7 +141,8 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 		if err != nil {
 			return d.base.Wrap(err)
 		}
-		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.NextAttemptAt)); err != nil {
+		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body),
+			sqlstore.InsertStatus(m), us(m.Added), us(m.NextAttemptAt), storage.ValidText(m.Policy)); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
 		}
 	}
@@ -170,7 +159,8 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	msgID, group := storage.StorableMsgID(m.MsgID), storage.ValidText(m.Group)
 	var id int64
 	err = d.db.QueryRowContext(ctx, d.q.insertReceived,
-		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil)).Scan(&id)
+		m.ID, msgID, group, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body), us(m.Added), us(m.Added), token, us(leaseUntil),
+		storage.ValidText(m.Policy)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
 	}
@@ -181,8 +171,8 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: id != m.ID}, nil
 }
 
-// Claim leases due Scheduled rows in one UPDATE ... RETURNING statement
-// (see storage.Store).
+// Claim leases due Scheduled and Delayed rows, making them Scheduled, in
+// one UPDATE ... RETURNING statement (see storage.Store).
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -206,15 +196,20 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	return d.base.Messages(ctx, kind, t.claimSQL(groups), append(args, req.Limit), "claiming %s messages", kind)
 }
 
-// Succeed marks leased rows Succeeded (see storage.Store).
-func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, leases []storage.Lease, now, expiresAt time.Time) (int64, error) {
+// Succeed marks leased rows Succeeded and appends their attempts (see
+// storage.Store): one prepared statement, run for each row in one
+// transaction.
+func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.Completed, expiresAt time.Time) (int64, error) {
 	t, err := d.table(kind)
-	if err != nil || len(leases) == 0 {
+	if err != nil || len(done) == 0 {
 		return 0, err
 	}
-	n, err := d.perLease(ctx, t.succeed, leases, us(expiresAt))
+	exp := us(expiresAt)
+	n, err := d.perRow(ctx, t.succeed, len(done), func(i int) []any {
+		return []any{exp, sqlstore.AttemptJSON(done[i].Attempt), done[i].ID, done[i].Token}
+	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: marking %d %s messages succeeded: %w", len(leases), kind, classify(err))
+		return 0, fmt.Errorf("sqlite: marking %d %s messages succeeded: %w", len(done), kind, classify(err))
 	}
 	return n, nil
 }
@@ -225,17 +220,20 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 	if err != nil || len(leases) == 0 {
 		return 0, err
 	}
-	n, err := d.perLease(ctx, t.release, leases, us(next), storage.TruncateText(reason, maxErrorBytes))
+	at, text := us(next), storage.TruncateText(reason, maxErrorBytes)
+	n, err := d.perRow(ctx, t.release, len(leases), func(i int) []any {
+		return []any{at, text, leases[i].ID, leases[i].Token}
+	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: releasing %d %s messages: %w", len(leases), kind, classify(err))
 	}
 	return n, nil
 }
 
-// perLease runs the statement query, prepared once, for each lease in one
-// transaction, with the arguments args followed by the lease's id and
-// token, and returns how many rows it changed in all.
-func (d *Driver) perLease(ctx context.Context, query string, leases []storage.Lease, args ...any) (int64, error) {
+// perRow runs the statement query, prepared once, n times in one
+// transaction, the ith time with the arguments args(i), and returns how
+// many rows it changed in all.
+func (d *Driver) perRow(ctx context.Context, query string, n int, args func(i int) []any) (int64, error) {
 	var total int64
 	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, query)
@@ -243,8 +241,8 @@ func (d *Driver) perLease(ctx context.Context, query string, leases []storage.Le
 			return err
 		}
 		defer stmt.Close()
-		for _, l := range leases {
-			res, err := stmt.ExecContext(ctx, append(args, l.ID, l.Token)...)
+		for i := range n {
+			res, err := stmt.ExecContext(ctx, args(i)...)
 			if err != nil {
 				return err
 			}
@@ -273,7 +271,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	var res storage.FailResult
 	var status string
 	err = d.db.QueryRowContext(ctx, t.fail, f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes),
-		us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token).Scan(&res.Retries, &status)
+		us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token, sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))).Scan(&res.Retries, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
@@ -282,6 +280,21 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	res.Status = storage.Status(status)
 	return res, nil
+}
+
+// NextDue returns the earliest NextAttemptAt after after of a Scheduled
+// or Delayed row, or the zero time (see storage.Store).
+func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	err = d.db.QueryRowContext(ctx, t.nextDue, us(after)).Scan(timeDest(&next))
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("sqlite: next due %s message: %w", kind, classify(err))
+	}
+	return next, nil
 }
 
 // Get returns one row (see storage.Store).

@@ -53,13 +53,13 @@ func (s *suite[TTx]) leaseHidesAndExpires(t *testing.T) {
 		t.Fatalf("after the lease: claimed %d rows, want 1 with a new token", len(second))
 	}
 	// The first, stale claimer can no longer record anything.
-	if n, err := d.Succeed(bg, storage.Published, []storage.Lease{lease(first[0])}, t0, t0.Add(time.Hour)); err != nil || n != 0 {
+	if n, err := d.Succeed(bg, storage.Published, completed([]storage.Lease{lease(first[0])}), t0.Add(time.Hour)); err != nil || n != 0 {
 		t.Errorf("stale Succeed: %d rows, %v; want 0", n, err)
 	}
 	if _, err := d.Fail(bg, storage.Published, lease(first[0]), storage.Failure{Error: "x", Now: t0, NextAttemptAt: t0, MaxAttempts: 50}); !errors.Is(err, storage.ErrLeaseLost) {
 		t.Errorf("stale Fail: %v, want ErrLeaseLost", err)
 	}
-	if n, err := d.Succeed(bg, storage.Published, []storage.Lease{lease(second[0])}, t0, t0.Add(time.Hour)); err != nil || n != 1 {
+	if n, err := d.Succeed(bg, storage.Published, completed([]storage.Lease{lease(second[0])}), t0.Add(time.Hour)); err != nil || n != 1 {
 		t.Errorf("current Succeed: %d rows, %v; want 1", n, err)
 	}
 }

@@ -105,7 +105,7 @@ func (s *suite[TTx]) countsHistogramRequeueDelete(t *testing.T) {
 	for _, m := range c[:2] {
 		ok = append(ok, lease(m))
 	}
-	if _, err := d.Succeed(bg, storage.Published, ok, t0, t0.Add(time.Hour)); err != nil {
+	if _, err := d.Succeed(bg, storage.Published, completed(ok), t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	failed := c[2]

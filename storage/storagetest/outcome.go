@@ -29,7 +29,7 @@ func (s *suite[TTx]) succeed(t *testing.T) {
 		leases = append(leases, lease(m))
 	}
 	exp := t0.Add(24 * time.Hour)
-	if n, err := d.Succeed(bg, storage.Published, leases, t0, exp); err != nil || n != 5 {
+	if n, err := d.Succeed(bg, storage.Published, completed(leases), exp); err != nil || n != 5 {
 		t.Fatalf("Succeed: %d, %v", n, err)
 	}
 	for _, m := range msgs {
@@ -38,7 +38,7 @@ func (s *suite[TTx]) succeed(t *testing.T) {
 			t.Errorf("row %d: status %s expires %v token %d", m.ID, r.Status, r.ExpiresAt, r.LeaseToken)
 		}
 	}
-	if n, err := d.Succeed(bg, storage.Published, leases, t0, exp); err != nil || n != 0 {
+	if n, err := d.Succeed(bg, storage.Published, completed(leases), exp); err != nil || n != 0 {
 		t.Errorf("second Succeed of the same leases: %d, %v; want 0", n, err)
 	}
 	if c := claim(t, d, storage.Published, t0.Add(time.Hour), time.Minute, 10); len(c) != 0 {
@@ -203,10 +203,10 @@ func (s *suite[TTx]) deleteExpired(t *testing.T) {
 	for _, id := range kept {
 		long = append(long, lease(byID[id]))
 	}
-	if _, err := d.Succeed(bg, storage.Published, short, t0, t0.Add(time.Minute)); err != nil {
+	if _, err := d.Succeed(bg, storage.Published, completed(short), t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Succeed(bg, storage.Published, long, t0, t0.Add(2*time.Minute)); err != nil {
+	if _, err := d.Succeed(bg, storage.Published, completed(long), t0.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	at := t0.Add(90 * time.Second)

@@ -220,3 +220,13 @@ func idsOf(ms []*storage.Message) []int64 {
 	}
 	return out
 }
+
+// completed returns the leases as storage.Completed, each with a
+// successful attempt of a millisecond.
+func completed(leases []storage.Lease) []storage.Completed {
+	out := make([]storage.Completed, len(leases))
+	for i, l := range leases {
+		out[i] = storage.Completed{Lease: l, Attempt: storage.Attempt{At: now(), Duration: time.Millisecond}}
+	}
+	return out
+}

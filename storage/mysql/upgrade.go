@@ -1,0 +1,80 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Columns added to the message tables since their first version (#13:
+// delayed messages, retry policies and attempt histories), with their
+// definitions in schema.sql. MySQL has no ADD COLUMN IF NOT EXISTS:
+// upgradeTable adds those a table lacks.
+var addedColumns = []struct{ name, def string }{
+	{"policy", "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('')"},
+	{"attempts", "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]')"},
+	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), next_attempt_at, NULL)) VIRTUAL"},
+}
+
+// Statements of the upgrade.
+const (
+	columnsSQL = `SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`
+	indexesSQL = `SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`
+)
+
+// upgradeTable brings a message table created by an earlier schema to the
+// current one in one ALTER TABLE: the columns of addedColumns it lacks,
+// the *_pending index on due_at, and without the *_due index on (status,
+// next_attempt_at) that *_pending replaces. A table that is current is
+// left alone. It runs under Migrate's lock, so two processes never alter
+// one table at once.
+func upgradeTable(ctx context.Context, conn *sql.Conn, table string) error {
+	cols, err := names(ctx, conn, columnsSQL, table)
+	if err != nil {
+		return fmt.Errorf("reading the columns of %s: %w", table, err)
+	}
+	idx, err := names(ctx, conn, indexesSQL, table)
+	if err != nil {
+		return fmt.Errorf("reading the indexes of %s: %w", table, err)
+	}
+	var changes []string
+	for _, c := range addedColumns {
+		if !cols[c.name] {
+			changes = append(changes, "ADD COLUMN "+c.name+" "+c.def)
+		}
+	}
+	if !idx[table+"_pending"] {
+		changes = append(changes, "ADD KEY `"+table+"_pending` (due_at)")
+	}
+	if idx[table+"_due"] {
+		changes = append(changes, "DROP KEY `"+table+"_due`")
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	stmt := "ALTER TABLE `" + table + "` " + strings.Join(changes, ", ")
+	if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("upgrading %s: %w\n%s", table, err, stmt)
+	}
+	return nil
+}
+
+// names runs query, which selects one text column, with table, and
+// returns the values as a set.
+func names(ctx context.Context, conn *sql.Conn, query, table string) (map[string]bool, error) {
+	rows, err := conn.QueryContext(ctx, query, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out[n] = true
+	}
+	return out, rows.Err()
+}
