@@ -112,3 +112,110 @@ func (s *suite[TTx]) concurrentClaims(t *testing.T) {
 		}
 	}
 }
+
+func (s *suite[TTx]) claimDelayed(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	due := t0.Add(time.Hour)
+	delayed := s.delayed("delayed", due)
+	later := s.delayed("delayed", due.Add(time.Hour))
+	immediate := s.msg("immediate", t0.Add(-time.Second))
+	s.insert(t, d, delayed, later, immediate)
+	if r := get(t, d, storage.Published, delayed.ID); r.Status != storage.StatusDelayed || !r.NextAttemptAt.Equal(due) || r.LeaseToken != 0 {
+		t.Fatalf("inserted delayed row: status %s next %v token %d; want Delayed due at %v", r.Status, r.NextAttemptAt, r.LeaseToken, due)
+	}
+	counts, err := d.Counts(bg, storage.Published)
+	if err != nil || counts[storage.StatusDelayed] != 2 || counts[storage.StatusScheduled] != 1 {
+		t.Errorf("Counts: %v %v; want 2 Delayed, 1 Scheduled", counts, err)
+	}
+	// Before its due time only the immediate row is claimed (under a lease
+	// that outlasts the test).
+	if got := claim(t, d, storage.Published, t0, 24*time.Hour, 10); len(got) != 1 || got[0].ID != immediate.ID {
+		t.Fatalf("claim before the due time: %v, want only %d", idsOf(got), immediate.ID)
+	}
+	if got := claim(t, d, storage.Published, due.Add(-time.Microsecond), time.Minute, 10); len(got) != 0 {
+		t.Fatalf("claimed %v a microsecond before the due time", idsOf(got))
+	}
+	got := claim(t, d, storage.Published, due, time.Minute, 10)
+	if len(got) != 1 || got[0].ID != delayed.ID || got[0].Status != storage.StatusScheduled {
+		t.Fatalf("claim at the due time: %v (status %v), want %d Scheduled", idsOf(got), statusesOf(got), delayed.ID)
+	}
+	r := get(t, d, storage.Published, delayed.ID)
+	if r.Status != storage.StatusScheduled || r.LeaseToken != got[0].LeaseToken || r.Retries != 0 {
+		t.Errorf("claimed delayed row: status %s token %d retries %d, want Scheduled under the claim", r.Status, r.LeaseToken, r.Retries)
+	}
+	// Once Scheduled, it follows the life of any row.
+	if n, err := d.Succeed(bg, storage.Published, completed([]storage.Lease{lease(got[0])}), due.Add(time.Hour)); err != nil || n != 1 {
+		t.Errorf("Succeed of a claimed delayed row: %d %v", n, err)
+	}
+	if r := get(t, d, storage.Published, later.ID); r.Status != storage.StatusDelayed {
+		t.Errorf("the later delayed row is %s, want still Delayed", r.Status)
+	}
+}
+
+func (s *suite[TTx]) nextDue(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	for _, kind := range []storage.Kind{storage.Published, storage.Received} {
+		if next, err := d.NextDue(bg, kind, t0); err != nil || !next.IsZero() {
+			t.Errorf("NextDue of an empty %s table: %v %v, want the zero time", kind, next, err)
+		}
+	}
+	first, second := t0.Add(10*time.Minute), t0.Add(20*time.Minute)
+	failed, succeeded := s.msg("next", t0.Add(-time.Minute)), s.msg("next", t0.Add(-time.Minute))
+	s.insert(t, d, s.delayed("next", t0.Add(time.Hour)), s.delayed("next", second), failed, succeeded,
+		s.msg("next", first), s.msg("next", t0.Add(-time.Second)))
+	// The due rows are not after t0: the earliest row after it is first.
+	if next, err := d.NextDue(bg, storage.Published, t0); err != nil || !next.Equal(first) {
+		t.Errorf("NextDue: %v %v, want %v", next, err, first)
+	}
+	if next, err := d.NextDue(bg, storage.Published, first); err != nil || !next.Equal(second) {
+		t.Errorf("NextDue after the first: %v %v, want %v (strictly after)", next, err, second)
+	}
+	if next, err := d.NextDue(bg, storage.Received, t0); err != nil || !next.IsZero() {
+		t.Errorf("NextDue of the received table: %v %v, want the zero time", next, err)
+	}
+	// Rows that are done do not count, whenever their NextAttemptAt.
+	c := claim(t, d, storage.Published, t0, time.Minute, 10)
+	if len(c) != 3 {
+		t.Fatalf("claimed %d rows, want 3", len(c))
+	}
+	byID := map[int64]*storage.Message{}
+	for _, m := range c {
+		byID[m.ID] = m
+	}
+	beyond := t0.Add(48 * time.Hour)
+	if _, err := d.Fail(bg, storage.Published, lease(byID[failed.ID]), storage.Failure{
+		Error: "x", Now: t0, NextAttemptAt: beyond, Permanent: true, ExpiresAt: beyond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Succeed(bg, storage.Published, completed([]storage.Lease{lease(byID[succeeded.ID])}), beyond); err != nil {
+		t.Fatal(err)
+	}
+	if next, err := d.NextDue(bg, storage.Published, t0.Add(2*time.Hour)); err != nil || !next.IsZero() {
+		t.Errorf("NextDue after every pending row: %v %v, want the zero time (Succeeded and Failed rows do not count)", next, err)
+	}
+	// A retry scheduled by Fail counts.
+	retry := t0.Add(5 * time.Minute)
+	var other *storage.Message
+	for _, m := range c {
+		if m.ID != failed.ID && m.ID != succeeded.ID {
+			other = m
+		}
+	}
+	if _, err := d.Fail(bg, storage.Published, lease(other), storage.Failure{Error: "x", Now: t0, NextAttemptAt: retry, MaxAttempts: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if next, err := d.NextDue(bg, storage.Published, t0); err != nil || !next.Equal(retry) {
+		t.Errorf("NextDue with a retry: %v %v, want %v", next, err, retry)
+	}
+}
+
+func statusesOf(ms []*storage.Message) []storage.Status {
+	out := make([]storage.Status, len(ms))
+	for i, m := range ms {
+		out[i] = m.Status
+	}
+	return out
+}

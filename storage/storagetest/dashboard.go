@@ -164,3 +164,29 @@ func (s *suite[TTx]) countsHistogramRequeueDelete(t *testing.T) {
 		t.Errorf("deleted row: %v", err)
 	}
 }
+
+// requeueDelayed: a Delayed row requeued is sent now, with its policy.
+func (s *suite[TTx]) requeueDelayed(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	m := s.delayed("requeue.delayed", t0.Add(24*time.Hour))
+	m.Policy = "p1"
+	s.insert(t, d, m)
+	if c := claim(t, d, storage.Published, t0, time.Minute, 10); len(c) != 0 {
+		t.Fatalf("claimed a Delayed row before its due time")
+	}
+	if n, err := d.Requeue(bg, storage.Published, []int64{m.ID}, t0); err != nil || n != 1 {
+		t.Fatalf("Requeue of a Delayed row: %d %v; want 1", n, err)
+	}
+	r := get(t, d, storage.Published, m.ID)
+	if r.Status != storage.StatusScheduled || !r.NextAttemptAt.Equal(t0) || r.Policy != "p1" {
+		t.Errorf("requeued Delayed row: status %s next %v policy %q; want Scheduled due at %v with policy p1", r.Status, r.NextAttemptAt, r.Policy, t0)
+	}
+	counts, err := d.Counts(bg, storage.Published)
+	if err != nil || counts[storage.StatusDelayed] != 0 || counts[storage.StatusScheduled] != 1 {
+		t.Errorf("Counts after the requeue: %v %v", counts, err)
+	}
+	if c := claim(t, d, storage.Published, t0, time.Minute, 10); len(c) != 1 || c[0].ID != m.ID || c[0].Policy != "p1" {
+		t.Errorf("claim after the requeue: %v, want %d with its policy", idsOf(c), m.ID)
+	}
+}

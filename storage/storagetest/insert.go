@@ -110,3 +110,85 @@ func (s *suite[TTx]) permanentError(t *testing.T) {
 		t.Errorf("InsertPublished of an id already stored: %v; want an error that is storage.ErrPermanent", err)
 	}
 }
+
+// policyRoundTrip: the Policy a row is inserted with is returned by every
+// read, and kept by the changes of its life, on both tables.
+func (s *suite[TTx]) policyRoundTrip(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	const policy = `{"retries":[1,5,30],"max":7,"note":"naïve ✓"}`
+	check := func(what string, kind storage.Kind, m *storage.Message) {
+		t.Helper()
+		if m.Policy != policy {
+			t.Errorf("%s: %s row %d has policy %q, want %q", what, kind, m.ID, m.Policy, policy)
+		}
+	}
+	// Published, in a transaction and without one.
+	a, b, plain := s.msg("policy", t0.Add(-time.Second)), s.delayed("policy", t0.Add(time.Minute)), s.msg("policy", t0.Add(-time.Second))
+	a.Policy, b.Policy = policy, policy
+	tx, commit, _ := s.h.Begin(bg, t, d)
+	if err := d.InsertPublishedTx(bg, tx, []*storage.Message{a}, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	s.insert(t, d, b, plain)
+	check("get after InsertPublishedTx", storage.Published, get(t, d, storage.Published, a.ID))
+	check("get after InsertPublished", storage.Published, get(t, d, storage.Published, b.ID))
+	if r := get(t, d, storage.Published, plain.ID); r.Policy != "" {
+		t.Errorf("row inserted without a policy has %q", r.Policy)
+	}
+	c := claim(t, d, storage.Published, t0, time.Minute, 10)
+	if len(c) != 2 {
+		t.Fatalf("claimed %d rows, want 2", len(c))
+	}
+	for _, m := range c {
+		if m.ID == a.ID {
+			check("claim", storage.Published, m)
+			if _, err := d.Fail(bg, storage.Published, lease(m), storage.Failure{Error: "x", Now: t0, NextAttemptAt: t0, MaxAttempts: 1, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check("get after Fail", storage.Published, get(t, d, storage.Published, a.ID))
+	if n, err := d.Requeue(bg, storage.Published, []int64{a.ID, b.ID}, t0); err != nil || n != 2 {
+		t.Fatalf("Requeue: %d %v", n, err)
+	}
+	check("get after Requeue", storage.Published, get(t, d, storage.Published, a.ID))
+	rows, err := d.List(bg, storage.Filter{Kind: storage.Published, Name: "policy"})
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("List: %d rows, %v", len(rows), err)
+	}
+	for _, r := range rows {
+		if r.ID != plain.ID {
+			check("List", storage.Published, r)
+		}
+	}
+	// Received: stored by InsertReceived, kept by Fail and by the reset
+	// of a redelivery.
+	r := s.received("policy-1", "g", "policy", nil)
+	r.Policy = policy
+	tok := ids.Token()
+	if res, err := d.InsertReceived(bg, r, tok, t0.Add(time.Minute)); err != nil || !res.Claimed {
+		t.Fatalf("InsertReceived: %+v %v", res, err)
+	}
+	check("get after InsertReceived", storage.Received, get(t, d, storage.Received, r.ID))
+	if _, err := d.Fail(bg, storage.Received, storage.Lease{ID: r.ID, Token: tok}, storage.Failure{Error: "x", Now: t0, NextAttemptAt: t0, MaxAttempts: 1, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	check("get after Fail", storage.Received, get(t, d, storage.Received, r.ID))
+	again := s.received("policy-1", "g", "policy", nil)
+	if res, err := d.InsertReceived(bg, again, ids.Token(), t0); err != nil || !res.Reset {
+		t.Fatalf("redelivery: %+v %v", res, err)
+	}
+	check("get after a reset", storage.Received, get(t, d, storage.Received, r.ID))
+	if _, err := d.Requeue(bg, storage.Received, []int64{r.ID}, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	rc := claim(t, d, storage.Received, t0.Add(2*time.Minute), time.Minute, 10)
+	if len(rc) != 1 {
+		t.Fatalf("received claim: %d rows", len(rc))
+	}
+	check("claim", storage.Received, rc[0])
+}

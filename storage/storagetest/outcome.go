@@ -239,3 +239,120 @@ func (s *suite[TTx]) deleteExpired(t *testing.T) {
 		get(t, d, storage.Published, id)
 	}
 }
+
+func (s *suite[TTx]) attemptHistory(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	m := s.msg("history", t0.Add(-time.Second))
+	s.insert(t, d, m)
+	if r := get(t, d, storage.Published, m.ID); len(r.Attempts) != 0 {
+		t.Fatalf("new row has attempts %v", r.Attempts)
+	}
+	// 24 failures and a success: the row keeps the last 20, in order.
+	const failures = 24
+	var want []storage.Attempt
+	at := t0
+	for i := range failures {
+		c := claim(t, d, storage.Published, at, time.Minute, 1)
+		if len(c) != 1 {
+			t.Fatalf("attempt %d: claimed %d rows", i+1, len(c))
+		}
+		a := storage.Attempt{At: at, Duration: time.Duration(i+1)*time.Millisecond + 250*time.Microsecond, Error: fmt.Sprintf("boom %d", i+1)}
+		want = append(want, a)
+		next := at.Add(time.Second)
+		if _, err := d.Fail(bg, storage.Published, lease(c[0]), storage.Failure{
+			Error: a.Error, Now: at, NextAttemptAt: next, Attempt: a, // MaxAttempts 0: no limit
+		}); err != nil {
+			t.Fatalf("attempt %d: Fail: %v", i+1, err)
+		}
+		if i == 2 {
+			checkAttempts(t, "after 3 failures", get(t, d, storage.Published, m.ID).Attempts, want)
+		}
+		at = next
+	}
+	c := claim(t, d, storage.Published, at, time.Minute, 1)
+	if len(c) != 1 {
+		t.Fatalf("after %d failures without a limit: claimed %d rows, want the row still Scheduled", failures, len(c))
+	}
+	ok := storage.Attempt{At: at, Duration: 1500 * time.Microsecond}
+	want = append(want, ok)
+	if n, err := d.Succeed(bg, storage.Published, []storage.Completed{{Lease: lease(c[0]), Attempt: ok}}, at.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Succeed: %d %v", n, err)
+	}
+	r := get(t, d, storage.Published, m.ID)
+	if r.Retries != failures || r.Status != storage.StatusSucceeded {
+		t.Errorf("row: retries %d status %s, want %d Succeeded", r.Retries, r.Status, failures)
+	}
+	checkAttempts(t, "after 25 attempts", r.Attempts, want[len(want)-storage.MaxAttemptHistory:])
+	// Release records no attempt; the received table keeps a history too.
+	rm := s.received("history-1", "g", "history", nil)
+	tok := ids.Token()
+	if _, err := d.InsertReceived(bg, rm, tok, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Release(bg, storage.Received, []storage.Lease{{ID: rm.ID, Token: tok}}, t0, "unreachable"); err != nil {
+		t.Fatal(err)
+	}
+	rc := claim(t, d, storage.Received, t0, time.Minute, 1)
+	if len(rc) != 1 || len(rc[0].Attempts) != 0 {
+		t.Fatalf("received claim after Release: %d rows, attempts %v", len(rc), rc)
+	}
+	ra := storage.Attempt{At: t0, Duration: 2 * time.Second, Error: "handler: no"}
+	if _, err := d.Fail(bg, storage.Received, lease(rc[0]), storage.Failure{Error: ra.Error, Now: t0, NextAttemptAt: t0, MaxAttempts: 1, ExpiresAt: t0.Add(time.Hour), Attempt: ra}); err != nil {
+		t.Fatal(err)
+	}
+	checkAttempts(t, "received row", get(t, d, storage.Received, rm.ID).Attempts, []storage.Attempt{ra})
+}
+
+// checkAttempts compares a history read back with the attempts recorded.
+func checkAttempts(t *testing.T, what string, got, want []storage.Attempt) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d attempts, want %d: %+v", what, len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.At.Equal(w.At) || g.At.Location() != time.UTC || g.Duration != w.Duration || g.Error != w.Error {
+			t.Errorf("%s: attempt %d is %+v, want %+v", what, i, g, w)
+		}
+	}
+}
+
+func (s *suite[TTx]) succeedBatch(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	const n = 1000
+	msgs := make([]*storage.Message, n)
+	for i := range msgs {
+		msgs[i] = s.msg("batch", t0.Add(-time.Second))
+	}
+	s.insert(t, d, msgs...)
+	c := claim(t, d, storage.Published, t0, time.Minute, n)
+	if len(c) != n {
+		t.Fatalf("claimed %d rows, want %d", len(c), n)
+	}
+	done := make([]storage.Completed, n)
+	want := map[int64]storage.Attempt{}
+	for i, m := range c {
+		a := storage.Attempt{At: t0.Add(time.Duration(i) * time.Microsecond), Duration: time.Duration(i) * time.Microsecond}
+		done[i] = storage.Completed{Lease: lease(m), Attempt: a}
+		want[m.ID] = a
+	}
+	if got, err := d.Succeed(bg, storage.Published, done, t0.Add(time.Hour)); err != nil || got != n {
+		t.Fatalf("Succeed of %d rows: %d %v", n, got, err)
+	}
+	for _, m := range []*storage.Message{c[0], c[n/2], c[n-1]} {
+		r := get(t, d, storage.Published, m.ID)
+		if r.Status != storage.StatusSucceeded {
+			t.Errorf("row %d: %s", m.ID, r.Status)
+		}
+		checkAttempts(t, fmt.Sprintf("row %d", m.ID), r.Attempts, []storage.Attempt{want[m.ID]})
+	}
+	rows, err := d.List(bg, storage.Filter{Kind: storage.Published, Status: storage.StatusSucceeded, Limit: n})
+	if err != nil || len(rows) != n {
+		t.Fatalf("List of Succeeded rows: %d %v", len(rows), err)
+	}
+	for _, r := range rows {
+		checkAttempts(t, fmt.Sprintf("listed row %d", r.ID), r.Attempts, []storage.Attempt{want[r.ID]})
+	}
+}

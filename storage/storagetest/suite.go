@@ -38,16 +38,20 @@
 //   - Insert: InsertPublished and InsertPublishedTx (commit and rollback,
 //     InsertOptions, large, binary and non-ASCII content, a duplicate id
 //     being storage.ErrPermanent);
+//   - Insert also: the Policy of a row, kept through its whole life;
 //   - Claim: due rows only, oldest first, leases that hide a row until
-//     they end, concurrent claimers never sharing a row, argument checks;
+//     they end, concurrent claimers never sharing a row, argument checks,
+//     Delayed rows claimed when due (and made Scheduled), NextDue;
 //   - Outcome: Succeed, Fail (retry counting, final and permanent
-//     failures), Release, and DeleteExpired of what they made expire;
+//     failures, no limit), Release, DeleteExpired of what they made
+//     expire, the attempt history they append (the last 20 kept), and a
+//     Succeed of 1,000 rows;
 //   - Received: InsertReceived's de-duplication and reset of Failed
 //     duplicates, claims restricted to consumer groups;
 //   - Text: text a database cannot hold as it is (long message ids,
 //     invalid UTF-8 and NUL, long error texts);
 //   - Dashboard: List's filters and paging, Counts, Histogram, Requeue
-//     and Delete;
+//     (of a Delayed row too) and Delete;
 //   - Instances: Heartbeat, Instances and RemoveInstance.
 package storagetest
 
@@ -116,11 +120,14 @@ func (s *suite[TTx]) areas() []area {
 			{"InsertWithoutTx", s.insertWithoutTx},
 			{"LargeAndNonASCII", s.largeAndNonASCII},
 			{"PermanentError", s.permanentError},
+			{"PolicyRoundTrip", s.policyRoundTrip},
 		}},
 		{"Claim", []testCase{
 			{"ClaimDueOnly", s.claimDueOnly},
 			{"LeaseHidesAndExpires", s.leaseHidesAndExpires},
 			{"ConcurrentClaims", s.concurrentClaims},
+			{"Delayed", s.claimDelayed},
+			{"NextDue", s.nextDue},
 		}},
 		{"Outcome", []testCase{
 			{"Succeed", s.succeed},
@@ -128,6 +135,8 @@ func (s *suite[TTx]) areas() []area {
 			{"FailPermanent", s.failPermanent},
 			{"Release", s.release},
 			{"DeleteExpired", s.deleteExpired},
+			{"AttemptHistory", s.attemptHistory},
+			{"SucceedBatch", s.succeedBatch},
 		}},
 		{"Received", []testCase{
 			{"ReceivedDedup", s.receivedDedup},
@@ -141,6 +150,7 @@ func (s *suite[TTx]) areas() []area {
 		{"Dashboard", []testCase{
 			{"ListFiltersAndPaging", s.listFiltersAndPaging},
 			{"CountsHistogramRequeueDelete", s.countsHistogramRequeueDelete},
+			{"RequeueDelayed", s.requeueDelayed},
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
@@ -176,6 +186,13 @@ func (s *suite[TTx]) msg(name string, due time.Time) *storage.Message {
 		Body:    []byte(`{"n":` + strconv.FormatInt(id%1000, 10) + `}`),
 		Status:  storage.StatusScheduled, Added: due, NextAttemptAt: due,
 	}
+}
+
+// delayed is a published message inserted Delayed, due at due.
+func (s *suite[TTx]) delayed(name string, due time.Time) *storage.Message {
+	m := s.msg(name, due)
+	m.Added, m.Status = now(), storage.StatusDelayed
+	return m
 }
 
 func (s *suite[TTx]) received(msgID, group, name string, body []byte) *storage.Message {

@@ -136,8 +136,10 @@ func (s *suite[TTx]) failLongErrorText(t *testing.T) {
 		}
 		prefix := fmt.Sprintf("attempt %d: ", attempt)
 		next := at.Add(10 * time.Second)
+		text := prefix + "\x00\xff " + long
 		res, err := d.Fail(bg, storage.Published, lease(c[0]), storage.Failure{
-			Error: prefix + "\x00\xff " + long, Now: at, NextAttemptAt: next, MaxAttempts: maxAttempts, ExpiresAt: at.Add(time.Hour),
+			Error: text, Now: at, NextAttemptAt: next, MaxAttempts: maxAttempts, ExpiresAt: at.Add(time.Hour),
+			Attempt: storage.Attempt{At: at, Duration: time.Second, Error: text},
 		})
 		if err != nil {
 			t.Fatalf("attempt %d: Fail with a 100 KB error text: %v", attempt, err)
@@ -150,6 +152,17 @@ func (s *suite[TTx]) failLongErrorText(t *testing.T) {
 			t.Errorf("attempt %d: LastError starts %.40q", attempt, r.LastError)
 		}
 		visible(t, "LastError", r.LastError, `\x00`, `\xff`, "日本")
+		// The attempt keeps the start of the text, cut on a character
+		// boundary to storage.MaxAttemptErrorBytes.
+		if len(r.Attempts) != attempt {
+			t.Fatalf("attempt %d: %d attempts recorded", attempt, len(r.Attempts))
+		}
+		e := r.Attempts[attempt-1].Error
+		if len(e) > storage.MaxAttemptErrorBytes || !strings.HasPrefix(e, prefix) {
+			t.Errorf("attempt %d: recorded error of %d bytes starting %.40q; want at most %d starting %q",
+				attempt, len(e), e, storage.MaxAttemptErrorBytes, prefix)
+		}
+		visible(t, "attempt error", e, `\x00`, `\xff`, "日本")
 		at = next
 	}
 	r := get(t, d, storage.Published, m.ID)
