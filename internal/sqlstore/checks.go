@@ -35,6 +35,16 @@ func CheckClaim(req storage.ClaimRequest) error {
 	return nil
 }
 
+// CheckReceivedToken returns an error when token, the lease of
+// storage.Store.InsertReceived, is zero: a zero LeaseToken means
+// "unclaimed".
+func CheckReceivedToken(token int64) error {
+	if token == 0 {
+		return errors.New("insert received: token must be non-zero")
+	}
+	return nil
+}
+
 // CheckDeleteExpired returns an error when limit, the batch size of
 // storage.Store.DeleteExpired, is not positive.
 func CheckDeleteExpired(limit int) error {

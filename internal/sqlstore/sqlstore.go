@@ -5,16 +5,21 @@
 //   - text: how headers are encoded ([HeadersJSON]) and text fitted to
 //     character columns ([FitChars]); the wrapping of permanent errors
 //     ([Permanent]);
+//   - the attempt history: the JSON of one attempt that a storage appends
+//     in SQL ([AttemptJSON], [FailedAttempt]) and the reading of the
+//     attempts column ([DecodeAttempts]); the status a published row is
+//     inserted with ([InsertStatus]) and the statuses a claim takes
+//     ([PendingStatuses]);
 //   - the contract's argument checks ([CheckClaim], [CheckDeleteExpired],
-//     [HistogramRange], [CheckTx]) and the choice of a table by kind
-//     ([Tables]);
+//     [CheckReceivedToken], [HistogramRange], [CheckTx]) and the choice
+//     of a table by kind ([Tables]);
 //   - the dashboard's list filter ([List]), in either placeholder style;
 //   - scanning of message, instance, count and histogram rows ([Rows]),
 //     from database/sql and pgx alike, and the read-only queries and
 //     error wrapping built on it ([Base]); transactions of database/sql
 //     ([InTx], [Execer]);
 //   - argument lists of id and lease sets ([Placeholders], [IDArgs],
-//     [LeaseArgs]).
+//     [LeaseArgs], [CompletedArrays], [CompletedLeases]).
 package sqlstore
 
 import (

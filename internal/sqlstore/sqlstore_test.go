@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gocap/gocap/storage"
@@ -83,5 +84,58 @@ func TestPermanent(t *testing.T) {
 	err := Permanent(base)
 	if !errors.Is(err, storage.ErrPermanent) || !errors.Is(err, base) {
 		t.Errorf("Permanent(%v) = %v", base, err)
+	}
+}
+
+func TestAttemptJSONRoundTrip(t *testing.T) {
+	at := time.Date(2026, 3, 15, 15, 9, 26, 123456789, time.FixedZone("X", 3600))
+	long := strings.Repeat("日本", 1000) + "<&>"
+	attempts := []storage.Attempt{
+		{At: at, Duration: 1500 * time.Microsecond},
+		{At: at.Add(time.Second), Duration: 2*time.Hour + 7*time.Microsecond, Error: "a <b> & \"c\"\x00\xff"},
+		{At: at, Duration: 0, Error: long},
+	}
+	parts := make([]string, len(attempts))
+	for i, a := range attempts {
+		parts[i] = AttemptJSON(a)
+		if strings.Contains(parts[i], `\u003c`) || !json.Valid([]byte(parts[i])) {
+			t.Errorf("AttemptJSON(%+v) = %s", a, parts[i])
+		}
+	}
+	got, err := DecodeAttempts(1, []byte("["+strings.Join(parts, ",")+"]"))
+	if err != nil || len(got) != len(attempts) {
+		t.Fatalf("DecodeAttempts: %v %v", got, err)
+	}
+	for i, a := range attempts {
+		g := got[i]
+		if !g.At.Equal(a.At) || g.At.Location() != time.UTC || g.Duration != a.Duration {
+			t.Errorf("attempt %d: %+v, want %+v", i, g, a)
+		}
+		if want := storage.TruncateText(a.Error, storage.MaxAttemptErrorBytes); g.Error != want {
+			t.Errorf("attempt %d: error %q, want %q", i, g.Error, want)
+		}
+	}
+	if len(got[2].Error) > storage.MaxAttemptErrorBytes || !utf8.ValidString(got[2].Error) {
+		t.Errorf("long error kept as %d bytes, valid %v", len(got[2].Error), utf8.ValidString(got[2].Error))
+	}
+	for _, empty := range []string{"", "[]", " "} {
+		if got, err := DecodeAttempts(1, []byte(empty)); err != nil || got != nil {
+			t.Errorf("DecodeAttempts(%q) = %v %v, want none", empty, got, err)
+		}
+	}
+	if _, err := DecodeAttempts(1, []byte("{")); err == nil {
+		t.Error("DecodeAttempts of bad JSON: no error")
+	}
+}
+
+func TestFailedAttempt(t *testing.T) {
+	now := time.Unix(100, 0).UTC()
+	a := FailedAttempt(storage.Failure{Error: "boom", Now: now, Attempt: storage.Attempt{Duration: time.Second}})
+	if a.Error != "boom" || !a.At.Equal(now) || a.Duration != time.Second {
+		t.Errorf("FailedAttempt: %+v", a)
+	}
+	a = FailedAttempt(storage.Failure{Error: "boom", Now: now, Attempt: storage.Attempt{At: now.Add(-time.Second), Error: "own"}})
+	if a.Error != "own" || !a.At.Equal(now.Add(-time.Second)) {
+		t.Errorf("FailedAttempt with its own error and start: %+v", a)
 	}
 }

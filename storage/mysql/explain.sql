@@ -1,49 +1,89 @@
--- Fills scratch tables with 1,000,000 rows (90% Succeeded, 8% Scheduled,
--- 2% Failed) and prints the plans of the background queries. MariaDB (it
--- uses the Sequence engine's seq_1_to_1000000; on MySQL 8 use a recursive
--- CTE instead). Run from the repository root:
---   sed 's/{{prefix}}/gocap_explain_/g' storage/mysql/schema.sql > /tmp/gocap_mysql_explain.sql
---   mariadb -h127.0.0.1 -uroot test < /tmp/gocap_mysql_explain.sql
+-- Fills scratch tables with 1,000,000 published rows, most of them
+-- Delayed into the future (80% Delayed, due over the next 6 days; 10%
+-- Succeeded; 5% Scheduled and due; 3% Scheduled for a later retry; 2%
+-- Failed), and as many received rows (the Delayed ones Scheduled for a
+-- later retry), and prints the plans of the background queries: the
+-- claim and NextDue with ANALYZE (the rows each step read, r_rows, and
+-- its time, r_total_time_ms, in the FORMAT=JSON ones) and
+-- the handler reads they made, the others with EXPLAIN. MariaDB (it uses
+-- the Sequence engine's seq_1_to_1000000; on MySQL 8 use a recursive CTE
+-- instead, and EXPLAIN ANALYZE for ANALYZE). Run from the repository root:
+--   sed 's/{{prefix}}/gocap_xp13_/g' storage/mysql/schema.sql > /tmp/gocap_xp13_mysql.sql
+--   mariadb -h127.0.0.1 -uroot test < /tmp/gocap_xp13_mysql.sql
 --   mariadb -h127.0.0.1 -uroot -t test < storage/mysql/explain.sql
 -- It drops the tables at the end. QUERY_PLANS.md holds its output.
-INSERT INTO gocap_explain_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
+INSERT INTO gocap_xp13_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy)
 SELECT seq << 22, CONCAT('order.paid.', seq % 50), '{"cap-msg-id":"1"}', CONCAT('{"id":', seq, '}'),
-       CASE WHEN seq % 50 = 0 THEN 'Failed' WHEN seq % 50 < 5 THEN 'Scheduled' ELSE 'Succeeded' END,
-       IF(seq % 50 = 0, 50, 0), '',
+       CASE WHEN seq % 100 < 80 THEN 'Delayed' WHEN seq % 100 < 90 THEN 'Succeeded'
+            WHEN seq % 100 < 98 THEN 'Scheduled' ELSE 'Failed' END,
+       CASE WHEN seq % 100 >= 98 THEN 50 WHEN seq % 100 >= 95 THEN 2 ELSE 0 END, '',
        UTC_TIMESTAMP(6) - INTERVAL 2 DAY + INTERVAL seq * 100000 MICROSECOND,
-       UTC_TIMESTAMP(6) - INTERVAL 2 DAY + INTERVAL seq * 100000 MICROSECOND,
-       IF(seq % 50 >= 5 OR seq % 50 = 0, UTC_TIMESTAMP(6) - INTERVAL 1 DAY + INTERVAL seq * 100000 MICROSECOND, NULL)
+       CASE WHEN seq % 100 < 80 THEN UTC_TIMESTAMP(6) + INTERVAL 1 HOUR + INTERVAL seq * 500000 MICROSECOND
+            WHEN seq % 100 >= 95 AND seq % 100 < 98 THEN UTC_TIMESTAMP(6) + INTERVAL seq * 100000 MICROSECOND
+            ELSE UTC_TIMESTAMP(6) - INTERVAL 2 DAY + INTERVAL seq * 100000 MICROSECOND END,
+       IF(seq % 100 >= 80 AND seq % 100 < 90 OR seq % 100 >= 98, UTC_TIMESTAMP(6) - INTERVAL 1 DAY + INTERVAL seq * 100000 MICROSECOND, NULL),
+       IF(seq % 3 = 0, 'exp:1s,5s,30s', '')
 FROM seq_1_to_1000000;
-INSERT INTO gocap_explain_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
-SELECT id, CAST(id AS CHAR), 'billing', name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at
-FROM gocap_explain_published;
-ANALYZE TABLE gocap_explain_published, gocap_explain_received;
+INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
+SELECT id, CAST(id AS CHAR), 'billing', name, headers, body, IF(status = 'Delayed', 'Scheduled', status),
+       retries, last_error, added, next_attempt_at, expires_at
+FROM gocap_xp13_published;
+ANALYZE TABLE gocap_xp13_published, gocap_xp13_received;
+SELECT status, COUNT(*), MIN(next_attempt_at) > UTC_TIMESTAMP(6) AS all_future FROM gocap_xp13_published GROUP BY status;
 
-SELECT '### Claim (published)' AS q;
-EXPLAIN SELECT id FROM gocap_explain_published
-WHERE status = 'Scheduled' AND next_attempt_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
-ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED;
-SELECT '### Lease the claimed rows' AS q;
-EXPLAIN UPDATE gocap_explain_published SET lease_until = UTC_TIMESTAMP(6), lease_token = 7 WHERE id IN (4194304, 8388608);
+SELECT '### Claim (published): 500 of the 50,000 due rows, none of the 800,000 Delayed ones read' AS q;
+BEGIN;
+ANALYZE FORMAT=JSON SELECT id FROM gocap_xp13_published
+WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
+ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
+ROLLBACK;
+FLUSH STATUS;
+BEGIN;
+SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published
+WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
+ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED) AS c;
+SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
+ROLLBACK;
+SELECT '### Claim (published) when nothing is due: 880,000 pending rows, none due yet' AS q;
+FLUSH STATUS;
+ANALYZE FORMAT=JSON SELECT id FROM gocap_xp13_published
+WHERE due_at <= UTC_TIMESTAMP(6) - INTERVAL 3 DAY AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6) - INTERVAL 3 DAY)
+ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
+SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
+SELECT '### Lease the claimed rows (and make a Delayed one Scheduled)' AS q;
+EXPLAIN UPDATE gocap_xp13_published SET lease_until = UTC_TIMESTAMP(6), lease_token = 7, status = 'Scheduled' WHERE id IN (4194304, 8388608);
 SELECT '### Claim (received, by group)' AS q;
-EXPLAIN SELECT id FROM gocap_explain_received
-WHERE status = 'Scheduled' AND next_attempt_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
-  AND grp IN ('billing') ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED;
-SELECT '### Succeed (batch)' AS q;
-EXPLAIN UPDATE gocap_explain_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL
+BEGIN;
+ANALYZE SELECT id FROM gocap_xp13_received
+WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
+  AND grp IN ('billing') ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
+ROLLBACK;
+SELECT '### NextDue (published): one index entry' AS q;
+ANALYZE FORMAT=JSON SELECT due_at FROM gocap_xp13_published WHERE due_at > UTC_TIMESTAMP(6) ORDER BY due_at LIMIT 1;
+FLUSH STATUS;
+SELECT due_at > UTC_TIMESTAMP(6) AS future FROM gocap_xp13_published WHERE due_at > UTC_TIMESTAMP(6) ORDER BY due_at LIMIT 1;
+SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
+SELECT '### NextDue (received)' AS q;
+ANALYZE SELECT due_at FROM gocap_xp13_received WHERE due_at > UTC_TIMESTAMP(6) ORDER BY due_at LIMIT 1;
+SELECT '### Succeed (batch, appending each row''s attempt)' AS q;
+EXPLAIN UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
+  attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(CASE id WHEN 4194304 THEN '{"ms":1}' WHEN 8388608 THEN '{"ms":2}' END, '$')),
+    IF(JSON_LENGTH(attempts) >= 20, '$[0]', '$[20]'))
 WHERE status = 'Scheduled' AND (id, lease_token) IN ((4194304, 7), (8388608, 7));
 SELECT '### Fail' AS q;
-EXPLAIN UPDATE gocap_explain_published SET retries = retries + 1, last_error = 'x', lease_token = NULL
+EXPLAIN UPDATE gocap_xp13_published SET last_error = 'x', lease_token = NULL,
+  attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT('{"ms":1,"err":"x"}', '$')), IF(JSON_LENGTH(attempts) >= 20, '$[0]', '$[20]')),
+  retries = retries + 1
 WHERE id = 4194304 AND lease_token = 7 AND status = 'Scheduled';
 SELECT '### Received de-duplication read-back' AS q;
-EXPLAIN SELECT id, lease_token FROM gocap_explain_received WHERE msg_id = '42' AND grp = 'billing';
+EXPLAIN SELECT id, lease_token FROM gocap_xp13_received WHERE msg_id = '42' AND grp = 'billing';
 SELECT '### Cleaner' AS q;
-EXPLAIN DELETE FROM gocap_explain_published WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT 1000;
+EXPLAIN DELETE FROM gocap_xp13_published WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT 1000;
 SELECT '### Dashboard: Failed, newest first' AS q;
-EXPLAIN SELECT id FROM gocap_explain_published WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
+EXPLAIN SELECT id FROM gocap_xp13_published FORCE INDEX (gocap_xp13_published_status) WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
 SELECT '### Dashboard: histogram of the last hour' AS q;
-EXPLAIN SELECT ((id >> 22) + 1288834974657) DIV 60000 AS bucket, status, COUNT(*) FROM gocap_explain_published
+EXPLAIN SELECT ((id >> 22) + 1288834974657) DIV 60000 AS bucket, status, COUNT(*) FROM gocap_xp13_published
 WHERE id >= 4000000000000 GROUP BY bucket, status;
 SELECT '### Dashboard: counts by status' AS q;
-EXPLAIN SELECT status, COUNT(*) FROM gocap_explain_published GROUP BY status;
-DROP TABLE gocap_explain_published, gocap_explain_received, gocap_explain_instances;
+EXPLAIN SELECT status, COUNT(*) FROM gocap_xp13_published GROUP BY status;
+DROP TABLE gocap_xp13_published, gocap_xp13_received, gocap_xp13_instances;

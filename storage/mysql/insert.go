@@ -85,6 +85,9 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 // RETURNING: the row's lease token, read back, tells whether this call
 // holds its lease.
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	if err := sqlstore.CheckReceivedToken(token); err != nil {
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
+	}
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
 		return storage.ReceivedInsert{}, d.base.Wrap(err)

@@ -29,9 +29,13 @@
 // differently:
 //
 //   - SKIP LOCKED: MySQL 8.0.1+, MariaDB 10.6+ (see above).
-//   - CREATE INDEX IF NOT EXISTS is MariaDB only, so indexes are declared
-//     inside CREATE TABLE IF NOT EXISTS; an index added later needs a
-//     migration of its own.
+//   - CREATE INDEX IF NOT EXISTS and ADD COLUMN IF NOT EXISTS are MariaDB
+//     only, so indexes are declared inside CREATE TABLE IF NOT EXISTS, and
+//     Migrate upgrades tables of an earlier schema after reading
+//     information_schema (see upgrade.go).
+//   - Neither has partial indexes: claims and NextDue read an index on
+//     due_at, a virtual column that is next_attempt_at for Scheduled and
+//     Delayed rows and NULL for the others (see schema.sql).
 //   - UPDATE ... RETURNING exists on neither (MariaDB has INSERT/DELETE
 //     RETURNING only): Fail reads the row back in its transaction, and
 //     InsertReceived reads back the lease token of the (msg_id, grp) row.
@@ -39,7 +43,8 @@
 //     8.0.19+ only; VALUES() is used, which MySQL 8.0.20+ deprecates (a
 //     warning) and MariaDB keeps.
 //   - JSON is a binary type on MySQL and an alias of LONGTEXT on MariaDB:
-//     headers are LONGTEXT on both.
+//     headers are LONGTEXT and the attempt history MEDIUMTEXT on both,
+//     changed with JSON_ARRAY_APPEND and JSON_REMOVE, which both have.
 //   - MariaDB's SIMULTANEOUS_ASSIGNMENT sql_mode makes every UPDATE SET
 //     assignment read the old row, where MySQL reads columns already
 //     assigned: no statement here reads a column assigned before it.

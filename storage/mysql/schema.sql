@@ -20,7 +20,7 @@
 --
 -- Tables of an earlier gocap are upgraded by Migrate, not by this file:
 -- it adds the columns policy, attempts and due_at and the *_pending
--- index, and drops the *_due index, in one ALTER TABLE per table.
+-- index, and drops the *_due index (see upgradeTable in upgrade.go).
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              BIGINT       NOT NULL,

@@ -24,11 +24,16 @@ const (
 )
 
 // upgradeTable brings a message table created by an earlier schema to the
-// current one in one ALTER TABLE: the columns of addedColumns it lacks,
-// the *_pending index on due_at, and without the *_due index on (status,
-// next_attempt_at) that *_pending replaces. A table that is current is
-// left alone. It runs under Migrate's lock, so two processes never alter
-// one table at once.
+// current one: the columns of addedColumns it lacks, the *_pending index
+// on due_at, and without the *_due index on (status, next_attempt_at)
+// that *_pending replaces. A table that is current is left alone. It runs
+// under Migrate's lock, so two processes never alter one table at once.
+//
+// The changes are three ALTER TABLE statements, so that the server can
+// make each without copying the table: the stored columns (instant on
+// MySQL 8 and MariaDB 10.3+), the virtual column (instant only when it is
+// the statement's only change, on MariaDB), and the indexes (built
+// online, writes go on).
 func upgradeTable(ctx context.Context, conn *sql.Conn, table string) error {
 	cols, err := names(ctx, conn, columnsSQL, table)
 	if err != nil {
@@ -38,24 +43,31 @@ func upgradeTable(ctx context.Context, conn *sql.Conn, table string) error {
 	if err != nil {
 		return fmt.Errorf("reading the indexes of %s: %w", table, err)
 	}
-	var changes []string
+	var stored, virtual, indexes []string
 	for _, c := range addedColumns {
-		if !cols[c.name] {
-			changes = append(changes, "ADD COLUMN "+c.name+" "+c.def)
+		if cols[c.name] {
+			continue
+		}
+		if strings.HasSuffix(c.def, " VIRTUAL") {
+			virtual = append(virtual, "ADD COLUMN "+c.name+" "+c.def)
+		} else {
+			stored = append(stored, "ADD COLUMN "+c.name+" "+c.def)
 		}
 	}
 	if !idx[table+"_pending"] {
-		changes = append(changes, "ADD KEY `"+table+"_pending` (due_at)")
+		indexes = append(indexes, "ADD KEY `"+table+"_pending` (due_at)")
 	}
 	if idx[table+"_due"] {
-		changes = append(changes, "DROP KEY `"+table+"_due`")
+		indexes = append(indexes, "DROP KEY `"+table+"_due`")
 	}
-	if len(changes) == 0 {
-		return nil
-	}
-	stmt := "ALTER TABLE `" + table + "` " + strings.Join(changes, ", ")
-	if _, err := conn.ExecContext(ctx, stmt); err != nil {
-		return fmt.Errorf("upgrading %s: %w\n%s", table, err, stmt)
+	for _, changes := range [][]string{stored, virtual, indexes} {
+		if len(changes) == 0 {
+			continue
+		}
+		stmt := "ALTER TABLE `" + table + "` " + strings.Join(changes, ", ")
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("upgrading %s: %w\n%s", table, err, stmt)
+		}
 	}
 	return nil
 }

@@ -1,65 +1,102 @@
--- Fills a scratch schema with 1,000,000 published rows (90% Succeeded,
--- 8% Scheduled, 2% Failed) and prints the plans of the background
--- queries. Run from the repository root:
---   sed 's/{{schema}}/gocap_explain/g' storage/postgres/schema.sql > /tmp/gocap_schema_explain.sql
+-- Fills a scratch schema with 1,000,000 published rows, most of them
+-- Delayed into the future (80% Delayed, due over the next 6 days; 10%
+-- Succeeded; 5% Scheduled and due; 3% Scheduled for a later retry; 2%
+-- Failed), and as many received rows (the Delayed ones Scheduled for a
+-- later retry), and prints the plans of the background queries: the
+-- claim and NextDue with EXPLAIN ANALYZE (in a transaction rolled back),
+-- the others with EXPLAIN. Run from the repository root:
+--   sed 's/{{schema}}/gocap_xp13/g' storage/postgres/schema.sql > /tmp/gocap_xp13_schema.sql
 --   psql -h 127.0.0.1 -U postgres test -f storage/postgres/explain.sql
 -- It drops the schema at the end. QUERY_PLANS.md holds its output.
 \set ON_ERROR_STOP on
-DROP SCHEMA IF EXISTS gocap_explain CASCADE;
+DROP SCHEMA IF EXISTS gocap_xp13 CASCADE;
 \o /dev/null
-\i /tmp/gocap_schema_explain.sql
+\i /tmp/gocap_xp13_schema.sql
 \o
-INSERT INTO gocap_explain.published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
+INSERT INTO gocap_xp13.published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy, attempts)
 SELECT (g::bigint << 22),
        'order.paid.' || (g % 50),
        '{"cap-msg-id":"1","cap-msg-name":"order.paid"}'::jsonb,
        convert_to('{"id":' || g || '}', 'UTF8'),
-       CASE WHEN g % 50 = 0 THEN 'Failed' WHEN g % 50 < 5 THEN 'Scheduled' ELSE 'Succeeded' END,
-       CASE WHEN g % 50 = 0 THEN 50 ELSE 0 END, '',
+       CASE WHEN g % 100 < 80 THEN 'Delayed' WHEN g % 100 < 90 THEN 'Succeeded'
+            WHEN g % 100 < 98 THEN 'Scheduled' ELSE 'Failed' END,
+       CASE WHEN g % 100 >= 98 THEN 50 WHEN g % 100 >= 95 THEN 2 ELSE 0 END, '',
        now() - interval '2 days' + g * interval '100 ms',
-       now() - interval '2 days' + g * interval '100 ms',
-       CASE WHEN g % 50 >= 5 OR g % 50 = 0 THEN now() - interval '1 day' + g * interval '100 ms' END
+       CASE WHEN g % 100 < 80 THEN now() + interval '1 hour' + g * interval '500 ms'
+            WHEN g % 100 >= 95 AND g % 100 < 98 THEN now() + g * interval '100 ms'
+            ELSE now() - interval '2 days' + g * interval '100 ms' END,
+       CASE WHEN g % 100 >= 80 AND g % 100 < 90 OR g % 100 >= 98 THEN now() - interval '1 day' + g * interval '100 ms' END,
+       CASE WHEN g % 3 = 0 THEN 'exp:1s,5s,30s' ELSE '' END,
+       CASE WHEN g % 100 >= 80 AND g % 100 < 90 THEN '[{"at":"2026-11-25T10:00:00Z","ms":3.2}]'::jsonb ELSE '[]'::jsonb END
 FROM generate_series(1, 1000000) AS g;
-INSERT INTO gocap_explain.received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
-SELECT id, id::text, 'billing', name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at
-FROM gocap_explain.published;
-VACUUM ANALYZE gocap_explain.published;
-VACUUM ANALYZE gocap_explain.received;
+INSERT INTO gocap_xp13.received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
+SELECT id, id::text, 'billing', name, headers, body, CASE WHEN status = 'Delayed' THEN 'Scheduled' ELSE status END,
+       retries, last_error, added, next_attempt_at, expires_at
+FROM gocap_xp13.published;
+VACUUM ANALYZE gocap_xp13.published;
+VACUUM ANALYZE gocap_xp13.received;
+SELECT status, count(*), min(next_attempt_at) > now() AS all_future FROM gocap_xp13.published GROUP BY status ORDER BY status;
 
-\echo '### Claim (published)'
-EXPLAIN UPDATE gocap_explain.published SET lease_until = now() + interval '1 minute', lease_token = 7
-WHERE id IN (SELECT id FROM gocap_explain.published
-             WHERE status = 'Scheduled' AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
+\echo '### Claim (published): 500 of the 50,000 due rows, none of the 800,000 Delayed ones read'
+BEGIN;
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+UPDATE gocap_xp13.published SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
+WHERE id IN (SELECT id FROM gocap_xp13.published
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
+ROLLBACK;
+\echo '### Claim (published) when nothing is due: 880,000 pending rows, none due yet'
+BEGIN;
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+UPDATE gocap_xp13.published SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
+WHERE id IN (SELECT id FROM gocap_xp13.published
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() - interval '3 days'
+               AND (lease_until IS NULL OR lease_until <= now() - interval '3 days')
+             ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+RETURNING id;
+ROLLBACK;
 \echo '### Claim (received, by group)'
-EXPLAIN UPDATE gocap_explain.received SET lease_until = now() + interval '1 minute', lease_token = 7
-WHERE id IN (SELECT id FROM gocap_explain.received
-             WHERE status = 'Scheduled' AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
+BEGIN;
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+UPDATE gocap_xp13.received SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
+WHERE id IN (SELECT id FROM gocap_xp13.received
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
                AND grp = ANY('{billing}'::text[])
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
-\echo '### Succeed (batch)'
-EXPLAIN UPDATE gocap_explain.published AS t SET status = 'Succeeded', expires_at = now(), lease_token = NULL, lease_until = NULL
-FROM unnest('{4194304,8388608}'::bigint[], '{7,7}'::bigint[]) AS l(id, token)
+ROLLBACK;
+\echo '### NextDue (published): one index entry'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT next_attempt_at FROM gocap_xp13.published
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > now() ORDER BY next_attempt_at LIMIT 1;
+\echo '### NextDue (received)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT next_attempt_at FROM gocap_xp13.received
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > now() ORDER BY next_attempt_at LIMIT 1;
+\echo '### Succeed (batch, appending each row''s attempt)'
+EXPLAIN UPDATE gocap_xp13.published AS t SET status = 'Succeeded', expires_at = now(), lease_token = NULL, lease_until = NULL,
+  attempts = jsonb_path_query_array(t.attempts || l.attempt::jsonb, '$[last-19 to last]')
+FROM unnest('{4194304,8388608}'::bigint[], '{7,7}'::bigint[], '{"{\"at\":\"2026-11-25T10:00:00Z\",\"ms\":1.5}","{\"at\":\"2026-11-25T10:00:00Z\",\"ms\":2}"}'::text[]) AS l(id, token, attempt)
 WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled';
 \echo '### Fail'
-EXPLAIN UPDATE gocap_explain.published SET retries = retries + 1, last_error = 'x', lease_token = NULL
+EXPLAIN UPDATE gocap_xp13.published SET retries = retries + 1, last_error = 'x', lease_token = NULL,
+  attempts = jsonb_path_query_array(attempts || '{"at":"2026-11-25T10:00:00Z","ms":1.5,"err":"x"}'::jsonb, '$[last-19 to last]')
 WHERE id = 4194304 AND lease_token = 7 AND status = 'Scheduled';
 \echo '### Received insert (de-duplication)'
-EXPLAIN INSERT INTO gocap_explain.received AS r (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at)
+EXPLAIN INSERT INTO gocap_xp13.received AS r (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at)
 VALUES (1, '42', 'billing', 'n', '{}', '', 'Scheduled', 0, '', now(), now())
 ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled' WHERE r.status = 'Failed' RETURNING r.id;
 \echo '### Cleaner'
-EXPLAIN DELETE FROM gocap_explain.published WHERE id IN (
-  SELECT id FROM gocap_explain.published WHERE expires_at <= now() ORDER BY expires_at LIMIT 1000);
+EXPLAIN DELETE FROM gocap_xp13.published WHERE id IN (
+  SELECT id FROM gocap_xp13.published WHERE expires_at <= now() ORDER BY expires_at LIMIT 1000);
 \echo '### Dashboard: Failed, newest first'
-EXPLAIN SELECT id FROM gocap_explain.published WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
+EXPLAIN SELECT id FROM gocap_xp13.published WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
 \echo '### Dashboard: Succeeded, newest first'
-EXPLAIN SELECT id FROM gocap_explain.published WHERE status = 'Succeeded' ORDER BY id DESC LIMIT 50;
+EXPLAIN SELECT id FROM gocap_xp13.published WHERE status = 'Succeeded' ORDER BY id DESC LIMIT 50;
 \echo '### Dashboard: histogram of the last hour'
-EXPLAIN SELECT ((id >> 22) + 1288834974657) / 60000 AS bucket, status, count(*) FROM gocap_explain.published
+EXPLAIN SELECT ((id >> 22) + 1288834974657) / 60000 AS bucket, status, count(*) FROM gocap_xp13.published
 WHERE id >= ((extract(epoch from now() - interval '1 hour')::bigint * 1000 - 1288834974657) << 22) GROUP BY bucket, status;
 \echo '### Dashboard: counts by status'
-EXPLAIN SELECT status, count(*) FROM gocap_explain.published GROUP BY status;
-DROP SCHEMA gocap_explain CASCADE;
+EXPLAIN SELECT status, count(*) FROM gocap_xp13.published GROUP BY status;
+DROP SCHEMA gocap_xp13 CASCADE;

@@ -195,6 +195,9 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	if err := sqlstore.CheckReceivedToken(token); err != nil {
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
+	}
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
 		return storage.ReceivedInsert{}, d.base.Wrap(err)

@@ -75,6 +75,12 @@ func appendAttempt(attempt string) string {
 func newTableQueries(table, idCols string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
+	// The claim and NextDue name the partial *_pending index: without
+	// statistics (ANALYZE, which applications seldom run) the planner
+	// prefers the equality on status of *_status (status, id) and sorts
+	// every pending row, future ones included. A statement that could not
+	// use the index would fail to prepare rather than scan.
+	pending := ` INDEXED BY ` + table + `_pending`
 	return tableQueries{
 		name:      table,
 		cols:      cols,
@@ -83,7 +89,7 @@ func newTableQueries(table, idCols string) tableQueries {
 		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
 		// The condition on status is the *_pending index's, as it is.
 		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled'
-			WHERE id IN (SELECT id FROM ` + table + `
+			WHERE id IN (SELECT id FROM ` + table + pending + `
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
 		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?1, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appendAttempt("?2") + `
@@ -100,7 +106,7 @@ func newTableQueries(table, idCols string) tableQueries {
 				attempts = ` + appendAttempt("?8") + `
 			WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
 			RETURNING retries, status`,
-		nextDue: `SELECT next_attempt_at FROM ` + table + `
+		nextDue: `SELECT next_attempt_at FROM ` + table + pending + `
 			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > ? ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("?", "/") + ` AS bucket, status, COUNT(*) FROM ` + table + `

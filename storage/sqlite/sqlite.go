@@ -16,6 +16,7 @@
 // LISTEN/NOTIFY: use outbox.InTx to wake the processor at commit, or rely on
 // its polling. Keep the database on a local disk: SQLite's locking is not
 // safe on network file systems. The conformance suite runs unchanged.
+// QUERY_PLANS.md shows the plans of the background queries.
 package sqlite
 
 import (
@@ -152,6 +153,9 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	if err := sqlstore.CheckReceivedToken(token); err != nil {
+		return storage.ReceivedInsert{}, d.base.Wrap(err)
+	}
 	h, err := sqlstore.HeadersJSON(m)
 	if err != nil {
 		return storage.ReceivedInsert{}, d.base.Wrap(err)

@@ -22,6 +22,9 @@ func (s *suite[TTx]) receivedDedup(t *testing.T) {
 		t.Fatalf("first insert: %+v err %v; want claimed, not reset, id %d", res, err, first.ID)
 	}
 	id := res.ID
+	if _, err := d.InsertReceived(bg, s.received("43", "billing", "order.paid", nil), 0, t0.Add(time.Minute)); err == nil {
+		t.Error("InsertReceived with a zero token: no error")
+	}
 	r := get(t, d, storage.Received, id)
 	if r.Status != storage.StatusScheduled || r.LeaseToken != tok || r.Group != "billing" || r.MsgID != "42" {
 		t.Errorf("stored row: %+v", r)

@@ -1,0 +1,130 @@
+-- Fills scratch tables with 1,000,000 published rows, most of them
+-- Delayed into the future (80% Delayed, due over the next 6 days; 10%
+-- Succeeded; 5% Scheduled and due; 3% Scheduled for a later retry; 2%
+-- Failed), and as many received rows (the Delayed ones Scheduled for a
+-- later retry), and prints EXPLAIN QUERY PLAN of the background queries;
+-- the claims (in a transaction rolled back) and NextDue also run, with
+-- the CLI's timer and statement statistics (.stats stmt: virtual machine
+-- steps, full scan steps, sorts). Run from the repository root, on a scratch file:
+--   sed 's/{{prefix}}/gocap_xp13_/g' storage/sqlite/schema.sql > /tmp/gocap_xp13_sqlite.sql
+--   rm -f /tmp/gocap_xp13.db && sqlite3 /tmp/gocap_xp13.db < /tmp/gocap_xp13_sqlite.sql
+--   sqlite3 /tmp/gocap_xp13.db < storage/sqlite/explain.sql; rm -f /tmp/gocap_xp13.db
+-- QUERY_PLANS.md holds its output (the statistics lines that matter).
+-- The claim and NextDue name their index (INDEXED BY), as the driver's do. Times are Unix microseconds; "now" is
+-- fixed at 1,764,000,000,000,000 (2025-11-24T16:00:00Z).
+.bail on
+WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 1000000)
+INSERT INTO gocap_xp13_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy)
+SELECT n << 22, 'order.paid.' || (n % 50), '{"cap-msg-id":"1"}', CAST('{"id":' || n || '}' AS BLOB),
+       CASE WHEN n % 100 < 80 THEN 'Delayed' WHEN n % 100 < 90 THEN 'Succeeded'
+            WHEN n % 100 < 98 THEN 'Scheduled' ELSE 'Failed' END,
+       CASE WHEN n % 100 >= 98 THEN 50 WHEN n % 100 >= 95 THEN 2 ELSE 0 END, '',
+       1764000000000000 - 172800000000 + n * 100000,
+       CASE WHEN n % 100 < 80 THEN 1764000000000000 + 3600000000 + n * 500000
+            WHEN n % 100 >= 95 AND n % 100 < 98 THEN 1764000000000000 + n * 100000
+            ELSE 1764000000000000 - 172800000000 + n * 100000 END,
+       CASE WHEN n % 100 >= 80 AND n % 100 < 90 OR n % 100 >= 98 THEN 1764000000000000 - 86400000000 + n * 100000 END,
+       CASE WHEN n % 3 = 0 THEN 'exp:1s,5s,30s' ELSE '' END
+FROM seq;
+INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
+SELECT id, CAST(id AS TEXT), 'billing', name, headers, body, CASE WHEN status = 'Delayed' THEN 'Scheduled' ELSE status END,
+       retries, last_error, added, next_attempt_at, expires_at
+FROM gocap_xp13_published;
+ANALYZE;
+.headers on
+.mode column
+SELECT status, COUNT(*) AS rows, MIN(next_attempt_at) > 1764000000000000 AS all_future FROM gocap_xp13_published GROUP BY status;
+.headers off
+.mode list
+
+SELECT '### Claim (published): 500 of the 50,000 due rows, none of the 800,000 Delayed ones read';
+EXPLAIN QUERY PLAN
+UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
+WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+             ORDER BY next_attempt_at LIMIT 500) RETURNING id;
+BEGIN;
+.timer on
+.stats stmt
+SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+             ORDER BY next_attempt_at LIMIT 500);
+UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
+WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+             ORDER BY next_attempt_at LIMIT 500);
+SELECT changes() AS claimed;
+.stats off
+.timer off
+ROLLBACK;
+SELECT '### Claim (published) when nothing is due: 880,000 pending rows, none due yet';
+.timer on
+.stats stmt
+SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1763700000000000
+               AND (lease_until IS NULL OR lease_until <= 1763700000000000)
+             ORDER BY next_attempt_at LIMIT 500);
+.stats off
+.timer off
+SELECT '### For comparison: the claim of 500 rows read through the table (NOT INDEXED)';
+.timer on
+.stats stmt
+SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published NOT INDEXED
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+             ORDER BY next_attempt_at LIMIT 500);
+.stats off
+.timer off
+SELECT '### Claim (received, by group)';
+EXPLAIN QUERY PLAN
+UPDATE gocap_xp13_received SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
+WHERE id IN (SELECT id FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending
+             WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND grp IN ('billing')
+             ORDER BY next_attempt_at LIMIT 500) RETURNING id;
+SELECT '### NextDue (published): one index entry';
+EXPLAIN QUERY PLAN
+SELECT next_attempt_at FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 ORDER BY next_attempt_at LIMIT 1;
+.timer on
+.stats stmt
+SELECT next_attempt_at FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 ORDER BY next_attempt_at LIMIT 1;
+.stats off
+.timer off
+SELECT '### NextDue (received)';
+EXPLAIN QUERY PLAN
+SELECT next_attempt_at FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 ORDER BY next_attempt_at LIMIT 1;
+SELECT '### Succeed (one row of a batch, appending its attempt)';
+EXPLAIN QUERY PLAN
+UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = 1, lease_token = NULL, lease_until = NULL,
+  attempts = json_remove(json_insert(attempts, '$[#]', json('{"ms":1}')), CASE WHEN json_array_length(attempts) >= 20 THEN '$[0]' ELSE '$[20]' END)
+WHERE id = 4194304 AND lease_token = 7 AND status = 'Scheduled';
+SELECT '### Fail';
+EXPLAIN QUERY PLAN
+UPDATE gocap_xp13_published SET retries = retries + 1, last_error = 'x', lease_token = NULL,
+  attempts = json_remove(json_insert(attempts, '$[#]', json('{"ms":1,"err":"x"}')), CASE WHEN json_array_length(attempts) >= 20 THEN '$[0]' ELSE '$[20]' END)
+WHERE id = 4194304 AND lease_token = 7 AND status = 'Scheduled' RETURNING retries, status;
+SELECT '### Received insert (de-duplication)';
+EXPLAIN QUERY PLAN
+INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at)
+VALUES (1, '42', 'billing', 'n', '{}', x'', 'Scheduled', 0, '', 1, 1)
+ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled' WHERE status = 'Failed' RETURNING id;
+SELECT '### Cleaner';
+EXPLAIN QUERY PLAN
+DELETE FROM gocap_xp13_published WHERE id IN (
+  SELECT id FROM gocap_xp13_published WHERE expires_at IS NOT NULL AND expires_at <= 1764000000000000 ORDER BY expires_at LIMIT 1000);
+SELECT '### Dashboard: Failed, newest first';
+EXPLAIN QUERY PLAN
+SELECT id FROM gocap_xp13_published WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
+SELECT '### Dashboard: histogram of the last hour';
+EXPLAIN QUERY PLAN
+SELECT ((id >> 22) + 1288834974657) / 60000 AS bucket, status, COUNT(*) FROM gocap_xp13_published
+WHERE id >= 4000000000000 GROUP BY bucket, status ORDER BY bucket, status;
+SELECT '### Dashboard: counts by status';
+EXPLAIN QUERY PLAN
+SELECT status, COUNT(*) FROM gocap_xp13_published GROUP BY status;

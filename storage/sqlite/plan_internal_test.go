@@ -1,0 +1,52 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The claim and NextDue read the partial *_pending index, with the
+// SQLite this driver embeds (QUERY_PLANS.md shows the plans on 1,000,000
+// rows with the sqlite3 CLI): no table scan, no sort.
+func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "plan.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	d := New(db, Options{})
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, query, index string
+		args               []any
+	}{
+		{"claim published", d.q.Published.claimSQL(0), "gocap_published_pending", []any{2, 7, 1, 1, 500}},
+		{"claim received by group", d.q.Received.claimSQL(2), "gocap_received_pending", []any{2, 7, 1, 1, "a", "b", 500}},
+		{"next due published", d.q.Published.nextDue, "gocap_published_pending", []any{1}},
+		{"next due received", d.q.Received.nextDue, "gocap_received_pending", []any{1}},
+	} {
+		rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		all := strings.Join(plan, "\n")
+		if !strings.Contains(all, "USING INDEX "+c.index) || strings.Contains(all, "SCAN ") || strings.Contains(all, "TEMP B-TREE") {
+			t.Errorf("%s: plan\n%s\nwant a search of %s, no scan or sort", c.name, all, c.index)
+		}
+	}
+}
