@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
 	"github.com/gocap/gocap/transport/rabbitmq"
+	"github.com/gocap/gocap/wire"
 )
 
 // browser starts headless Chromium, or skips (fails under CI=true) when
@@ -51,7 +53,9 @@ func browser(t *testing.T) context.Context {
 // TestBrowserRequeueFailed is the manual-compensation story on the real
 // PostgreSQL and RabbitMQ: a handler fails until its bug is fixed, the
 // message ends Failed; a person opens the dashboard, filters to Failed,
-// opens the message, requeues it, and watches it become Succeeded.
+// opens the message, sees its failed attempts, requeues it, and watches it
+// become Succeeded. Before that, two reminders published for later wait
+// Delayed: one is sent now from its page, the other cancelled from the list.
 func TestBrowserRequeueFailed(t *testing.T) {
 	pgURL, amqpURL := testenv.PostgresURL(t), testenv.AMQPURL(t)
 	ctx := context.Background()
@@ -106,6 +110,20 @@ func TestBrowserRequeueFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Two reminders the application published for later (Delayed rows).
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var delayed []*storage.Message
+	for i, due := range []time.Duration{4*time.Minute + 10*time.Second, 26 * time.Hour} {
+		id := storage.MinIDAt(now) + int64(i)
+		delayed = append(delayed, &storage.Message{
+			ID: id, Kind: storage.Published, MsgID: strconv.FormatInt(id, 10), Name: "order.reminder",
+			Headers: wire.Published(id, "order.reminder", "", now, nil), Body: []byte(fmt.Sprintf(`{"order":%d,"remind":"unpaid"}`, i+7)),
+			Status: storage.StatusDelayed, Added: now, NextAttemptAt: now.Add(due), Policy: `{"max_attempts":3,"interval":"1m"}`,
+		})
+	}
+	if err := store.InsertPublished(ctx, delayed, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := store.Counts(ctx, storage.Received)
@@ -156,6 +174,48 @@ func TestBrowserRequeueFailed(t *testing.T) {
 	if n := text(`[data-count="received.Failed"]`); n != "3" {
 		t.Fatalf("overview shows %q received Failed, want 3", n)
 	}
+	if n := text(`[data-count="published.Delayed"]`); n != "2" {
+		t.Fatalf("overview shows %q published Delayed, want 2", n)
+	}
+
+	// The Delayed reminders: listed with their due time; one is sent now
+	// from its page, the other cancelled from the list.
+	step("list Delayed", chromedp.Click(chromedp.CSS(`[data-count="published.Delayed"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.messages tbody tr.st-Delayed`)), shot("delayed-list"))
+	if due := text(`table.messages tbody tr.st-Delayed:last-child td.due`); !strings.Contains(due, "in 4m ") || !strings.Contains(due, " UTC") {
+		t.Errorf("due time of the first reminder: %q", due)
+	}
+	step("open a Delayed message", chromedp.Click(chromedp.CSS(`table.messages tbody tr.st-Delayed:last-child td.mono a`)),
+		chromedp.WaitVisible(chromedp.CSS(`#due`)), shot("delayed-detail"))
+	if due, policy := text(`#due`), text(`#policy`); !strings.Contains(due, "(in 4m ") || !strings.Contains(policy, "max_attempts") {
+		t.Errorf("Delayed detail: due %q, policy %q", due, policy)
+	}
+	step("send it now", chromedp.Click(chromedp.CSS(`form.actions button[formaction$="/send-now"]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	if n := text(`.notice`); !strings.Contains(n, "send-now 1") {
+		t.Errorf("notice after send now: %q", n)
+	}
+	for i := 0; ; i++ { // the processor sends it to RabbitMQ (bounded)
+		step("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`h1 .badge`)))
+		if text(`h1 .badge`) == "Succeeded" {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("sent-now message still %q", text(`h1 .badge`))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	step("cancel the other", chromedp.Navigate(srv.URL+"/gocap/published?status=Delayed"),
+		chromedp.WaitVisible(chromedp.CSS(`table.messages tbody tr.st-Delayed`)),
+		chromedp.Click(chromedp.CSS(`table.messages tbody tr.st-Delayed input[name="id"]`)),
+		chromedp.Click(chromedp.CSS(`button[formaction$="/cancel"]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	if n := text(`.notice`); !strings.Contains(n, "cancel 1") {
+		t.Errorf("notice after cancel: %q", n)
+	}
+	if _, err := store.Get(ctx, storage.Published, delayed[1].ID); err == nil {
+		t.Error("the cancelled reminder is still there")
+	}
+
+	step("back to the overview", chromedp.Navigate(srv.URL+"/gocap/"), chromedp.WaitVisible(chromedp.CSS(`[data-count="received.Failed"]`)))
 	step("filter to Failed", chromedp.Click(chromedp.CSS(`[data-count="received.Failed"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`table.messages tbody tr.st-Failed`)), shot("list"))
 	step("open a message", chromedp.Click(chromedp.CSS(`table.messages tbody tr.st-Failed td.mono a`)),
@@ -163,6 +223,9 @@ func TestBrowserRequeueFailed(t *testing.T) {
 	if st, errText, body := text(`h1 .badge`), text(`#last-error`), text(`#body`); st != "Failed" || !strings.Contains(errText, "no shipping address") ||
 		!strings.Contains(body, "<script>alert(1)</script>") {
 		t.Fatalf("detail page: status %q, error %q, body %q", st, errText, body)
+	}
+	if a := text(`#attempts tbody`); strings.Count(a, "no shipping address") != 2 {
+		t.Errorf("attempts of the Failed message: %q, want its 2 failed attempts", a)
 	}
 
 	fixed.Store(true)
@@ -181,6 +244,10 @@ func TestBrowserRequeueFailed(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if ok := text(`#attempts tbody tr:first-child td.outcome`); ok != "ok" {
+		t.Errorf("newest attempt after the requeue: %q, want ok", ok)
+	}
+	step("screenshot the attempts after the requeue", shot("detail-requeued"))
 	c, _ := store.Counts(ctx, storage.Received)
 	if c[storage.StatusFailed] != 2 || c[storage.StatusSucceeded] != 1 {
 		t.Errorf("counts after requeueing one: %v", c)

@@ -9,33 +9,61 @@
 //
 // # Pages
 //
-//   - {prefix}/ — counts by status for both tables, sent/received/failed per
+//   - {prefix}/ — counts by status for both tables (Delayed, Scheduled,
+//     Succeeded, Failed; received rows are never Delayed), sent/received/failed per
 //     minute over the last hour, and the processors running against the
 //     database with their last heartbeat.
 //   - {prefix}/published and {prefix}/received — newest first, filtered by
 //     status, name, group, id and content (query parameters status, name,
 //     group, msgid, content), paged by id (parameter before), with
 //     checkboxes to requeue or delete a selection, and a button to requeue
-//     every Failed message matching the filter.
+//     every Failed message matching the filter. A Delayed published
+//     message shows when it is due (UTC, and relative: "in 4m 10s"), and
+//     a selection of Delayed messages can be sent now or cancelled.
 //   - {prefix}/published/{id} and {prefix}/received/{id} — headers, body
 //     (pretty-printed JSON, text, or hex for binary), retries, last error,
-//     times, and requeue and delete buttons.
+//     times, the retry policy stored with the row (when not the default),
+//     the last attempts newest first (when each started, how long it took,
+//     "ok" or its error), and requeue and delete buttons; for a Delayed
+//     message, its due time and "Send now" and "Cancel" buttons instead.
+//
+// # Actions
+//
+// Requeue makes rows Scheduled and due now, with zero retries (a row being
+// sent at that moment is left alone); a Delayed row is thus sent now.
+// Delete removes rows, whatever their status.
+//
+// Send now and cancel are for Delayed messages only, and never touch any
+// other row: send now makes a Delayed row Scheduled and due now, keeping
+// its retry policy; cancel deletes a Delayed row, so it is never sent.
+// Each reads every given row first and leaves alone, reporting it as
+// skipped, a row that is not Delayed, is gone, or is due within the next
+// 5 seconds. The margin is what keeps the change off rows a processor
+// claims meanwhile (storage's Requeue and Delete take no status
+// condition): a processor claims a Delayed row only once it is due, so a
+// row due later than that is still Delayed a moment after it was read,
+// unless the processors' clocks run more than 5 seconds ahead of this
+// one. They take at most 1000 ids at a time.
 //
 // # JSON API
 //
 // The same data for scripts and alerting; ids are JSON strings (they exceed
 // 2^53):
 //
-//	GET  {prefix}/api/stats                     {"published":{"Scheduled":n,...},"received":{...},"instances":[...]}
+//	GET  {prefix}/api/stats                     {"published":{"Delayed":n,"Scheduled":n,...},"received":{...},"instances":[...]}
 //	GET  {prefix}/api/histogram                 {"published":[{"start":t,"status":s,"count":n}],"received":[...]}
 //	GET  {prefix}/api/{kind}?status=&name=&group=&msgid=&content=&before=&limit=
 //	                                            {"messages":[...],"next":"id or empty"}
-//	GET  {prefix}/api/{kind}/{id}               one message, 404 if none
+//	GET  {prefix}/api/{kind}/{id}               one message, 404 if none, with its
+//	                                            "attempts":[{"at":t,"duration_ms":f,"error":"" if ok}], newest first
 //	POST {prefix}/api/{kind}/requeue            body {"ids":["..."]} or {"all_failed":true,"filter":{...}}: {"count":n}
 //	POST {prefix}/api/{kind}/delete             body {"ids":["..."]}: {"count":n}
+//	POST {prefix}/api/{kind}/send-now           body {"ids":["..."]}: {"count":n,"skipped":[{"id":"...","reason":"..."}]}
+//	POST {prefix}/api/{kind}/cancel             body {"ids":["..."]}: {"count":n,"skipped":[...]}
 //
-// {kind} is published or received. Errors are {"error":"..."} with a 4xx
-// or 5xx status.
+// {kind} is published or received. A message has "policy" when its row
+// stores a retry policy, and "next_attempt_at" is a Delayed message's due
+// time. Errors are {"error":"..."} with a 4xx or 5xx status.
 //
 // # Security
 //
@@ -48,15 +76,15 @@
 // Requests that change something are POSTs, refused when they come from
 // another origin (net/http.CrossOriginProtection: Sec-Fetch-Site and
 // Origin). Message content is escaped by html/template, and the Content
-// Security Policy allows no inline script. Every requeue and delete is
-// logged with the user Authorize returned.
+// Security Policy allows no inline script. Every action (requeue, delete, send
+// now, cancel) is logged with the user Authorize returned, the ids, the
+// number of rows changed and the ids left alone.
 package dashboard
 
 import (
 	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -64,6 +92,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -126,9 +155,20 @@ func New(src Source, opts Options) *Handler {
 		"prefix": func() string { return opts.Prefix },
 		"time":   fmtTime,
 		"ago":    ago,
-		"id":     func(id int64) string { return strconv.FormatInt(id, 10) },
-		"kinds":  func() []string { return []string{"published", "received"} },
-		"add":    func(a, b int) int { return a + b },
+		"dur":    fmtDuration,
+		// statuses are those a table's rows can have: no Delayed received rows.
+		"statuses": func(kind string) []storage.Status {
+			if kind == "received" {
+				return slices.DeleteFunc(slices.Clone(storage.Statuses), func(s storage.Status) bool { return s == storage.StatusDelayed })
+			}
+			return storage.Statuses
+		},
+		"count":     func(counts map[string]int64, s storage.Status) int64 { return counts[string(s)] },
+		"firstLine": firstLine,
+		"attempts":  newestFirst,
+		"id":        func(id int64) string { return strconv.FormatInt(id, 10) },
+		"kinds":     func() []string { return []string{"published", "received"} },
+		"add":       func(a, b int) int { return a + b },
 		// subtract is for pipelines: {{120 | subtract .H}} is 120 - .H.
 		"subtract": func(a, b int) int { return b - a },
 		"mod":      func(a, b int) int { return a % b },
@@ -154,12 +194,12 @@ func New(src Source, opts Options) *Handler {
 		}
 		m.HandleFunc("GET /"+kind, with(h.list))
 		m.HandleFunc("GET /"+kind+"/{id}", with(h.detail))
-		m.HandleFunc("POST /"+kind+"/requeue", with(h.formAction(h.requeue)))
-		m.HandleFunc("POST /"+kind+"/delete", with(h.formAction(h.delete)))
 		m.HandleFunc("GET /api/"+kind, with(h.apiList))
 		m.HandleFunc("GET /api/"+kind+"/{id}", with(h.apiGet))
-		m.HandleFunc("POST /api/"+kind+"/requeue", with(h.apiAction(h.requeue)))
-		m.HandleFunc("POST /api/"+kind+"/delete", with(h.apiAction(h.delete)))
+		for _, a := range h.actions() {
+			m.HandleFunc("POST /"+kind+"/"+a.name, with(h.formAction(a)))
+			m.HandleFunc("POST /api/"+kind+"/"+a.name, with(h.apiAction(a)))
+		}
 	}
 	h.mux = m
 	var root http.Handler = m
@@ -240,7 +280,7 @@ func (h *Handler) filterOf(r *http.Request, kind storage.Kind) (storage.Filter, 
 		MsgID: q.Get("msgid"), Content: q.Get("content"), Limit: h.opts.PageSize,
 	}
 	if f.Status != "" && !f.Status.Valid() {
-		return f, fmt.Errorf("unknown status %q (want Scheduled, Succeeded or Failed)", f.Status)
+		return f, fmt.Errorf("unknown status %q (want one of %v)", f.Status, storage.Statuses)
 	}
 	if b := q.Get("before"); b != "" {
 		id, err := strconv.ParseInt(b, 10, 64)
@@ -257,151 +297,6 @@ func (h *Handler) filterOf(r *http.Request, kind storage.Kind) (storage.Filter, 
 		f.Limit = n
 	}
 	return f, nil
-}
-
-// requeueAllBatch bounds one List/Requeue round of "requeue all Failed".
-const requeueAllBatch = 500
-
-// action is a requeue or delete of ids, or of all Failed rows matching f.
-type action func(ctx context.Context, kind storage.Kind, ids []int64, all bool, f storage.Filter) (int64, error)
-
-func (h *Handler) requeue(ctx context.Context, kind storage.Kind, idList []int64, all bool, f storage.Filter) (int64, error) {
-	store := h.src.Store()
-	var total int64
-	if all {
-		f.Status, f.BeforeID, f.Limit = storage.StatusFailed, 0, requeueAllBatch
-		for range 10_000 { // bounded: at most 5,000,000 rows per click
-			rows, err := store.List(ctx, f)
-			if err != nil {
-				return total, err
-			}
-			if len(rows) == 0 {
-				break
-			}
-			batch := make([]int64, len(rows))
-			for i, m := range rows {
-				batch[i] = m.ID
-			}
-			n, err := store.Requeue(ctx, kind, batch, time.Now().UTC())
-			total += n
-			if err != nil {
-				return total, err
-			}
-			f.BeforeID = rows[len(rows)-1].ID
-		}
-	} else {
-		n, err := store.Requeue(ctx, kind, idList, time.Now().UTC())
-		if err != nil {
-			return n, err
-		}
-		total = n
-	}
-	h.src.Wake(kind)
-	return total, nil
-}
-
-func (h *Handler) delete(ctx context.Context, kind storage.Kind, idList []int64, all bool, _ storage.Filter) (int64, error) {
-	if all {
-		return 0, errors.New("delete takes ids, not all")
-	}
-	return h.src.Store().Delete(ctx, kind, idList)
-}
-
-func actionName(r *http.Request) string {
-	if strings.HasSuffix(r.URL.Path, "/delete") {
-		return "delete"
-	}
-	return "requeue"
-}
-
-func parseIDs(ss []string) ([]int64, error) {
-	out := make([]int64, 0, len(ss))
-	for _, s := range ss {
-		id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a message id", s)
-		}
-		out = append(out, id)
-	}
-	return out, nil
-}
-
-// formAction runs an action posted by a page form and redirects back.
-func (h *Handler) formAction(a action) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		kind, ok := kindOf(r)
-		if !ok {
-			h.fail(w, r, http.StatusNotFound, "no such table")
-			return
-		}
-		if err := r.ParseForm(); err != nil {
-			h.fail(w, r, http.StatusBadRequest, err.Error())
-			return
-		}
-		idList, err := parseIDs(r.PostForm["id"])
-		if err != nil {
-			h.fail(w, r, http.StatusBadRequest, err.Error())
-			return
-		}
-		all := r.PostForm.Get("all_failed") == "1"
-		if !all && len(idList) == 0 {
-			h.fail(w, r, http.StatusBadRequest, "select at least one message")
-			return
-		}
-		fr := r.Clone(r.Context())
-		fr.URL.RawQuery = r.PostForm.Get("filter")
-		f, err := h.filterOf(fr, kind)
-		if err != nil {
-			h.fail(w, r, http.StatusBadRequest, err.Error())
-			return
-		}
-		n, err := a(r.Context(), kind, idList, all, f)
-		h.audit(r, kind, idList, all, n, err)
-		if err != nil {
-			h.fail(w, r, http.StatusInternalServerError, err.Error())
-			return
-		}
-		back := r.PostForm.Get("back")
-		if !strings.HasPrefix(back, h.opts.Prefix+"/") || strings.HasPrefix(back, "//") {
-			back = h.opts.Prefix + "/" + kind.String()
-		}
-		if actionName(r) == "delete" && strings.Contains(back, "/"+kind.String()+"/") {
-			back = h.opts.Prefix + "/" + kind.String()
-		}
-		sep := "?"
-		if strings.Contains(back, "?") {
-			sep = "&"
-		}
-		http.Redirect(w, r, back+sep+"done="+actionName(r)+"+"+strconv.FormatInt(n, 10), http.StatusSeeOther)
-	}
-}
-
-func (h *Handler) audit(r *http.Request, kind storage.Kind, idList []int64, all bool, n int64, err error) {
-	attrs := []any{"user", userOf(r), "action", actionName(r), "table", kind.String(), "ids", idList,
-		"all_failed", all, "rows", n, "remote", r.RemoteAddr}
-	if err != nil {
-		h.log.Error("gocap dashboard: action failed", append(attrs, "err", err)...)
-		return
-	}
-	h.log.Info("gocap dashboard: action", attrs...)
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
-}
-
-func ago(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	d := time.Since(t).Round(time.Second)
-	if d < 0 {
-		return "in " + (-d).String()
-	}
-	return d.String() + " ago"
 }
 
 // chartBar is one minute of the overview chart.

@@ -64,10 +64,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.failed, f.ok = claimed[0].ID, claimed[1].ID
 	if _, err := store.Fail(ctx, storage.Published, storage.Lease{ID: f.failed, Token: 77}, storage.Failure{
-		Error: "broker said <no>", Now: now, NextAttemptAt: now, MaxAttempts: 1, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		Error: "broker said <no>", Now: now, NextAttemptAt: now, MaxAttempts: 1, ExpiresAt: now.Add(time.Hour),
+		Attempt: storage.Attempt{At: now, Duration: time.Millisecond, Error: "broker said <no>"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Succeed(ctx, storage.Published, []storage.Lease{{ID: f.ok, Token: 77}}, now, now.Add(time.Hour)); err != nil {
+	done := []storage.Completed{{Lease: storage.Lease{ID: f.ok, Token: 77}, Attempt: storage.Attempt{At: now, Duration: time.Millisecond}}}
+	if _, err := store.Succeed(ctx, storage.Published, done, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -215,7 +217,8 @@ func TestActions(t *testing.T) {
 		store.Requeue(ctx, storage.Published, []int64{id}, now)
 		c, _ := store.Claim(ctx, storage.Published, storage.ClaimRequest{Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Token: 5, Limit: 100})
 		for _, m := range c {
-			store.Fail(ctx, storage.Published, storage.Lease{ID: m.ID, Token: 5}, storage.Failure{Error: "x", Now: now, NextAttemptAt: now, MaxAttempts: 1, ExpiresAt: now.Add(time.Hour)})
+			store.Fail(ctx, storage.Published, storage.Lease{ID: m.ID, Token: 5}, storage.Failure{Error: "x", Now: now, NextAttemptAt: now, MaxAttempts: 1,
+				ExpiresAt: now.Add(time.Hour), Attempt: storage.Attempt{At: now, Error: "x"}})
 		}
 	}
 	fail(f.failed)
