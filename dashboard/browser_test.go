@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,7 +23,6 @@ import (
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
 	"github.com/gocap/gocap/transport/rabbitmq"
-	"github.com/gocap/gocap/wire"
 )
 
 // browser starts headless Chromium, or skips (fails under CI=true) when
@@ -79,6 +77,7 @@ func TestBrowserRequeueFailed(t *testing.T) {
 		if c, err := amqp.Dial(amqpURL); err == nil {
 			if ch, err := c.Channel(); err == nil {
 				ch.QueueDelete(exchange+".shipping", false, false, false)
+				ch.QueueDelete(exchange+".reminders", false, false, false)
 				ch.ExchangeDelete(exchange, false, false)
 			}
 			c.Close()
@@ -100,6 +99,10 @@ func TestBrowserRequeueFailed(t *testing.T) {
 	}, outbox.Group("shipping")); err != nil {
 		t.Fatal(err)
 	}
+	if err := outbox.Subscribe(ob, "order.reminder", func(context.Context, outbox.Received[[]byte]) error { return nil },
+		outbox.Group("reminders")); err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- ob.Run(runCtx) }()
@@ -110,19 +113,20 @@ func TestBrowserRequeueFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Two reminders the application published for later (Delayed rows).
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	// Two reminders the application published for later (Delayed rows),
+	// with a retry schedule of their own.
 	var delayed []*storage.Message
 	for i, due := range []time.Duration{4*time.Minute + 10*time.Second, 26 * time.Hour} {
-		id := storage.MinIDAt(now) + int64(i)
-		delayed = append(delayed, &storage.Message{
-			ID: id, Kind: storage.Published, MsgID: strconv.FormatInt(id, 10), Name: "order.reminder",
-			Headers: wire.Published(id, "order.reminder", "", now, nil), Body: []byte(fmt.Sprintf(`{"order":%d,"remind":"unpaid"}`, i+7)),
-			Status: storage.StatusDelayed, Added: now, NextAttemptAt: now.Add(due), Policy: `{"max_attempts":3,"interval":"1m"}`,
-		})
-	}
-	if err := store.InsertPublished(ctx, delayed, storage.InsertOptions{}); err != nil {
-		t.Fatal(err)
+		id, err := ob.PublishWithoutTx(ctx, "order.reminder", []byte(fmt.Sprintf(`{"order":%d,"remind":"unpaid"}`, i+7)),
+			outbox.WithDelay(due), outbox.WithRetry(outbox.RetryPolicy{MaxAttempts: 3, Schedule: []time.Duration{time.Minute}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := store.Get(ctx, storage.Published, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delayed = append(delayed, m)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -187,7 +191,7 @@ func TestBrowserRequeueFailed(t *testing.T) {
 	}
 	step("open a Delayed message", chromedp.Click(chromedp.CSS(`table.messages tbody tr.st-Delayed:last-child td.mono a`)),
 		chromedp.WaitVisible(chromedp.CSS(`#due`)), shot("delayed-detail"))
-	if due, policy := text(`#due`), text(`#policy`); !strings.Contains(due, "(in 4m ") || !strings.Contains(policy, "max_attempts") {
+	if due, policy := text(`#due`), text(`#policy`); !strings.Contains(due, "(in 4m ") || !strings.Contains(policy, `"max":3`) {
 		t.Errorf("Delayed detail: due %q, policy %q", due, policy)
 	}
 	step("send it now", chromedp.Click(chromedp.CSS(`form.actions button[formaction$="/send-now"]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
@@ -248,8 +252,10 @@ func TestBrowserRequeueFailed(t *testing.T) {
 		t.Errorf("newest attempt after the requeue: %q, want ok", ok)
 	}
 	step("screenshot the attempts after the requeue", shot("detail-requeued"))
+	// Received: the requeued order.paid and the reminder sent now
+	// Succeeded; the two other order.paid messages stay Failed.
 	c, _ := store.Counts(ctx, storage.Received)
-	if c[storage.StatusFailed] != 2 || c[storage.StatusSucceeded] != 1 {
+	if c[storage.StatusFailed] != 2 || c[storage.StatusSucceeded] != 2 {
 		t.Errorf("counts after requeueing one: %v", c)
 	}
 }
