@@ -42,26 +42,26 @@ type Backoff struct {
 // Validate reports what is wrong with p, if anything.
 func (p Policy) Validate() error {
 	if p.MaxAttempts < 1 {
-		return fmt.Errorf("MaxAttempts %d: a message needs at least 1 attempt", p.MaxAttempts)
+		return fmt.Errorf("retry policy: MaxAttempts %d: a message needs at least 1 attempt", p.MaxAttempts)
 	}
 	if p.ImmediateRetries < 0 || p.Interval < 0 {
-		return fmt.Errorf("ImmediateRetries %d and Interval %v must not be negative", p.ImmediateRetries, p.Interval)
+		return fmt.Errorf("retry policy: ImmediateRetries %d and Interval %v must not be negative", p.ImmediateRetries, p.Interval)
 	}
 	for i, w := range p.Schedule {
 		if w <= 0 {
-			return fmt.Errorf("Schedule[%d] = %v: every wait of a schedule must be positive", i, w)
+			return fmt.Errorf("retry policy: Schedule[%d] = %v: every wait of a schedule must be positive", i, w)
 		}
 	}
 	if b := p.Backoff; b != nil {
 		switch {
 		case b.Initial <= 0:
-			return fmt.Errorf("Backoff.Initial %v must be positive", b.Initial)
+			return fmt.Errorf("retry policy: Backoff.Initial %v must be positive", b.Initial)
 		case b.Max < b.Initial:
-			return fmt.Errorf("Backoff.Max %v must be at least Backoff.Initial %v", b.Max, b.Initial)
+			return fmt.Errorf("retry policy: Backoff.Max %v must be at least Backoff.Initial %v", b.Max, b.Initial)
 		case b.Multiplier < 1:
-			return fmt.Errorf("Backoff.Multiplier %v must be at least 1", b.Multiplier)
+			return fmt.Errorf("retry policy: Backoff.Multiplier %v must be at least 1", b.Multiplier)
 		case b.Jitter < 0 || b.Jitter > 1:
-			return fmt.Errorf("Backoff.Jitter %v must be within 0..1", b.Jitter)
+			return fmt.Errorf("retry policy: Backoff.Jitter %v must be within 0..1", b.Jitter)
 		}
 	}
 	return nil
