@@ -141,6 +141,11 @@ const (
 	claimRetryMax = 2 * time.Second
 )
 
+// askNextDue is the shortest sleep before which the idle claim loop asks
+// the storage when the next row becomes due: a shorter sleep (fast polling
+// after a notification) would only double the queries.
+const askNextDue = 50 * time.Millisecond
+
 func (p *processor) claimLoop(ctx, work context.Context) {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
@@ -187,14 +192,19 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			continue // there may be more due rows
 		}
 		// Idle: sleep until the next poll, or until the earliest row
-		// known to become due, if sooner.
+		// known to become due, if sooner. Rows of other processes become
+		// due unseen: ask the storage, unless the next poll is soon anyway
+		// (polling fast after a notification).
 		p.due.passed(now)
-		if next, err := p.store.NextDue(ctx, p.kind, now); err == nil {
-			p.due.note(next)
-		} else if ctx.Err() == nil {
-			p.log.Warn("gocap: reading when the next row is due failed; polling", "err", err)
+		wait := p.pollWait()
+		if wait >= askNextDue {
+			if next, err := p.store.NextDue(ctx, p.kind, now); err == nil {
+				p.due.note(next)
+			} else if ctx.Err() == nil {
+				p.log.Warn("gocap: reading when the next row is due failed; polling", "err", err)
+			}
 		}
-		poll.Reset(p.due.sooner(p.pollWait()))
+		poll.Reset(p.due.sooner(wait))
 		select {
 		case <-p.wake:
 		case <-poll.C:
