@@ -10,7 +10,10 @@
 // # Pages
 //
 //   - {prefix}/ — counts by status for both tables (Delayed, Scheduled,
-//     Succeeded, Failed; received rows are never Delayed), sent/received/failed per
+//     Succeeded, Failed; received rows are never Delayed; a count that is
+//     the database's estimate, as a large table's Succeeded rows may be
+//     (see storage.BoundedCounter), is shown "≈", its title saying so),
+//     sent/received/failed per
 //     minute over the last hour, and the processors running against the
 //     database with their last heartbeat.
 //   - {prefix}/published and {prefix}/received — newest first, filtered by
@@ -50,7 +53,9 @@
 // The same data for scripts and alerting; ids are JSON strings (they exceed
 // 2^53):
 //
-//	GET  {prefix}/api/stats                     {"published":{"Delayed":n,"Scheduled":n,...},"received":{...},"instances":[...]}
+//	GET  {prefix}/api/stats                     {"published":{"Delayed":n,"Scheduled":n,...},"received":{...},
+//	                                            "estimated":{"published":{"Delayed":false,...,"Succeeded":true},"received":{...}},
+//	                                            "instances":[...]}
 //	GET  {prefix}/api/histogram                 {"published":[{"start":t,"status":s,"count":n}],"received":[...]}
 //	GET  {prefix}/api/{kind}?status=&name=&group=&msgid=&content=&before=&limit=
 //	                                            {"messages":[...],"next":"id or empty"}
@@ -163,12 +168,14 @@ func New(src Source, opts Options) *Handler {
 			}
 			return storage.Statuses
 		},
-		"count":     func(counts map[string]int64, s storage.Status) int64 { return counts[string(s)] },
-		"firstLine": firstLine,
-		"attempts":  newestFirst,
-		"id":        func(id int64) string { return strconv.FormatInt(id, 10) },
-		"kinds":     func() []string { return []string{"published", "received"} },
-		"add":       func(a, b int) int { return a + b },
+		"count":         func(counts map[string]int64, s storage.Status) int64 { return counts[string(s)] },
+		"estimated":     func(st stats, kind string, s storage.Status) bool { return st.estimated(kind, s) },
+		"estimateTitle": func() string { return estimateTitle },
+		"firstLine":     firstLine,
+		"attempts":      newestFirst,
+		"id":            func(id int64) string { return strconv.FormatInt(id, 10) },
+		"kinds":         func() []string { return []string{"published", "received"} },
+		"add":           func(a, b int) int { return a + b },
 		// subtract is for pipelines: {{120 | subtract .H}} is 120 - .H.
 		"subtract": func(a, b int) int { return b - a },
 		"mod":      func(a, b int) int { return a % b },
@@ -351,10 +358,22 @@ func chart(pub, rec []storage.HistogramBucket, now time.Time) []chartBar {
 	return bars
 }
 
+// estimateTitle explains a count shown with "≈".
+const estimateTitle = "The database's estimate, from its own statistics: counting these rows exactly would read most of the table. The other counts are exact."
+
 type stats struct {
 	Published map[string]int64 `json:"published"`
 	Received  map[string]int64 `json:"received"`
-	Instances []instanceJSON   `json:"instances"`
+	// Estimated has, for each table, every status, true for those whose
+	// count is the database's estimate (storage.Counts.Estimated).
+	Estimated map[string]map[string]bool `json:"estimated"`
+	Instances []instanceJSON             `json:"instances"`
+}
+
+// estimated reports whether the count of status in kind's table is an
+// estimate.
+func (s stats) estimated(kind string, status storage.Status) bool {
+	return s.Estimated[kind][string(status)]
 }
 
 type instanceJSON struct {
@@ -370,19 +389,22 @@ const instanceWindow = time.Minute
 
 func (h *Handler) stats(ctx context.Context) (stats, error) {
 	store := h.src.Store()
-	var s stats
+	s := stats{Estimated: map[string]map[string]bool{}}
 	for _, t := range []struct {
 		kind storage.Kind
 		dst  *map[string]int64
 	}{{storage.Published, &s.Published}, {storage.Received, &s.Received}} {
-		counts, err := store.Counts(ctx, t.kind)
+		counts, err := storage.CountsOf(ctx, store, t.kind)
 		if err != nil {
 			return s, err
 		}
 		*t.dst = map[string]int64{}
-		for status, n := range counts {
+		est := map[string]bool{}
+		for status, n := range counts.ByStatus {
 			(*t.dst)[string(status)] = n
+			est[string(status)] = counts.Estimated[status]
 		}
+		s.Estimated[t.kind.String()] = est
 	}
 	insts, err := store.Instances(ctx, time.Now().UTC().Add(-instanceWindow))
 	if err != nil {

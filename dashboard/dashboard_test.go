@@ -318,11 +318,23 @@ func TestAPI(t *testing.T) {
 	h := dashboard.New(f.ob, dashboard.Options{})
 	w := serve(t, h, "GET", "/api/stats", nil, nil)
 	var s struct {
-		Published map[string]int64 `json:"published"`
-		Received  map[string]int64 `json:"received"`
+		Published map[string]int64           `json:"published"`
+		Received  map[string]int64           `json:"received"`
+		Estimated map[string]map[string]bool `json:"estimated"`
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &s); err != nil || s.Published["Failed"] != 1 || s.Published["Succeeded"] != 1 || s.Published["Scheduled"] != 6 {
 		t.Errorf("stats: %s (%v)", w.Body.String(), err)
+	}
+	// SQLite counts every status exactly: flags present, all false.
+	if len(s.Estimated["published"]) != len(storage.Statuses) || len(s.Estimated["received"]) != len(storage.Statuses) {
+		t.Errorf("stats: estimated flags %v, want every status of both tables", s.Estimated)
+	}
+	for kind, flags := range s.Estimated {
+		for st, est := range flags {
+			if est {
+				t.Errorf("stats: %s %s marked estimated on a small SQLite table", kind, st)
+			}
+		}
 	}
 	w = serve(t, h, "GET", "/api/published/"+strconv.FormatInt(f.xss, 10), nil, nil)
 	var m struct {

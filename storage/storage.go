@@ -342,7 +342,10 @@ type Store interface {
 	// List returns one page of rows matching f, newest first.
 	List(ctx context.Context, f Filter) ([]*Message, error)
 
-	// Counts returns the number of rows of kind in each status.
+	// Counts returns the number of rows of kind in each status, exactly:
+	// it may read the whole table, which takes a second and more on tens
+	// of millions of rows. A Store that can answer in bounded time also
+	// implements [BoundedCounter], which the dashboard uses.
 	Counts(ctx context.Context, kind Kind) (map[Status]int64, error)
 
 	// Histogram counts the rows of kind added at or after since, by

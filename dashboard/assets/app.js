@@ -16,10 +16,16 @@ document.addEventListener("DOMContentLoaded", () => {
       const res = await fetch(prefix + "/api/stats", { headers: { Accept: "application/json" } });
       if (!res.ok) return;
       const stats = await res.json();
+      const title = (document.querySelector("[data-estimate-title]") || { dataset: {} }).dataset.estimateTitle || "";
       counts.forEach((el) => {
         const [kind, status] = el.dataset.count.split(".");
         const n = stats[kind] && stats[kind][status];
-        if (n !== undefined) el.textContent = String(n);
+        if (n === undefined) return;
+        // An estimated count is marked "≈", its title saying why.
+        const est = Boolean(stats.estimated && stats.estimated[kind] && stats.estimated[kind][status]);
+        el.textContent = (est ? "≈" : "") + String(n);
+        el.classList.toggle("estimate", est);
+        if (est) el.title = title; else el.removeAttribute("title");
       });
     } catch (e) { /* offline: keep the last numbers */ }
   };

@@ -111,6 +111,12 @@ type Options struct {
 	TablePrefix string
 	// Logger receives the driver's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// ExactCountLimit is the number of rows of a table up to which
+	// BoundedCounts, the dashboard's counts, counts Succeeded rows
+	// exactly; above it, they are estimated (see [Driver.BoundedCounts]).
+	// The number compared is InnoDB's own estimate of the table's rows.
+	// Zero means 1,000,000; a negative value estimates always.
+	ExactCountLimit int64
 }
 
 // Driver is the MySQL storage. It is safe for concurrent use.
@@ -125,7 +131,10 @@ type Driver struct {
 	skipLocked  string     // skipLockedSQL where the server has it
 }
 
-var _ storage.Driver[*sql.Tx] = (*Driver)(nil)
+var (
+	_ storage.Driver[*sql.Tx] = (*Driver)(nil)
+	_ storage.BoundedCounter  = (*Driver)(nil)
+)
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_]{0,40}$`)
 

@@ -30,6 +30,8 @@ type tableQueries struct {
 	failResult    string
 	nextDue       string
 	counts        string
+	countOthers   string // counts of the rows not Succeeded, from the status index
+	rowEstimate   string // an EXPLAIN whose rows column is InnoDB's estimate of the table's rows
 	histogram     string
 	requeue       string
 	delete        string
@@ -156,6 +158,13 @@ func newTableQueries(name, idCols string) tableQueries {
 		failResult: `SELECT retries, status FROM ` + table + ` WHERE id = ?`,
 		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ? ORDER BY due_at LIMIT 1`,
 		counts:     `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
+		// Three ranges of the (status, id) index, read from the index alone.
+		countOthers: `SELECT status, COUNT(*) FROM ` + table + " FORCE INDEX (`" + name + "_status`)" + `
+			WHERE status IN ('Delayed', 'Scheduled', 'Failed') GROUP BY status`,
+		// The rows of a full scan are InnoDB's row count of the table
+		// (stat_n_rows): sampled by its statistics, then kept up to date
+		// in memory by every insert and delete.
+		rowEstimate: `EXPLAIN SELECT id FROM ` + table,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("?", "DIV") + ` AS bucket, status, COUNT(*) FROM ` + table + `
 			WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`,
 		// A Scheduled row under a lease is in flight and is left alone.

@@ -72,6 +72,12 @@ type Options struct {
 	// DisableNotify turns off NOTIFY, whatever storage.InsertOptions ask;
 	// processors then find new messages by polling.
 	DisableNotify bool
+	// ExactCountLimit is the number of rows of a table up to which
+	// BoundedCounts, the dashboard's counts, counts Succeeded rows
+	// exactly; above it, they are estimated (see [Driver.BoundedCounts]).
+	// The number compared is PostgreSQL's own estimate of the table's
+	// rows. Zero means 1,000,000; a negative value estimates always.
+	ExactCountLimit int64
 }
 
 // Driver is the PostgreSQL storage. It is safe for concurrent use.
@@ -86,6 +92,7 @@ type Driver struct {
 var (
 	_ storage.Driver[pgx.Tx] = (*Driver)(nil)
 	_ storage.Listener       = (*Driver)(nil)
+	_ storage.BoundedCounter = (*Driver)(nil)
 )
 
 var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -309,6 +316,34 @@ func (d *Driver) Counts(ctx context.Context, kind storage.Kind) (map[storage.Sta
 		return nil, err
 	}
 	return d.base.Counts(ctx, kind, t.counts)
+}
+
+// BoundedCounts returns the number of rows of kind in each status (see
+// storage.BoundedCounter) without reading the Succeeded rows of a large
+// table. Delayed, Scheduled and Failed rows are counted exactly, by an
+// index-only scan of the *_status_idx partial index, which holds only
+// them. Succeeded rows are counted exactly too while PostgreSQL estimates
+// the table at Options.ExactCountLimit rows or fewer; above that, their
+// figure is the table's live rows by PostgreSQL's statistics
+// (pg_stat_user_tables.n_live_tup, which every insert and delete updates
+// within a second or so; pg_class.reltuples when it is zero) minus the
+// other counts, marked estimated. The estimate drifts with dead rows not
+// yet vacuumed and with the statistics' own sampling: on a table that
+// autovacuum keeps up with, it is within a few percent.
+func (d *Driver) BoundedCounts(ctx context.Context, kind storage.Kind) (storage.Counts, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return storage.Counts{}, err
+	}
+	return d.base.BoundedCounts(ctx, kind, sqlstore.CountQueries{
+		All:    t.counts,
+		Others: t.countOthers,
+		Rows: func(ctx context.Context) (n int64, err error) {
+			err = d.pool.QueryRow(ctx, t.rowEstimate).Scan(&n)
+			return n, err
+		},
+		ExactUpTo: sqlstore.ExactCountLimit(d.opts.ExactCountLimit),
+	})
 }
 
 // Histogram counts rows by status and time bucket (see storage.Store).

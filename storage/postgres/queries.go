@@ -19,6 +19,8 @@ type tableQueries struct {
 	fail          string
 	nextDue       string
 	counts        string
+	countOthers   string // counts of the rows not Succeeded, from *_status_idx
+	rowEstimate   string // the table's live rows by the statistics, -1 if none
 	histogram     string
 	requeue       string
 	delete        string
@@ -143,6 +145,15 @@ func newTableQueries(table, idCols string) tableQueries {
 			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1
 			ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
+		// An index-only scan of *_status_idx, whose predicate it repeats.
+		countOthers: `SELECT status, count(*) FROM ` + table + ` WHERE status <> 'Succeeded' GROUP BY status`,
+		// n_live_tup, the live rows the statistics system counts as rows
+		// are inserted and deleted (reset by VACUUM and ANALYZE to their
+		// measure), or, when it is zero (statistics reset, or a table no
+		// statistic was kept for), reltuples, the count of the last VACUUM
+		// or ANALYZE (-1 if there was none).
+		rowEstimate: `SELECT COALESCE(NULLIF(pg_stat_get_live_tuples(c.oid), 0), c.reltuples::bigint)
+			FROM pg_class c WHERE c.oid = '` + table + `'::regclass`,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("$1::bigint", "/") + ` AS bucket, status, count(*) FROM ` + table + `
 			WHERE id >= $2 GROUP BY bucket, status ORDER BY bucket, status`,
 		// A Scheduled row under a lease is in flight: requeueing it would

@@ -19,6 +19,7 @@ type tableQueries struct {
 	nextDue       string
 	name          string // the table's name, for Migrate's upgrade
 	counts        string
+	countBounded  string // the rows not Succeeded by status, and all rows as 'Succeeded'
 	histogram     string
 	requeue       string // ends in "(": see requeueSQL
 	delete        string // ends in "(": see deleteSQL
@@ -109,6 +110,13 @@ func newTableQueries(table, idCols string) tableQueries {
 		nextDue: `SELECT next_attempt_at FROM ` + table + pending + `
 			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > ? ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
+		// One statement, so one snapshot: three ranges of the status
+		// index, and a COUNT(*) alone in its SELECT, which SQLite answers
+		// by counting the entries of the smallest index page by page,
+		// without reading them (a GROUP BY reads every entry).
+		countBounded: `SELECT status, COUNT(*) FROM ` + table + `
+			WHERE status IN ('Delayed', 'Scheduled', 'Failed') GROUP BY status
+			UNION ALL SELECT 'Succeeded', (SELECT COUNT(*) FROM ` + table + `)`,
 		histogram: `SELECT ` + sqlstore.HistogramBucketSQL("?", "/") + ` AS bucket, status, COUNT(*) FROM ` + table + `
 			WHERE id >= ? GROUP BY bucket, status ORDER BY bucket, status`,
 		// A Scheduled row under a lease is in flight and is left alone.

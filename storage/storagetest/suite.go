@@ -58,7 +58,10 @@
 //   - Text: text a database cannot hold as it is (long message ids,
 //     invalid UTF-8 and NUL, long error texts);
 //   - Dashboard: List's filters and paging, Counts, Histogram, Requeue
-//     (of a Delayed row too) and Delete;
+//     (of a Delayed row too) and Delete; for a Store that implements
+//     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
+//     unmarked on small tables with rows of every status, and on empty
+//     ones;
 //   - Instances: Heartbeat, Instances and RemoveInstance.
 package storagetest
 
@@ -169,6 +172,8 @@ func (s *suite[TTx]) areas() []area {
 			{"ListFiltersAndPaging", s.listFiltersAndPaging},
 			{"CountsHistogramRequeueDelete", s.countsHistogramRequeueDelete},
 			{"RequeueDelayed", s.requeueDelayed},
+			{"BoundedCounts", s.boundedCounts},
+			{"BoundedCountsEmpty", s.boundedCountsEmpty},
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
