@@ -301,9 +301,10 @@ func (s Summary) render(st style) string {
 	}
 	b.WriteString(label(l.failed) + strconv.Itoa(s.Count))
 	para()
-	b.WriteString(label(l.period) + s.First.Format(l.timeLayout))
-	if !s.Last.Equal(s.First) {
-		b.WriteString(" – " + s.Last.Format(l.timeLayout))
+	first, last := s.First.Format(l.timeLayout), s.Last.Format(l.timeLayout)
+	b.WriteString(label(l.period) + first)
+	if last != first {
+		b.WriteString(" – " + last)
 	}
 	if len(s.Topics) > 0 {
 		para()
