@@ -82,7 +82,8 @@ func TestDingTalkSignedMarkdown(t *testing.T) {
 			t.Errorf("the text lacks %q:\n%s", want, text)
 		}
 	}
-	if s := n.Stats(); s.Failures != 3 || s.Posts != 1 {
+	waitFor(t, 5*time.Second, "Stats().Posts", func() bool { return n.Stats().Posts == 1 })
+	if s := n.Stats(); s.Failures != 3 {
 		t.Errorf("stats %+v", s)
 	}
 }
