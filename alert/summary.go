@@ -308,7 +308,7 @@ func (s Summary) render(st style) string {
 	}
 	if len(s.Topics) > 0 {
 		para()
-		b.WriteString(label(l.topics))
+		b.WriteString(strings.TrimSpace(label(l.topics)))
 		for _, t := range s.Topics {
 			item := l.kind[t.Kind] + " " + esc(t.Topic)
 			if t.Group != "" {
@@ -326,7 +326,7 @@ func (s Summary) render(st style) string {
 	}
 	if len(s.Examples) > 0 {
 		para()
-		b.WriteString(label(l.examples))
+		b.WriteString(strings.TrimSpace(label(l.examples)))
 		for _, e := range s.Examples {
 			id := "#" + esc(e.MsgID)
 			if u := s.messageURL(e); u != "" && rich {
