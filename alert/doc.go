@@ -31,7 +31,7 @@
 // # Delivery and loops
 //
 // A post that fails (a network error, HTTP 5xx or 429, a robot's non-zero
-// errcode) is retried Config.Attempts times with a doubling wait; then
+// errcode) is tried Config.Attempts times in all, with a doubling wait; then
 // the notifier logs an error and carries the failures into the next
 // summary, which only new failures start: an endpoint that is down costs a
 // bounded number of requests per window and never a notification about
