@@ -17,9 +17,11 @@
 //
 // Usage:
 //
-//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s]
+//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-db postgres|mysql]
 //
-// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
+// With -db mysql the dispatch rounds run on MySQL/MariaDB (the latency run
+// stays on PostgreSQL). GOCAP_POSTGRES_URL, GOCAP_MYSQL_DSN and
+// GOCAP_AMQP_URL override the local defaults.
 package main
 
 import (
@@ -63,6 +65,7 @@ func main() {
 	flag.IntVar(&claimBatch, "batch", 0, "Options.ClaimBatch (0 = default)")
 	flag.IntVar(&sendConcurrency, "concurrency", 0, "Options.SendConcurrency (0 = default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch run to this file")
+	db := flag.String("db", "postgres", "database of the dispatch rounds: postgres or mysql")
 	flag.Parse()
 	profilePath = *cpuprofile
 	pgURL := env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
@@ -72,6 +75,17 @@ func main() {
 	b, err := newBench(ctx, pgURL, amqpURL)
 	check("setup", err)
 	defer b.close()
+	dispatchRate := b.dispatchRate
+	switch *db {
+	case "postgres":
+	case "mysql":
+		m, err := newMySQLBench(b, env("GOCAP_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"))
+		check("mysql setup", err)
+		defer m.close()
+		dispatchRate = m.dispatchRate
+	default:
+		check("flags", fmt.Errorf("-db %q: postgres or mysql", *db))
+	}
 
 	// The broker's speed drifts on a small machine: alternate the runs and
 	// compare medians.
@@ -81,7 +95,7 @@ func main() {
 		check("raw amqp091 run", err)
 		raw, err := rawConfirmRate(ctx, amqpURL, b.exchange, *n)
 		check("raw amqp091 run", err)
-		disp, err := b.dispatchRate(ctx, *n)
+		disp, err := dispatchRate(ctx, *n)
 		check("dispatch run", err)
 		fmt.Printf("round %d: raw light %6.0f msg/s, raw same %6.0f msg/s, gocap dispatch %6.0f msg/s\n", round, light, raw, disp)
 		lights, raws, disps = append(lights, light), append(raws, raw), append(disps, disp)
@@ -90,8 +104,8 @@ func main() {
 	fmt.Printf("medians of %d rounds of %d messages, all persistent to a durable queue, up to 256 confirms outstanding:\n", *rounds, *n)
 	fmt.Printf("  raw amqp091-go, light messages (default exchange, 2 headers): %6.0f msg/s\n", light)
 	fmt.Printf("  raw amqp091-go, the messages gocap sends (topic exchange, mandatory, CAP headers): %6.0f msg/s\n", raw)
-	fmt.Printf("  gocap dispatch, commit -> confirmed -> Succeeded: %6.0f msg/s = %.0f%% of raw same messages (%.0f%% of light)\n",
-		disp, 100*disp/raw, 100*disp/light)
+	fmt.Printf("  gocap dispatch (%s), commit -> confirmed -> Succeeded: %6.0f msg/s = %.0f%% of raw same messages (%.0f%% of light)\n",
+		*db, disp, 100*disp/raw, 100*disp/light)
 
 	p50, p99, count, err := b.latency(ctx, *rate, *dur)
 	check("latency run", err)
