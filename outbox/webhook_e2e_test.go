@@ -197,7 +197,9 @@ func testWebhookHistory[TTx any](t *testing.T, be backend[TTx]) {
 	ep := newEndpoint(t,
 		answer(500, `{"error":"db down"}`),
 		answer(404, "no such page"),
-		func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/moved", http.StatusMovedPermanently) },
+		func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/moved", http.StatusMovedPermanently)
+		},
 		hang(done),
 		huge,
 		answer(200, "SUCCESS"),
