@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport"
@@ -409,5 +410,42 @@ func testWebhookRoute[TTx any](t *testing.T, be backend[TTx]) {
 	reqs, bodies := ep.requests()
 	if len(reqs) != 1 || reqs[0].URL.Path != "/notify" || bodies[0] != `{"order":1,"amount":"http"}` {
 		t.Errorf("the endpoint got %d requests: %q", len(reqs), bodies)
+	}
+}
+
+// TestWebhookRouteRabbitMQ: one outbox on PostgreSQL sends merchant.*
+// over HTTP and order.* to RabbitMQ; each arrives only where it should.
+func TestWebhookRouteRabbitMQ(t *testing.T) {
+	url := testenv.AMQPURL(t)
+	env := postgresBackend.open(t)
+	ep := newEndpoint(t, answer(200, "SUCCESS"))
+	wh := newWebhook(t, webhook.Config{AllowedNets: loopbackNets,
+		Routes: []webhook.Route{{Topic: "merchant.#", URL: ep.URL + "/notify", Expect: "SUCCESS"}}})
+	b := newBroker(t, url)
+	rt, err := route.New(route.Rule{Pattern: "merchant.#", Transport: wh}, route.Default(b.transport(t, url)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := newOutbox(t, env.driver(t), rt, outbox.Options{})
+	run(t, ob)
+	var ids []int64
+	for i, topic := range []string{"merchant.notify", "order.paid", "merchant.refund", "order.shipped"} {
+		ids = append(ids, publishCommitted(t, env, ob, topic, notify{Order: i, Amount: topic}))
+	}
+	for _, id := range ids {
+		waitStatus(t, ob, id, storage.StatusSucceeded, 10*time.Second)
+	}
+	var brokered []string
+	for range 2 {
+		m := b.next(t, 5*time.Second)
+		brokered = append(brokered, m.RoutingKey)
+	}
+	b.none(t, 200*time.Millisecond)
+	slices.Sort(brokered)
+	_, bodies := ep.requests()
+	slices.Sort(bodies)
+	if strings.Join(brokered, ",") != "order.paid,order.shipped" ||
+		strings.Join(bodies, ",") != `{"order":0,"amount":"merchant.notify"},{"order":2,"amount":"merchant.refund"}` {
+		t.Errorf("RabbitMQ got %v, the endpoint got %v", brokered, bodies)
 	}
 }
