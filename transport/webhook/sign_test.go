@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,10 +79,15 @@ func TestSpecVector(t *testing.T) {
 // rejects tampered, stale and unsigned ones.
 func TestSignedDelivery(t *testing.T) {
 	oldKey, newKey := "whsec_"+b64("old key, still accepted"), "whsec_"+b64("the new key")
-	var bodies []string
+	var (
+		mu     sync.Mutex
+		bodies []string
+	)
 	endpoint := webhook.Middleware([]string{newKey}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
 		bodies = append(bodies, string(b)+"?"+r.URL.RawQuery)
+		mu.Unlock()
 		io.WriteString(w, "SUCCESS")
 	}))
 	srv, got := server(t, endpoint.ServeHTTP)
@@ -113,9 +119,11 @@ func TestSignedDelivery(t *testing.T) {
 	if err := wh.Send(context.Background(), "a", msg(`{"order":9}`, webhook.HeaderMethod, "GET")); err != nil {
 		t.Fatalf("signed GET: %v", err)
 	}
+	mu.Lock()
 	if len(bodies) != 2 || bodies[1] != "?order=9" {
 		t.Errorf("the handler saw %q", bodies)
 	}
+	mu.Unlock()
 
 	// The middleware's refusals.
 	sign := func(key string, at time.Time, body string) http.Header {
