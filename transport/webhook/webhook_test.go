@@ -388,10 +388,17 @@ func TestPerHostLimit(t *testing.T) {
 	close(release)
 	wg.Wait()
 	close(errs)
+	ok := 0
 	for err := range errs {
-		if err != nil {
+		switch {
+		case err == nil:
+			ok++
+		case !strings.Contains(err.Error(), "busy"): // one may have found a probe in the queue
 			t.Errorf("a send that waited: %v", err)
 		}
+	}
+	if ok < 2 {
+		t.Errorf("%d of the 4 sends succeeded", ok)
 	}
 	if peak.Load() != 2 {
 		t.Errorf("peak concurrency at the host %d, want 2", peak.Load())
