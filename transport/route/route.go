@@ -13,7 +13,12 @@
 // [Default] transport; a topic neither matches fails permanently.
 // Batches (transport.BatchSender) are split by destination: each part goes
 // to its transport's SendBatch if it has one, else to concurrent Send
-// calls, and the results are merged in the batch's order.
+// calls, and the results are merged in the batch's order. A message to a
+// slow HTTP endpoint therefore does not delay the sending of the others in
+// its batch; the batch's results are recorded once its slowest send ends,
+// which the webhook transport bounds by its timeout. Transports are told
+// apart by identity: use pointer values (as every transport of this module
+// is).
 //
 // Subscriptions (Consume, ConsumeBatch) go to the Default transport, the
 // one that receives; a webhook transport only sends.
