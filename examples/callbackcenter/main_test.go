@@ -252,3 +252,56 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// Without -allow-private a tenant's URL inside the network is refused: the
+// task fails at once, on its first attempt, and the endpoint is never called.
+func TestPrivateRefusedByDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var called atomic.Bool
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		called.Store(true)
+		fmt.Fprint(w, "SUCCESS")
+	}))
+	defer internal.Close()
+	cfg := config{
+		Addr:       "127.0.0.1:0",
+		SQLitePath: filepath.Join(t.TempDir(), "cc.db"),
+		Schedule:   []time.Duration{100 * time.Millisecond},
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	}
+	addrs := make(chan net.Addr, 1)
+	runDone := make(chan error, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { runDone <- run(runCtx, cfg, func(a net.Addr) { addrs <- a }) }()
+	var base string
+	select {
+	case a := <-addrs:
+		base = "http://" + a.String()
+	case err := <-runDone:
+		t.Fatalf("run: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the service did not start")
+	}
+	status, body := do(t, ctx, "POST", base+"/tasks", fmt.Sprintf(`{"url":%q,"retry_limit":5}`, internal.URL), "")
+	if status != http.StatusCreated {
+		t.Fatalf("POST /tasks: %d %s", status, body)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	task := waitTask(t, ctx, base, created.ID, "Failed")
+	if len(task.Attempts) != 1 || !strings.Contains(task.LastError, "refused") || called.Load() {
+		t.Errorf("task to a loopback URL: %+v (endpoint called: %v)", task, called.Load())
+	}
+	stop()
+	select {
+	case err := <-runDone:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("run did not return within 30 s of the stop")
+	}
+}
