@@ -58,12 +58,16 @@ import (
 
 const topic = "bench.sustained"
 
+// notifyInterval is the -notify-interval flag.
+var notifyInterval time.Duration
+
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func main() {
 	dur := flag.Duration("duration", 20*time.Second, "length of each run")
 	rounds := flag.Int("rounds", 3, "rounds of the two runs (medians are reported)")
 	workers := flag.Int("workers", 16, "committing goroutines")
+	flag.DurationVar(&notifyInterval, "notify-interval", 0, "outbox.Options.NotifyInterval (0 = default)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -298,7 +302,7 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 		return result{}, err
 	}
 	defer tr.Close()
-	ob, err := outbox.New(postgres.New(b.pool, postgres.Options{Schema: schema, Logger: quiet}), tr, outbox.Options{Logger: quiet})
+	ob, err := outbox.New(postgres.New(b.pool, postgres.Options{Schema: schema, Logger: quiet}), tr, outbox.Options{Logger: quiet, NotifyInterval: notifyInterval})
 	if err != nil {
 		return result{}, err
 	}

@@ -45,6 +45,7 @@ func newDispatcher(e *Engine) *dispatcher {
 	if _, ok := e.store.(storage.Listener); ok && e.cfg.NotifyInterval > 0 {
 		d.fastPoll = e.cfg.NotifyInterval
 		d.proc.pollWait = d.pollWait
+		d.proc.claimed = d.claimed
 	}
 	return d
 }
@@ -120,6 +121,23 @@ func (d *dispatcher) fastPollWindow() time.Duration { return max(time.Second, 20
 func (d *dispatcher) notified() {
 	d.notifiedAt.Store(time.Now().UnixNano())
 	d.proc.Wake()
+}
+
+// pollingFast reports whether the claim loop is running and polls every
+// fastPoll for a good while yet, so that a row committed now is claimed
+// within fastPoll without a notification. Half the window is kept as a
+// margin: a publish near its end notifies, which renews it.
+func (d *dispatcher) pollingFast() bool {
+	return d.fastPoll > 0 && d.proc.claiming.Load() &&
+		time.Since(time.Unix(0, d.notifiedAt.Load())) < d.fastPollWindow()/2
+}
+
+// claimed extends the fast polling while claims keep finding rows: under a
+// steady load, publishes then need no notification at all.
+func (d *dispatcher) claimed(n int) {
+	if n > 0 && time.Since(time.Unix(0, d.notifiedAt.Load())) < d.fastPollWindow() {
+		d.notifiedAt.Store(time.Now().UnixNano())
+	}
 }
 
 func (d *dispatcher) pollWait() time.Duration {

@@ -150,8 +150,16 @@ func (e *Engine) Closed() bool {
 func (e *Engine) NoteDue(t time.Time) { e.dispatcher.proc.dueAt(t) }
 
 // ShouldNotify reports whether a publishing transaction is to ask the
-// storage to notify processors of its commit (see notifier).
-func (e *Engine) ShouldNotify() bool { return e.notifier.shouldNotify() }
+// storage to notify processors of its commit (see notifier). While this
+// process's dispatcher polls fast anyway (rows keep coming), it finds the
+// row within NotifyInterval without one, and the publish skips the NOTIFY
+// and the commit lock that goes with it.
+func (e *Engine) ShouldNotify() bool {
+	if e.dispatcher.pollingFast() {
+		return false
+	}
+	return e.notifier.shouldNotify()
+}
 
 // Wake tells the processor of kind that rows became due.
 func (e *Engine) Wake(kind storage.Kind) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocap/gocap/internal/backoff"
@@ -38,6 +39,10 @@ type processor struct {
 	// again; pause, if set, how long claiming must still wait.
 	pollWait func() time.Duration
 	pause    func() time.Duration
+	// claimed, if set, is told how many rows each claim found.
+	claimed func(n int)
+	// claiming is true while the claim loop runs.
+	claiming atomic.Bool
 
 	limit int           // rows in flight at most
 	slots chan struct{} // one token per row in flight
@@ -153,6 +158,8 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 	// of a batch is free instead of claiming a row or two per query.
 	threshold := max(1, min(p.cfg.ClaimBatch, p.limit)/2)
 	retry := backoff.New(claimRetryMin, claimRetryMax)
+	p.claiming.Store(true)
+	defer p.claiming.Store(false)
 	for ctx.Err() == nil {
 		if p.pause != nil {
 			if d := p.pause(); d > 0 {
@@ -187,6 +194,9 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			continue
 		}
 		retry.Reset()
+		if p.claimed != nil {
+			p.claimed(len(msgs))
+		}
 		p.startAll(work, msgs)
 		if len(msgs) == limit {
 			continue // there may be more due rows
