@@ -514,3 +514,41 @@ func testBacklogGauge[TTx any](t *testing.T, be backend[TTx], tb telBroker) {
 		t.Errorf("backlog age %v after the row was sent, want 0", a)
 	}
 }
+
+// TestTelemetryHandlerPanic: a handler's panic ends its span with the
+// panic as the error, and the engine still retries the message.
+func TestTelemetryHandlerPanic(t *testing.T) {
+	env := sqliteBackend.open(t)
+	tr, _ := memoryTelBroker.open(t)
+	k := newOtelKit(t)
+	ob := newOutbox(t, env.driver(t), tr, k.options(outbox.Options{}))
+	var once sync.Once
+	done := make(chan struct{})
+	if err := outbox.Subscribe(ob, "order.paid", func(ctx context.Context, m outbox.Received[orderPaid]) error {
+		once.Do(func() { panic("the ledger exploded") })
+		close(done)
+		return nil
+	}, outbox.Group("billing")); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ob)
+	waitConsumers(t, ob)
+	if _, err := ob.PublishWithoutTx(context.Background(), "order.paid", orderPaid{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the message was not handled after the panic")
+	}
+	spans := k.waitSpans(t, "process order.paid", 2)
+	var panicked int
+	for _, s := range spans {
+		if s.Status().Code == codes.Error && strings.Contains(s.Status().Description, "panic: the ledger exploded") {
+			panicked++
+		}
+	}
+	if panicked != 1 {
+		t.Errorf("%d process spans record the panic, want 1", panicked)
+	}
+}
