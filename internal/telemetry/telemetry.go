@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -87,6 +86,7 @@ type Telemetry struct {
 	processDuration                 metric.Float64Histogram
 
 	attrs attrCache
+	names nameCache
 	reg   metric.Registration
 	gauge gaugeReader
 }
@@ -170,22 +170,32 @@ func (t *Telemetry) Close() error {
 // carrier returns the headers as a propagation carrier.
 func carrier(h map[string]string) propagation.MapCarrier { return propagation.MapCarrier(h) }
 
+// Options of every span of a kind, made once.
+var (
+	producer = trace.WithSpanKind(trace.SpanKindProducer)
+	consumer = trace.WithSpanKind(trace.SpanKindConsumer)
+)
+
 // StartPublish starts the producer span of a publish of m, a child of
 // ctx's span, and writes its context (traceparent, tracestate, baggage)
 // into m's headers, so that it is stored with the row and sent with the
 // message. It returns ctx with the span, for storing the row, and end,
 // which ends the span with the outcome of storing it.
+//
+// Attributes are set only on a span that records: without an SDK, or
+// for a span the sampler dropped, a span costs its start and end alone.
 func (t *Telemetry) StartPublish(ctx context.Context, m *storage.Message) (context.Context, func(error)) {
-	ctx, span := t.tracer.Start(ctx, OpPublish+" "+m.Name,
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	ctx, span := t.tracer.Start(ctx, t.names.get(OpPublish, m.Name), producer)
+	if span.IsRecording() {
+		span.SetAttributes(
 			t.system,
 			semconv.MessagingOperationTypeCreate,
 			semconv.MessagingOperationName(OpPublish),
 			semconv.MessagingDestinationName(m.Name),
 			semconv.MessagingMessageID(m.MsgID),
 			semconv.MessagingMessageBodySize(len(m.Body)),
-		))
+		)
+	}
 	if m.Headers == nil {
 		m.Headers = map[string]string{}
 	}
@@ -193,8 +203,8 @@ func (t *Telemetry) StartPublish(ctx context.Context, m *storage.Message) (conte
 	return ctx, func(err error) {
 		if err != nil {
 			fail(span, err)
-		} else {
-			t.published.Add(context.Background(), 1, t.attrs.topic(t.system, m.Name))
+		} else if t.published.Enabled(ctx) {
+			t.published.Add(ctx, 1, t.attrs.get(attrKey{set: setTopic, topic: m.Name}, t.system))
 		}
 		span.End()
 	}
@@ -205,13 +215,17 @@ func (t *Telemetry) StartPublish(ctx context.Context, m *storage.Message) (conte
 // counters and histograms.
 func (t *Telemetry) SendMiddleware(next engine.SendFunc) engine.SendFunc {
 	return func(ctx context.Context, ms []*storage.Message) []error {
-		start := time.Now()
 		spans := make([]trace.Span, len(ms))
 		for i, m := range ms {
-			opts := []trace.SpanStartOption{
-				trace.WithSpanKind(trace.SpanKindProducer),
-				trace.WithTimestamp(start),
-				trace.WithAttributes(
+			name := t.names.get(OpSend, m.Name)
+			var span trace.Span
+			if sc := trace.SpanContextFromContext(t.prop.Extract(context.Background(), carrier(m.Headers))); sc.IsValid() {
+				_, span = t.tracer.Start(ctx, name, producer, trace.WithLinks(trace.Link{SpanContext: sc}))
+			} else {
+				_, span = t.tracer.Start(ctx, name, producer)
+			}
+			if span.IsRecording() {
+				span.SetAttributes(
 					t.system,
 					semconv.MessagingOperationTypeSend,
 					semconv.MessagingOperationName(OpSend),
@@ -219,13 +233,11 @@ func (t *Telemetry) SendMiddleware(next engine.SendFunc) engine.SendFunc {
 					semconv.MessagingMessageID(m.MsgID),
 					semconv.MessagingMessageBodySize(len(m.Body)),
 					RetriesKey.Int(m.Retries),
-				),
+				)
 			}
-			if sc := trace.SpanContextFromContext(t.prop.Extract(context.Background(), carrier(m.Headers))); sc.IsValid() {
-				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-			}
-			_, spans[i] = t.tracer.Start(ctx, OpSend+" "+m.Name, opts...)
+			spans[i] = span
 		}
+		start := time.Now()
 		errs := next(ctx, ms)
 		end := time.Now()
 		took := end.Sub(start).Seconds()
@@ -239,15 +251,24 @@ func (t *Telemetry) SendMiddleware(next engine.SendFunc) engine.SendFunc {
 				et := errorType(err)
 				fail(span, err)
 				span.SetAttributes(semconv.ErrorTypeKey.String(et))
-				attrs := t.attrs.topicError(t.system, m.Name, et)
-				t.sendFailures.Add(ctx, 1, attrs)
-				t.sendDuration.Record(ctx, took, t.attrs.opTopicError(t.system, OpSend, m.Name, et))
+				if t.sendFailures.Enabled(ctx) {
+					t.sendFailures.Add(ctx, 1, t.attrs.get(attrKey{set: setTopic, topic: m.Name, errType: et}, t.system))
+				}
+				if t.sendDuration.Enabled(ctx) {
+					t.sendDuration.Record(ctx, took, t.attrs.get(attrKey{set: setOpTopic, op: OpSend, topic: m.Name, errType: et}, t.system))
+				}
 			} else {
-				t.sent.Add(ctx, 1, t.attrs.topic(t.system, m.Name))
-				t.sendDuration.Record(ctx, took, t.attrs.opTopic(t.system, OpSend, m.Name))
-				t.sentLatency.Record(ctx, end.Sub(sentFrom(m)).Seconds(), t.attrs.topic(t.system, m.Name))
+				if t.sent.Enabled(ctx) {
+					t.sent.Add(ctx, 1, t.attrs.get(attrKey{set: setTopic, topic: m.Name}, t.system))
+				}
+				if t.sendDuration.Enabled(ctx) {
+					t.sendDuration.Record(ctx, took, t.attrs.get(attrKey{set: setOpTopic, op: OpSend, topic: m.Name}, t.system))
+				}
+				if t.sentLatency.Enabled(ctx) {
+					t.sentLatency.Record(ctx, end.Sub(sentFrom(m)).Seconds(), t.attrs.get(attrKey{set: setTopic, topic: m.Name}, t.system))
+				}
 			}
-			span.End(trace.WithTimestamp(end))
+			span.End()
 		}
 		return errs
 	}
@@ -271,9 +292,9 @@ func sentFrom(m *storage.Message) time.Time {
 func (t *Telemetry) HandleMiddleware(next engine.HandleFunc) engine.HandleFunc {
 	return func(ctx context.Context, m *storage.Message) (err error) {
 		ctx = t.prop.Extract(ctx, carrier(m.Headers))
-		ctx, span := t.tracer.Start(ctx, OpProcess+" "+m.Name,
-			trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(
+		ctx, span := t.tracer.Start(ctx, t.names.get(OpProcess, m.Name), consumer)
+		if span.IsRecording() {
+			span.SetAttributes(
 				t.system,
 				semconv.MessagingOperationTypeProcess,
 				semconv.MessagingOperationName(OpProcess),
@@ -282,7 +303,8 @@ func (t *Telemetry) HandleMiddleware(next engine.HandleFunc) engine.HandleFunc {
 				semconv.MessagingMessageID(m.MsgID),
 				semconv.MessagingMessageBodySize(len(m.Body)),
 				RetriesKey.Int(m.Retries),
-			))
+			)
+		}
 		start := time.Now()
 		panicked := true
 		defer func() {
@@ -308,29 +330,37 @@ func (t *Telemetry) handleEnd(ctx context.Context, span trace.Span, m *storage.M
 		et := errorType(err)
 		fail(span, err)
 		span.SetAttributes(semconv.ErrorTypeKey.String(et))
-		t.handleFailed.Add(ctx, 1, t.attrs.groupError(t.system, m.Name, m.Group, et))
-		t.processDuration.Record(ctx, took, t.attrs.groupOpError(t.system, OpProcess, m.Name, m.Group, et))
+		if t.handleFailed.Enabled(ctx) {
+			t.handleFailed.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: m.Name, group: m.Group, errType: et}, t.system))
+		}
+		if t.processDuration.Enabled(ctx) {
+			t.processDuration.Record(ctx, took,
+				t.attrs.get(attrKey{set: setOpGroup, op: OpProcess, topic: m.Name, group: m.Group, errType: et}, t.system))
+		}
 	} else {
-		t.handled.Add(ctx, 1, t.attrs.group(t.system, m.Name, m.Group))
-		t.processDuration.Record(ctx, took, t.attrs.groupOp(t.system, OpProcess, m.Name, m.Group))
+		if t.handled.Enabled(ctx) {
+			t.handled.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: m.Name, group: m.Group}, t.system))
+		}
+		if t.processDuration.Enabled(ctx) {
+			t.processDuration.Record(ctx, took, t.attrs.get(attrKey{set: setOpGroup, op: OpProcess, topic: m.Name, group: m.Group}, t.system))
+		}
 	}
 	span.End()
 }
 
 // Received counts a delivery stored to be handled.
 func (t *Telemetry) Received(m *storage.Message) {
-	t.received.Add(context.Background(), 1, t.attrs.group(t.system, m.Name, m.Group))
+	ctx := context.Background()
+	if t.received.Enabled(ctx) {
+		t.received.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: m.Name, group: m.Group}, t.system))
+	}
 }
 
 // Failed counts a message that became Failed.
 func (t *Telemetry) Failed(ctx context.Context, m *storage.Message) {
-	var o metric.MeasurementOption
-	if m.Kind == storage.Received {
-		o = t.attrs.tableGroup(t.system, m.Kind, m.Name, m.Group)
-	} else {
-		o = t.attrs.tableGroup(t.system, m.Kind, m.Name, "")
+	if t.failed.Enabled(ctx) {
+		t.failed.Add(ctx, 1, t.attrs.get(attrKey{set: setTable, kind: m.Kind, topic: m.Name, group: m.Group}, t.system))
 	}
-	t.failed.Add(ctx, 1, o)
 }
 
 // fail records err on span.
@@ -360,83 +390,90 @@ func errorType(err error) string {
 // measurement costs no allocation once its topic has been seen. It is
 // bounded: past maxCached sets, new ones are made for each measurement.
 type attrCache struct {
-	m sync.Map // string → metric.MeasurementOption
-	n atomic.Int64
+	mu   sync.RWMutex
+	sets map[attrKey]metric.MeasurementOption
 }
 
 const maxCached = 10000
 
-func (c *attrCache) get(key string, kvs func() []attribute.KeyValue) metric.MeasurementOption {
-	if o, ok := c.m.Load(key); ok {
-		return o.(metric.MeasurementOption)
+// attrSet names the attributes a set holds beside messaging.system and
+// the topic (and error.type, when errType is set).
+type attrSet uint8
+
+const (
+	setTopic   attrSet = iota + 1 // the topic
+	setOpTopic                    // the operation name and the topic
+	setGroup                      // the topic and the consumer group
+	setOpGroup                    // the operation name, topic and group
+	setTable                      // the table, topic and group (if any)
+)
+
+type attrKey struct {
+	set              attrSet
+	kind             storage.Kind
+	op, topic, group string
+	errType          string
+}
+
+func (c *attrCache) get(k attrKey, sys attribute.KeyValue) metric.MeasurementOption {
+	c.mu.RLock()
+	o, ok := c.sets[k]
+	c.mu.RUnlock()
+	if ok {
+		return o
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(kvs()...))
-	if c.n.Load() < maxCached {
-		if _, loaded := c.m.LoadOrStore(key, o); !loaded {
-			c.n.Add(1)
+	kvs := []attribute.KeyValue{sys, semconv.MessagingDestinationName(k.topic)}
+	switch k.set {
+	case setOpTopic:
+		kvs = append(kvs, semconv.MessagingOperationName(k.op))
+	case setGroup:
+		kvs = append(kvs, semconv.MessagingConsumerGroupName(k.group))
+	case setOpGroup:
+		kvs = append(kvs, semconv.MessagingOperationName(k.op), semconv.MessagingConsumerGroupName(k.group))
+	case setTable:
+		kvs = append(kvs, TableKey.String(k.kind.String()))
+		if k.group != "" {
+			kvs = append(kvs, semconv.MessagingConsumerGroupName(k.group))
 		}
 	}
+	if k.errType != "" {
+		kvs = append(kvs, semconv.ErrorTypeKey.String(k.errType))
+	}
+	o = metric.WithAttributeSet(attribute.NewSet(kvs...))
+	c.mu.Lock()
+	if c.sets == nil {
+		c.sets = map[attrKey]metric.MeasurementOption{}
+	}
+	if len(c.sets) < maxCached {
+		c.sets[k] = o
+	}
+	c.mu.Unlock()
 	return o
 }
 
-func (c *attrCache) topic(sys attribute.KeyValue, topic string) metric.MeasurementOption {
-	return c.get("t\x00"+topic, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingDestinationName(topic)}
-	})
+// nameCache keeps the span names ("send order.paid") by operation and
+// topic, bounded as attrCache is.
+type nameCache struct {
+	mu    sync.RWMutex
+	names map[[2]string]string
 }
 
-func (c *attrCache) topicError(sys attribute.KeyValue, topic, et string) metric.MeasurementOption {
-	return c.get("te\x00"+topic+"\x00"+et, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingDestinationName(topic), semconv.ErrorTypeKey.String(et)}
-	})
-}
-
-func (c *attrCache) opTopic(sys attribute.KeyValue, op, topic string) metric.MeasurementOption {
-	return c.get("ot\x00"+op+"\x00"+topic, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingOperationName(op), semconv.MessagingDestinationName(topic)}
-	})
-}
-
-func (c *attrCache) opTopicError(sys attribute.KeyValue, op, topic, et string) metric.MeasurementOption {
-	return c.get("ote\x00"+op+"\x00"+topic+"\x00"+et, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingOperationName(op), semconv.MessagingDestinationName(topic),
-			semconv.ErrorTypeKey.String(et)}
-	})
-}
-
-func (c *attrCache) group(sys attribute.KeyValue, topic, group string) metric.MeasurementOption {
-	return c.get("g\x00"+topic+"\x00"+group, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingDestinationName(topic), semconv.MessagingConsumerGroupName(group)}
-	})
-}
-
-func (c *attrCache) groupError(sys attribute.KeyValue, topic, group, et string) metric.MeasurementOption {
-	return c.get("ge\x00"+topic+"\x00"+group+"\x00"+et, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingDestinationName(topic), semconv.MessagingConsumerGroupName(group),
-			semconv.ErrorTypeKey.String(et)}
-	})
-}
-
-func (c *attrCache) groupOp(sys attribute.KeyValue, op, topic, group string) metric.MeasurementOption {
-	return c.get("go\x00"+op+"\x00"+topic+"\x00"+group, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingOperationName(op), semconv.MessagingDestinationName(topic),
-			semconv.MessagingConsumerGroupName(group)}
-	})
-}
-
-func (c *attrCache) groupOpError(sys attribute.KeyValue, op, topic, group, et string) metric.MeasurementOption {
-	return c.get("goe\x00"+op+"\x00"+topic+"\x00"+group+"\x00"+et, func() []attribute.KeyValue {
-		return []attribute.KeyValue{sys, semconv.MessagingOperationName(op), semconv.MessagingDestinationName(topic),
-			semconv.MessagingConsumerGroupName(group), semconv.ErrorTypeKey.String(et)}
-	})
-}
-
-func (c *attrCache) tableGroup(sys attribute.KeyValue, kind storage.Kind, topic, group string) metric.MeasurementOption {
-	return c.get("k\x00"+kind.String()+"\x00"+topic+"\x00"+group, func() []attribute.KeyValue {
-		kvs := []attribute.KeyValue{sys, TableKey.String(kind.String()), semconv.MessagingDestinationName(topic)}
-		if group != "" {
-			kvs = append(kvs, semconv.MessagingConsumerGroupName(group))
-		}
-		return kvs
-	})
+func (c *nameCache) get(op, topic string) string {
+	k := [2]string{op, topic}
+	c.mu.RLock()
+	n, ok := c.names[k]
+	c.mu.RUnlock()
+	if ok {
+		return n
+	}
+	n = op + " " + topic
+	c.mu.Lock()
+	if c.names == nil {
+		c.names = map[[2]string]string{}
+	}
+	if len(c.names) < maxCached {
+		c.names[k] = n
+	}
+	c.mu.Unlock()
+	return n
 }
