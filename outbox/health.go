@@ -76,7 +76,7 @@ func (o *Outbox[TTx]) Health(ctx context.Context) HealthReport {
 
 	store := &ComponentHealth{OK: true}
 	ages := map[string]float64{}
-	for _, kind := range telemetry.Kinds {
+	for _, kind := range telemetry.Tables() {
 		oldest, due, err := telemetry.OldestDue(ctx, o.driver, kind, now)
 		if err != nil {
 			store = &ComponentHealth{Problem: problemOf(ctx, err)}

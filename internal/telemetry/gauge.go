@@ -14,12 +14,8 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// Kinds are the tables the gauges and the health report read.
-var Kinds = []storage.Kind{storage.Published, storage.Received}
-
-// dueSince is passed to Store.NextDue to find the oldest due row: every
-// row's NextAttemptAt is after it.
-var dueSince = time.Unix(0, 0).UTC()
+// Tables returns the tables the gauges and the health report read.
+func Tables() []storage.Kind { return []storage.Kind{storage.Published, storage.Received} }
 
 // OldestDue returns the NextAttemptAt of the row of kind that has waited
 // longest to be sent or handled (Scheduled, or Delayed and due; a row in
@@ -28,7 +24,8 @@ var dueSince = time.Unix(0, 0).UTC()
 // of pending rows that the claim uses, so the storage contract needs
 // nothing new for it.
 func OldestDue(ctx context.Context, s storage.Store, kind storage.Kind, now time.Time) (time.Time, bool, error) {
-	t, err := s.NextDue(ctx, kind, dueSince)
+	// Every row's NextAttemptAt is after the Unix epoch.
+	t, err := s.NextDue(ctx, kind, time.Unix(0, 0).UTC())
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("reading the oldest due %s row: %w", kind, err)
 	}
@@ -65,7 +62,7 @@ func (g *gaugeReader) observe(ctx context.Context, o metric.Observer, rows metri
 	if !g.ok {
 		return
 	}
-	for _, kind := range Kinds {
+	for _, kind := range Tables() {
 		table := TableKey.String(kind.String())
 		c := g.counts[kind]
 		for _, st := range storage.Statuses {
@@ -86,7 +83,7 @@ func (g *gaugeReader) read(ctx context.Context, now time.Time) {
 	counts := map[storage.Kind]storage.Counts{}
 	oldest := map[storage.Kind]time.Time{}
 	var errs []error
-	for _, kind := range Kinds {
+	for _, kind := range Tables() {
 		c, err := storage.CountsOf(ctx, g.store, kind)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("counting %s rows: %w", kind, err))

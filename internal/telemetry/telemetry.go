@@ -85,9 +85,10 @@ type Telemetry struct {
 	sentLatency, sendDuration       metric.Float64Histogram
 	processDuration                 metric.Float64Histogram
 
-	attrs attrCache
-	names nameCache
-	reg   metric.Registration
+	attrs     attrCache
+	names     nameCache
+	reg       metric.Registration
+	closeOnce sync.Once
 	gauge gaugeReader
 }
 
@@ -156,15 +157,17 @@ func New(cfg Config) (*Telemetry, error) {
 	return t, nil
 }
 
-// Close unregisters the gauges' callback.
+// Close unregisters the gauges' callback; later calls do nothing.
 func (t *Telemetry) Close() error {
-	if t.reg == nil {
-		return nil
-	}
-	if err := t.reg.Unregister(); err != nil {
-		return fmt.Errorf("telemetry: unregistering the gauges: %w", err)
-	}
-	return nil
+	var err error
+	t.closeOnce.Do(func() {
+		if t.reg != nil {
+			if uerr := t.reg.Unregister(); uerr != nil {
+				err = fmt.Errorf("telemetry: unregistering the gauges: %w", uerr)
+			}
+		}
+	})
+	return err
 }
 
 // carrier returns the headers as a propagation carrier.
