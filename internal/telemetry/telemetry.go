@@ -89,7 +89,7 @@ type Telemetry struct {
 	names     nameCache
 	reg       metric.Registration
 	closeOnce sync.Once
-	gauge gaugeReader
+	gauge     gaugeReader
 }
 
 // Buckets of the duration histograms (seconds): the semantic
