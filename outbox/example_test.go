@@ -207,7 +207,7 @@ func ExampleOutbox_ReadinessHandler() {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- ob.Run(runCtx) }()
-	for !ob.Health(ctx).Live {
+	for i := 0; i < 500 && !ob.Health(ctx).Live; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	probe()
