@@ -17,7 +17,7 @@
 //
 // Usage:
 //
-//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-otel]
+//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-db postgres|mysql] [-otel]
 //
 // With -otel, each round also runs the dispatch with the OpenTelemetry SDK
 // recording every span (AlwaysSample, a batch span processor, an exporter
@@ -26,7 +26,9 @@
 // report compares their medians. The other runs use the global providers,
 // which without an SDK installed are no-ops.
 //
-// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
+// With -db mysql the dispatch rounds run on MySQL/MariaDB (the latency run
+// stays on PostgreSQL). GOCAP_POSTGRES_URL, GOCAP_MYSQL_DSN and
+// GOCAP_AMQP_URL override the local defaults.
 package main
 
 import (
@@ -106,6 +108,7 @@ func main() {
 	flag.IntVar(&sendConcurrency, "concurrency", 0, "Options.SendConcurrency (0 = default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch run to this file")
 	withOtel := flag.Bool("otel", false, "also run each dispatch round with the OpenTelemetry SDK recording every span")
+	db := flag.String("db", "postgres", "database of the dispatch rounds: postgres or mysql")
 	flag.Parse()
 	profilePath = *cpuprofile
 	pgURL := env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
@@ -115,6 +118,17 @@ func main() {
 	b, err := newBench(ctx, pgURL, amqpURL)
 	check("setup", err)
 	defer b.close()
+	dispatchRate := b.dispatchRate
+	switch *db {
+	case "postgres":
+	case "mysql":
+		m, err := newMySQLBench(b, env("GOCAP_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"))
+		check("mysql setup", err)
+		defer m.close()
+		dispatchRate = m.dispatchRate
+	default:
+		check("flags", fmt.Errorf("-db %q: postgres or mysql", *db))
+	}
 
 	// The broker's speed drifts on a small machine: alternate the runs and
 	// compare medians.
@@ -130,7 +144,7 @@ func main() {
 			order = []bool{round%2 == 0, round%2 != 0}
 		}
 		for _, sdk := range order {
-			disp, pub, err := b.dispatchRate(ctx, *n, sdk)
+			disp, pub, err := dispatchRate(ctx, *n, sdk)
 			check("dispatch run", err)
 			if sdk {
 				odisps, opubs = append(odisps, disp), append(opubs, pub)
@@ -154,8 +168,8 @@ func main() {
 	fmt.Printf("medians of %d rounds of %d messages, all persistent to a durable queue, up to 256 confirms outstanding:\n", *rounds, *n)
 	fmt.Printf("  raw amqp091-go, light messages (default exchange, 2 headers): %6.0f msg/s\n", light)
 	fmt.Printf("  raw amqp091-go, the messages gocap sends (topic exchange, mandatory, CAP headers): %6.0f msg/s\n", raw)
-	fmt.Printf("  gocap dispatch, commit -> confirmed -> Succeeded: %6.0f msg/s = %.0f%% of raw same messages (%.0f%% of light)\n",
-		disp, 100*disp/raw, 100*disp/light)
+	fmt.Printf("  gocap dispatch (%s), commit -> confirmed -> Succeeded: %6.0f msg/s = %.0f%% of raw same messages (%.0f%% of light)\n",
+		*db, disp, 100*disp/raw, 100*disp/light)
 
 	p50, p99, count, err := b.latency(ctx, *rate, *dur)
 	check("latency run", err)

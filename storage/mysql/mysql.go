@@ -193,12 +193,12 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.
 	var total int64
 	for start := 0; start < len(done); start += succeedBatch {
 		batch := done[start:min(start+succeedBatch, len(done))]
-		args := make([]any, 0, 1+4*len(batch))
-		args = append(args, dbTime(expiresAt))
+		args := make([]any, 0, 1+3*len(batch))
 		for i, a := range sqlstore.AttemptJSONs(batch) {
-			args = append(args, batch[i].ID, a)
+			args = append(args, batch[i].ID, batch[i].Token, a)
 		}
-		res, err := d.db.ExecContext(ctx, t.succeedSQL(len(batch)), sqlstore.LeaseArgs(sqlstore.CompletedLeases(batch), args...)...)
+		args = append(args, dbTime(expiresAt))
+		res, err := d.db.ExecContext(ctx, t.succeedSQL(len(batch)), args...)
 		n, err := d.base.Affected(res, err, "marking %d %s messages succeeded", len(batch), kind)
 		if err != nil {
 			return total, err
@@ -208,7 +208,7 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.
 	return total, nil
 }
 
-// succeedBatch is the most rows one Succeed statement marks: 4
+// succeedBatch is the most rows one Succeed statement marks: 3
 // placeholders each, far below the 65,535 of a prepared statement.
 const succeedBatch = 1000
 

@@ -108,17 +108,18 @@ func (q *queries) receivedTokensSQL(n int) string {
 	return q.receivedTokens + sqlstore.PairPlaceholders(n) + `)`
 }
 
-// attemptCase begins the CASE that picks a row's attempt in Succeed;
-// succeedSQL completes it.
-const attemptCase = `CASE id `
+// succeedRows stands for the derived table of a Succeed: one row of (id,
+// lease token, attempt JSON) per completed lease; succeedSQL writes it out.
+const succeedRows = `{{rows}}`
 
-// appendAttempt is the history with one more attempt, the JSON object
-// attempt (SQL text), keeping the last storage.MaxAttemptHistory: the
-// removal of a path that does not exist ($[max]) leaves the array alone.
-func appendAttempt(attempt string) string {
+// appendAttempt is the history column with one more attempt, the JSON
+// object attempt (SQL text), keeping the last storage.MaxAttemptHistory:
+// the removal of a path that does not exist ($[max]) leaves the array
+// alone.
+func appendAttempt(column, attempt string) string {
 	max := strconv.Itoa(storage.MaxAttemptHistory)
-	return `JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(` + attempt + `, '$')),
-		IF(JSON_LENGTH(attempts) >= ` + max + `, '$[0]', '$[` + max + `]'))`
+	return `JSON_REMOVE(JSON_ARRAY_APPEND(` + column + `, '$', JSON_EXTRACT(` + attempt + `, '$')),
+		IF(JSON_LENGTH(` + column + `) >= ` + max + `, '$[0]', '$[` + max + `]'))`
 }
 
 func newTableQueries(name, idCols string) tableQueries {
@@ -131,13 +132,15 @@ func newTableQueries(name, idCols string) tableQueries {
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		// due_at is next_attempt_at of Scheduled and Delayed rows only
 		// (see schema.sql).
-		claim: `SELECT ` + cols + ` FROM ` + table + `
+		claim: `SELECT ` + cols + ` FROM ` + table + " FORCE INDEX (`" + name + "_pending`)" + `
 			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
 		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
-		// The attempt of each row is picked by its id; the CASE and the
-		// lease pairs follow (see succeedSQL).
-		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL,
-				attempts = ` + appendAttempt(attemptCase),
+		// The rows, their tokens and attempts come as a derived table the
+		// update joins by primary key (see succeedSQL).
+		succeed: `UPDATE ` + table + ` AS t JOIN (` + succeedRows + `) AS v ON t.id = v.id AND t.lease_token = v.tok
+			SET t.status = 'Succeeded', t.expires_at = ?, t.lease_token = NULL, t.lease_until = NULL,
+				t.attempts = ` + appendAttempt("t.attempts", "v.att") + `
+			WHERE t.status = 'Scheduled'`,
 		release: `UPDATE ` + table + ` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
 			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
 		// No assignment reads a column assigned before it (retries is
@@ -150,7 +153,7 @@ func newTableQueries(name, idCols string) tableQueries {
 				expires_at = IF(` + final + `, ?, NULL),
 				next_attempt_at = IF(` + final + `, next_attempt_at, ?),
 				status = IF(` + final + `, 'Failed', 'Scheduled'),
-				attempts = ` + appendAttempt("?") + `,
+				attempts = ` + appendAttempt("attempts", "?") + `,
 				lease_token = NULL,
 				lease_until = NULL,
 				retries = retries + 1
@@ -185,19 +188,22 @@ func (t *tableQueries) claimSQL(groups int, lock string) string {
 	if groups > 0 {
 		q += ` AND grp IN (` + sqlstore.Placeholders(groups) + `)`
 	}
-	return q + ` ORDER BY next_attempt_at LIMIT ? FOR UPDATE` + lock
+	// Ordered by due_at, the pending index's own order: ordered by
+	// next_attempt_at the server sorted every due row of a backlog for
+	// each claim (and on small tables chose a full scan).
+	return q + ` ORDER BY due_at LIMIT ? FOR UPDATE` + lock
 }
 
 // leaseSQL sets the lease of n claimed rows.
 func (t *tableQueries) leaseSQL(n int) string { return t.lease + sqlstore.Placeholders(n) + `)` }
 
-// succeedSQL marks n leased rows Succeeded; its arguments are the expiry,
-// then the id and the attempt of each row (the CASE), then the id and
-// token of each lease.
+// succeedSQL marks n leased rows Succeeded; its arguments are the id,
+// token and attempt of each row, then the expiry. A join by primary key
+// with a derived table costs O(n), where a CASE picking each row's attempt
+// cost O(n²).
 func (t *tableQueries) succeedSQL(n int) string {
-	return strings.Replace(t.succeed, attemptCase, attemptCase+strings.Repeat("WHEN ? THEN ? ", n)+"END", 1) +
-		`
-			WHERE status = 'Scheduled' AND (id, lease_token) IN (` + sqlstore.PairPlaceholders(n) + `)`
+	rows := `SELECT ? AS id, ? AS tok, ? AS att` + strings.Repeat(` UNION ALL SELECT ?, ?, ?`, n-1)
+	return strings.Replace(t.succeed, succeedRows, rows, 1)
 }
 
 // releaseSQL releases n leases.

@@ -11,10 +11,12 @@
 --   *_expires  (expires_at)               the cleaner
 --   *_status   (status, id)               dashboard pages by status, counts
 --
--- MySQL has no partial index: due_at is a virtual column, next_attempt_at
--- for Scheduled and Delayed rows and NULL for the others, so that its
--- index holds the pending rows in due order and a range "due_at <= now"
--- reads only due ones. (An index on (status, next_attempt_at) would
+-- MySQL has no partial index: due_at is a virtual column, for Scheduled
+-- and Delayed rows the time they may be claimed — next_attempt_at, or the
+-- end of the lease of a row in flight — and NULL for the others, so that
+-- its index holds the pending rows in due order and a range "due_at <=
+-- now" reads only claimable ones: not the rows in flight, which a claim
+-- would otherwise read again and again during a backlog. (An index on (status, next_attempt_at) would
 -- serve "status IN ('Scheduled', 'Delayed')" as two ranges whose rows it
 -- must sort: a claim would read every due row of a backlog.)
 --
@@ -37,7 +39,7 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     lease_until     DATETIME(6)  NULL,
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
-    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), next_attempt_at, NULL)) VIRTUAL,
+    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
     PRIMARY KEY (id),
     KEY {{prefix}}published_pending (due_at),
     KEY {{prefix}}published_expires (expires_at),
@@ -61,7 +63,7 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     lease_until     DATETIME(6)  NULL,
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
-    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), next_attempt_at, NULL)) VIRTUAL,
+    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),
     KEY {{prefix}}received_pending (due_at),

@@ -14,7 +14,7 @@ import (
 var addedColumns = []struct{ name, def string }{
 	{"policy", "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('')"},
 	{"attempts", "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]')"},
-	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), next_attempt_at, NULL)) VIRTUAL"},
+	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL"},
 }
 
 // Statements of the upgrade.
