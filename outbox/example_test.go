@@ -3,15 +3,29 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage/mysql"
 	"github.com/gocap/gocap/storage/postgres"
+	"github.com/gocap/gocap/storage/sqlite"
+	"github.com/gocap/gocap/transport/memory"
 	"github.com/gocap/gocap/transport/rabbitmq"
 )
 
@@ -102,4 +116,104 @@ func ExampleInTx() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Trace a message from the publisher's span to the handler's: install an
+// OpenTelemetry SDK (here a span recorder) and a W3C propagator, and the
+// handler runs inside a span of the publisher's trace.
+func ExampleOptions_openTelemetry() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "gocap-example-")
+	defer os.RemoveAll(dir)
+	db, _ := sqlite.Open(ctx, filepath.Join(dir, "app.db"))
+	defer db.Close()
+	store := sqlite.New(db, sqlite.Options{})
+	_ = store.Migrate(ctx)
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	ob, err := outbox.New(store, tr, outbox.Options{
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		TracerProvider: tp,
+		Propagator:     propagation.TraceContext{},
+		// Should a send beat the consumer's binding, it is retried soon.
+		Retry: outbox.RetryPolicy{Interval: 20 * time.Millisecond},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	handled := make(chan trace.SpanContext, 1)
+	_ = outbox.Subscribe(ob, "order.paid", func(ctx context.Context, m outbox.Received[OrderPaid]) error {
+		handled <- trace.SpanContextFromContext(ctx)
+		return nil
+	}, outbox.Group("billing"))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ob.Run(runCtx) }()
+	time.Sleep(100 * time.Millisecond) // the consumer binds its queue
+
+	reqCtx, request := tp.Tracer("app").Start(ctx, "POST /orders/42/pay")
+	if _, err := ob.PublishWithoutTx(reqCtx, "order.paid", OrderPaid{ID: 42}); err != nil {
+		log.Fatal(err)
+	}
+	request.End()
+	select {
+	case sc := <-handled:
+		fmt.Println("handler in the request's trace:", sc.TraceID() == request.SpanContext().TraceID())
+	case <-time.After(10 * time.Second):
+		fmt.Println("not handled")
+	}
+	stop()
+	<-done
+	for _, s := range spans.Ended() {
+		if s.Name() == "publish order.paid" {
+			fmt.Println(s.Name(), "is a child of", s.Parent().SpanID() == request.SpanContext().SpanID())
+		}
+	}
+	// Output:
+	// handler in the request's trace: true
+	// publish order.paid is a child of true
+}
+
+// Serve liveness and readiness probes: 200 while the outbox is running and
+// reaches its storage and broker, 503 with the failing part named
+// otherwise.
+func ExampleOutbox_ReadinessHandler() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "gocap-example-")
+	defer os.RemoveAll(dir)
+	db, _ := sqlite.Open(ctx, filepath.Join(dir, "app.db"))
+	defer db.Close()
+	store := sqlite.New(db, sqlite.Options{})
+	_ = store.Migrate(ctx)
+	ob, _ := outbox.New(store, memory.New(memory.Options{}), outbox.Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/livez", ob.LivenessHandler())
+	mux.Handle("/readyz", ob.ReadinessHandler())
+
+	probe := func() {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		var rep outbox.HealthReport
+		_ = json.Unmarshal(rec.Body.Bytes(), &rep)
+		fmt.Println(rec.Code, rep.Problems)
+	}
+	probe() // Run has not started
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ob.Run(runCtx) }()
+	for i := 0; i < 500 && !ob.Health(ctx).Live; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	probe()
+	stop()
+	<-done
+	// Output:
+	// 503 [processor not running]
+	// 200 []
 }

@@ -4,10 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
+	"reflect"
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gocap/gocap/internal/engine"
+	"github.com/gocap/gocap/internal/telemetry"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport"
 )
@@ -30,6 +38,7 @@ const (
 	DefaultHeartbeatInterval  = 10 * time.Second
 	DefaultGroup              = "gocap.default"
 	DefaultNotifyInterval     = 2 * time.Millisecond
+	DefaultGaugeInterval      = 10 * time.Second
 )
 
 // RetryPolicy says how often a failed send or handler run is tried again.
@@ -234,6 +243,31 @@ type Options struct {
 	// (DotNetCore.CAP's FailedThresholdCallback). It runs on the processor's
 	// goroutine: keep it short.
 	OnFailed func(ctx context.Context, f FailedMessage)
+
+	// TracerProvider makes the spans of publishes, sends and handler runs
+	// (see the package doc, Observability). Nil means the global one,
+	// otel.GetTracerProvider(): without an SDK installed, spans cost
+	// next to nothing.
+	TracerProvider trace.TracerProvider
+	// MeterProvider makes gocap's counters, histograms and gauges. Nil
+	// means the global one, otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// Propagator writes the trace context of a publish into the message
+	// headers (traceparent, tracestate, baggage) and reads it from
+	// received ones. Nil means the global one,
+	// otel.GetTextMapPropagator(), which propagates nothing until the
+	// application sets one (for example
+	// propagation.NewCompositeTextMapPropagator(propagation.TraceContext{},
+	// propagation.Baggage{})).
+	Propagator propagation.TextMapPropagator
+	// MessagingSystem is the messaging.system attribute of spans and
+	// metrics. Empty means the name of the transport's package
+	// ("rabbitmq", "kafka", "memory").
+	MessagingSystem string
+	// GaugeInterval is the least time between two storage reads of the
+	// observable gauges (rows by status, age of the oldest due row),
+	// however often the metrics are collected. Zero means 10 seconds.
+	GaugeInterval time.Duration
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -261,6 +295,7 @@ func (o Options) withDefaults() (Options, error) {
 		{&o.Lease, DefaultLease, "Lease"},
 		{&o.ShutdownTimeout, DefaultShutdownTimeout, "ShutdownTimeout"},
 		{&o.HeartbeatInterval, DefaultHeartbeatInterval, "HeartbeatInterval"},
+		{&o.GaugeInterval, DefaultGaugeInterval, "GaugeInterval"},
 	}
 	for _, d := range durations {
 		if *d.p == 0 {
@@ -297,11 +332,55 @@ func (o Options) withDefaults() (Options, error) {
 	case o.NotifyInterval < 0:
 		o.NotifyInterval = 0
 	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
+	}
+	if o.MeterProvider == nil {
+		o.MeterProvider = otel.GetMeterProvider()
+	}
+	if o.Propagator == nil {
+		o.Propagator = otel.GetTextMapPropagator()
+	}
 	return o, nil
 }
 
+// telemetry makes the instrumentation of an outbox on store and tr for o,
+// which has its defaults.
+func (o Options) telemetry(store storage.Store, tr transport.Transport) (*telemetry.Telemetry, error) {
+	system := o.MessagingSystem
+	if system == "" {
+		system = systemOf(tr)
+	}
+	tel, err := telemetry.New(telemetry.Config{
+		TracerProvider: o.TracerProvider,
+		MeterProvider:  o.MeterProvider,
+		Propagator:     o.Propagator,
+		System:         system,
+		Store:          store,
+		Logger:         o.Logger,
+		GaugeInterval:  o.GaugeInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: New: %w", err)
+	}
+	return tel, nil
+}
+
+// systemOf names a transport's messaging system after its package:
+// "rabbitmq" for transport/rabbitmq's.
+func systemOf(tr transport.Transport) string {
+	t := reflect.TypeOf(tr)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if p := t.PkgPath(); p != "" {
+		return path.Base(p)
+	}
+	return "unknown"
+}
+
 // engineConfig is the engine's configuration for o, which has its defaults.
-func (o Options) engineConfig(store storage.Store, tr transport.Transport) engine.Config {
+func (o Options) engineConfig(store storage.Store, tr transport.Transport, tel *telemetry.Telemetry) engine.Config {
 	node := o.NodeID
 	if node == 0 {
 		node = -1 // random
@@ -326,8 +405,12 @@ func (o Options) engineConfig(store storage.Store, tr transport.Transport) engin
 		HeartbeatInterval:  o.HeartbeatInterval,
 		NotifyInterval:     o.NotifyInterval,
 	}
-	if o.OnFailed != nil {
-		c.OnFailed = func(ctx context.Context, m *storage.Message, err error, retries int) {
+	c.SendMiddleware = []func(engine.SendFunc) engine.SendFunc{tel.SendMiddleware}
+	c.HandleMiddleware = []func(engine.HandleFunc) engine.HandleFunc{tel.HandleMiddleware}
+	c.OnReceived = tel.Received
+	c.OnFailed = func(ctx context.Context, m *storage.Message, err error, retries int) {
+		tel.Failed(ctx, m)
+		if o.OnFailed != nil {
 			o.OnFailed(ctx, FailedMessage{Message: m, Err: err, Retries: retries})
 		}
 	}

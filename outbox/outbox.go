@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/gocap/gocap/internal/engine"
+	"github.com/gocap/gocap/internal/telemetry"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport"
 )
@@ -18,8 +19,10 @@ import (
 // and after Run.
 type Outbox[TTx any] struct {
 	driver storage.Driver[TTx]
+	tr     transport.Transport
 	opts   Options
 	e      *engine.Engine
+	tel    *telemetry.Telemetry
 }
 
 // New returns an outbox that stores messages with driver and moves them
@@ -35,11 +38,15 @@ func New[TTx any](driver storage.Driver[TTx], tr transport.Transport, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	e, err := engine.New(opts.engineConfig(driver, tr))
+	tel, err := opts.telemetry(driver, tr)
 	if err != nil {
 		return nil, err
 	}
-	return &Outbox[TTx]{driver: driver, opts: opts, e: e}, nil
+	e, err := engine.New(opts.engineConfig(driver, tr, tel))
+	if err != nil {
+		return nil, errors.Join(err, tel.Close())
+	}
+	return &Outbox[TTx]{driver: driver, opts: opts, e: e, tr: tr, tel: tel}, nil
 }
 
 // Run processes messages until ctx ends or Close is called: it sends
@@ -56,9 +63,12 @@ func New[TTx any](driver storage.Driver[TTx], tr transport.Transport, opts Optio
 func (o *Outbox[TTx]) Run(ctx context.Context) error { return o.e.Run(ctx) }
 
 // Close stops Run, if it is running, waits for it to return, and makes
-// later Publish calls fail with ErrClosed. It does not close the storage
+// later Publish calls fail with ErrClosed; it unregisters the outbox's
+// observable gauges from the MeterProvider. It does not close the storage
 // or the transport, which the application owns.
-func (o *Outbox[TTx]) Close() error { return o.e.Close() }
+func (o *Outbox[TTx]) Close() error {
+	return errors.Join(o.e.Close(), o.tel.Close())
+}
 
 // Store returns the storage the outbox uses, for the dashboard and for
 // tools that inspect or repair messages.

@@ -90,8 +90,11 @@ func (o *Outbox[TTx]) Publish(ctx context.Context, tx TTx, topic string, payload
 	if err != nil {
 		return 0, err
 	}
+	ctx, end := o.tel.StartPublish(ctx, m)
 	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
-	if err := o.driver.InsertPublishedTx(ctx, tx, []*storage.Message{m}, in); err != nil {
+	err = o.driver.InsertPublishedTx(ctx, tx, []*storage.Message{m}, in)
+	end(err)
+	if err != nil {
 		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
 	}
 	if m.Status == storage.StatusDelayed {
@@ -107,8 +110,11 @@ func (o *Outbox[TTx]) PublishWithoutTx(ctx context.Context, topic string, payloa
 	if err != nil {
 		return 0, err
 	}
+	ctx, end := o.tel.StartPublish(ctx, m)
 	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
-	if err := o.driver.InsertPublished(ctx, []*storage.Message{m}, in); err != nil {
+	err = o.driver.InsertPublished(ctx, []*storage.Message{m}, in)
+	end(err)
+	if err != nil {
 		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
 	}
 	if m.Status == storage.StatusDelayed {

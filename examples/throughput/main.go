@@ -17,7 +17,14 @@
 //
 // Usage:
 //
-//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-db postgres|mysql]
+//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-db postgres|mysql] [-otel]
+//
+// With -otel, each round also runs the dispatch with the OpenTelemetry SDK
+// recording every span (AlwaysSample, a batch span processor, an exporter
+// that drops the batches) and every metric, with W3C trace-context
+// propagation, alternating which of the two runs goes first, and the
+// report compares their medians. The other runs use the global providers,
+// which without an SDK installed are no-ops.
 //
 // With -db mysql the dispatch rounds run on MySQL/MariaDB (the latency run
 // stays on PostgreSQL). GOCAP_POSTGRES_URL, GOCAP_MYSQL_DSN and
@@ -42,6 +49,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
@@ -57,6 +68,37 @@ var (
 	profilePath                 string
 )
 
+// telemetry is the OpenTelemetry SDK of an -otel run: every span recorded
+// and handed to a batch span processor whose exporter drops it, every
+// metric aggregated.
+type telemetry struct {
+	tp *sdktrace.TracerProvider
+	mp *sdkmetric.MeterProvider
+}
+
+func newTelemetry() *telemetry {
+	return &telemetry{
+		tp: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			sdktrace.WithBatcher(tracetest.NewNoopExporter())),
+		mp: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
+	}
+}
+
+func (t *telemetry) options(o outbox.Options) outbox.Options {
+	if t != nil {
+		o.TracerProvider, o.MeterProvider = t.tp, t.mp
+		o.Propagator = propagation.TraceContext{}
+	}
+	return o
+}
+
+func (t *telemetry) shutdown() {
+	if t != nil {
+		t.tp.Shutdown(context.Background())
+		t.mp.Shutdown(context.Background())
+	}
+}
+
 func main() {
 	n := flag.Int("n", 20000, "messages for the throughput runs")
 	rounds := flag.Int("rounds", 3, "throughput rounds (medians are reported)")
@@ -65,6 +107,7 @@ func main() {
 	flag.IntVar(&claimBatch, "batch", 0, "Options.ClaimBatch (0 = default)")
 	flag.IntVar(&sendConcurrency, "concurrency", 0, "Options.SendConcurrency (0 = default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch run to this file")
+	withOtel := flag.Bool("otel", false, "also run each dispatch round with the OpenTelemetry SDK recording every span")
 	db := flag.String("db", "postgres", "database of the dispatch rounds: postgres or mysql")
 	flag.Parse()
 	profilePath = *cpuprofile
@@ -89,18 +132,39 @@ func main() {
 
 	// The broker's speed drifts on a small machine: alternate the runs and
 	// compare medians.
-	var lights, raws, disps []float64
+	var lights, raws, disps, pubs, odisps, opubs []float64
 	for round := 1; round <= *rounds; round++ {
 		light, err := rawConfirmRate(ctx, amqpURL, "", *n)
 		check("raw amqp091 run", err)
 		raw, err := rawConfirmRate(ctx, amqpURL, b.exchange, *n)
 		check("raw amqp091 run", err)
-		disp, err := dispatchRate(ctx, *n)
-		check("dispatch run", err)
-		fmt.Printf("round %d: raw light %6.0f msg/s, raw same %6.0f msg/s, gocap dispatch %6.0f msg/s\n", round, light, raw, disp)
-		lights, raws, disps = append(lights, light), append(raws, raw), append(disps, disp)
+		// With -otel, the run with the SDK goes first in even rounds.
+		order := []bool{false}
+		if *withOtel {
+			order = []bool{round%2 == 0, round%2 != 0}
+		}
+		for _, sdk := range order {
+			disp, pub, err := dispatchRate(ctx, *n, sdk)
+			check("dispatch run", err)
+			if sdk {
+				odisps, opubs = append(odisps, disp), append(opubs, pub)
+				fmt.Printf("round %d: gocap dispatch with the OpenTelemetry SDK %6.0f msg/s (publish %6.0f msg/s)\n", round, disp, pub)
+			} else {
+				disps, pubs = append(disps, disp), append(pubs, pub)
+				fmt.Printf("round %d: raw light %6.0f msg/s, raw same %6.0f msg/s, gocap dispatch %6.0f msg/s (publish %6.0f msg/s)\n",
+					round, light, raw, disp, pub)
+			}
+		}
+		lights, raws = append(lights, light), append(raws, raw)
 	}
 	light, raw, disp := median(lights), median(raws), median(disps)
+	if *withOtel {
+		odisp, pub, opub := median(odisps), median(pubs), median(opubs)
+		fmt.Printf("OpenTelemetry, medians of %d rounds of %d messages (runs alternated):\n", *rounds, *n)
+		fmt.Printf("  dispatch: no SDK (global no-op providers) %6.0f msg/s, SDK recording every span %6.0f msg/s: %+.1f%%\n",
+			disp, odisp, 100*(odisp-disp)/disp)
+		fmt.Printf("  publish (100 per transaction): no SDK %6.0f msg/s, SDK %6.0f msg/s: %+.1f%%\n", pub, opub, 100*(opub-pub)/pub)
+	}
 	fmt.Printf("medians of %d rounds of %d messages, all persistent to a durable queue, up to 256 confirms outstanding:\n", *rounds, *n)
 	fmt.Printf("  raw amqp091-go, light messages (default exchange, 2 headers): %6.0f msg/s\n", light)
 	fmt.Printf("  raw amqp091-go, the messages gocap sends (topic exchange, mandatory, CAP headers): %6.0f msg/s\n", raw)
@@ -310,7 +374,7 @@ func (b *bench) consumer() (<-chan amqp.Delivery, error) {
 	return ch.Consume(q, "", true, true, false, false, nil)
 }
 
-func (b *bench) outbox(ctx context.Context) (*outbox.Outbox[pgx.Tx], transport.Transport, error) {
+func (b *bench) outbox(ctx context.Context, tel *telemetry) (*outbox.Outbox[pgx.Tx], transport.Transport, error) {
 	b.runs++
 	d := postgres.New(b.pool, postgres.Options{Schema: b.schema + "_" + strconv.Itoa(b.runs)})
 	if err := d.Migrate(ctx); err != nil {
@@ -321,32 +385,40 @@ func (b *bench) outbox(ctx context.Context) (*outbox.Outbox[pgx.Tx], transport.T
 	if err != nil {
 		return nil, nil, err
 	}
-	ob, err := outbox.New(d, tr, outbox.Options{Logger: quiet, ClaimBatch: claimBatch, SendConcurrency: sendConcurrency})
+	ob, err := outbox.New(d, tr, tel.options(outbox.Options{Logger: quiet, ClaimBatch: claimBatch, SendConcurrency: sendConcurrency}))
 	return ob, tr, err
 }
 
 // dispatchRate commits n messages while no processor runs, then starts one
-// and measures until every row is Succeeded.
-func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
+// and measures until every row is Succeeded; it returns the dispatch rate
+// and the rate of the publishes. With sdk, the outbox records its spans
+// and metrics with the OpenTelemetry SDK.
+func (b *bench) dispatchRate(ctx context.Context, n int, sdk bool) (float64, float64, error) {
+	var tel *telemetry
+	if sdk {
+		tel = newTelemetry()
+		defer tel.shutdown()
+	}
 	// A bound queue, so nothing is unroutable, and no consumer, as in the
 	// raw run: the messages wait in the queue. Deleted after the round.
 	ch, err := b.conn.Channel()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer ch.Close()
 	if _, err := b.bindQueue(ch); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer b.deleteQueues()
-	ob, tr, err := b.outbox(ctx)
+	ob, tr, err := b.outbox(ctx, tel)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer tr.Close()
 	schema := b.schema + "_" + strconv.Itoa(b.runs)
 	payload := map[string]any{"id": 12345, "amount": "9.90", "currency": "EUR"}
 	const perTx = 100
+	pubStart := time.Now()
 	for i := 0; i < n; i += perTx {
 		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 			for j := i; j < min(i+perTx, n); j++ {
@@ -357,17 +429,18 @@ func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
 			return nil
 		})
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
+	pubRate := float64(n) / time.Since(pubStart).Seconds()
 	if profilePath != "" {
 		f, err := os.Create(profilePath)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -389,14 +462,14 @@ func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
 		var more bool
 		if err := b.pool.QueryRow(ctx, pending).Scan(&more); err != nil {
 			stop()
-			return 0, err
+			return 0, 0, err
 		}
 		if !more {
 			break
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return 0, fmt.Errorf("messages still Scheduled after 5 minutes")
+			return 0, 0, fmt.Errorf("messages still Scheduled after 5 minutes")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -404,16 +477,20 @@ func (b *bench) dispatchRate(ctx context.Context, n int) (float64, error) {
 	cpu := processCPU() - cpu0
 	stop()
 	wg.Wait()
-	fmt.Printf("  dispatch: this process used %.0f%% of a core, %v of CPU per message\n",
-		100*cpu.Seconds()/elapsed.Seconds(), (cpu / time.Duration(n)).Round(100*time.Nanosecond))
+	label := "dispatch"
+	if sdk {
+		label = "dispatch with the SDK"
+	}
+	fmt.Printf("  %s: this process used %.0f%% of a core, %v of CPU per message\n",
+		label, 100*cpu.Seconds()/elapsed.Seconds(), (cpu / time.Duration(n)).Round(100*time.Nanosecond))
 	c, err := ob.Store().Counts(ctx, storage.Published)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if c[storage.StatusSucceeded] != int64(n) {
-		return 0, fmt.Errorf("%d of %d messages Succeeded (counts %v)", c[storage.StatusSucceeded], n, c)
+		return 0, 0, fmt.Errorf("%d of %d messages Succeeded (counts %v)", c[storage.StatusSucceeded], n, c)
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	return float64(n) / elapsed.Seconds(), pubRate, nil
 }
 
 // latency publishes at rate msg/s, one transaction each, and measures from
@@ -423,7 +500,7 @@ func (b *bench) latency(ctx context.Context, rate int, d time.Duration) (p50, p9
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	ob, tr, err := b.outbox(ctx)
+	ob, tr, err := b.outbox(ctx, nil)
 	if err != nil {
 		return 0, 0, 0, err
 	}

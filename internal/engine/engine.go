@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocap/gocap/internal/ids"
@@ -64,6 +65,11 @@ type Config struct {
 
 	// OnFailed is called once for each row that becomes Failed.
 	OnFailed func(ctx context.Context, m *storage.Message, err error, retries int)
+	// OnReceived, if set, is called for each delivery stored as a row
+	// this process is to handle: a new message, or a Failed duplicate
+	// that was reset (not for a duplicate left alone). It runs on the
+	// consumer's goroutine: keep it short.
+	OnReceived func(m *storage.Message)
 }
 
 // Subscription is one handler of a consumer group for a topic pattern.
@@ -89,6 +95,10 @@ type Engine struct {
 
 	dispatcher *dispatcher
 	receiver   *receiver
+
+	// lastHeartbeat is the time of the last heartbeat the storage
+	// recorded, in Unix nanoseconds; zero before the first.
+	lastHeartbeat atomic.Int64
 
 	mu      sync.Mutex
 	running bool
@@ -135,6 +145,32 @@ func (e *Engine) Subscribe(s Subscription) error {
 		return fmt.Errorf("outbox: subscribe to %q: %w: subscribe before Run", s.Pattern, ErrRunning)
 	}
 	return e.receiver.add(s)
+}
+
+// Running reports whether Run is running: it has started and has not
+// returned.
+func (e *Engine) Running() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running && e.stopped != nil && !closedChan(e.stopped)
+}
+
+// LastHeartbeat returns when the storage last recorded this processor's
+// heartbeat, or the zero time if it never did.
+func (e *Engine) LastHeartbeat() time.Time {
+	if n := e.lastHeartbeat.Load(); n != 0 {
+		return time.Unix(0, n).UTC()
+	}
+	return time.Time{}
+}
+
+func closedChan(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Closed reports whether Close was called.

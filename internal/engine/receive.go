@@ -218,6 +218,9 @@ func (r *receiver) start(ctx, work context.Context, m *storage.Message, res stor
 		}
 		m = stored
 	}
+	if r.e.cfg.OnReceived != nil {
+		r.e.cfg.OnReceived(m)
+	}
 	m.LeaseToken, m.LeaseUntil = token, leaseUntil
 	r.proc.startClaimed(ctx, work, m)
 }

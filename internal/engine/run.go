@@ -125,8 +125,12 @@ func (e *Engine) heartbeat(ctx context.Context) {
 	defer t.Stop()
 	for {
 		e.instance.LastSeen = time.Now().UTC()
-		if err := e.store.Heartbeat(ctx, e.instance); err != nil && ctx.Err() == nil {
-			e.log.Warn("gocap: recording heartbeat failed", "err", err)
+		if err := e.store.Heartbeat(ctx, e.instance); err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("gocap: recording heartbeat failed", "err", err)
+			}
+		} else {
+			e.lastHeartbeat.Store(e.instance.LastSeen.UnixNano())
 		}
 		select {
 		case <-t.C:

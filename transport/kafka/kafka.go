@@ -285,3 +285,29 @@ func (t *Transport) Close() error {
 	})
 	return err
 }
+
+var _ transport.HealthChecker = (*Transport)(nil)
+
+// Healthy reports whether a broker of Config.Brokers answers: it opens a
+// connection to each in turn, until one succeeds or ctx ends, and closes
+// it. See transport.HealthChecker.
+func (t *Transport) Healthy(ctx context.Context) error {
+	select {
+	case <-t.closed:
+		return fmt.Errorf("kafka: health: %w", ErrClosed)
+	default:
+	}
+	var errs []error
+	for _, b := range t.cfg.Brokers {
+		conn, err := kafkago.DialContext(ctx, "tcp", b)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("kafka: health: no broker answers: %w", errors.Join(errs...))
+}

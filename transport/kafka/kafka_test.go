@@ -201,3 +201,27 @@ func TestSendErrors(t *testing.T) {
 	}
 	t.Logf("Send with the cluster gone failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
+
+// TestHealthy: healthy while a broker answers, not once none does, nor
+// after Close.
+func TestHealthy(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(t, c.ListenAddrs(), kafka.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Healthy(ctx); err != nil {
+		t.Fatalf("Healthy with the broker up: %v", err)
+	}
+	c.Close()
+	if err := tr.Healthy(ctx); err == nil {
+		t.Fatal("Healthy with the broker gone: nil")
+	}
+	other := newTransport(t, cluster(t), kafka.Config{})
+	other.Close()
+	if err := other.Healthy(ctx); !errors.Is(err, kafka.ErrClosed) {
+		t.Fatalf("Healthy after Close: %v, want ErrClosed", err)
+	}
+}

@@ -313,3 +313,13 @@ func (t *Transport) Close() error {
 	t.once.Do(func() { close(t.closed) })
 	return nil
 }
+
+var _ transport.HealthChecker = (*Transport)(nil)
+
+// Healthy returns nil until the handle is closed, and ErrClosed after.
+func (t *Transport) Healthy(ctx context.Context) error {
+	if t.isClosed() {
+		return fmt.Errorf("memory: health: %w", ErrClosed)
+	}
+	return nil
+}

@@ -128,3 +128,14 @@ func Example() {
 	<-done
 	// Output: billing got order.paid: {"id":1}
 }
+
+func TestHealthy(t *testing.T) {
+	tr := memory.New(memory.Options{})
+	if err := tr.Healthy(context.Background()); err != nil {
+		t.Fatalf("Healthy: %v", err)
+	}
+	tr.Close()
+	if err := tr.Healthy(context.Background()); !errors.Is(err, memory.ErrClosed) {
+		t.Fatalf("Healthy after Close: %v, want ErrClosed", err)
+	}
+}

@@ -54,6 +54,7 @@
 package rabbitmq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -228,5 +229,22 @@ func (t *Transport) Close() error {
 			t.pub = nil
 		}
 	})
+	return nil
+}
+
+var _ transport.HealthChecker = (*Transport)(nil)
+
+// Healthy reports whether the transport reaches RabbitMQ: nil while its
+// publishing connection is open, or once it has connected again (a
+// reconnection waits for the backoff after a failed one, and the dial is
+// bounded by amqp091's 30-second timeout rather than by ctx). See
+// transport.HealthChecker.
+func (t *Transport) Healthy(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("rabbitmq: health: %w", err)
+	}
+	if _, err := t.publisher(); err != nil {
+		return fmt.Errorf("rabbitmq: health: %w", err)
+	}
 	return nil
 }
