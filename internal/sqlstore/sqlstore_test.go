@@ -45,8 +45,14 @@ func TestHeadersJSON(t *testing.T) {
 
 func TestHeadersJSONValidAllocs(t *testing.T) {
 	m := &storage.Message{Headers: map[string]string{"cap-msg-id": "1", "cap-msg-name": "n"}}
-	plain := testing.AllocsPerRun(100, func() { _, _ = json.Marshal(m.Headers) })
-	got := testing.AllocsPerRun(100, func() { _, _ = HeadersJSON(m) })
+	// AllocsPerRun counts the whole process's allocations: on a busy
+	// machine something else can allocate during one measurement, so the
+	// least of three is compared.
+	least := func(f func()) float64 {
+		return min(testing.AllocsPerRun(100, f), testing.AllocsPerRun(100, f), testing.AllocsPerRun(100, f))
+	}
+	plain := least(func() { _, _ = json.Marshal(m.Headers) })
+	got := least(func() { _, _ = HeadersJSON(m) })
 	if got > plain+1 { // +1: the string conversion
 		t.Errorf("HeadersJSON of valid headers: %v allocations, json.Marshal alone %v", got, plain)
 	}
