@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/sqlite"
+	"github.com/gocap/gocap/storage/storagetest"
 )
 
 // schemaV1 is the schema before delayed messages and attempt histories
@@ -70,38 +70,5 @@ func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 	if rows.Err() != nil || strings.Join(idx, ",") != "gocap_published_pending,gocap_received_pending" {
 		t.Errorf("due indexes after the upgrade: %v %v; want the two pending ones only", idx, rows.Err())
 	}
-	checkUpgraded(t, d, t0)
-}
-
-// checkUpgraded checks the rows 1 (published) and 2 (received) of a
-// previous schema after an upgrade.
-func checkUpgraded(t *testing.T, d storage.Store, t0 time.Time) {
-	t.Helper()
-	ctx := context.Background()
-	for _, k := range []struct {
-		kind storage.Kind
-		id   int64
-	}{{storage.Published, 1}, {storage.Received, 2}} {
-		m, err := d.Get(ctx, k.kind, k.id)
-		if err != nil {
-			t.Fatalf("Get of an old %s row: %v", k.kind, err)
-		}
-		if m.Policy != "" || len(m.Attempts) != 0 || m.Status != storage.StatusScheduled || string(m.Body) != "body" {
-			t.Errorf("old %s row: policy %q attempts %v status %s body %q", k.kind, m.Policy, m.Attempts, m.Status, m.Body)
-		}
-		c, err := d.Claim(ctx, k.kind, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: 7, Limit: 10})
-		if err != nil || len(c) != 1 {
-			t.Fatalf("claim of the old %s row: %d rows, %v", k.kind, len(c), err)
-		}
-		a := storage.Attempt{At: t0, Duration: time.Millisecond, Error: "first"}
-		if _, err := d.Fail(ctx, k.kind, storage.Lease{ID: k.id, Token: 7}, storage.Failure{Error: "first", Now: t0, NextAttemptAt: t0, Attempt: a}); err != nil {
-			t.Fatal(err)
-		}
-		if m, err := d.Get(ctx, k.kind, k.id); err != nil || len(m.Attempts) != 1 || m.Attempts[0].Error != "first" {
-			t.Errorf("old %s row after Fail: %+v %v", k.kind, m, err)
-		}
-	}
-	if next, err := d.NextDue(ctx, storage.Published, t0.Add(-time.Hour)); err != nil || !next.Equal(t0) {
-		t.Errorf("NextDue: %v %v, want %v", next, err, t0)
-	}
+	storagetest.CheckUpgraded(t, d, t0)
 }
