@@ -189,12 +189,11 @@ func (r *receiver) notStored(ctx, work context.Context, m *storage.Message, err 
 	if ctx.Err() != nil {
 		return fmt.Errorf("storing received message %s (topic %q, group %q): %w", m.MsgID, m.Name, m.Group, err)
 	}
-	key := m.Group + "\x00" + m.MsgID
-	if !errors.Is(err, storage.ErrPermanent) && r.unstored.add(key) < maxTransientStores {
+	if !errors.Is(err, storage.ErrPermanent) && r.unstored.add(m) < maxTransientStores {
 		return fmt.Errorf("storing received message %s (topic %q, group %q); the broker delivers it again: %w",
 			m.MsgID, m.Name, m.Group, err)
 	}
-	r.unstored.forget(key)
+	r.unstored.forget(m)
 	return r.storeUnstorable(ctx, work, m, err)
 }
 
@@ -202,7 +201,7 @@ func (r *receiver) notStored(ctx, work context.Context, m *storage.Message, err 
 // a new row, or a Failed duplicate that was reset (its stored content is
 // read first). A duplicate that was not claimed is only logged.
 func (r *receiver) start(ctx, work context.Context, m *storage.Message, res storage.ReceivedInsert, token int64, leaseUntil time.Time) {
-	r.unstored.forget(m.Group + "\x00" + m.MsgID)
+	r.unstored.forget(m)
 	if !res.Claimed {
 		r.e.log.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", m.Group, "topic", m.Name)
 		return
@@ -339,7 +338,11 @@ type unstoredCounts struct {
 
 const maxTracked = 10000
 
-func (u *unstoredCounts) add(key string) int {
+// unstoredKey is the message a count is kept for: its id in its group.
+func unstoredKey(m *storage.Message) string { return m.Group + "\x00" + m.MsgID }
+
+func (u *unstoredCounts) add(m *storage.Message) int {
+	key := unstoredKey(m)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.n == nil || len(u.n) >= maxTracked {
@@ -349,10 +352,10 @@ func (u *unstoredCounts) add(key string) int {
 	return u.n[key]
 }
 
-func (u *unstoredCounts) forget(key string) {
+func (u *unstoredCounts) forget(m *storage.Message) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.n) > 0 {
-		delete(u.n, key)
+		delete(u.n, unstoredKey(m))
 	}
 }
