@@ -23,6 +23,10 @@ const (
 	MySQLDefault    = "root@tcp(127.0.0.1:3306)/test"
 	AMQPEnv         = "GOCAP_AMQP_URL"
 	AMQPDefault     = "amqp://guest:guest@127.0.0.1:5672/"
+	NATSEnv         = "GOCAP_NATS_URL"
+	NATSDefault     = "nats://127.0.0.1:4222"
+	RedisEnv        = "GOCAP_REDIS_ADDR"
+	RedisDefault    = "127.0.0.1:6379"
 )
 
 // CI reports whether the tests run under CI (CI=true), where every service
@@ -63,6 +67,24 @@ func AMQPURL(t testing.TB) string {
 	u := value(AMQPEnv, AMQPDefault)
 	require(t, AMQPEnv, hostPort(u, "5672"))
 	return u
+}
+
+// NATSURL returns the NATS server URL (JetStream enabled) for tests, or
+// skips (fails under CI) when the server does not answer.
+func NATSURL(t testing.TB) string {
+	t.Helper()
+	u := value(NATSEnv, NATSDefault)
+	require(t, NATSEnv, hostPort(u, "4222"))
+	return u
+}
+
+// RedisAddr returns the Redis address (host:port) for tests, or skips
+// (fails under CI) when the server does not answer.
+func RedisAddr(t testing.TB) string {
+	t.Helper()
+	a := value(RedisEnv, RedisDefault)
+	require(t, RedisEnv, a)
+	return a
 }
 
 // Name returns a name unique to this test run, for tables, schemas, queues
