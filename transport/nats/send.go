@@ -64,7 +64,7 @@ func (t *Transport) publishAsync(ctx context.Context, m transport.Outgoing) (jet
 	if err != nil {
 		return nil, t.sendError(subject, err)
 	}
-	f, err := t.js.PublishMsgAsync(nm, opts...)
+	f, err := t.js.PublishMsgAsync(nm, append(opts, jetstream.WithStallWait(t.cfg.PublishTimeout))...)
 	if err != nil {
 		return nil, t.sendError(subject, err)
 	}
@@ -116,7 +116,7 @@ func (t *Transport) prepare(ctx context.Context, m transport.Outgoing) (*natsgo.
 	if err := t.streams.ensure(ctx, stream, []string{subject}); err != nil {
 		return nil, nil, err
 	}
-	opts := []jetstream.PublishOpt{jetstream.WithStallWait(t.cfg.PublishTimeout)}
+	var opts []jetstream.PublishOpt
 	if id := m.Headers[wire.MsgID]; id != "" {
 		opts = append(opts, jetstream.WithMsgID(id))
 	}
