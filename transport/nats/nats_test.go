@@ -299,7 +299,7 @@ func TestConnectionLossLosesNothing(t *testing.T) {
 		seen     = map[string]int{}
 		handling = make(chan struct{}, 1)
 	)
-	transporttest.ConsumeBatch(t, tr, "survivors", []string{"order.paid"}, 20, 5*time.Millisecond, func(_ context.Context, ds []transport.Delivery) []error {
+	transporttest.ConsumeBatch(t, tr, "survivors", []string{"order.paid"}, 10, 5*time.Millisecond, func(_ context.Context, ds []transport.Delivery) []error {
 		mu.Lock()
 		for _, d := range ds {
 			seen[d.Headers[wire.MsgID]]++
@@ -309,7 +309,9 @@ func TestConnectionLossLosesNothing(t *testing.T) {
 		case handling <- struct{}{}:
 		default:
 		}
-		time.Sleep(2 * time.Millisecond) // a store's latency, so that the cuts fall into handling
+		// A slow store (4 workers: 800 msg/s at most), so that a backlog
+		// builds and deliveries are in hand and on the wire at the cuts.
+		time.Sleep(50 * time.Millisecond)
 		return make([]error, len(ds))
 	})
 	time.Sleep(300 * time.Millisecond)
@@ -374,6 +376,7 @@ func TestConnectionLossLosesNothing(t *testing.T) {
 	if len(missing) > 0 {
 		t.Fatalf("%d of %d messages never arrived after %d cuts: %v", len(missing), n, cuts, missing)
 	}
+	time.Sleep(3 * time.Second) // deliveries whose ack a cut lost come again after the ack wait
 	mu.Lock()
 	defer mu.Unlock()
 	dups := 0
