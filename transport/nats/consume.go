@@ -223,7 +223,7 @@ func (w *worker) handle(ctx context.Context, batch []jetstream.Msg, ds []transpo
 	done := make(chan struct{})
 	var progress sync.WaitGroup
 	progress.Go(func() {
-		tick := time.NewTicker(w.t.cfg.AckWait / 3)
+		tick := time.NewTicker(max(w.t.cfg.AckWait/3, time.Millisecond))
 		defer tick.Stop()
 		for {
 			select {

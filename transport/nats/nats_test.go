@@ -388,3 +388,62 @@ func TestConnectionLossLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d messages all arrived across %d cuts; %d sends failed as unavailable and were sent again; %d deliveries came twice", n, cuts, unavailable, dups)
 }
+
+// TestFailedDeliveryWaits checks that a delivery whose handler failed
+// comes again only after Config.RequeueDelay (a nak with a delay, not an
+// immediate redelivery loop).
+func TestFailedDeliveryWaits(t *testing.T) {
+	const delay = 700 * time.Millisecond
+	tr, _, _ := newTransport(t, nats.Config{RequeueDelay: delay})
+	calls := make(chan time.Time, 4)
+	transporttest.Consume(t, tr, "waiting", []string{"order.paid"}, func(context.Context, transport.Delivery) error {
+		calls <- time.Now()
+		if len(calls) == 1 {
+			return errors.New("failing on purpose")
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	if err := tr.Send(timeout(t), "order.paid", transport.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var at [2]time.Time
+	for i := range at {
+		select {
+		case at[i] = <-calls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("delivery %d did not come", i+1)
+		}
+	}
+	if gap := at[1].Sub(at[0]); gap < delay-100*time.Millisecond {
+		t.Errorf("the failed delivery came again after %v, want about the requeue delay %v", gap, delay)
+	}
+}
+
+// TestSlowHandlerKeptAlive checks that a batch whose handler takes longer
+// than the ack wait is not delivered again meanwhile: the transport tells
+// the server it is in progress.
+func TestSlowHandlerKeptAlive(t *testing.T) {
+	tr, _, _ := newTransport(t, nats.Config{AckWait: time.Second})
+	var (
+		mu    sync.Mutex
+		calls int
+	)
+	transporttest.ConsumeBatch(t, tr, "slow", []string{"order.paid"}, 10, 0, func(_ context.Context, ds []transport.Delivery) []error {
+		mu.Lock()
+		calls += len(ds)
+		mu.Unlock()
+		time.Sleep(2500 * time.Millisecond) // 2.5 ack waits
+		return make([]error, len(ds))
+	})
+	time.Sleep(300 * time.Millisecond)
+	if err := tr.Send(timeout(t), "order.paid", transport.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // the handler's call, and one ack wait after it
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Errorf("the message was handed over %d times, want once", calls)
+	}
+}
