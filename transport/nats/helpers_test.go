@@ -37,7 +37,7 @@ func (i isolated) subject(topic string) string { return i.prefix + "." + topic }
 // newTransport returns a transport with subjects and streams of its own,
 // connected through a proxy that the test can cut, and deletes its
 // streams (and so their consumers) when the test ends.
-func newTransport(t *testing.T, cfg nats.Config) (*nats.Transport, *testproxy.Proxy, isolated) {
+func newTransport(t testing.TB, cfg nats.Config) (*nats.Transport, *testproxy.Proxy, isolated) {
 	t.Helper()
 	raw := testenv.NATSURL(t)
 	u, err := url.Parse(raw)
@@ -69,7 +69,7 @@ func newTransport(t *testing.T, cfg nats.Config) (*nats.Transport, *testproxy.Pr
 
 // jetStream returns a JetStream context on a connection of its own,
 // straight to the server, closed when the test ends.
-func jetStream(t *testing.T) jetstream.JetStream {
+func jetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
 	nc, err := natsgo.Connect(testenv.NATSURL(t))
 	if err != nil {
@@ -84,7 +84,7 @@ func jetStream(t *testing.T) jetstream.JetStream {
 }
 
 // deleteStreams deletes the streams whose name starts with prefix.
-func deleteStreams(t *testing.T, prefix string) {
+func deleteStreams(t testing.TB, prefix string) {
 	t.Helper()
 	js := jetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
