@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -396,9 +397,10 @@ func TestFailedDeliveryWaits(t *testing.T) {
 	const delay = 700 * time.Millisecond
 	tr, _, _ := newTransport(t, nats.Config{RequeueDelay: delay})
 	calls := make(chan time.Time, 4)
+	var n atomic.Int32
 	transporttest.Consume(t, tr, "waiting", []string{"order.paid"}, func(context.Context, transport.Delivery) error {
 		calls <- time.Now()
-		if len(calls) == 1 {
+		if n.Add(1) == 1 {
 			return errors.New("failing on purpose")
 		}
 		return nil
