@@ -68,6 +68,10 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrQueueMismatch) {
+			t.log.Error("gocap: RabbitMQ refused to declare a group queue; its consumer stops until the configuration or the queue changes", "queue", queue, "err", err)
+			return err
+		}
 		if refused(err) {
 			return fmt.Errorf("rabbitmq: consuming queue %q: %w", queue, err)
 		}
@@ -96,8 +100,9 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 	if err := ch.ExchangeDeclare(t.cfg.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declaring exchange %q: %w", t.cfg.Exchange, err)
 	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declaring queue %q: %w", queue, err)
+	// Durable, not exclusive, not auto-deleted: what a quorum queue must be.
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, t.queueArgs); err != nil {
+		return queueDeclareError(queue, err)
 	}
 	for _, topic := range topics {
 		if err := ch.QueueBind(queue, topic, t.cfg.Exchange, false, nil); err != nil {
