@@ -30,6 +30,17 @@
 // transport.Discard) rejects the delivery without requeue: the broker
 // drops it, or dead-letters it if the queue has a dead-letter exchange.
 //
+// Group queues are declared durable, not exclusive and not auto-deleted,
+// with Config.QueueArguments (x-message-ttl, x-dead-letter-exchange, ...)
+// and Config.QueueType (classic or quorum), as DotNetCore.CAP declares its
+// queues with RabbitMQOptions.QueueArguments. RabbitMQ declares a queue
+// only with the arguments it exists with: a queue that CAP or an operator
+// declared with other arguments makes Consume return an error wrapping
+// ErrQueueMismatch, naming the argument and the Config field to set. With
+// a message TTL and a dead-letter exchange, a message no consumer took in
+// time, and a delivery its handler discarded, go to the dead-letter
+// exchange.
+//
 // A consumer opens Config.Concurrency channels on one connection, each
 // with a consumer of the queue and Config.Prefetch unacknowledged
 // deliveries at most. ConsumeBatch (transport.BatchReceiver) hands over
