@@ -15,7 +15,7 @@ func ExampleNew() {
 	tr, err := kafka.New(kafka.Config{
 		Brokers:          []string{"127.0.0.1:9092"},
 		AutoCreateTopics: true,
-		KeyHeader:        "order-id", // records of one order keep their order
+		KeyHeader:        "order-id", // records of one order go to one partition
 	})
 	if err != nil {
 		log.Fatal(err)
