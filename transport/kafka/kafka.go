@@ -205,7 +205,7 @@ func (t *Transport) ensureTopics(ctx context.Context, topics ...string) error {
 	client := &kafkago.Client{Addr: kafkago.TCP(t.cfg.Brokers...), Timeout: 10 * time.Second, Transport: t.conns.transport}
 	res, err := client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: missing})
 	if err != nil {
-		return fmt.Errorf("kafka: creating topics: %w", t.authError(err))
+		return fmt.Errorf("kafka: creating topics: %w", t.diagnose(ctx, err))
 	}
 	for name, err := range res.Errors {
 		if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
@@ -257,18 +257,28 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	if err := t.ensureTopics(ctx, topics...); err != nil {
 		return fail(unavailable(err))
 	}
-	err := t.authError(t.writer.WriteMessages(ctx, recs...))
+	err := t.writer.WriteMessages(ctx, recs...)
 	var werrs kafkago.WriteErrors
 	switch {
 	case err == nil:
 	case errors.As(err, &werrs) && len(werrs) == len(msgs):
+		var diagnosed error // of the first record that failed for want of the brokers
 		for i, e := range werrs {
-			if e != nil {
-				errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(e))
+			if e == nil {
+				continue
 			}
+			if brokersDown(e) {
+				if diagnosed == nil {
+					diagnosed = t.diagnose(ctx, e)
+				}
+				if errors.Is(diagnosed, ErrAuthentication) {
+					e = diagnosed
+				}
+			}
+			errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(t.authError(e)))
 		}
 	default:
-		return fail(unavailable(err))
+		return fail(unavailable(t.diagnose(ctx, err)))
 	}
 	return errs
 }
@@ -289,6 +299,8 @@ func brokersDown(err error) bool {
 		nerr net.Error
 	)
 	switch {
+	case errors.Is(err, ErrAuthentication):
+		return false
 	case errors.As(err, &kerr):
 		switch kerr {
 		case kafkago.BrokerNotAvailable, kafkago.LeaderNotAvailable, kafkago.NotLeaderForPartition,

@@ -114,16 +114,18 @@ func authFailed(err error) bool {
 	return false
 }
 
-// authError wraps err with ErrAuthentication and names the credentials
-// if it is an authentication failure, and returns it unchanged otherwise.
+// authError wraps err with ErrAuthentication, naming the mechanism and
+// user or the TLS handshake, if it is an authentication failure, and
+// returns it unchanged otherwise.
 func (t *Transport) authError(err error) error {
-	if err == nil || !authFailed(err) {
+	if err == nil || errors.Is(err, ErrAuthentication) || !authFailed(err) {
 		return err
 	}
-	if s := t.cfg.SASL; s != nil {
-		return fmt.Errorf("%w: SASL %s as user %q (or TLS): %w", ErrAuthentication, s.Mechanism, s.User, err)
+	var kerr kafkago.Error
+	if s := t.cfg.SASL; s != nil && errors.As(err, &kerr) {
+		return fmt.Errorf("%w: SASL %s as user %q refused: %w", ErrAuthentication, s.Mechanism, s.User, err)
 	}
-	return fmt.Errorf("%w: TLS: %w", ErrAuthentication, err)
+	return fmt.Errorf("%w: TLS handshake: %w", ErrAuthentication, err)
 }
 
 // checkAuth connects to the brokers in turn, when Config.TLS or
@@ -150,4 +152,24 @@ func (t *Transport) checkAuth(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// diagnose returns, for a failure of the writer or the admin client, an
+// error wrapping ErrAuthentication if the brokers refuse the credentials
+// or the TLS handshake fails, and err otherwise. kafka-go's writer reports
+// a refused SASL authentication as a connection closed by the broker
+// (unexpected EOF), like a broker going down: with TLS or SASL configured,
+// such a failure is checked with one more connection, which reports the
+// SASL error.
+func (t *Transport) diagnose(ctx context.Context, err error) error {
+	if err == nil || authFailed(err) {
+		return t.authError(err)
+	}
+	if !brokersDown(err) {
+		return err
+	}
+	if aerr := t.checkAuth(ctx); aerr != nil {
+		return aerr
+	}
+	return err
 }
