@@ -2,6 +2,8 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log"
 
 	"github.com/gocap/gocap/transport"
@@ -36,4 +38,22 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Brokers that require TLS and SASL/SCRAM. Credentials the brokers refuse
+// make Send, Consume and Healthy fail at once with kafka.ErrAuthentication.
+func Example_sasl() {
+	roots, err := x509.SystemCertPool() // or a pool with the brokers' CA
+	if err != nil {
+		log.Fatal(err)
+	}
+	tr, err := kafka.New(kafka.Config{
+		Brokers: []string{"kafka-1.example:9093"},
+		TLS:     &tls.Config{RootCAs: roots},
+		SASL:    &kafka.SASL{Mechanism: kafka.SASLScramSHA512, User: "orders", Password: "…"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tr.Close()
 }
