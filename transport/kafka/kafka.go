@@ -51,6 +51,13 @@
 // and wire.DecodeHeaderValue). Sent header values are written as their
 // UTF-8 bytes, unchanged.
 //
+// Config.TLS and Config.SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) apply
+// to every connection: the writer's, the consumers', topic creation's and
+// Healthy's. Credentials or a certificate the brokers refuse are no
+// outage: Send, Healthy, Consume and ConsumeBatch return an error wrapping
+// ErrAuthentication (a consumer checks them before it starts, since
+// kafka-go's reader would retry them for ever).
+//
 // kafka-go reconnects by itself; the transport logs errors and backs off.
 // A send that fails at the connection level (a dial or network error, a
 // broker or partition leader not available, not enough in-sync replicas,
