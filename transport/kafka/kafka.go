@@ -7,14 +7,14 @@
 //
 // What holds for order: a partition keeps its records in the order the
 // broker received them, and a consumer reads a partition in that order.
-// Messages of one key are not handled in publish order, though: the outbox
-// sends rows from concurrent workers, so records of one key can reach the
-// partition out of their publish order, and on the receiving side the
-// records a consumer fetched are stored together and gocap's processor
-// handles them concurrently (with the default concurrency, 98 of 300
-// adjacent pairs of one key were handled out of order). Handling in order
-// by key is a separate feature being built; until then, a handler that
-// needs it must check (a version or sequence number in the message).
+// Messages of one key are not guaranteed to be handled in publish order:
+// the outbox sends rows from concurrent workers, so records of one key can
+// reach the partition out of their publish order, and on the receiving
+// side the records a consumer fetched are stored together and gocap's
+// processor handles them concurrently (with the default concurrency, 98 of
+// 300 adjacent pairs of one key were handled out of order). Handling in
+// order by key is a separate feature being built; until then, a handler
+// that needs it must check (a version or sequence number in the message).
 //
 // A send counts only when every in-sync replica acknowledged it
 // (acks=all). Concurrent sends share one kafka.Writer, which batches them:
