@@ -20,7 +20,10 @@ import (
 // handed back to the tail of the queue after Config.RequeueDelay; one whose
 // handler discards it is rejected without requeue (see the package
 // documentation). After a connection loss Consume dials again with the
-// backoff of Config.ReconnectMin and ReconnectMax.
+// backoff of Config.ReconnectMin and ReconnectMax. If the broker refuses
+// to declare the queue (it exists with other arguments, see
+// Config.QueueArguments), Consume returns at once an error wrapping
+// ErrQueueMismatch.
 //
 // Consume is ConsumeBatch with batches of one delivery.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
