@@ -117,9 +117,9 @@ func run(ctx context.Context, kind, dsn, name string) error {
 type shop struct {
 	db     *gorm.DB
 	ob     *outbox.Outbox[*sql.Tx]
-	orders string                           // the orders table
+	orders string                            // the orders table
 	got    chan outbox.Received[OrderPlaced] // what the subscriber received
-	close  func()                           // drops the tables, closes the connections
+	close  func()                            // drops the tables, closes the connections
 }
 
 // openShop opens GORM and gocap on one connection pool of the database

@@ -29,7 +29,11 @@ import (
 // driver's own pool (one pool for the application and gocap), and GORM's
 // gorm.io/driver/postgres and sqlx.Open("pgx", dsn) use that driver too.
 // (Another PostgreSQL driver, such as lib/pq, stores single publishes but
-// cannot bind the arrays of a multi-message insert.)
+// cannot bind the arrays of a multi-message insert.) A *sql.DB from
+// OpenDBFromPool keeps the connections it holds idle (2 by default, see
+// sql.DB.SetMaxIdleConns) out of the pool: size the pool
+// (pool_max_conns) for the application and the processor, which holds
+// one connection for LISTEN.
 type SQLDriver struct {
 	// Driver is the same storage with pgx.Tx transactions; every method
 	// but InsertPublishedTx is its own.
