@@ -2,7 +2,9 @@
 //
 // [New] returns a [Driver] that implements storage.Driver[pgx.Tx]: Publish
 // takes the application's pgx.Tx, so the message row commits or rolls back
-// with the business data.
+// with the business data. [NewSQL] returns the same storage for
+// applications on database/sql (GORM, sqlx, ent, bun): an [SQLDriver],
+// whose Publish takes a *sql.Tx opened through pgx's stdlib driver.
 //
 // # Notifications
 //
