@@ -38,4 +38,3 @@ func (r *receiver) patterns(group string) []string {
 	}
 	return out
 }
-
