@@ -24,13 +24,13 @@ func (e *Engine) HandleDirect(ctx context.Context, group string, d transport.Del
 	m := r.receivedMessage(group, d)
 	if _, ok := r.subscriptionFor(group, m.Name); !ok {
 		return fmt.Errorf("outbox: no subscription of group %q matches topic %q (subscribed there: %v)",
-			group, m.Name, r.patterns(group))
+			group, m.Name, r.subscribedPatterns(group))
 	}
 	return r.handle(ctx, m)
 }
 
-// patterns lists the topic patterns subscribed in group.
-func (r *receiver) patterns(group string) []string {
+// subscribedPatterns lists the topic patterns subscribed in group.
+func (r *receiver) subscribedPatterns(group string) []string {
 	subs := r.groups[group]
 	out := make([]string, len(subs))
 	for i, s := range subs {
