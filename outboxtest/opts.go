@@ -91,7 +91,8 @@ func (o Opts) mismatch(m *storage.Message) string {
 }
 
 // describe is one line about m for a failure message: its id, status,
-// delay, the headers that are not CAP's, and the start of its body.
+// delay, the headers that are neither CAP's nor trace context, and the
+// start of its body.
 func describe(m *storage.Message) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "message %d (%s", m.ID, m.Status)
@@ -101,7 +102,7 @@ func describe(m *storage.Message) string {
 	b.WriteString(")")
 	var own []string
 	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
-		if !strings.HasPrefix(k, "cap-") && !strings.HasPrefix(k, "gocap-") && k != "traceparent" && k != "tracestate" && k != "baggage" {
+		if !strings.HasPrefix(k, "cap-") && k != "traceparent" && k != "tracestate" && k != "baggage" {
 			own = append(own, fmt.Sprintf("%s=%q", k, m.Headers[k]))
 		}
 	}
