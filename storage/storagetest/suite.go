@@ -62,7 +62,11 @@
 //     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
 //     unmarked on small tables with rows of every status, and on empty
 //     ones;
-//   - Instances: Heartbeat, Instances and RemoveInstance.
+//   - Instances: Heartbeat, Instances and RemoveInstance;
+//   - TxRead (txread.go), for a Store that implements storage.TxReader
+//     (skipped otherwise): ListPublishedTx sees the transaction's own
+//     uncommitted rows with the committed ones, filtered and paged as
+//     List, and none of a rolled-back transaction.
 package storagetest
 
 import (
@@ -177,6 +181,9 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
+		}},
+		{"TxRead", []testCase{
+			{"ListPublishedTx", s.txRead},
 		}},
 	}
 }
