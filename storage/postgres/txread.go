@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"database/sql"
+
 	"context"
 
 	"github.com/jackc/pgx/v5"
@@ -26,4 +28,16 @@ func (d *Driver) ListPublishedTx(ctx context.Context, tx pgx.Tx, f storage.Filte
 		return rows, rows.Close, nil
 	}
 	return d.base.ListPublishedTx(ctx, query, list, d.q.Published.selectAll, f)
+}
+
+var _ storage.TxReader[*sql.Tx] = (*SQLDriver)(nil)
+
+// ListPublishedTx returns a page of the published rows that the
+// application's *sql.Tx sees matching f, newest first, its own
+// uncommitted rows included (see storage.TxReader), with List's statement.
+func (d *SQLDriver) ListPublishedTx(ctx context.Context, tx *sql.Tx, f storage.Filter) ([]*storage.Message, error) {
+	if err := sqlstore.CheckTx(tx); err != nil {
+		return nil, d.base.Wrap(err)
+	}
+	return d.base.ListPublishedTx(ctx, sqlstore.QueryTx(tx), list, d.q.Published.selectAll, f)
 }
