@@ -170,9 +170,16 @@ func receivedOf[T any](ser Serializer, m *Message) (Received[T], error) {
 	return r, nil
 }
 
+// decode decodes body into v; an empty body is the zero value, as CAP
+// reads it as a null value (DeserializeAsync in
+// src/DotNetCore.CAP/Serialization/ISerializer.JsonUtf8.cs): the reply of
+// a subscriber without a result has one.
 func decode[T any](ser Serializer, body []byte, v *T) error {
 	if b, ok := any(v).(*[]byte); ok {
 		*b = body
+		return nil
+	}
+	if len(body) == 0 {
 		return nil
 	}
 	return ser.Unmarshal(body, v)
