@@ -112,7 +112,7 @@ func (r *receiver) handOver(m *storage.Message, err error, closing bool) *storag
 		if next == nil {
 			return nil
 		}
-		if time.Until(next.LeaseUntil) > s.Timeout {
+		if next.LeaseUntil.IsZero() || time.Until(next.LeaseUntil) > s.Timeout {
 			return next
 		}
 		// Its lease would end during the call: release it to be claimed
