@@ -199,8 +199,9 @@ type Options struct {
 	// nothing told it of new ones. Zero means one second.
 	PollInterval time.Duration
 	// Lease is how long a claimed row stays reserved for the processor that
-	// claimed it. An attempt is cancelled at half the lease, so a row is
-	// never worked on by two processors at once; a row whose processor died
+	// claimed it. A send is cancelled at half the lease, and a handler call
+	// at its HandlerTimeout (below the lease), so a row is never worked on
+	// by two processors at once; a row whose processor died
 	// is taken by another when the lease ends. Zero means one minute.
 	Lease time.Duration
 	// ClaimBatch is the largest number of rows claimed by one query.

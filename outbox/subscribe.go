@@ -63,12 +63,20 @@ func Group(name string) SubscribeOption {
 // Call it before Run.
 //
 // Every message is stored in the received table before it is acknowledged
-// to the broker, de-duplicated by message id and group, and handed to h. If
-// h returns an error, panics, or does not finish before its context ends,
-// the message is retried by the retry policy; a body that does not decode
-// into T fails at once, stays Failed with the decode error, and can be
-// requeued from the dashboard. Wrap an error with [Permanent] to skip the
-// retries.
+// to the broker, de-duplicated by message id and group, and handed to h
+// through the chain of handler middleware (see [Middleware]). If h returns
+// an error, panics, or does not finish within its handler timeout
+// ([WithHandlerTimeout], Options.HandlerTimeout), the message is retried by
+// the retry policy; a body that does not decode into T fails at once,
+// stays Failed with the decode error, and can be requeued from the
+// dashboard (an empty body is T's zero value). Wrap an error with
+// [Permanent] to skip the retries.
+//
+// With Options.TopicPrefix, the subscription is to the prefixed pattern
+// ("<prefix>.<topicPattern>"). A message that asks for a reply
+// (cap-callback-name, see [WithCallback]) is answered with an empty body
+// once h succeeds, as DotNetCore.CAP answers for a subscriber method
+// without a result; use [SubscribeReply] to reply with a value.
 //
 // A delivery the database cannot store as it arrived (an id or header
 // values it cannot hold, say) is stored with those values encoded; one it
