@@ -199,8 +199,9 @@ type Options struct {
 	// nothing told it of new ones. Zero means one second.
 	PollInterval time.Duration
 	// Lease is how long a claimed row stays reserved for the processor that
-	// claimed it. An attempt is cancelled at half the lease, so a row is
-	// never worked on by two processors at once; a row whose processor died
+	// claimed it. A send is cancelled at half the lease, and a handler call
+	// at its HandlerTimeout (below the lease), so a row is never worked on
+	// by two processors at once; a row whose processor died
 	// is taken by another when the lease ends. Zero means one minute.
 	Lease time.Duration
 	// ClaimBatch is the largest number of rows claimed by one query.
@@ -214,11 +215,30 @@ type Options struct {
 	// HandlerConcurrency is the number of subscriber handlers running at
 	// once. Zero means 16.
 	HandlerConcurrency int
+	// HandlerTimeout is the time each handler call has to finish (see
+	// [Timeout]; [WithHandlerTimeout] sets it for one subscription). Zero
+	// means half of Lease, 30 seconds by default; it must be below Lease.
+	HandlerTimeout time.Duration
+	// Middleware wraps every handler call of every subscription, the first
+	// outermost, inside gocap's own recovery, tracing and timeout and
+	// outside the subscription's WithMiddleware (see [Middleware]).
+	Middleware []Middleware
 
 	// DefaultGroup is the consumer group of subscriptions that name none.
 	DefaultGroup string
 	// GroupPrefix is put before every group name.
 	GroupPrefix string
+	// TopicPrefix, if set, is put before every topic with a dot, as
+	// DotNetCore.CAP's TopicNamePrefix is (src/DotNetCore.CAP/CAP.Options.cs):
+	// Publish("orders.paid") with TopicPrefix "shop" stores and sends the
+	// message as "shop.orders.paid" (its Name, cap-msg-name, the routing
+	// key or topic on every transport), a subscription to "orders.*"
+	// subscribes to "shop.orders.*", and a reply goes to the prefixed
+	// callback topic. Handlers see the prefixed name in Received.Name.
+	// Services that share a database and a broker but not a prefix do not
+	// see each other's messages. It must be a topic name without
+	// wildcards.
+	TopicPrefix string
 
 	// ShutdownTimeout bounds how long Run waits for attempts in flight when
 	// its context ends. Zero means 30 seconds.
@@ -326,6 +346,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DefaultGroup == "" {
 		o.DefaultGroup = DefaultGroup
 	}
+	if err := o.handlerDefaults(); err != nil {
+		return o, err
+	}
 	switch {
 	case o.NotifyInterval == 0:
 		o.NotifyInterval = DefaultNotifyInterval
@@ -406,7 +429,6 @@ func (o Options) engineConfig(store storage.Store, tr transport.Transport, tel *
 		NotifyInterval:     o.NotifyInterval,
 	}
 	c.SendMiddleware = []func(engine.SendFunc) engine.SendFunc{tel.SendMiddleware}
-	c.HandleMiddleware = []func(engine.HandleFunc) engine.HandleFunc{tel.HandleMiddleware}
 	c.OnReceived = tel.Received
 	c.OnFailed = func(ctx context.Context, m *storage.Message, err error, retries int) {
 		tel.Failed(ctx, m)

@@ -136,6 +136,7 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 	if topic.HasWildcard(name) {
 		return nil, fmt.Errorf("outbox: publish: topic %q: wildcards are for subscriptions, not for publishing", name)
 	}
+	name = o.topicName(name)
 	var body []byte
 	typ := ""
 	switch p := payload.(type) {

@@ -11,9 +11,10 @@ import (
 // delivery from the broker would run it, without a broker and without a
 // stored row: the message is built from d as a consumed delivery is
 // (CAP's defaults, wire.Received; the subscription's retry policy) and
-// goes through the same handler chain (panic recovery, the handle
-// middleware, the routing to the subscription whose pattern matches its
-// name). It returns the handler's error; the outcome is not recorded
+// goes to the subscription whose pattern matches its name, through that
+// subscription's whole handler chain (Subscription.Handle: panic recovery,
+// tracing, timeout, the outbox's and the subscription's middleware), but
+// not under its concurrency limit. It returns the handler's error; the outcome is not recorded
 // anywhere, and nothing is retried.
 //
 // It is for tests (package outboxtest), and must not be called while
@@ -22,11 +23,12 @@ import (
 func (e *Engine) HandleDirect(ctx context.Context, group string, d transport.Delivery) error {
 	r := e.receiver
 	m := r.receivedMessage(group, d)
-	if _, ok := r.subscriptionFor(group, m.Name); !ok {
+	s, ok := r.subscriptionFor(group, m.Name)
+	if !ok {
 		return fmt.Errorf("outbox: no subscription of group %q matches topic %q (subscribed there: %v)",
 			group, m.Name, r.subscribedPatterns(group))
 	}
-	return r.handle(ctx, m)
+	return s.Handle(ctx, m)
 }
 
 // subscribedPatterns lists the topic patterns subscribed in group.

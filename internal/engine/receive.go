@@ -24,7 +24,6 @@ import (
 type receiver struct {
 	e      *Engine
 	proc   *processor
-	handle HandleFunc
 	groups map[string][]Subscription
 
 	unstored unstoredCounts // deliveries that failed to be stored, by message
@@ -32,8 +31,11 @@ type receiver struct {
 
 func newReceiver(e *Engine) *receiver {
 	r := &receiver{e: e, groups: map[string][]Subscription{}}
-	r.handle = chain(HandleFunc(r.route), append([]func(HandleFunc) HandleFunc{recoverHandle}, e.cfg.HandleMiddleware...)...)
 	r.proc = newProcessor(storage.Received, &e.cfg, e.cfg.HandlerConcurrency, 1, r.attempt)
+	// Each handler call bounds itself (Subscription.Timeout, below the
+	// lease); the attempt's own deadline is the lease.
+	r.proc.deadline = e.cfg.Lease
+	r.proc.handOver = r.handOver
 	return r
 }
 
@@ -44,25 +46,30 @@ func (r *receiver) add(s Subscription) error {
 			return fmt.Errorf("outbox: subscribe: topic %q already has a handler in group %q", s.Pattern, s.Group)
 		}
 	}
+	if s.Concurrency > 0 {
+		s.limit = &limiter{max: s.Concurrency, maxWaiting: max(r.e.cfg.HandlerConcurrency, s.Concurrency)}
+	}
 	r.groups[s.Group] = append(r.groups[s.Group], s)
 	return nil
 }
 
-// attempt runs the handler of each row.
+// attempt runs the handler of each row: the subscription's Handle, the
+// whole chain of its middleware, under the subscription's concurrency
+// limit (limit.go).
 func (r *receiver) attempt(ctx context.Context, ms []*storage.Message) []error {
 	errs := make([]error, len(ms))
 	for i, m := range ms {
-		errs[i] = r.handle(ctx, m)
+		s, ok := r.subscriptionFor(m.Group, m.Name)
+		switch {
+		case !ok:
+			errs[i] = permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
+		case s.limit != nil:
+			errs[i] = r.limited(ctx, s, m)
+		default:
+			errs[i] = s.Handle(ctx, m)
+		}
 	}
 	return errs
-}
-
-// route runs the handler subscribed to the row's topic in the row's group.
-func (r *receiver) route(ctx context.Context, m *storage.Message) error {
-	if s, ok := r.subscriptionFor(m.Group, m.Name); ok {
-		return s.Handle(ctx, m)
-	}
-	return permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
 }
 
 // Batches of deliveries from a transport that hands them over in batches:
