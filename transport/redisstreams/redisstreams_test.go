@@ -1,9 +1,18 @@
 package redisstreams_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +23,7 @@ import (
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/redisstreams"
 	"github.com/gocap/gocap/transport/transporttest"
+	"github.com/gocap/gocap/wire"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -86,4 +96,244 @@ func TestConformance(t *testing.T) {
 			return p.Up
 		},
 	})
+}
+
+// received collects the deliveries of a consumer.
+type received struct {
+	mu sync.Mutex
+	ds []transport.Delivery
+}
+
+func (r *received) handle(_ context.Context, d transport.Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ds = append(r.ds, d)
+	return nil
+}
+
+// wait returns the deliveries once there are n, or fails after 15s.
+func (r *received) wait(t *testing.T, n int) []transport.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r.mu.Lock()
+		ds := append([]transport.Delivery(nil), r.ds...)
+		r.mu.Unlock()
+		if len(ds) >= n {
+			return ds
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries after 15s, want %d", len(ds), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestWildcardRefused(t *testing.T) {
+	tr, _ := newTransport(t, redisstreams.Config{})
+	for _, p := range []string{"order.*", "order.#"} {
+		err := tr.Consume(context.Background(), "g", []string{"order.paid", p}, func(context.Context, transport.Delivery) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), strconv.Quote(p)) || !strings.Contains(err.Error(), "wildcard") {
+			t.Errorf("Consume of %q: %v, want an error naming the pattern and its wildcard", p, err)
+		}
+	}
+}
+
+// TestEntryLayout checks the entry Send writes, read back with plain
+// go-redis: CAP's two fields, headers a JSON object, body a JSON string of
+// the base64 of the body.
+func TestEntryLayout(t *testing.T) {
+	tr, _ := newTransport(t, redisstreams.Config{})
+	c := direct(t)
+	ctx := context.Background()
+	headers := map[string]string{wire.MsgID: "2125444000991662080", wire.MsgName: "order.paid", "x-note": "東京 <&>"}
+	body := []byte(`{"id":42}` + "\x00\xff")
+	if err := tr.Send(ctx, "order.paid", transport.Message{Headers: headers, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := c.XRange(ctx, tr.Stream("order.paid"), "-", "+").Result()
+	if err != nil || len(es) != 1 {
+		t.Fatalf("XRANGE: %v, %d entries", err, len(es))
+	}
+	if len(es[0].Values) != 2 {
+		t.Errorf("entry fields %v, want headers and body", es[0].Values)
+	}
+	var gotHeaders map[string]string
+	if err := json.Unmarshal([]byte(es[0].Values["headers"].(string)), &gotHeaders); err != nil || !maps.Equal(gotHeaders, headers) {
+		t.Errorf("headers field %q (%v), want the JSON object of %v", es[0].Values["headers"], err, headers)
+	}
+	if want := `"` + base64.StdEncoding.EncodeToString(body) + `"`; es[0].Values["body"] != want {
+		t.Errorf("body field %q, want %q (CAP: System.Text.Json's byte array, a quoted base64 string)", es[0].Values["body"], want)
+	}
+}
+
+// TestForeignPublisher consumes entries written with plain go-redis: one
+// as CAP writes it (System.Text.Json escapes '+' and non-ASCII, null
+// header values), one with a plain JSON body and no headers, one with
+// fields of its own, one with headers that are not JSON.
+func TestForeignPublisher(t *testing.T) {
+	tr, _ := newTransport(t, redisstreams.Config{})
+	c := direct(t)
+	ctx := context.Background()
+	var r received
+	transporttest.Consume(t, tr, "foreign", []string{"order.paid"}, r.handle)
+	time.Sleep(300 * time.Millisecond)
+	stream := tr.Stream("order.paid")
+	body := []byte{0xfb, 0xff, '{', '}', 0xfe} // base64 "+/97fe" has a '+' and a '/'
+	b64 := strings.ReplaceAll(base64.StdEncoding.EncodeToString(body), "+", `\u002B`)
+	entries := [][]any{
+		{"headers", `{"cap-msg-id":"7","cap-msg-name":"order.paid","x-city":"\u6771\u4EAC","cap-corr-id":null,"n":5}`, "body", `"` + b64 + `"`},
+		{"body", `{"plain":true}`},
+		{"data", "x", "kind", "y"},
+		{"headers", "not json", "body", `""`},
+	}
+	for _, v := range entries {
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: v}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := r.wait(t, len(entries))
+	want := []transport.Delivery{
+		{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{
+			wire.MsgID: "7", wire.MsgName: "order.paid", "x-city": "東京", wire.CorrelationID: "", "n": "5"}, Body: body}},
+		{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{}, Body: []byte(`{"plain":true}`)}},
+		{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{}, Body: []byte(`{"data":"x","kind":"y"}`)}},
+		{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{redisstreams.UnreadableHeadersHeader: "not json"}, Body: []byte{}}},
+	}
+	for i, w := range want {
+		d := ds[i]
+		if d.Topic != w.Topic || !maps.Equal(d.Headers, w.Headers) || !bytes.Equal(d.Body, w.Body) {
+			t.Errorf("entry %d: got topic %q headers %v body %q; want %q %v %q", i, d.Topic, d.Headers, d.Body, w.Topic, w.Headers, w.Body)
+		}
+	}
+	waitNoPending(t, c, stream, "foreign")
+}
+
+// waitNoPending fails unless group has no pending entry on stream within 5s.
+func waitNoPending(t *testing.T, c *redis.Client, stream, group string) {
+	t.Helper()
+	var n int64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		p, err := c.XPending(context.Background(), stream, group).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n = p.Count; n == 0 {
+			return
+		}
+	}
+	t.Errorf("group %q has %d entries pending on %s, want all acknowledged", group, n, stream)
+}
+
+// TestDeadConsumer checks that entries read by a consumer that never
+// acknowledges them (it died) are taken over by a live one after
+// ClaimIdle, and not before.
+func TestDeadConsumer(t *testing.T) {
+	const idle = 700 * time.Millisecond
+	tr, _ := newTransport(t, redisstreams.Config{ClaimIdle: idle})
+	c := direct(t)
+	ctx := context.Background()
+	stream := tr.Stream("job.run")
+	if err := c.XGroupCreateMkStream(ctx, stream, "workers", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		if err := tr.Send(ctx, "job.run", transport.Message{Headers: map[string]string{wire.MsgID: fmt.Sprint(i)}, Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "workers", Consumer: "dead", Streams: []string{stream, ">"}, Count: 100, Block: -1}).Result()
+	if err != nil || len(res) != 1 || len(res[0].Messages) != n {
+		t.Fatalf("consumer dead read %v, %v; want %d entries", res, err, n)
+	}
+	read := time.Now()
+	var r received
+	transporttest.Consume(t, tr, "workers", []string{"job.run"}, r.handle)
+	ds := r.wait(t, n)
+	if d := time.Since(read); d < idle {
+		t.Errorf("the dead consumer's entries were taken over %v after it read them, before ClaimIdle (%v)", d, idle)
+	}
+	ids := map[string]bool{}
+	for _, d := range ds {
+		ids[d.Headers[wire.MsgID]] = true
+	}
+	if len(ids) != n {
+		t.Errorf("%d distinct messages taken over, want %d", len(ids), n)
+	}
+	waitNoPending(t, c, stream, "workers")
+}
+
+// TestMaxLen checks that MaxLen trims a stream at XADD, and that without
+// it nothing is trimmed.
+func TestMaxLen(t *testing.T) {
+	const n, maxLen = 1000, 10
+	ctx := context.Background()
+	c := direct(t)
+	for _, limit := range []int64{0, maxLen} {
+		tr, _ := newTransport(t, redisstreams.Config{MaxLen: limit})
+		msgs := make([]transport.Outgoing, n)
+		for i := range msgs {
+			msgs[i] = transport.Outgoing{Topic: "log", Message: transport.Message{Body: []byte("x")}}
+		}
+		for i, err := range tr.SendBatch(ctx, msgs) {
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+		l, err := c.XLen(ctx, tr.Stream("log")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// MAXLEN ~ trims whole nodes (stream-node-max-entries, 100 by default).
+		if limit == 0 && l != n || limit > 0 && (l < maxLen || l > maxLen+200) {
+			t.Errorf("MaxLen %d: %d entries after %d sends", limit, l, n)
+		}
+		t.Logf("MaxLen %d: %d entries after %d sends", limit, l, n)
+	}
+}
+
+// TestSendRefused checks that a command Redis refuses is a permanent
+// error naming the stream, not transport.ErrUnavailable.
+func TestSendRefused(t *testing.T) {
+	tr, _ := newTransport(t, redisstreams.Config{})
+	c := direct(t)
+	ctx := context.Background()
+	if err := c.Set(ctx, tr.Stream("not.a.stream"), "a string", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := tr.SendBatch(ctx, []transport.Outgoing{
+		{Topic: "order.paid", Message: transport.Message{Body: []byte("a")}},
+		{Topic: "not.a.stream", Message: transport.Message{Body: []byte("b")}},
+		{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{"bin": "\xff"}, Body: []byte("c")}},
+	})
+	if errs[0] != nil {
+		t.Errorf("message to a stream: %v", errs[0])
+	}
+	for i, want := range []string{"WRONGTYPE", "not valid UTF-8"} {
+		err := errs[i+1]
+		if err == nil || errors.Is(err, transport.ErrUnavailable) || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), strconv.Quote(tr.Stream(map[int]string{0: "not.a.stream", 1: "order.paid"}[i]))) {
+			t.Errorf("message %d: %v, want a permanent error naming the stream and %s", i+1, err, want)
+		}
+	}
+}
+
+func TestHealthy(t *testing.T) {
+	tr, proxy := newTransport(t, redisstreams.Config{})
+	ctx := context.Background()
+	if err := tr.Healthy(ctx); err != nil {
+		t.Fatalf("Healthy: %v", err)
+	}
+	proxy.Down()
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := tr.Healthy(hctx)
+	cancel()
+	if !errors.Is(err, transport.ErrUnavailable) {
+		t.Errorf("Healthy with Redis unreachable: %v, want an error wrapping transport.ErrUnavailable", err)
+	}
+	proxy.Up()
+	if err := tr.Healthy(ctx); err != nil {
+		t.Errorf("Healthy after Redis came back: %v", err)
+	}
 }
