@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,4 +337,92 @@ func TestHealthy(t *testing.T) {
 	if err := tr.Healthy(ctx); err != nil {
 		t.Errorf("Healthy after Redis came back: %v", err)
 	}
+}
+
+// TestConnectionLossLosesNothing sends and consumes through a proxy that
+// cuts every connection three times meanwhile, and counts every message:
+// each is received, none is lost; duplicates (a send retried after the
+// connection broke before its reply, an ack lost) are counted and logged.
+func TestConnectionLossLosesNothing(t *testing.T) {
+	tr, proxy := newTransport(t, redisstreams.Config{})
+	c := direct(t)
+	const n, batch = 3000, 25
+	var (
+		mu  sync.Mutex
+		got = map[string]int{}
+	)
+	transporttest.ConsumeBatch(t, tr, "counting", []string{"order.paid"}, 50, 2*time.Millisecond, func(_ context.Context, ds []transport.Delivery) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range ds {
+			got[d.Headers[wire.MsgID]]++
+		}
+		return make([]error, len(ds))
+	})
+	time.Sleep(300 * time.Millisecond)
+
+	sent := make(chan struct{})
+	var unavailable atomic.Int64
+	go func() {
+		defer close(sent)
+		deadline := time.Now().Add(60 * time.Second)
+		for start := 0; start < n; start += batch {
+			time.Sleep(20 * time.Millisecond) // sending spans the cuts
+			var msgs []transport.Outgoing
+			for i := start; i < min(start+batch, n); i++ {
+				msgs = append(msgs, transport.Outgoing{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{wire.MsgID: fmt.Sprint(i)}, Body: []byte("x")}})
+			}
+			for len(msgs) > 0 {
+				if time.Now().After(deadline) {
+					t.Errorf("sends still failing after 60s")
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				errs := tr.SendBatch(ctx, msgs)
+				cancel()
+				var again []transport.Outgoing
+				for i, err := range errs {
+					if err == nil {
+						continue
+					}
+					if !errors.Is(err, transport.ErrUnavailable) {
+						t.Errorf("send of message %s: %v, want nil or transport.ErrUnavailable", msgs[i].Headers[wire.MsgID], err)
+						return
+					}
+					unavailable.Add(1)
+					again = append(again, msgs[i])
+				}
+				if msgs = again; len(msgs) > 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}
+	}()
+	for range 3 {
+		time.Sleep(150 * time.Millisecond)
+		proxy.Down()
+		time.Sleep(time.Second) // longer than go-redis's own retries of a command
+		proxy.Up()
+	}
+	<-sent
+	if unavailable.Load() == 0 {
+		t.Error("no send failed while the connection was cut: the test did not cut it while sending")
+	}
+	var distinct, dups int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		distinct, dups = len(got), 0
+		for _, k := range got {
+			dups += k - 1
+		}
+		mu.Unlock()
+		if distinct == n || time.Now().After(deadline) {
+			break
+		}
+	}
+	if distinct != n {
+		t.Fatalf("%d of %d messages received after the connection was cut 3 times", distinct, n)
+	}
+	t.Logf("%d messages received, %d duplicates, %d sends failed with ErrUnavailable and were retried", distinct, dups, unavailable.Load())
+	waitNoPending(t, c, tr.Stream("order.paid"), "counting")
 }
