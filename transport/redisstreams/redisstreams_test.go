@@ -133,7 +133,9 @@ func (r *received) wait(t *testing.T, n int) []transport.Delivery {
 func TestWildcardRefused(t *testing.T) {
 	tr, _ := newTransport(t, redisstreams.Config{})
 	for _, p := range []string{"order.*", "order.#"} {
-		err := tr.Consume(context.Background(), "g", []string{"order.paid", p}, func(context.Context, transport.Delivery) error { return nil })
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // bounded if it is not refused
+		err := tr.Consume(ctx, "g", []string{"order.paid", p}, func(context.Context, transport.Delivery) error { return nil })
+		cancel()
 		if err == nil || !strings.Contains(err.Error(), strconv.Quote(p)) || !strings.Contains(err.Error(), "wildcard") {
 			t.Errorf("Consume of %q: %v, want an error naming the pattern and its wildcard", p, err)
 		}
