@@ -257,7 +257,9 @@ func (t *Transport) Client() redis.UniversalClient { return t.client }
 func (t *Transport) Close() error {
 	var err error
 	t.closeOnce.Do(func() {
+		t.mu.Lock() // a Consume starting now either is counted or sees closed
 		close(t.closed)
+		t.mu.Unlock()
 		t.consumers.Wait()
 		if t.ownClient {
 			err = t.client.Close()
