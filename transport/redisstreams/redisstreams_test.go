@@ -428,3 +428,47 @@ func TestConnectionLossLosesNothing(t *testing.T) {
 	t.Logf("%d messages received, %d duplicates, %d sends failed with ErrUnavailable and were retried", distinct, dups, unavailable.Load())
 	waitNoPending(t, c, tr.Stream("order.paid"), "counting")
 }
+
+// TestStoppedConsumerLeaves checks that a Consume that ends removes its
+// consumer from the group when it holds no pending entry, and keeps it
+// (with its entries) when it does.
+func TestStoppedConsumerLeaves(t *testing.T) {
+	tr, _ := newTransport(t, redisstreams.Config{RetryDelay: time.Hour})
+	c := direct(t)
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		group := fmt.Sprint("leaving-", fail)
+		cctx, cancel := context.WithCancel(ctx)
+		handled := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- tr.Consume(cctx, group, []string{"order.paid"}, func(context.Context, transport.Delivery) error {
+				handled <- struct{}{}
+				if fail {
+					return errors.New("failing on purpose")
+				}
+				return nil
+			})
+		}()
+		time.Sleep(300 * time.Millisecond)
+		if err := tr.Send(ctx, "order.paid", transport.Message{Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-handled:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delivery within 10s")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Consume: %v", err)
+		}
+		cs, err := c.XInfoConsumers(ctx, tr.Stream("order.paid"), group).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{false: 0, true: 1}[fail]; len(cs) != want || fail && (cs[0].Name != tr.Consumer() || cs[0].Pending != 1) {
+			t.Errorf("handler failing %v: consumers after Consume ended %+v, want %d (this one, holding its pending entry, stays)", fail, cs, want)
+		}
+	}
+}
