@@ -31,7 +31,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // direct returns a client of the test Redis, not through a proxy, closed
 // when the test ends.
-func direct(t *testing.T) *redis.Client {
+func direct(t testing.TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { c.Close() })
@@ -41,7 +41,7 @@ func direct(t *testing.T) *redis.Client {
 // newTransport returns a transport whose streams have a prefix of their
 // own, through a proxy that the test can cut, and deletes its streams
 // when the test ends.
-func newTransport(t *testing.T, cfg redisstreams.Config) (*redisstreams.Transport, *testproxy.Proxy) {
+func newTransport(t testing.TB, cfg redisstreams.Config) (*redisstreams.Transport, *testproxy.Proxy) {
 	t.Helper()
 	addr := testenv.RedisAddr(t)
 	proxy := testproxy.New(t, addr)
