@@ -101,7 +101,7 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 	}
 	ser := o.opts.Serializer
 	return o.e.Subscribe(engine.Subscription{
-		Group:   o.opts.GroupPrefix + cfg.group,
+		Group:   o.opts.groupName(cfg.group),
 		Pattern: topicPattern,
 		Policy:  policy,
 		Handle: func(ctx context.Context, m *storage.Message) error {

@@ -55,6 +55,7 @@ func (s *MemStore) List(ctx context.Context, f storage.Filter) ([]*storage.Messa
 			(f.Group == "" || f.Kind != storage.Received || m.Group == group) &&
 			(f.MsgID == "" || m.MsgID == msgID) &&
 			(f.Content == "" || bytes.Contains(m.Body, []byte(f.Content))) &&
+			(f.Version == "" || m.Version == f.Version) &&
 			(f.BeforeID <= 0 || m.ID < f.BeforeID)
 	}
 	if err := s.lock(ctx); err != nil {
