@@ -62,7 +62,13 @@
 //     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
 //     unmarked on small tables with rows of every status, and on empty
 //     ones;
-//   - Instances: Heartbeat, Instances and RemoveInstance.
+//   - Instances: Heartbeat, Instances and RemoveInstance;
+//   - Version: version isolation (DotNetCore.CAP's Version): rows keep
+//     their version (published, in and out of a transaction; received, one
+//     and in batches); claims (by group too) and NextDue of one version
+//     never return another's rows, the empty version being one of its
+//     own; invalid versions refused; List's filter by version; DeleteExpired
+//     of every version.
 package storagetest
 
 import (
@@ -177,6 +183,13 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
+		}},
+		{"Version", []testCase{
+			{"Claims", s.versionClaims},
+			{"NextDue", s.versionNextDue},
+			{"Received", s.versionReceived},
+			{"Invalid", s.versionInvalid},
+			{"ListAndClean", s.versionListAndClean},
 		}},
 	}
 }
