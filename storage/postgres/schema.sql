@@ -49,7 +49,7 @@ CREATE INDEX IF NOT EXISTS published_pending_version_idx ON {{schema}}.published
 -- Replaced by published_pending_version_idx.
 DROP INDEX IF EXISTS {{schema}}.published_pending_idx;
 -- --- end version isolation ---
--- Replaced by published_pending_idx, which also holds Delayed rows.
+-- Replaced by published_pending_idx (itself replaced, see above), which also holds Delayed rows.
 DROP INDEX IF EXISTS {{schema}}.published_due_idx;
 -- Cleaner: expired rows.
 CREATE INDEX IF NOT EXISTS published_expires_idx ON {{schema}}.published (expires_at) WHERE expires_at IS NOT NULL;

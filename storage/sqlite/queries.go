@@ -89,7 +89,7 @@ func newTableQueries(table, idCols string) tableQueries {
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
-		// The condition on status is the *_pending index's, as it is.
+		// The condition on status is the *_pending_version index's, as it is.
 		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled'
 			WHERE id IN (SELECT id FROM ` + table + pending + `
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)` +
