@@ -12,8 +12,8 @@ import (
 // the same headers (CAP's, those of opts, and those a delivery gets), the
 // body the serializer makes, and through the same handler chain (panic
 // recovery, the instrumentation and other handle middleware). An empty
-// group means Options.DefaultGroup; Options.GroupPrefix is added as
-// Subscribe adds it.
+// group means Options.DefaultGroup; Options.GroupPrefix, Options.Version
+// and Options.TopicPrefix apply as Subscribe and Publish apply them.
 //
 // Nothing is stored, sent or retried, and no broker or Run is needed: it
 // returns the handler's error as the handler returned it (a panic as an
@@ -28,8 +28,8 @@ func (o *Outbox[TTx]) HandleDirect(ctx context.Context, group, topic string, pay
 	if group == "" {
 		group = o.opts.DefaultGroup
 	}
-	d := transport.Delivery{Topic: topic, Message: transport.Message{Headers: m.Headers, Body: m.Body}}
-	return o.e.HandleDirect(ctx, o.opts.GroupPrefix+group, d)
+	d := transport.Delivery{Topic: m.Name, Message: transport.Message{Headers: m.Headers, Body: m.Body}}
+	return o.e.HandleDirect(ctx, o.opts.groupName(group), d)
 }
 
 // Serializer returns the serializer the outbox encodes payloads and

@@ -77,7 +77,7 @@ func (o *Outbox[TTx]) Health(ctx context.Context) HealthReport {
 	store := &ComponentHealth{OK: true}
 	ages := map[string]float64{}
 	for _, kind := range telemetry.Tables() {
-		oldest, due, err := telemetry.OldestDue(ctx, o.driver, kind, now)
+		oldest, due, err := telemetry.OldestDue(ctx, o.driver, kind, o.opts.Version, now)
 		if err != nil {
 			store = &ComponentHealth{Problem: problemOf(ctx, err)}
 			ages = nil

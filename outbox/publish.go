@@ -169,6 +169,7 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 		Status:        storage.StatusScheduled,
 		Added:         now,
 		NextAttemptAt: now,
+		Version:       o.opts.Version, // version isolation (issue #17)
 	}
 	if cfg.retry != nil {
 		p, err := cfg.retry.policy(true)

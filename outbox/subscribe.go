@@ -139,7 +139,7 @@ func subscribe[TTx any](o *Outbox[TTx], topicPattern string, opts []SubscribeOpt
 	}
 	chain := o.handlerChain(handler, timeout, cfg.middleware)
 	return o.e.Subscribe(engine.Subscription{
-		Group:       o.opts.GroupPrefix + cfg.group,
+		Group:       o.opts.groupName(cfg.group),
 		Pattern:     o.topicName(topicPattern),
 		Policy:      policy,
 		Concurrency: cfg.concurrency,

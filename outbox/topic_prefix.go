@@ -13,3 +13,8 @@ func (o *Outbox[TTx]) topicName(topic string) string {
 	}
 	return o.opts.TopicPrefix + "." + topic
 }
+
+// TopicName returns the name a message published to topic is stored and
+// sent under, and a subscription to the pattern topic subscribes to: topic
+// itself, or with Options.TopicPrefix and a dot before it.
+func (o *Outbox[TTx]) TopicName(topic string) string { return o.topicName(topic) }

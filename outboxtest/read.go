@@ -23,7 +23,18 @@ type lister func(ctx context.Context, f storage.Filter) ([]*storage.Message, err
 
 // storeLister lists the committed rows of ob's storage.
 func storeLister[TTx any](ob *outbox.Outbox[TTx]) lister {
-	return ob.Store().List
+	return withTopicNames(ob, ob.Store().List)
+}
+
+// withTopicNames makes list look for the topic a filter names under the
+// name ob stores it with (Options.TopicPrefix).
+func withTopicNames[TTx any](ob *outbox.Outbox[TTx], list lister) lister {
+	return func(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
+		if f.Name != "" {
+			f.Name = ob.TopicName(f.Name)
+		}
+		return list(ctx, f)
+	}
 }
 
 // txLister lists the rows tx sees, or says why ob's storage cannot.
@@ -33,9 +44,9 @@ func txLister[TTx any](ob *outbox.Outbox[TTx], tx TTx) (lister, error) {
 		return nil, fmt.Errorf("the storage %T cannot read inside a transaction of type %v (it does not implement storage.TxReader); "+
 			"commit, and assert without Tx", ob.Store(), reflect.TypeFor[TTx]())
 	}
-	return func(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
+	return withTopicNames(ob, func(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
 		return r.ListPublishedTx(ctx, tx, f)
-	}, nil
+	}), nil
 }
 
 // published returns the published rows of topic added at or after since

@@ -61,6 +61,7 @@ func (s *MemStore) list(ctx context.Context, f storage.Filter, tx *Tx) ([]*stora
 			(f.Group == "" || f.Kind != storage.Received || m.Group == group) &&
 			(f.MsgID == "" || m.MsgID == msgID) &&
 			(f.Content == "" || bytes.Contains(m.Body, []byte(f.Content))) &&
+			(f.Version == "" || m.Version == f.Version) &&
 			(f.BeforeID <= 0 || m.ID < f.BeforeID)
 	}
 	if err := s.lock(ctx); err != nil {

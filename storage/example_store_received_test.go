@@ -39,6 +39,9 @@ func (s *MemStore) InsertReceivedBatch(ctx context.Context, msgs []*storage.Mess
 		// cannot be the token of a claim.
 		return nil, errors.New("memstore: insert received: token must be non-zero")
 	}
+	if err := checkVersions(msgs); err != nil {
+		return nil, err
+	}
 	keys := make([]receivedKey, len(msgs))
 	for i, m := range msgs {
 		keys[i] = receivedKey{msgID: storage.StorableMsgID(m.MsgID), group: storage.ValidText(m.Group)}
@@ -98,6 +101,7 @@ func newReceivedRow(m *storage.Message, key receivedKey, token int64, leaseUntil
 		LeaseToken:    token,
 		LeaseUntil:    leaseUntil.UTC(),
 		Policy:        storage.ValidText(m.Policy),
+		Version:       m.Version,
 	}
 }
 

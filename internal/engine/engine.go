@@ -39,6 +39,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// NodeID is the snowflake node id, 1..1023; -1 picks one at random.
 	NodeID int64
+	// Version isolates this engine's rows (issue #17): received rows are
+	// stored with it, and claims and NextDue take only rows of it
+	// (storage.ClaimRequest.Version). The outbox package stores it on
+	// published rows and has checked it (storage.CheckVersion).
+	Version string
 
 	// Retry is the default retry policy: of rows stored without one.
 	Retry              Policy

@@ -195,6 +195,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			Token:      ids.Token(),
 			Limit:      limit,
 			Groups:     p.groups,
+			Version:    p.cfg.Version,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -220,7 +221,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		p.due.passed(now)
 		wait := p.pollWait()
 		if wait >= askNextDue {
-			if next, err := p.store.NextDue(ctx, p.kind, now); err == nil {
+			if next, err := p.store.NextDue(ctx, p.kind, storage.DueRequest{After: now, Version: p.cfg.Version}); err == nil {
 				p.due.note(next)
 			} else if ctx.Err() == nil {
 				p.log.Warn("gocap: reading when the next row is due failed; polling", "err", err)

@@ -250,6 +250,7 @@ func (r *receiver) receivedMessage(group string, d transport.Delivery) *storage.
 		Body:    d.Body,
 		Status:  storage.StatusScheduled,
 		Added:   time.Now().UTC(),
+		Version: r.e.cfg.Version,
 	}
 	if s, ok := r.subscriptionFor(group, w.Name); ok {
 		m.Policy = s.Policy
@@ -290,9 +291,10 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 			wire.Group:             m.Group,
 			wire.UnstorableHeaders: storage.TruncateText(quoted.String(), 64<<10),
 		},
-		Body:   m.Body,
-		Status: storage.StatusScheduled,
-		Added:  m.Added,
+		Body:    m.Body,
+		Status:  storage.StatusScheduled,
+		Added:   m.Added,
+		Version: m.Version,
 	}
 	token := ids.Token()
 	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)

@@ -22,6 +22,7 @@ type ReceivedRow struct {
 	Body    []byte // never nil
 	Added   time.Time
 	Policy  string
+	Version string // storage.Message.Version, checked
 }
 
 // Fit makes a text storable in one column: storage.ValidText, or a
@@ -35,9 +36,14 @@ func NewReceivedRow(m *storage.Message, fitGroup, fitName Fit) (ReceivedRow, err
 	if err != nil {
 		return ReceivedRow{}, err
 	}
+	v, err := MessageVersion(m)
+	if err != nil {
+		return ReceivedRow{}, err
+	}
 	return ReceivedRow{
 		ID: m.ID, MsgID: storage.StorableMsgID(m.MsgID), Group: fitGroup(m.Group), Name: fitName(m.Name),
 		Headers: h, Body: NonNil(m.Body), Added: m.Added.UTC(), Policy: storage.ValidText(m.Policy),
+		Version: v,
 	}, nil
 }
 

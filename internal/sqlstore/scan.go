@@ -26,7 +26,11 @@ type TimeDest func(t *time.Time) any
 // MessageColumns are the columns ScanMessages reads, in its order, after
 // "id, " and the two columns for msg_id and grp, which a published table
 // computes.
-const MessageColumns = "name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until, policy, attempts"
+const MessageColumns = "name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until, policy, attempts" +
+	VersionColumn
+
+// VersionColumn is the version column (issue #17) among MessageColumns.
+const VersionColumn = ", version"
 
 // ScanMessages reads rows of the columns id, msg_id, grp and
 // MessageColumns into messages of kind.
@@ -39,7 +43,8 @@ func ScanMessages(rows Rows, kind storage.Kind, td TimeDest) ([]*storage.Message
 		var token sql.NullInt64
 		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
 			&m.LastError, td(&m.Added), td(&m.NextAttemptAt), td(&m.ExpiresAt), &token, td(&m.LeaseUntil),
-			&m.Policy, &attempts); err != nil {
+			&m.Policy, &attempts,
+			&m.Version); err != nil {
 			return nil, err
 		}
 		m.Status = storage.Status(status)

@@ -70,6 +70,9 @@ type Config struct {
 	// GaugeInterval is the least time between two storage reads of the
 	// gauges; zero means DefaultGaugeInterval.
 	GaugeInterval time.Duration
+	// Version is the outbox's version (issue #17): the oldest due row the
+	// gauge reports is one of this version, which this outbox processes.
+	Version string
 }
 
 // Telemetry instruments one outbox.
@@ -111,7 +114,7 @@ func New(cfg Config) (*Telemetry, error) {
 		prop:   cfg.Propagator,
 		system: semconv.MessagingSystemKey.String(cfg.System),
 		log:    cfg.Logger,
-		gauge:  gaugeReader{store: cfg.Store, interval: cfg.GaugeInterval, log: cfg.Logger},
+		gauge:  gaugeReader{store: cfg.Store, interval: cfg.GaugeInterval, log: cfg.Logger, version: cfg.Version},
 	}
 	meter := cfg.MeterProvider.Meter(ScopeName)
 	var errs []error

@@ -55,7 +55,7 @@ type queries struct {
 }
 
 // insertValues is the VALUES row of one message in insertPublished.
-const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?)`
+const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)`
 
 func newQueries(prefix string) queries {
 	pub := "`" + prefix + "published`"
@@ -66,7 +66,7 @@ func newQueries(prefix string) queries {
 			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''"),
 			Received:  newTableQueries(prefix+"received", "msg_id, grp"),
 		},
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy) VALUES `,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, version) VALUES `,
 		insertReceived:  insertReceivedSQL(rec, 1),
 		receivedToken:   `SELECT id, lease_token FROM ` + rec + ` WHERE msg_id = ? AND grp = ?`,
 		receivedTokens:  `SELECT id, msg_id, grp, lease_token FROM ` + rec + ` WHERE (msg_id, grp) IN (`,
@@ -80,8 +80,8 @@ func newQueries(prefix string) queries {
 
 // receivedValues is the VALUES row of one message in an insert of
 // received messages: id, msg_id, grp, name, headers, body, added,
-// next_attempt_at, lease_token, lease_until, policy.
-const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?)`
+// next_attempt_at, lease_token, lease_until, policy, version.
+const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)`
 
 // insertReceivedSQL inserts n received messages into table: each is
 // inserted, or, when its (msg_id, grp) is stored already, a Failed row is
@@ -90,7 +90,7 @@ const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?)`
 // the old status.
 func insertReceivedSQL(table string, n int) string {
 	return `INSERT INTO ` + table + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, version)
 			VALUES ` + strings.TrimSuffix(strings.Repeat(receivedValues+", ", n), ", ") + `
 			ON DUPLICATE KEY UPDATE
 				retries = IF(status = 'Failed', 0, retries),
@@ -131,9 +131,10 @@ func newTableQueries(name, idCols string) tableQueries {
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		// due_at is next_attempt_at of Scheduled and Delayed rows only
-		// (see schema.sql).
-		claim: `SELECT ` + cols + ` FROM ` + table + " FORCE INDEX (`" + name + "_pending`)" + `
-			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
+		// (see schema.sql); the rows are those of one version (issue #17),
+		// the leading column of the index.
+		claim: `SELECT ` + cols + ` FROM ` + table + " FORCE INDEX (`" + name + "_pending_version`)" + `
+			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)` + ` AND version = ?`,
 		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
 		// The rows, their tokens and attempts come as a derived table the
 		// update joins by primary key (see succeedSQL).
@@ -159,7 +160,7 @@ func newTableQueries(name, idCols string) tableQueries {
 				retries = retries + 1
 			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
 		failResult: `SELECT retries, status FROM ` + table + ` WHERE id = ?`,
-		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ? ORDER BY due_at LIMIT 1`,
+		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ?` + ` AND version = ?` + ` ORDER BY due_at LIMIT 1`,
 		counts:     `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		// Three ranges of the (status, id) index, read from the index alone.
 		countOthers: `SELECT status, COUNT(*) FROM ` + table + " FORCE INDEX (`" + name + "_status`)" + `

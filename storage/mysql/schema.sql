@@ -6,8 +6,9 @@
 --
 -- Each secondary index slows every publish a little, so there are exactly
 -- the ones the background queries need (see QUERY_PLANS.md):
---   *_pending  (due_at)                   claims: due Scheduled and Delayed rows,
---                                          oldest first; NextDue: one entry
+--   *_pending_version (version, due_at)   claims: due Scheduled and Delayed rows
+--                                          of one version, oldest first; NextDue:
+--                                          one entry
 --   *_expires  (expires_at)               the cleaner
 --   *_status   (status, id)               dashboard pages by status, counts
 --
@@ -21,8 +22,13 @@
 -- must sort: a claim would read every due row of a backlog.)
 --
 -- Tables of an earlier gocap are upgraded by Migrate, not by this file:
--- it adds the columns policy, attempts and due_at and the *_pending
--- index, and drops the *_due index (see upgradeTable in upgrade.go).
+-- it adds the columns policy, attempts, due_at and version and the
+-- *_pending_version index, and drops the *_due and *_pending indexes (see
+-- upgradeTable in upgrade.go).
+--
+-- version (issue #17) is the Options.Version of the processor that
+-- published or received the row ('' without one); claims and NextDue read
+-- the rows of one version only, hence its place first in *_pending_version.
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              BIGINT       NOT NULL,
@@ -40,8 +46,9 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
+    version         VARCHAR(20)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
     PRIMARY KEY (id),
-    KEY {{prefix}}published_pending (due_at),
+    KEY {{prefix}}published_pending_version (version, due_at),
     KEY {{prefix}}published_expires (expires_at),
     KEY {{prefix}}published_status (status, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -64,9 +71,10 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
+    version         VARCHAR(20)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),
-    KEY {{prefix}}received_pending (due_at),
+    KEY {{prefix}}received_pending_version (version, due_at),
     KEY {{prefix}}received_expires (expires_at),
     KEY {{prefix}}received_status (status, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -15,6 +15,8 @@ var addedColumns = []struct{ name, def string }{
 	{"policy", "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('')"},
 	{"attempts", "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]')"},
 	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL"},
+	// --- version isolation (issue #17) ---
+	{"version", "VARCHAR(20) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''"},
 }
 
 // Statements of the upgrade.
@@ -24,9 +26,9 @@ const (
 )
 
 // upgradeTable brings a message table created by an earlier schema to the
-// current one: the columns of addedColumns it lacks, the *_pending index
-// on due_at, and without the *_due index on (status, next_attempt_at)
-// that *_pending replaces. A table that is current is left alone. It runs
+// current one: the columns of addedColumns it lacks, the *_pending_version
+// index on (version, due_at), and without the *_pending index on due_at
+// and the *_due index on (status, next_attempt_at) that it replaces. A table that is current is left alone. It runs
 // under Migrate's lock, so two processes never alter one table at once.
 //
 // The changes are three ALTER TABLE statements, so that the server can
@@ -54,9 +56,15 @@ func upgradeTable(ctx context.Context, conn *sql.Conn, table string) error {
 			stored = append(stored, "ADD COLUMN "+c.name+" "+c.def)
 		}
 	}
-	if !idx[table+"_pending"] {
-		indexes = append(indexes, "ADD KEY `"+table+"_pending` (due_at)")
+	// --- version isolation (issue #17): *_pending_version replaces
+	// *_pending (due_at), which replaced *_due.
+	if !idx[table+"_pending_version"] {
+		indexes = append(indexes, "ADD KEY `"+table+"_pending_version` (version, due_at)")
 	}
+	if idx[table+"_pending"] {
+		indexes = append(indexes, "DROP KEY `"+table+"_pending`")
+	}
+	// --- end version isolation ---
 	if idx[table+"_due"] {
 		indexes = append(indexes, "DROP KEY `"+table+"_due`")
 	}

@@ -54,11 +54,12 @@ func newQueries(schema, channel string) queries {
 		Published: newTableQueries(pub, "id::text AS msg_id, '' AS grp"),
 		Received:  newTableQueries(rec, "msg_id, grp"),
 	}}
-	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy)`
-	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8)`
-	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[])
-		AS m(id, name, headers, body, added, next_attempt_at, status, policy)`
+	// The version ($9, issue #17) is the last column of each insert.
+	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy, version)`
+	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9)`
+	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
+		AS m(id, name, headers, body, added, next_attempt_at, status, policy, version)`
 	// One statement, one round trip: the NOTIFY is queued in the same
 	// transaction and delivered only if it commits.
 	lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
@@ -69,7 +70,7 @@ func newQueries(schema, channel string) queries {
 	// already, a Failed row reset and claimed; the row is returned in
 	// either case, and no row for a duplicate left alone.
 	recInsert := `INSERT INTO ` + rec + ` AS r
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy)`
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, version)`
 	recConflict := `
 		ON CONFLICT (msg_id, grp) DO UPDATE
 		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
@@ -77,15 +78,15 @@ func newQueries(schema, channel string) queries {
 		    lease_until = EXCLUDED.lease_until
 		WHERE r.status = 'Failed'`
 	q.insertReceived = recInsert + `
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10)` + recConflict + `
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10, $11)` + recConflict + `
 		RETURNING r.id`
 	// The rows arrive de-duplicated and sorted by (msg_id, grp) (see
 	// sqlstore.ReceivedBatch); a returned row is told from its message by
 	// its key.
 	q.insertReceivedBatch = recInsert + `
-		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9, $8, policy
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[])
-		AS m(id, msg_id, grp, name, headers, body, added, policy)` + recConflict + `
+		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9, $8, policy, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[])
+		AS m(id, msg_id, grp, name, headers, body, added, policy, version)` + recConflict + `
 		RETURNING r.id, r.msg_id, r.grp`
 	inst := s + ".instances"
 	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
@@ -99,6 +100,10 @@ func newQueries(schema, channel string) queries {
 	return q
 }
 
+// versionCond restricts a claim to one version, its argument $5 (issue
+// #17): the leading column of *_pending_version_idx.
+const versionCond = ` AND version = $5`
+
 func newTableQueries(table, idCols string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	claim := func(extra string) string {
@@ -106,7 +111,7 @@ func newTableQueries(table, idCols string) tableQueries {
 			WHERE id IN (
 				SELECT id FROM ` + table + `
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1
-				  AND (lease_until IS NULL OR lease_until <= $1)` + extra + `
+				  AND (lease_until IS NULL OR lease_until <= $1)` + versionCond + extra + `
 				ORDER BY next_attempt_at
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED)
@@ -122,7 +127,7 @@ func newTableQueries(table, idCols string) tableQueries {
 		selectAll:   `SELECT ` + cols + ` FROM ` + table,
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
 		claim:       claim(""),
-		claimGroups: claim(` AND grp = ANY($5::text[])`),
+		claimGroups: claim(` AND grp = ANY($6::text[])`),
 		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appended("t.attempts", "l.attempt") + `
 			FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS l(id, token, attempt)
@@ -142,7 +147,7 @@ func newTableQueries(table, idCols string) tableQueries {
 			RETURNING retries, status`,
 		// One entry of the pending index: its predicate, then a bound.
 		nextDue: `SELECT next_attempt_at FROM ` + table + `
-			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1
+			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1` + ` AND version = $2` + `
 			ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
 		// An index-only scan of *_status_idx, whose predicate it repeats.

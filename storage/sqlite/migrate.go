@@ -15,6 +15,8 @@ import (
 var addedColumns = []struct{ name, def string }{
 	{"policy", "TEXT NOT NULL DEFAULT ''"},
 	{"attempts", "TEXT NOT NULL DEFAULT '[]'"},
+	// --- version isolation (issue #17) ---
+	{"version", "TEXT NOT NULL DEFAULT ''"},
 }
 
 // columnSQL counts the columns of a table with a given name.

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The claim and NextDue read the partial *_pending index, with the
+// The claim and NextDue read the partial *_pending_version index, with the
 // SQLite this driver embeds (QUERY_PLANS.md shows the plans on 1,000,000
 // rows with the sqlite3 CLI): no table scan, no sort.
 func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
@@ -25,10 +25,10 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		name, query, index string
 		args               []any
 	}{
-		{"claim published", d.q.Published.claimSQL(0), "gocap_published_pending", []any{2, 7, 1, 1, 500}},
-		{"claim received by group", d.q.Received.claimSQL(2), "gocap_received_pending", []any{2, 7, 1, 1, "a", "b", 500}},
-		{"next due published", d.q.Published.nextDue, "gocap_published_pending", []any{1}},
-		{"next due received", d.q.Received.nextDue, "gocap_received_pending", []any{1}},
+		{"claim published", d.q.Published.claimSQL(0), "gocap_published_pending_version", []any{2, 7, 1, 1, "v1", 500}},
+		{"claim received by group", d.q.Received.claimSQL(2), "gocap_received_pending_version", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		{"next due published", d.q.Published.nextDue, "gocap_published_pending_version", []any{1, "v1"}},
+		{"next due received", d.q.Received.nextDue, "gocap_received_pending_version", []any{1, "v1"}},
 	} {
 		rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {

@@ -67,6 +67,12 @@
 //     (skipped otherwise): ListPublishedTx sees the transaction's own
 //     uncommitted rows with the committed ones, filtered and paged as
 //     List, and none of a rolled-back transaction.
+//   - Version: version isolation (DotNetCore.CAP's Version): rows keep
+//     their version (published, in and out of a transaction; received, one
+//     and in batches); claims (by group too) and NextDue of one version
+//     never return another's rows, the empty version being one of its
+//     own; invalid versions refused; List's filter by version; DeleteExpired
+//     of every version.
 package storagetest
 
 import (
@@ -184,6 +190,13 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"TxRead", []testCase{
 			{"ListPublishedTx", s.txRead},
+		}},
+		{"Version", []testCase{
+			{"Claims", s.versionClaims},
+			{"NextDue", s.versionNextDue},
+			{"Received", s.versionReceived},
+			{"Invalid", s.versionInvalid},
+			{"ListAndClean", s.versionListAndClean},
 		}},
 	}
 }

@@ -12,8 +12,9 @@ import (
 // schema, the two rows a backend's upgrade test inserted before it: the
 // published row with id 1 and the received row with id 2, both Scheduled
 // and due at t0, with body "body". They read back with no Policy and no
-// attempts, are claimed, record a failed attempt in their new history, and
-// NextDue sees them.
+// attempts and with the empty version, are claimed (by a claim of the
+// empty version, not of another), record a failed attempt in their new
+// history, and NextDue sees them.
 func CheckUpgraded(t *testing.T, d storage.Store, t0 time.Time) {
 	t.Helper()
 	ctx := context.Background()
@@ -28,6 +29,14 @@ func CheckUpgraded(t *testing.T, d storage.Store, t0 time.Time) {
 		if m.Policy != "" || len(m.Attempts) != 0 || m.Status != storage.StatusScheduled || string(m.Body) != "body" {
 			t.Errorf("old %s row: policy %q attempts %v status %s body %q", k.kind, m.Policy, m.Attempts, m.Status, m.Body)
 		}
+		// Version isolation (issue #17): an old row has the empty version,
+		// which a claim of another version does not take.
+		if m.Version != "" {
+			t.Errorf("old %s row: version %q, want the empty version", k.kind, m.Version)
+		}
+		if c, err := d.Claim(ctx, k.kind, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: 6, Limit: 10, Version: "v1"}); err != nil || len(c) != 0 {
+			t.Fatalf("claim of version v1 took %d old %s rows (%v), want none", len(c), k.kind, err)
+		}
 		c, err := d.Claim(ctx, k.kind, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: 7, Limit: 10})
 		if err != nil || len(c) != 1 {
 			t.Fatalf("claim of the old %s row: %d rows, %v", k.kind, len(c), err)
@@ -40,7 +49,7 @@ func CheckUpgraded(t *testing.T, d storage.Store, t0 time.Time) {
 			t.Errorf("old %s row after Fail: %+v %v", k.kind, m, err)
 		}
 	}
-	if next, err := d.NextDue(ctx, storage.Published, t0.Add(-time.Hour)); err != nil || !next.Equal(t0) {
+	if next, err := d.NextDue(ctx, storage.Published, storage.DueRequest{After: t0.Add(-time.Hour)}); err != nil || !next.Equal(t0) {
 		t.Errorf("NextDue: %v %v, want %v", next, err, t0)
 	}
 }
