@@ -26,7 +26,8 @@ type receiver struct {
 	proc   *processor
 	groups map[string][]Subscription
 
-	unstored unstoredCounts // deliveries that failed to be stored, by message
+	unstored  unstoredCounts // deliveries that failed to be stored, by message
+	consumers consumerStates // the failures of each group's consumer
 }
 
 func newReceiver(e *Engine) *receiver {
@@ -92,6 +93,7 @@ func (r *receiver) consume(ctx, work context.Context, group string) {
 	retry := backoff.New(100*time.Millisecond, 30*time.Second)
 	for ctx.Err() == nil {
 		started := time.Now()
+		r.consumers.started(group, started)
 		var err error
 		if br, ok := r.e.cfg.Transport.(transport.BatchReceiver); ok {
 			err = br.ConsumeBatch(ctx, group, patterns, receiveBatch, receiveLinger, func(dctx context.Context, ds []transport.Delivery) []error {
@@ -105,12 +107,20 @@ func (r *receiver) consume(ctx, work context.Context, group string) {
 		if ctx.Err() != nil {
 			return
 		}
+		r.consumers.failed(group, err, time.Now())
 		if time.Since(started) > time.Minute {
 			retry.Reset() // it ran well for a while: this is a new failure
 		}
 		d := retry.Next()
-		log.Error("gocap: consuming failed; consuming again after a pause",
-			"group", group, "topics", patterns, "err", err, "retry_in", d)
+		if errors.Is(err, transport.ErrMisconfigured) {
+			d = retry.Max
+			log.Error("gocap: the broker refuses the consumer's configuration: messages of the group are not received "+
+				"until the configuration (or the broker's side) is changed; trying again after a pause",
+				"group", group, "topics", patterns, "err", err, "retry_in", d)
+		} else {
+			log.Error("gocap: consuming failed; consuming again after a pause",
+				"group", group, "topics", patterns, "err", err, "retry_in", d)
+		}
 		if !backoff.Sleep(ctx, d) {
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gocap/gocap/transport"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -37,8 +38,9 @@ type SASL struct {
 // credentials (a SASL authentication failure, a mechanism the brokers do
 // not enable) or a failed TLS handshake: retrying does not fix it, the
 // configuration must change. Send and Healthy return errors wrapping it,
-// and Consume and ConsumeBatch return one at once instead of waiting.
-var ErrAuthentication = errors.New("kafka: authentication with the brokers failed")
+// and Consume and ConsumeBatch return one (it wraps
+// transport.ErrMisconfigured) at once instead of waiting.
+var ErrAuthentication = fmt.Errorf("kafka: authentication with the brokers failed (%w)", transport.ErrMisconfigured)
 
 // dialTimeout bounds a connection to a broker, TLS handshake and SASL
 // exchange included.

@@ -117,7 +117,7 @@ func TestSASLRefused(t *testing.T) {
 			defer cancel()
 			check := func(what string, err error, took time.Duration) {
 				t.Helper()
-				if !errors.Is(err, kafka.ErrAuthentication) || !strings.Contains(err.Error(), "SASL") {
+				if !errors.Is(err, kafka.ErrAuthentication) || !errors.Is(err, transport.ErrMisconfigured) || !strings.Contains(err.Error(), "SASL") {
 					t.Errorf("%s: %v, want ErrAuthentication naming SASL", what, err)
 				}
 				if errors.Is(err, transport.ErrUnavailable) {

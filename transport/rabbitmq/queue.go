@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gocap/gocap/transport"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -35,9 +36,9 @@ const CAPMessageTTL = 864000000
 // with other arguments (Config.QueueArguments, Config.QueueType) or
 // properties, or an argument is invalid. Retrying does not fix it: the
 // configuration or the queue must change. Consume and ConsumeBatch return
-// an error wrapping it, which names the queue, the argument and the Config
+// an error wrapping it (and transport.ErrMisconfigured), which names the queue, the argument and the Config
 // field to set, at once and not after retries.
-var ErrQueueMismatch = errors.New("rabbitmq: the broker refused to declare the queue")
+var ErrQueueMismatch = fmt.Errorf("rabbitmq: the broker refused to declare the queue (%w)", transport.ErrMisconfigured)
 
 // Value kinds of the queue arguments that New checks.
 type argKind int

@@ -228,8 +228,8 @@ func TestQueueDeclaredByCAP(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := plain.Consume(ctx, "cap", []string{"order.paid"}, func(context.Context, transport.Delivery) error { return nil })
-	if !errors.Is(err, rabbitmq.ErrQueueMismatch) {
-		t.Fatalf("Consume of the queue declared with other arguments: %v, want ErrQueueMismatch", err)
+	if !errors.Is(err, rabbitmq.ErrQueueMismatch) || !errors.Is(err, transport.ErrMisconfigured) {
+		t.Fatalf("Consume of the queue declared with other arguments: %v, want ErrQueueMismatch (and transport.ErrMisconfigured)", err)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("Consume returned only when its context ended")
