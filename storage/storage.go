@@ -30,6 +30,24 @@
 // longer than MaxMsgIDBytes is stored, and de-duplicated, as
 // [StorableMsgID] makes it. Errors the database raises for the data itself
 // are wrapped with [ErrPermanent].
+//
+// # Ordering keys
+//
+// A row with an OrderingKey is due, besides the conditions of
+// [ClaimRequest], only while no other row of the same kind, Group and
+// OrderingKey with a smaller ID is Scheduled or Delayed (due or not,
+// leased or not), or Failed when the request says Failed rows hold
+// their key (ClaimRequest.FailedHoldsKey). So at most one row of a key
+// is in flight anywhere, a row waiting for its retry holds its key, and
+// the next row of a key becomes due when the previous one's Succeed
+// commits. A Store enforces this in the claim itself, so that it holds
+// between processes and between concurrent claims. Rows without a key
+// are not affected. The order is that of the ids: for published rows
+// the order of the publishes in one process (snowflake ids grow), for
+// received rows the order in which the receiving process stored them.
+// Two rows of one key committed in the order opposite to their ids (two
+// transactions publishing one key concurrently) are claimed in id order
+// if both are visible to the claim, else in commit order.
 package storage
 
 import (
@@ -133,7 +151,17 @@ type Message struct {
 	// Attempts are the row's last attempts, oldest first: at most
 	// MaxAttemptHistory, each appended by Succeed or Fail.
 	Attempts []Attempt
+	// OrderingKey, when not empty, puts the row in an ordered sequence:
+	// the rows of one kind, Group and OrderingKey are claimed one at a
+	// time, in id order (see "Ordering keys" in the package doc). Empty
+	// means unordered. At most MaxOrderingKeyBytes of valid UTF-8 without
+	// NUL; a Store stores it as it is given (the caller checks it).
+	OrderingKey string
 }
+
+// MaxOrderingKeyBytes bounds Message.OrderingKey, so that it fits in an
+// index of every backend.
+const MaxOrderingKeyBytes = 200
 
 // MaxAttemptHistory is the number of attempts a row keeps in
 // Message.Attempts; older ones are dropped.
@@ -186,6 +214,12 @@ type ClaimRequest struct {
 	// compares them in the form it stores group names, see ValidText). It
 	// is ignored for published rows.
 	Groups []string
+	// FailedHoldsKey makes a Failed row hold its ordering key (see
+	// "Ordering keys" above): the rows after it in its sequence are not
+	// due until it is requeued and succeeds, or is deleted (the
+	// processor's "block" policy). When false a Failed row releases its
+	// key ("skip").
+	FailedHoldsKey bool
 }
 
 // Failure describes a failed attempt reported by the holder of a lease.
@@ -297,6 +331,12 @@ type Store interface {
 	// no error and no expiry, due at m.Added and claimed under the lease
 	// (ReceivedInsert.Reset, with the stored row's id); any other row is
 	// left alone (not Claimed). token must be non-zero.
+	//
+	// A message with an OrderingKey is stored for a claim instead: due at
+	// m.Added but not leased (LeaseUntil zero; its LeaseToken is token,
+	// which only marks it as stored by this call), and the result says
+	// Queued instead of Claimed; likewise a Failed duplicate of it is
+	// reset unleased. Its turn comes from Claim, which keeps the key's order.
 	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
 	// Claim leases up to req.Limit due rows of kind (Scheduled or
@@ -426,8 +466,38 @@ type ReceivedInsert struct {
 	// is new, or was a Failed duplicate that was reset.
 	Claimed bool
 	// Reset reports that an existing Failed row was reset to Scheduled
-	// and claimed: its stored content, not the delivery's, is the row's.
+	// and claimed (or queued): its stored content, not the delivery's, is
+	// the row's.
 	Reset bool
+	// Queued reports that a message with an OrderingKey was stored for a
+	// claim (new, or a Failed duplicate reset): it is due but not leased;
+	// a Claim takes it when its turn comes. Claimed is then false.
+	Queued bool
+}
+
+// BlockedKey is an ordering key whose sequence waits behind a Failed row
+// (see [KeyInspector]).
+type BlockedKey struct {
+	// Group is the consumer group of received rows; empty for published.
+	Group string
+	// OrderingKey is the key.
+	OrderingKey string
+	// Head is the Failed row with the smallest id of the key: requeueing
+	// it (once it succeeds) or deleting it releases the key.
+	Head *Message
+	// Waiting counts the key's Scheduled and Delayed rows after Head.
+	Waiting int64
+}
+
+// KeyInspector is implemented by a Store that can list the ordering keys
+// whose head row is Failed; the dashboard shows them. The conformance
+// suite checks it when a Store has it.
+type KeyInspector interface {
+	// BlockedKeys returns up to limit keys of kind (limit < 1: 50) whose
+	// smallest-id row that is not Succeeded is Failed, with the number of
+	// Scheduled and Delayed rows of the key after it; by the head row's
+	// id, oldest first.
+	BlockedKeys(ctx context.Context, kind Kind, limit int) ([]BlockedKey, error)
 }
 
 // Listener is implemented by a Store that can tell processors promptly that

@@ -73,6 +73,18 @@ DROP INDEX IF EXISTS {{schema}}.received_due_idx;
 CREATE INDEX IF NOT EXISTS received_expires_idx ON {{schema}}.received (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS received_status_idx ON {{schema}}.received (status, id) WHERE status <> 'Succeeded';
 
+-- Ordering keys (#18): the column, NULL for unordered rows, and the
+-- index of the claim's check that no earlier row of a key holds it (and
+-- of the dashboard's blocked keys). It holds only keyed rows that are not
+-- Succeeded, so unordered rows never enter it and a claim of a keyed row
+-- stays a HOT update.
+ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS ordering_key text;
+ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS ordering_key text;
+CREATE INDEX IF NOT EXISTS published_key_idx ON {{schema}}.published (ordering_key, id)
+    WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+CREATE INDEX IF NOT EXISTS received_key_idx ON {{schema}}.received (ordering_key, grp, id)
+    WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+
 CREATE TABLE IF NOT EXISTS {{schema}}.instances (
     id        text        PRIMARY KEY,
     hostname  text        NOT NULL,

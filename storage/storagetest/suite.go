@@ -62,7 +62,13 @@
 //     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
 //     unmarked on small tables with rows of every status, and on empty
 //     ones;
-//   - Instances: Heartbeat, Instances and RemoveInstance.
+//   - Instances: Heartbeat, Instances and RemoveInstance;
+//   - Ordering: the claim rule of ordering keys (the head of each key
+//     only; a smaller id Scheduled, Delayed, waiting for a retry or in
+//     flight holds the key; a Failed one per ClaimRequest.FailedHoldsKey;
+//     keys per group), keyed received rows stored unleased (one by one
+//     and in batches), claimers racing over many keys, and, for a Store
+//     that implements storage.KeyInspector, BlockedKeys.
 package storagetest
 
 import (
@@ -177,6 +183,13 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
+		}},
+		{"Ordering", []testCase{
+			{"HeadOnly", s.orderingHeadOnly},
+			{"PredecessorBlocks", s.orderingPredecessorBlocks},
+			{"Received", s.orderingReceived},
+			{"Concurrent", s.orderingConcurrent},
+			{"BlockedKeys", s.blockedKeys},
 		}},
 	}
 }
