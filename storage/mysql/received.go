@@ -16,8 +16,12 @@ var _ storage.ReceivedBatchInserter = (*Driver)(nil)
 // receivedArgs appends the arguments of r's VALUES row (receivedValues)
 // to args.
 func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) []any {
+	var until any // NULL for a keyed row, stored for a claim (#18)
+	if u := r.LeaseUntil(leaseUntil); u != nil {
+		until = dbTime(*u)
+	}
 	return append(args, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, dbTime(r.Added), dbTime(r.Added), token,
-		dbTime(leaseUntil), r.Policy)
+		until, r.Policy, r.OrderingKey)
 }
 
 // InsertReceived stores a received message claimed under a lease, or
@@ -59,7 +63,7 @@ func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Messag
 			clear(res)
 			from := 0
 			for _, chunk := range batches(b.Rows, func(r sqlstore.ReceivedRow) int { return len(r.Body) }) {
-				args := make([]any, 0, 11*len(chunk))
+				args := make([]any, 0, 12*len(chunk))
 				keys := make([]any, 0, 2*len(chunk))
 				for i := range chunk {
 					args = receivedArgs(args, &chunk[i], token, leaseUntil)

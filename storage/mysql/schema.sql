@@ -10,6 +10,9 @@
 --                                          oldest first; NextDue: one entry
 --   *_expires  (expires_at)               the cleaner
 --   *_status   (status, id)               dashboard pages by status, counts
+--   *_key      (ordering_key[, grp], status, id)
+--                                          claims of keyed rows: is an earlier row of
+--                                          the key pending? (#18); blocked keys
 --
 -- MySQL has no partial index: due_at is a virtual column, for Scheduled
 -- and Delayed rows the time they may be claimed — next_attempt_at, or the
@@ -21,8 +24,9 @@
 -- must sort: a claim would read every due row of a backlog.)
 --
 -- Tables of an earlier gocap are upgraded by Migrate, not by this file:
--- it adds the columns policy, attempts and due_at and the *_pending
--- index, and drops the *_due index (see upgradeTable in upgrade.go).
+-- it adds the columns policy, attempts, due_at and ordering_key and the
+-- *_pending and *_key indexes, and drops the *_due index (see
+-- upgradeTable in upgrade.go).
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              BIGINT       NOT NULL,
@@ -40,6 +44,9 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
+    -- ordering keys (#18)
+    ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    KEY {{prefix}}published_key (ordering_key, status, id),
     PRIMARY KEY (id),
     KEY {{prefix}}published_pending (due_at),
     KEY {{prefix}}published_expires (expires_at),
@@ -64,6 +71,9 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
+    -- ordering keys (#18)
+    ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    KEY {{prefix}}received_key (ordering_key, grp, status, id),
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),
     KEY {{prefix}}received_pending (due_at),

@@ -15,6 +15,16 @@ var addedColumns = []struct{ name, def string }{
 	{"policy", "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('')"},
 	{"attempts", "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]')"},
 	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL"},
+	// ordering keys (#18)
+	{"ordering_key", "VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL"},
+}
+
+// keyIndex is the definition of the *_key index of table (#18).
+func keyIndex(table string) string {
+	if strings.HasSuffix(table, "received") {
+		return "(ordering_key, grp, status, id)"
+	}
+	return "(ordering_key, status, id)"
 }
 
 // Statements of the upgrade.
@@ -25,7 +35,7 @@ const (
 
 // upgradeTable brings a message table created by an earlier schema to the
 // current one: the columns of addedColumns it lacks, the *_pending index
-// on due_at, and without the *_due index on (status, next_attempt_at)
+// on due_at and the *_key index of ordering keys, and without the *_due index on (status, next_attempt_at)
 // that *_pending replaces. A table that is current is left alone. It runs
 // under Migrate's lock, so two processes never alter one table at once.
 //
@@ -56,6 +66,9 @@ func upgradeTable(ctx context.Context, conn *sql.Conn, table string) error {
 	}
 	if !idx[table+"_pending"] {
 		indexes = append(indexes, "ADD KEY `"+table+"_pending` (due_at)")
+	}
+	if !idx[table+"_key"] {
+		indexes = append(indexes, "ADD KEY `"+table+"_key` "+keyIndex(table))
 	}
 	if idx[table+"_due"] {
 		indexes = append(indexes, "DROP KEY `"+table+"_due`")
