@@ -25,8 +25,11 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		name, query, index string
 		args               []any
 	}{
-		{"claim published", d.q.Published.claimSQL(0), "gocap_published_pending", []any{2, 7, 1, 1, 500}},
-		{"claim received by group", d.q.Received.claimSQL(2), "gocap_received_pending", []any{2, 7, 1, 1, "a", "b", 500}},
+		{"claim published", d.q.Published.claimSQL(0, true), "gocap_published_pending", []any{2, 7, 1, 1, 500}},
+		{"claim received by group", d.q.Received.claimSQL(2, false), "gocap_received_pending", []any{2, 7, 1, 1, "a", "b", 500}},
+		// The check of ordering keys (#18) reads the *_key index.
+		{"claim published: keys", d.q.Published.claimSQL(0, false), "gocap_published_key", []any{2, 7, 1, 1, 500}},
+		{"claim received: keys", d.q.Received.claimSQL(2, true), "gocap_received_key", []any{2, 7, 1, 1, "a", "b", 500}},
 		{"next due published", d.q.Published.nextDue, "gocap_published_pending", []any{1}},
 		{"next due received", d.q.Received.nextDue, "gocap_received_pending", []any{1}},
 	} {

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     lease_token     INTEGER,
     lease_until     INTEGER,
     policy          TEXT    NOT NULL DEFAULT '',
-    attempts        TEXT    NOT NULL DEFAULT '[]'
+    attempts        TEXT    NOT NULL DEFAULT '[]',
+    ordering_key    TEXT
 );
 CREATE INDEX IF NOT EXISTS {{prefix}}published_pending ON {{prefix}}published (next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
 DROP INDEX IF EXISTS {{prefix}}published_due;
@@ -48,12 +49,20 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     lease_until     INTEGER,
     policy          TEXT    NOT NULL DEFAULT '',
     attempts        TEXT    NOT NULL DEFAULT '[]',
+    ordering_key    TEXT,
     UNIQUE (msg_id, grp)
 );
 CREATE INDEX IF NOT EXISTS {{prefix}}received_pending ON {{prefix}}received (next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
 DROP INDEX IF EXISTS {{prefix}}received_due;
 CREATE INDEX IF NOT EXISTS {{prefix}}received_expires ON {{prefix}}received (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {{prefix}}received_status ON {{prefix}}received (status, id);
+
+-- Ordering keys (#18): ordering_key (added by Migrate to older tables)
+-- and *_key, the index of the claim's check that no earlier row of a key
+-- holds it, and of the dashboard's blocked keys: keyed rows not Succeeded
+-- only, so unordered rows never enter it. The claim repeats its predicate.
+CREATE INDEX IF NOT EXISTS {{prefix}}published_key ON {{prefix}}published (ordering_key, id) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+CREATE INDEX IF NOT EXISTS {{prefix}}received_key ON {{prefix}}received (ordering_key, grp, id) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
 
 CREATE TABLE IF NOT EXISTS {{prefix}}instances (
     id        TEXT    PRIMARY KEY,

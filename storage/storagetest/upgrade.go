@@ -43,4 +43,34 @@ func CheckUpgraded(t *testing.T, d storage.Store, t0 time.Time) {
 	if next, err := d.NextDue(ctx, storage.Published, t0.Add(-time.Hour)); err != nil || !next.Equal(t0) {
 		t.Errorf("NextDue: %v %v, want %v", next, err, t0)
 	}
+	checkUpgradedKeys(t, d, t0)
+}
+
+// checkUpgradedKeys checks that upgraded tables hold ordering keys (#18)
+// and that their claims keep the key's order: of two keyed rows, the
+// first only.
+func checkUpgradedKeys(t *testing.T, d storage.Store, t0 time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	var msgs []*storage.Message
+	for _, id := range []int64{10, 11} {
+		msgs = append(msgs, &storage.Message{ID: id, Kind: storage.Published, Name: "new", Headers: map[string]string{},
+			Body: []byte("b"), Status: storage.StatusScheduled, Added: t0, NextAttemptAt: t0, OrderingKey: "k"})
+	}
+	if err := d.InsertPublished(ctx, msgs, storage.InsertOptions{}); err != nil {
+		t.Fatalf("inserting keyed rows into upgraded tables: %v", err)
+	}
+	c, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: t0.Add(time.Hour), LeaseUntil: t0.Add(2 * time.Hour), Token: 8, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyed []int64
+	for _, m := range c {
+		if m.OrderingKey != "" {
+			keyed = append(keyed, m.ID)
+		}
+	}
+	if len(keyed) != 1 || keyed[0] != 10 {
+		t.Errorf("claim of keyed rows in upgraded tables: %v, want [10]", keyed)
+	}
 }
