@@ -183,6 +183,8 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			Token:      ids.Token(),
 			Limit:      limit,
 			Groups:     p.groups,
+			// ordering keys (#18)
+			FailedHoldsKey: p.cfg.FailedHoldsKey,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -312,7 +314,7 @@ func (p *processor) process(work context.Context, ms []*storage.Message) {
 		attempt := storage.Attempt{At: start.UTC(), Duration: took}
 		switch {
 		case errs[i] == nil:
-			p.completer.succeeded(storage.Completed{Lease: lease, Attempt: attempt})
+			p.completer.succeeded(completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
 		case errors.Is(errs[i], errReleased):
 		default:
 			p.fail(work, m, lease, attempt, errs[i])
