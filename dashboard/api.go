@@ -28,6 +28,7 @@ type messageJSON struct {
 	Body          string            `json:"body"`
 	BodyEncoding  string            `json:"body_encoding"` // "utf-8" or "hex"
 	Policy        string            `json:"policy,omitempty"`
+	OrderingKey   string            `json:"ordering_key,omitempty"`
 	// Attempts is set in the detail only (GET {prefix}/api/{kind}/{id}),
 	// newest first.
 	Attempts *[]attemptJSON `json:"attempts,omitempty"`
@@ -44,7 +45,7 @@ func toJSON(m *storage.Message) messageJSON {
 	j := messageJSON{
 		ID: strconv.FormatInt(m.ID, 10), MsgID: m.MsgID, Name: m.Name, Group: m.Group, Status: m.Status,
 		Retries: m.Retries, LastError: m.LastError, Added: m.Added, NextAttemptAt: m.NextAttemptAt, Headers: m.Headers,
-		Policy: m.Policy,
+		Policy: m.Policy, OrderingKey: m.OrderingKey,
 	}
 	if !m.ExpiresAt.IsZero() {
 		t := m.ExpiresAt

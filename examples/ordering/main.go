@@ -49,7 +49,7 @@ type scenario struct {
 
 // result is the outcome of one round.
 type result struct {
-	took                  time.Duration
+	took, published       time.Duration
 	handled               int
 	inversions, overlaps  int
 	duplicates, lostOrBad int
@@ -99,8 +99,9 @@ func measure[TTx any](ctx context.Context, db string, sc scenario, rounds int, m
 			} else {
 				unordered = append(unordered, res)
 			}
-			fmt.Printf("round %d %-9s %6d handled in %-8v %7.0f msg/s  inversions %d  overlaps %d  duplicates %d\n",
-				r+1, kind, res.handled, res.took.Round(time.Millisecond), rate(res), res.inversions, res.overlaps, res.duplicates)
+			fmt.Printf("round %d %-9s %6d handled in %-8v %7.0f msg/s  (published in %v)  inversions %d  overlaps %d  duplicates %d\n",
+				r+1, kind, res.handled, res.took.Round(time.Millisecond), rate(res), res.published.Round(time.Millisecond),
+				res.inversions, res.overlaps, res.duplicates)
 		}
 	}
 	o, u := median(ordered), median(unordered)
@@ -229,6 +230,7 @@ func round[TTx any](ctx context.Context, sc scenario, mk tables[TTx], n int, key
 		}()
 	}
 	pub.Wait()
+	published := time.Since(start)
 	close(errs)
 	if err := <-errs; err != nil {
 		return result{}, err
@@ -241,7 +243,7 @@ func round[TTx any](ctx context.Context, sc scenario, mk tables[TTx], n int, key
 	took := time.Since(start)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return result{took: took, handled: c.handled, inversions: c.inversions, overlaps: c.overlaps, duplicates: c.duplicates}, nil
+	return result{took: took, published: published, handled: c.handled, inversions: c.inversions, overlaps: c.overlaps, duplicates: c.duplicates}, nil
 }
 
 func env(name, def string) string {
