@@ -52,7 +52,7 @@ type result struct {
 	took, published       time.Duration
 	handled               int
 	inversions, overlaps  int
-	duplicates, lostOrBad int
+	duplicates            int
 }
 
 // tables makes fresh tables for a round and returns two drivers on them
