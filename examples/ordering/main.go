@@ -49,10 +49,10 @@ type scenario struct {
 
 // result is the outcome of one round.
 type result struct {
-	took, published       time.Duration
-	handled               int
-	inversions, overlaps  int
-	duplicates            int
+	took, published      time.Duration
+	handled              int
+	inversions, overlaps int
+	duplicates           int
 }
 
 // tables makes fresh tables for a round and returns two drivers on them
