@@ -140,6 +140,10 @@ const holding = `{{holding}}`
 
 func newTableQueries(name, idCols string, sameKey func(p, c string) string) tableQueries {
 	table := "`" + name + "`"
+	// sameHeld: row p holds the key of row c (see schema.sql's key_held).
+	sameHeld := func(p, c string) string {
+		return strings.Replace(sameKey(p, c), p+`.ordering_key =`, p+`.key_held =`, 1)
+	}
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(? OR (? > 0 AND retries + 1 >= ?))`
 	return tableQueries{
@@ -150,24 +154,27 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 		// (see schema.sql).
 		claim: `SELECT ` + cols + ` FROM ` + table + " AS c FORCE INDEX (`" + name + "_pending`)" + `
 			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
-		// No row of the key before c holds it: a range of the *_key
-		// index per holding status, stopped at its first entry. The
-		// subquery has no locking clause, so it is a consistent read that
-		// neither locks nor skips the rows other claims hold (#18).
+		// c is the first row of its key that holds it: one entry of the
+		// *_key index (key_held, the key of rows Scheduled, Delayed or
+		// Failed), read in id order past the holding statuses' others (a
+		// dependent subquery cannot range on p.id < c.id, but it can stop
+		// at its first row). It has no locking clause, so it is a
+		// consistent read that neither locks nor skips the rows other
+		// claims hold (#18).
 		headFree: `
-			AND (c.ordering_key IS NULL OR NOT EXISTS (
-				SELECT 1 FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameKey("p", "c") + `
-				  AND p.status IN (` + holding + `) AND p.id < c.id))`,
+			AND (c.ordering_key IS NULL OR c.id = (
+				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
+				  AND p.status IN (` + holding + `) ORDER BY p.id LIMIT 1))`,
 		// Failed keyed rows (from the status index) with no row of their
 		// key before them that is not Succeeded, and the count of those
 		// after.
 		blockedKeys: `SELECT ` + cols + `,
-				(SELECT COUNT(*) FROM ` + table + ` AS w WHERE ` + sameKey("w", "c") + `
+				(SELECT COUNT(*) FROM ` + table + " AS w FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("w", "c") + `
 				   AND w.status IN (` + sqlstore.PendingStatuses + `) AND w.id > c.id)
 			FROM ` + table + " AS c FORCE INDEX (`" + name + "_status`)" + `
-			WHERE c.status = 'Failed' AND c.ordering_key IS NOT NULL AND NOT EXISTS (
-				SELECT 1 FROM ` + table + ` AS p WHERE ` + sameKey("p", "c") + `
-				  AND p.status IN ('Delayed', 'Scheduled', 'Failed') AND p.id < c.id)
+			WHERE c.status = 'Failed' AND c.ordering_key IS NOT NULL AND c.id = (
+				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
+				ORDER BY p.id LIMIT 1)
 			ORDER BY c.id LIMIT ?`,
 		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
 		// The rows, their tokens and attempts come as a derived table the

@@ -10,9 +10,12 @@
 --                                          oldest first; NextDue: one entry
 --   *_expires  (expires_at)               the cleaner
 --   *_status   (status, id)               dashboard pages by status, counts
---   *_key      (ordering_key[, grp], status, id)
---                                          claims of keyed rows: is an earlier row of
---                                          the key pending? (#18); blocked keys
+--   *_key      (key_held[, grp], id)       claims of keyed rows: the first row of the
+--                                          key that holds it (#18); blocked keys
+--
+-- key_held is, like due_at, a virtual column: the ordering key of a row that
+-- may hold its key (Scheduled, Delayed or Failed), NULL for the others, so
+-- that *_key holds no Succeeded row and no unkeyed one (NULL entries only).
 --
 -- MySQL has no partial index: due_at is a virtual column, for Scheduled
 -- and Delayed rows the time they may be claimed — next_attempt_at, or the
@@ -24,7 +27,7 @@
 -- must sort: a claim would read every due row of a backlog.)
 --
 -- Tables of an earlier gocap are upgraded by Migrate, not by this file:
--- it adds the columns policy, attempts, due_at and ordering_key and the
+-- it adds the columns policy, attempts, due_at, ordering_key and key_held and the
 -- *_pending and *_key indexes, and drops the *_due index (see
 -- upgradeTable in upgrade.go).
 
@@ -46,7 +49,8 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
     -- ordering keys (#18)
     ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
-    KEY {{prefix}}published_key (ordering_key, status, id),
+    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL,
+    KEY {{prefix}}published_key (key_held, id),
     PRIMARY KEY (id),
     KEY {{prefix}}published_pending (due_at),
     KEY {{prefix}}published_expires (expires_at),
@@ -73,7 +77,8 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
     -- ordering keys (#18)
     ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
-    KEY {{prefix}}received_key (ordering_key, grp, status, id),
+    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL,
+    KEY {{prefix}}received_key (key_held, grp, id),
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),
     KEY {{prefix}}received_pending (due_at),

@@ -17,14 +17,15 @@ var addedColumns = []struct{ name, def string }{
 	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL"},
 	// ordering keys (#18)
 	{"ordering_key", "VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL"},
+	{"key_held", "VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL"},
 }
 
 // keyIndex is the definition of the *_key index of table (#18).
 func keyIndex(table string) string {
 	if strings.HasSuffix(table, "received") {
-		return "(ordering_key, grp, status, id)"
+		return "(key_held, grp, id)"
 	}
-	return "(ordering_key, status, id)"
+	return "(key_held, id)"
 }
 
 // Statements of the upgrade.
