@@ -29,6 +29,9 @@ type messageJSON struct {
 	BodyEncoding  string            `json:"body_encoding"` // "utf-8" or "hex"
 	Policy        string            `json:"policy,omitempty"`
 	OrderingKey   string            `json:"ordering_key,omitempty"`
+	// Version is the row's version (outbox.Options.Version), empty for
+	// none.
+	Version string `json:"version,omitempty"`
 	// Attempts is set in the detail only (GET {prefix}/api/{kind}/{id}),
 	// newest first.
 	Attempts *[]attemptJSON `json:"attempts,omitempty"`
@@ -45,7 +48,7 @@ func toJSON(m *storage.Message) messageJSON {
 	j := messageJSON{
 		ID: strconv.FormatInt(m.ID, 10), MsgID: m.MsgID, Name: m.Name, Group: m.Group, Status: m.Status,
 		Retries: m.Retries, LastError: m.LastError, Added: m.Added, NextAttemptAt: m.NextAttemptAt, Headers: m.Headers,
-		Policy: m.Policy, OrderingKey: m.OrderingKey,
+		Policy: m.Policy, OrderingKey: m.OrderingKey, Version: m.Version,
 	}
 	if !m.ExpiresAt.IsZero() {
 		t := m.ExpiresAt
@@ -159,8 +162,8 @@ func (h *Handler) apiAction(a action) http.HandlerFunc {
 			IDs       []string `json:"ids"`
 			AllFailed bool     `json:"all_failed"`
 			Filter    struct {
-				Name, Group, Content string
-				MsgID                string `json:"msg_id"`
+				Name, Group, Content, Version string
+				MsgID                         string `json:"msg_id"`
 			} `json:"filter"`
 		}
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
@@ -184,7 +187,8 @@ func (h *Handler) apiAction(a action) http.HandlerFunc {
 			jsonError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		f := storage.Filter{Kind: kind, Name: req.Filter.Name, Group: req.Filter.Group, Content: req.Filter.Content, MsgID: req.Filter.MsgID}
+		f := storage.Filter{Kind: kind, Name: req.Filter.Name, Group: req.Filter.Group, Content: req.Filter.Content, MsgID: req.Filter.MsgID,
+			Version: req.Filter.Version}
 		res, err := a.run(r.Context(), kind, idList, req.AllFailed, f)
 		h.audit(r, a.name, kind, idList, req.AllFailed, res, err)
 		if err != nil {

@@ -17,8 +17,9 @@
 //     minute over the last hour, and the processors running against the
 //     database with their last heartbeat.
 //   - {prefix}/published and {prefix}/received — newest first, filtered by
-//     status, name, group, id and content (query parameters status, name,
-//     group, msgid, content), paged by id (parameter before), with
+//     status, name, group, id, content and version (query parameters
+//     status, name, group, msgid, content, version: outbox.Options.Version),
+//     paged by id (parameter before), with
 //     checkboxes to requeue or delete a selection, and a button to requeue
 //     every Failed message matching the filter. A Delayed published
 //     message shows when it is due (UTC, and relative: "in 4m 10s"), and
@@ -60,7 +61,7 @@
 //	                                            "head_id":id,"waiting":n,"head":{...}}],"received":[...]} (501 if the
 //	                                            storage is no storage.KeyInspector)
 //	GET  {prefix}/api/histogram                 {"published":[{"start":t,"status":s,"count":n}],"received":[...]}
-//	GET  {prefix}/api/{kind}?status=&name=&group=&msgid=&content=&before=&limit=
+//	GET  {prefix}/api/{kind}?status=&name=&group=&msgid=&content=&version=&before=&limit=
 //	                                            {"messages":[...],"next":"id or empty"}
 //	GET  {prefix}/api/{kind}/{id}               one message, 404 if none, with its
 //	                                            "attempts":[{"at":t,"duration_ms":f,"error":"" if ok}], newest first
@@ -289,7 +290,7 @@ func (h *Handler) filterOf(r *http.Request, kind storage.Kind) (storage.Filter, 
 	q := r.URL.Query()
 	f := storage.Filter{
 		Kind: kind, Status: storage.Status(q.Get("status")), Name: q.Get("name"), Group: q.Get("group"),
-		MsgID: q.Get("msgid"), Content: q.Get("content"), Limit: h.opts.PageSize,
+		MsgID: q.Get("msgid"), Content: q.Get("content"), Version: q.Get("version"), Limit: h.opts.PageSize,
 	}
 	if f.Status != "" && !f.Status.Valid() {
 		return f, fmt.Errorf("unknown status %q (want one of %v)", f.Status, storage.Statuses)

@@ -59,6 +59,7 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request) {
 type blockedKeyJSON struct {
 	Key     string      `json:"ordering_key"`
 	Group   string      `json:"group,omitempty"`
+	Version string      `json:"version,omitempty"` // the key's sequence is that of one version
 	HeadID  string      `json:"head_id"`
 	Waiting int64       `json:"waiting"`
 	Head    messageJSON `json:"head"`
@@ -67,7 +68,7 @@ type blockedKeyJSON struct {
 func keysJSON(ks []storage.BlockedKey) []blockedKeyJSON {
 	out := make([]blockedKeyJSON, len(ks))
 	for i, k := range ks {
-		out[i] = blockedKeyJSON{Key: k.OrderingKey, Group: k.Group, HeadID: strconv.FormatInt(k.Head.ID, 10),
+		out[i] = blockedKeyJSON{Key: k.OrderingKey, Group: k.Group, Version: k.Version, HeadID: strconv.FormatInt(k.Head.ID, 10),
 			Waiting: k.Waiting, Head: toJSON(k.Head)}
 	}
 	return out

@@ -26,7 +26,8 @@ import (
 
 // keysFixture is an outbox on SQLite (not running) whose ordering key
 // "order-42" is blocked: its first message Failed, three waiting behind
-// it; key "order-7" is not.
+// it; key "order-7" is not. newKeysFixture makes one without a version;
+// newVersionedKeysFixture one of outbox.Options.Version.
 type keysFixture struct {
 	ob    *outbox.Outbox[*sql.Tx]
 	store storage.Store
@@ -34,6 +35,11 @@ type keysFixture struct {
 }
 
 func newKeysFixture(t *testing.T) *keysFixture {
+	t.Helper()
+	return newVersionedKeysFixture(t, "")
+}
+
+func newVersionedKeysFixture(t *testing.T, version string) *keysFixture {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"))
@@ -45,7 +51,8 @@ func newKeysFixture(t *testing.T) *keysFixture {
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ob, err := outbox.New(store, memory.New(memory.Options{}), outbox.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ob, err := outbox.New(store, memory.New(memory.Options{}), outbox.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Version: version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +65,7 @@ func newKeysFixture(t *testing.T) *keysFixture {
 	}
 	now := time.Now().UTC()
 	heads, err := store.Claim(ctx, storage.Published, storage.ClaimRequest{Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute),
-		Token: 9, Limit: 10, FailedHoldsKey: true})
+		Token: 9, Limit: 10, FailedHoldsKey: true, Version: version})
 	if err != nil || len(heads) != 2 {
 		t.Fatalf("claim: %d %v", len(heads), err)
 	}
@@ -103,6 +110,27 @@ func TestBlockedKeysPageAndAPI(t *testing.T) {
 	w = serve(t, h, http.MethodGet, "/gocap/published", nil, nil)
 	if !strings.Contains(w.Body.String(), "key order-7") {
 		t.Errorf("list page lacks the ordering keys")
+	}
+}
+
+// The blocked keys of an outbox with a version name it, on the page and
+// in the JSON API (a key's sequence is that of one version).
+func TestBlockedKeysShowVersion(t *testing.T) {
+	f := newVersionedKeysFixture(t, "v2")
+	h := dashboard.New(f.ob, dashboard.Options{Prefix: "/gocap"})
+	w := serve(t, h, http.MethodGet, "/gocap/keys", nil, nil)
+	if body := w.Body.String(); w.Code != http.StatusOK || !strings.Contains(body, "order-42") ||
+		!strings.Contains(body, `<td class="version">v2</td>`) {
+		t.Fatalf("GET /keys: %d, want key order-42 of version v2\n%s", w.Code, body)
+	}
+	w = serve(t, h, http.MethodGet, "/gocap/api/keys", nil, nil)
+	var got map[string][]struct {
+		Key     string `json:"ordering_key"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || len(got["published"]) != 1 ||
+		got["published"][0].Key != "order-42" || got["published"][0].Version != "v2" {
+		t.Fatalf("GET /api/keys: %d %s %v, want order-42 of version v2", w.Code, w.Body, err)
 	}
 }
 

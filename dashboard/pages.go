@@ -76,7 +76,7 @@ type listData struct {
 
 func filterQuery(f storage.Filter) url.Values {
 	q := url.Values{}
-	for k, v := range map[string]string{"status": string(f.Status), "name": f.Name, "group": f.Group, "msgid": f.MsgID, "content": f.Content} {
+	for k, v := range map[string]string{"status": string(f.Status), "name": f.Name, "group": f.Group, "msgid": f.MsgID, "content": f.Content, "version": f.Version} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -34,6 +34,10 @@ type HealthReport struct {
 	// a liveness report, which checks neither.
 	Storage   *ComponentHealth `json:"storage,omitempty"`
 	Transport *ComponentHealth `json:"transport,omitempty"`
+	// Consumers lists, in a readiness report, the consumer groups whose
+	// transport consumer fails (it failed and has not run for a few
+	// seconds since); an outbox with one is not ready.
+	Consumers []ConsumerHealth `json:"consumers,omitempty"`
 	// OldestDueAge is, per table ("published", "received"), how long in
 	// seconds the oldest due row has waited to be sent or handled (0 when
 	// none is due): the backlog. Absent when the storage did not answer.
@@ -51,6 +55,19 @@ type ProcessorHealth struct {
 	HeartbeatAge float64 `json:"heartbeat_age_seconds,omitempty"`
 }
 
+// ConsumerHealth is a consumer group whose messages are not received.
+type ConsumerHealth struct {
+	// Group is the consumer group, as stored (with GroupPrefix and Version).
+	Group string `json:"group"`
+	// Problem is "misconfigured" when the broker refuses the consumer's
+	// configuration (transport.ErrMisconfigured: a queue declared with
+	// other arguments, refused credentials), which no retry fixes, and
+	// "failing" otherwise (the log has the error).
+	Problem string `json:"problem"`
+	// Since is when the consumer started failing.
+	Since time.Time `json:"since"`
+}
+
 // ComponentHealth is the outcome of one check.
 type ComponentHealth struct {
 	// OK is true when the check passed, or was skipped.
@@ -63,7 +80,8 @@ type ComponentHealth struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// Health checks the outbox: whether Run runs, whether the storage answers
+// Health checks the outbox: whether Run runs, whether every consumer group
+// of its subscriptions is consumed, whether the storage answers
 // (the query that reads the age of the oldest due row of each table, one
 // index entry each), and whether the transport reaches its broker, if it
 // implements transport.HealthChecker. The checks take at most
@@ -77,7 +95,7 @@ func (o *Outbox[TTx]) Health(ctx context.Context) HealthReport {
 	store := &ComponentHealth{OK: true}
 	ages := map[string]float64{}
 	for _, kind := range telemetry.Tables() {
-		oldest, due, err := telemetry.OldestDue(ctx, o.driver, kind, now)
+		oldest, due, err := telemetry.OldestDue(ctx, o.driver, kind, o.opts.Version, now)
 		if err != nil {
 			store = &ComponentHealth{Problem: problemOf(ctx, err)}
 			ages = nil
@@ -104,7 +122,15 @@ func (o *Outbox[TTx]) Health(ctx context.Context) HealthReport {
 		}
 	}
 	r.Transport = tr
-	r.Ready = r.Live && store.OK && tr.OK
+	for _, p := range o.e.ConsumerProblems() {
+		c := ConsumerHealth{Group: p.Group, Problem: "failing", Since: p.Since}
+		if p.Misconfigured {
+			c.Problem = "misconfigured"
+		}
+		r.Consumers = append(r.Consumers, c)
+		r.Problems = append(r.Problems, "consumer of group "+c.Group+" "+c.Problem)
+	}
+	r.Ready = r.Live && store.OK && tr.OK && len(r.Consumers) == 0
 	return r
 }
 

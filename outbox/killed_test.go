@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 			err = runHungProcessor(postgresBackend)
 		case mysqlBackend.name:
 			err = runHungProcessor(mysqlBackend)
+		case postgresSQLBackend.name:
+			err = runHungProcessor(postgresSQLBackend)
 		default:
 			err = fmt.Errorf("unknown backend %q", b)
 		}

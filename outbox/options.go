@@ -199,8 +199,9 @@ type Options struct {
 	// nothing told it of new ones. Zero means one second.
 	PollInterval time.Duration
 	// Lease is how long a claimed row stays reserved for the processor that
-	// claimed it. An attempt is cancelled at half the lease, so a row is
-	// never worked on by two processors at once; a row whose processor died
+	// claimed it. A send is cancelled at half the lease, and a handler call
+	// at its HandlerTimeout (below the lease), so a row is never worked on
+	// by two processors at once; a row whose processor died
 	// is taken by another when the lease ends. Zero means one minute.
 	Lease time.Duration
 	// ClaimBatch is the largest number of rows claimed by one query.
@@ -214,11 +215,73 @@ type Options struct {
 	// HandlerConcurrency is the number of subscriber handlers running at
 	// once. Zero means 16.
 	HandlerConcurrency int
+	// HandlerTimeout is the time each handler call has to finish (see
+	// [Timeout]; [WithHandlerTimeout] sets it for one subscription). Zero
+	// means half of Lease, 30 seconds by default; it must be below Lease.
+	HandlerTimeout time.Duration
+	// Middleware wraps every handler call of every subscription, the first
+	// outermost, inside gocap's own recovery, tracing and timeout and
+	// outside the subscription's WithMiddleware (see [Middleware]).
+	Middleware []Middleware
 
 	// DefaultGroup is the consumer group of subscriptions that name none.
 	DefaultGroup string
 	// GroupPrefix is put before every group name.
 	GroupPrefix string
+	// TopicPrefix, if set, is put before every topic with a dot, as
+	// DotNetCore.CAP's TopicNamePrefix is (src/DotNetCore.CAP/CAP.Options.cs):
+	// Publish("orders.paid") with TopicPrefix "shop" stores and sends the
+	// message as "shop.orders.paid" (its Name, cap-msg-name, the routing
+	// key or topic on every transport), a subscription to "orders.*"
+	// subscribes to "shop.orders.*", and a reply goes to the prefixed
+	// callback topic. Handlers see the prefixed name in Received.Name.
+	// Services that share a database and a broker but not a prefix do not
+	// see each other's messages. It must be a topic name without
+	// wildcards.
+	TopicPrefix string
+	// Version isolates this outbox from the outboxes of other versions
+	// that share its database and broker, as DotNetCore.CAP's
+	// CapOptions.Version does (src/DotNetCore.CAP/CAP.Options.cs: "used to
+	// isolate data between different instances or deployments"). It lets two
+	// releases of a service run side by side on one database during a
+	// migration, each processing its own messages:
+	//
+	//   - Rows carry the version (storage.Message.Version): a published row the
+	//     version of the outbox that published it, a received row that of the
+	//     outbox that received it. CAP writes its Version column on every
+	//     insert (StoreMessageAsync and StoreReceivedMessageAsync in
+	//     src/DotNetCore.CAP.PostgreSql/IDataStorage.PostgreSql.cs).
+	//   - Every background query of the processor touches only rows of its
+	//     version: claims of due rows (sends, handler runs, retries, due
+	//     delayed messages; storage.ClaimRequest.Version) and NextDue, as CAP's
+	//     GetMessagesOfNeedRetryAsync and ScheduleMessagesOfDelayedAsync
+	//     filter on "Version" = @Version (same file). Succeed, Fail and
+	//     Release act on leases this processor holds, so on its rows only.
+	//     The health report's and the gauge's oldest due row is of the version.
+	//   - Consumer groups get the suffix "." + Version, as CAP's
+	//     SetSubscribeAttribute gives them
+	//     (src/DotNetCore.CAP/Internal/IConsumerServiceSelector.Default.cs:
+	//     group + "." + Version), so each version has its own queues (RabbitMQ)
+	//     or consumer groups (Kafka) and receives every message once.
+	//
+	// Not isolated, as in CAP: the cleaner deletes the expired rows of every
+	// version (CAP's DeleteExpiresAsync has no condition on the version), the
+	// dashboard shows every version (with a filter by version), and topics
+	// are shared: a message published by one version reaches the groups of
+	// every version subscribed to its topic. (CAP's RabbitMQ transport also
+	// suffixes the exchange name for versions other than "v1",
+	// src/DotNetCore.CAP.RabbitMQ/IConnectionChannelPool.Default.cs; gocap's
+	// transports do not: give each version its own exchange in the transport's
+	// options for that.)
+	//
+	// Empty, the default, is no version: rows with the empty version and group
+	// names without a suffix, as before versions existed, so existing
+	// deployments are unaffected (the empty version is a version of its own:
+	// an outbox with a version never takes rows without one). CAP's default
+	// is "v1": set Version to "v1" to share consumer groups with CAP services
+	// that keep theirs. A version has at most 20 bytes (CAP's VARCHAR(20)) of
+	// ASCII letters, digits, '.', '_' and '-' (storage.CheckVersion).
+	Version string
 
 	// ShutdownTimeout bounds how long Run waits for attempts in flight when
 	// its context ends. Zero means 30 seconds.
@@ -336,6 +399,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DefaultGroup == "" {
 		o.DefaultGroup = DefaultGroup
 	}
+	if err := o.handlerDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.checkVersion(); err != nil {
+		return o, err
+	}
 	switch {
 	case o.NotifyInterval == 0:
 		o.NotifyInterval = DefaultNotifyInterval
@@ -369,6 +438,7 @@ func (o Options) telemetry(store storage.Store, tr transport.Transport) (*teleme
 		Store:          store,
 		Logger:         o.Logger,
 		GaugeInterval:  o.GaugeInterval,
+		Version:        o.Version,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: New: %w", err)
@@ -401,6 +471,7 @@ func (o Options) engineConfig(store storage.Store, tr transport.Transport, tel *
 		Transport:          tr,
 		Logger:             o.Logger,
 		NodeID:             node,
+		Version:            o.Version,
 		Retry:              retry,
 		SucceededTTL:       o.SucceededTTL,
 		FailedTTL:          o.FailedTTL,
@@ -417,7 +488,6 @@ func (o Options) engineConfig(store storage.Store, tr transport.Transport, tel *
 		FailedHoldsKey:     o.OrderingFailure == BlockKey,
 	}
 	c.SendMiddleware = []func(engine.SendFunc) engine.SendFunc{tel.SendMiddleware}
-	c.HandleMiddleware = []func(engine.HandleFunc) engine.HandleFunc{tel.HandleMiddleware}
 	c.OnReceived = tel.Received
 	c.OnFailed = func(ctx context.Context, m *storage.Message, err error, retries int) {
 		tel.Failed(ctx, m)

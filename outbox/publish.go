@@ -137,6 +137,7 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 	if topic.HasWildcard(name) {
 		return nil, fmt.Errorf("outbox: publish: topic %q: wildcards are for subscriptions, not for publishing", name)
 	}
+	name = o.topicName(name)
 	var body []byte
 	typ := ""
 	switch p := payload.(type) {
@@ -169,6 +170,7 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 		Status:        storage.StatusScheduled,
 		Added:         now,
 		NextAttemptAt: now,
+		Version:       o.opts.Version, // version isolation (issue #17)
 	}
 	if cfg.retry != nil {
 		p, err := cfg.retry.policy(true)

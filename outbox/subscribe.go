@@ -8,7 +8,6 @@ import (
 	"github.com/gocap/gocap/internal/engine"
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/storage"
-	"github.com/gocap/gocap/wire"
 )
 
 // Received is a message delivered to a subscriber, with its payload
@@ -37,8 +36,12 @@ type Received[T any] struct {
 type SubscribeOption func(*subscribeConfig)
 
 type subscribeConfig struct {
-	group string
-	retry *RetryPolicy
+	group       string
+	retry       *RetryPolicy
+	middleware  []Middleware
+	concurrency int           // 0: no limit of its own
+	timeout     time.Duration // 0: Options.HandlerTimeout
+	err         error         // an option's bad input
 }
 
 // WithSubscriptionRetry gives the messages received for the subscription
@@ -60,12 +63,20 @@ func Group(name string) SubscribeOption {
 // Call it before Run.
 //
 // Every message is stored in the received table before it is acknowledged
-// to the broker, de-duplicated by message id and group, and handed to h. If
-// h returns an error, panics, or does not finish before its context ends,
-// the message is retried by the retry policy; a body that does not decode
-// into T fails at once, stays Failed with the decode error, and can be
-// requeued from the dashboard. Wrap an error with [Permanent] to skip the
-// retries.
+// to the broker, de-duplicated by message id and group, and handed to h
+// through the chain of handler middleware (see [Middleware]). If h returns
+// an error, panics, or does not finish within its handler timeout
+// ([WithHandlerTimeout], Options.HandlerTimeout), the message is retried by
+// the retry policy; a body that does not decode into T fails at once,
+// stays Failed with the decode error, and can be requeued from the
+// dashboard (an empty body is T's zero value). Wrap an error with
+// [Permanent] to skip the retries.
+//
+// With Options.TopicPrefix, the subscription is to the prefixed pattern
+// ("<prefix>.<topicPattern>"). A message that asks for a reply
+// (cap-callback-name, see [WithCallback]) is answered with an empty body
+// once h succeeds, as DotNetCore.CAP answers for a subscriber method
+// without a result; use [SubscribeReply] to reply with a value.
 //
 // A delivery the database cannot store as it arrived (an id or header
 // values it cannot hold, say) is stored with those values encoded; one it
@@ -81,12 +92,31 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 	if h == nil {
 		return fmt.Errorf("outbox: subscribe to %q: handler is nil", topicPattern)
 	}
+	ser := o.opts.Serializer
+	return subscribe(o, topicPattern, opts, func(ctx context.Context, m *Message) error {
+		r, err := receivedOf[T](ser, m)
+		if err != nil {
+			return err
+		}
+		if err := h(ctx, r); err != nil {
+			return err
+		}
+		return o.reply(ctx, m, []byte(nil)) // as CAP replies for a handler without a result
+	})
+}
+
+// subscribe registers handler, inside the subscription's chain of
+// middleware, for topicPattern.
+func subscribe[TTx any](o *Outbox[TTx], topicPattern string, opts []SubscribeOption, handler Handler) error {
 	if err := topic.Validate(topicPattern); err != nil {
 		return fmt.Errorf("outbox: subscribe: %w", err)
 	}
 	cfg := subscribeConfig{group: o.opts.DefaultGroup}
 	for _, opt := range opts {
 		opt(&cfg)
+	}
+	if cfg.err != nil {
+		return fmt.Errorf("outbox: subscribe to %q: %w", topicPattern, cfg.err)
 	}
 	if cfg.group == "" {
 		return fmt.Errorf("outbox: subscribe to %q: group name is empty", topicPattern)
@@ -99,35 +129,65 @@ func Subscribe[T any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx c
 		}
 		policy = p.Encode()
 	}
-	ser := o.opts.Serializer
+	timeout := o.opts.HandlerTimeout
+	if cfg.timeout > 0 {
+		if cfg.timeout >= o.opts.Lease {
+			return fmt.Errorf("outbox: subscribe to %q: WithHandlerTimeout(%v) must be below Options.Lease (%v)",
+				topicPattern, cfg.timeout, o.opts.Lease)
+		}
+		timeout = cfg.timeout
+	}
+	chain := o.handlerChain(handler, timeout, cfg.middleware)
 	return o.e.Subscribe(engine.Subscription{
-		Group:   o.opts.GroupPrefix + cfg.group,
-		Pattern: topicPattern,
-		Policy:  policy,
+		Group:       o.opts.groupName(cfg.group),
+		Pattern:     o.topicName(topicPattern),
+		Policy:      policy,
+		Concurrency: cfg.concurrency,
+		Timeout:     timeout,
 		Handle: func(ctx context.Context, m *storage.Message) error {
-			r := Received[T]{
-				ID:      m.MsgID,
-				Name:    m.Name,
-				Group:   m.Group,
-				Headers: m.Headers,
-				Body:    m.Body,
-				Retries: m.Retries,
-			}
-			if s, ok := m.Headers[wire.SentTime]; ok {
-				r.SentTime, _ = wire.ParseSentTime(s)
-			}
-			if err := decode(ser, m.Body, &r.Value); err != nil {
-				return Permanent(fmt.Errorf("decoding the body of message %s on topic %q for group %q into %T: %w",
-					m.MsgID, m.Name, m.Group, r.Value, err))
-			}
-			return h(ctx, r)
+			return chain(ctx, messageOf(m))
 		},
 	})
 }
 
+// handlerChain is the chain of every call of a subscription's handler
+// (see Middleware).
+func (o *Outbox[TTx]) handlerChain(h Handler, timeout time.Duration, own []Middleware) Handler {
+	mw := make([]Middleware, 0, 3+len(o.opts.Middleware)+len(own))
+	mw = append(mw, Recover(), tracing(o.tel), Timeout(timeout))
+	mw = append(mw, o.opts.Middleware...)
+	mw = append(mw, own...)
+	return chainHandlers(h, mw...)
+}
+
+// receivedOf decodes m's body into a Received[T].
+func receivedOf[T any](ser Serializer, m *Message) (Received[T], error) {
+	r := Received[T]{
+		ID:       m.ID,
+		Name:     m.Name,
+		Group:    m.Group,
+		Headers:  m.Headers,
+		Body:     m.Body,
+		SentTime: m.SentTime,
+		Retries:  m.Retries,
+	}
+	if err := decode(ser, m.Body, &r.Value); err != nil {
+		return r, Permanent(fmt.Errorf("decoding the body of message %s on topic %q for group %q into %T: %w",
+			m.ID, m.Name, m.Group, r.Value, err))
+	}
+	return r, nil
+}
+
+// decode decodes body into v; an empty body is the zero value, as CAP
+// reads it as a null value (DeserializeAsync in
+// src/DotNetCore.CAP/Serialization/ISerializer.JsonUtf8.cs): the reply of
+// a subscriber without a result has one.
 func decode[T any](ser Serializer, body []byte, v *T) error {
 	if b, ok := any(v).(*[]byte); ok {
 		*b = body
+		return nil
+	}
+	if len(body) == 0 {
 		return nil
 	}
 	return ser.Unmarshal(body, v)

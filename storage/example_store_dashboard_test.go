@@ -41,6 +41,12 @@ func (s *MemStore) Get(ctx context.Context, kind storage.Kind, id int64) (*stora
 // received rows only, and is ignored for published ones. Content is
 // matched literally against the body's bytes.
 func (s *MemStore) List(ctx context.Context, f storage.Filter) ([]*storage.Message, error) {
+	return s.list(ctx, f, nil)
+}
+
+// list is List over the committed rows and, when tx is not nil, the rows
+// tx inserted and has not committed (see ListPublishedTx).
+func (s *MemStore) list(ctx context.Context, f storage.Filter, tx *Tx) ([]*storage.Message, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultListLimit
@@ -55,6 +61,7 @@ func (s *MemStore) List(ctx context.Context, f storage.Filter) ([]*storage.Messa
 			(f.Group == "" || f.Kind != storage.Received || m.Group == group) &&
 			(f.MsgID == "" || m.MsgID == msgID) &&
 			(f.Content == "" || bytes.Contains(m.Body, []byte(f.Content))) &&
+			(f.Version == "" || m.Version == f.Version) &&
 			(f.BeforeID <= 0 || m.ID < f.BeforeID)
 	}
 	if err := s.lock(ctx); err != nil {
@@ -69,6 +76,16 @@ func (s *MemStore) List(ctx context.Context, f storage.Filter) ([]*storage.Messa
 	for _, m := range table {
 		if match(m) {
 			page = append(page, m)
+		}
+	}
+	if tx != nil {
+		if tx.done {
+			return nil, errTxDone
+		}
+		for _, m := range tx.pending {
+			if match(m) {
+				page = append(page, m)
+			}
 		}
 	}
 	slices.SortFunc(page, func(a, b *storage.Message) int { return cmp.Compare(b.ID, a.ID) })

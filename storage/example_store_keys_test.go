@@ -10,10 +10,11 @@ import (
 
 var _ storage.KeyInspector = (*MemStore)(nil)
 
-// sequence names the ordered sequence of a keyed row: its group and key.
-type sequence struct{ group, key string }
+// sequence names the ordered sequence of a keyed row: its group, version
+// and key.
+type sequence struct{ group, version, key string }
 
-func orderKey(m *storage.Message) sequence { return sequence{m.Group, m.OrderingKey} }
+func orderKey(m *storage.Message) sequence { return sequence{m.Group, m.Version, m.OrderingKey} }
 
 // holdsKey reports whether m, a keyed row, holds its key against the rows
 // after it: Scheduled or Delayed, or Failed when failedHolds.
@@ -65,7 +66,7 @@ func (s *MemStore) BlockedKeys(ctx context.Context, kind storage.Kind, limit int
 		if h.Status != storage.StatusFailed {
 			continue
 		}
-		b := storage.BlockedKey{Group: k.group, OrderingKey: k.key, Head: clone(h)}
+		b := storage.BlockedKey{Group: k.group, Version: k.version, OrderingKey: k.key, Head: clone(h)}
 		for _, m := range table {
 			if orderKey(m) == k && m.ID > h.ID && pending(m) {
 				b.Waiting++

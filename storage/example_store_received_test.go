@@ -39,6 +39,9 @@ func (s *MemStore) InsertReceivedBatch(ctx context.Context, msgs []*storage.Mess
 		// cannot be the token of a claim.
 		return nil, errors.New("memstore: insert received: token must be non-zero")
 	}
+	if err := checkVersions(msgs); err != nil {
+		return nil, err
+	}
 	keys := make([]receivedKey, len(msgs))
 	for i, m := range msgs {
 		keys[i] = receivedKey{msgID: storage.StorableMsgID(m.MsgID), group: storage.ValidText(m.Group)}
@@ -101,6 +104,7 @@ func newReceivedRow(m *storage.Message, key receivedKey, token int64, leaseUntil
 		LeaseUntil:    receivedLease(m, leaseUntil),
 		Policy:        storage.ValidText(m.Policy),
 		OrderingKey:   storage.ValidText(m.OrderingKey),
+		Version:       m.Version,
 	}
 }
 

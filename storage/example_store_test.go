@@ -149,6 +149,9 @@ func (s *MemStore) Migrate(ctx context.Context) error { return nil }
 // them or none.
 // opts.Notify is ignored: a MemStore is not a storage.Listener.
 func (s *MemStore) InsertPublished(ctx context.Context, msgs []*storage.Message, opts storage.InsertOptions) error {
+	if err := checkVersions(msgs); err != nil {
+		return err
+	}
 	rows := newPublishedRows(msgs)
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -168,6 +171,9 @@ func (s *MemStore) InsertPublished(ctx context.Context, msgs []*storage.Message,
 // already stored or already in tx, and again at Commit if another
 // transaction stored it meanwhile.
 func (s *MemStore) InsertPublishedTx(ctx context.Context, tx *Tx, msgs []*storage.Message, opts storage.InsertOptions) error {
+	if err := checkVersions(msgs); err != nil {
+		return err
+	}
 	if tx == nil {
 		return errors.New("memstore: insert published: transaction is nil")
 	}
@@ -209,9 +215,21 @@ func newPublishedRows(msgs []*storage.Message) []*storage.Message {
 			NextAttemptAt: m.NextAttemptAt.UTC(),
 			Policy:        storage.ValidText(m.Policy),
 			OrderingKey:   storage.ValidText(m.OrderingKey),
+			Version:       m.Version,
 		}
 	}
 	return rows
+}
+
+// checkVersions returns an error, storage.ErrPermanent, when a message's
+// Version fails storage.CheckVersion (version isolation, issue #17).
+func checkVersions(msgs []*storage.Message) error {
+	for _, m := range msgs {
+		if err := storage.CheckVersion(m.Version); err != nil {
+			return fmt.Errorf("memstore: message %d: %w: %w", m.ID, err, storage.ErrPermanent)
+		}
+	}
+	return nil
 }
 
 // insertStatus is the status a published row is inserted with: Delayed
@@ -260,6 +278,9 @@ func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.Cla
 	if req.Token == 0 || req.Limit <= 0 {
 		return nil, fmt.Errorf("memstore: claim: limit %d must be positive and token %d non-zero", req.Limit, req.Token)
 	}
+	if err := storage.CheckVersion(req.Version); err != nil {
+		return nil, fmt.Errorf("memstore: claim: %w", err)
+	}
 	// The processor names its groups as it was given them; the rows hold
 	// them as storage.ValidText stored them.
 	var groups map[string]bool
@@ -282,7 +303,8 @@ func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.Cla
 	var due []*storage.Message
 	for _, m := range table {
 		if pending(m) && !m.NextAttemptAt.After(now) && !leased(m, now) &&
-			(groups == nil || groups[m.Group]) && (m.OrderingKey == "" || heads[orderKey(m)] == m.ID) {
+			(groups == nil || groups[m.Group]) && m.Version == req.Version &&
+			(m.OrderingKey == "" || heads[orderKey(m)] == m.ID) {
 			due = append(due, m)
 		}
 	}
@@ -305,9 +327,13 @@ func pending(m *storage.Message) bool {
 	return m.Status == storage.StatusScheduled || m.Status == storage.StatusDelayed
 }
 
-// NextDue returns the earliest NextAttemptAt after after among the
-// pending rows of kind, or the zero time if there is none.
-func (s *MemStore) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+// NextDue returns the earliest NextAttemptAt after req.After among the
+// pending rows of kind and of req.Version, or the zero time if there is
+// none.
+func (s *MemStore) NextDue(ctx context.Context, kind storage.Kind, req storage.DueRequest) (time.Time, error) {
+	if err := storage.CheckVersion(req.Version); err != nil {
+		return time.Time{}, fmt.Errorf("memstore: next due: %w", err)
+	}
 	if err := s.lock(ctx); err != nil {
 		return time.Time{}, err
 	}
@@ -318,7 +344,7 @@ func (s *MemStore) NextDue(ctx context.Context, kind storage.Kind, after time.Ti
 	}
 	var next time.Time
 	for _, m := range table {
-		if pending(m) && m.NextAttemptAt.After(after) && (next.IsZero() || m.NextAttemptAt.Before(next)) {
+		if pending(m) && m.Version == req.Version && m.NextAttemptAt.After(req.After) && (next.IsZero() || m.NextAttemptAt.Before(next)) {
 			next = m.NextAttemptAt
 		}
 	}

@@ -13,6 +13,9 @@ const MaxOrderingKeyBytes = 200
 type BlockedKey struct {
 	// Group is the consumer group of received rows; empty for published.
 	Group string
+	// Version is the version of the key's rows (Message.Version): a key's
+	// sequence is that of one version (issue #17).
+	Version string
 	// OrderingKey is the key.
 	OrderingKey string
 	// Head is the Failed row with the smallest id of the key: requeueing
@@ -29,6 +32,7 @@ type KeyInspector interface {
 	// BlockedKeys returns up to limit keys of kind (limit < 1: 50) whose
 	// smallest-id row that is not Succeeded is Failed, with the number of
 	// Scheduled and Delayed rows of the key after it; by the head row's
-	// id, oldest first.
+	// id, oldest first. A key is one of a group and a version: the keys
+	// of every version are listed.
 	BlockedKeys(ctx context.Context, kind Kind, limit int) ([]BlockedKey, error)
 }

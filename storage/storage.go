@@ -34,8 +34,8 @@
 // # Ordering keys
 //
 // A row with an OrderingKey is due, besides the conditions of
-// [ClaimRequest], only while no other row of the same kind, Group and
-// OrderingKey with a smaller ID is Scheduled or Delayed (due or not,
+// [ClaimRequest], only while no other row of the same kind, Version, Group
+// and OrderingKey with a smaller ID is Scheduled or Delayed (due or not,
 // leased or not), or Failed when the request says Failed rows hold
 // their key (ClaimRequest.FailedHoldsKey). So at most one row of a key
 // is in flight anywhere, a row waiting for its retry holds its key, and
@@ -48,6 +48,15 @@
 // Two rows of one key committed in the order opposite to their ids (two
 // transactions publishing one key concurrently) are claimed in id order
 // if both are visible to the claim, else in commit order.
+//
+// A key's sequence is that of one Version: the rows of other versions
+// never hold it. Processors of one version claim only that version's
+// rows (ClaimRequest.Version), so a row of another version holding the
+// key would stall it for as long as that version has rows left — forever
+// once its processors are retired, as in a rolling upgrade. Each version
+// keeps its own order instead; the received rows of a versioned
+// processor are in groups of their own (the outbox adds "." + Version to
+// the group name) anyway.
 package storage
 
 import (
@@ -157,6 +166,15 @@ type Message struct {
 	// means unordered. At most MaxOrderingKeyBytes of valid UTF-8 without
 	// NUL; a Store stores it as it is given (the caller checks it).
 	OrderingKey string
+
+	// --- version isolation (issue #17) ---
+
+	// Version is the version of the processor that published (published
+	// rows) or received (received rows) the message, as DotNetCore.CAP's
+	// Version column; empty for a processor without one (see
+	// [CheckVersion]). Claims and NextDue of one version never see the
+	// rows of another (ClaimRequest.Version).
+	Version string
 }
 
 // MaxAttemptHistory is the number of attempts a row keeps in
@@ -216,6 +234,27 @@ type ClaimRequest struct {
 	// processor's "block" policy). When false a Failed row releases its
 	// key ("skip").
 	FailedHoldsKey bool
+
+	// --- version isolation (issue #17) ---
+
+	// Version restricts the claim to the rows of this version
+	// (Message.Version), as DotNetCore.CAP's retry queries filter on
+	// "Version" = @Version: processors of one version never claim the rows
+	// of another. The empty version is a version of its own. It must pass
+	// [CheckVersion].
+	Version string
+}
+
+// DueRequest asks [Store.NextDue] for the earliest due time.
+type DueRequest struct {
+	// After: only times strictly after it count.
+	After time.Time
+
+	// --- version isolation (issue #17) ---
+
+	// Version restricts the answer to the rows of this version, as
+	// ClaimRequest.Version restricts a claim. It must pass [CheckVersion].
+	Version string
 }
 
 // Failure describes a failed attempt reported by the holder of a lease.
@@ -264,6 +303,9 @@ type Filter struct {
 	MsgID string
 	// Content matches rows whose body contains this text.
 	Content string
+	// Version matches the version (Message.Version) exactly; empty does
+	// not filter (rows without a version cannot be selected alone).
+	Version string
 	// BeforeID asks for rows with ID < BeforeID (keyset pagination; rows are
 	// returned newest first, that is by ID descending). Zero starts at the newest.
 	BeforeID int64
@@ -317,11 +359,12 @@ type Store interface {
 	// InsertPublished inserts published rows in a transaction of its own
 	// (for Publish outside an application transaction): each with the
 	// Status of its Message, Scheduled or Delayed, due at NextAttemptAt,
-	// and with its Policy.
+	// and with its Policy and Version (a Version that fails
+	// [CheckVersion] is an error, and nothing is inserted).
 	InsertPublished(ctx context.Context, msgs []*Message, opts InsertOptions) error
 
 	// InsertReceived stores a received message m (ID, MsgID, Name, Group,
-	// Headers, Body, Added set) as Scheduled, due at m.Added and claimed
+	// Headers, Body, Added, Version set) as Scheduled, due at m.Added and claimed
 	// under the lease (token, leaseUntil). If a row with the same MsgID and
 	// Group exists: a Failed row is reset to Scheduled with zero retries,
 	// no error and no expiry, due at m.Added and claimed under the lease
@@ -335,8 +378,8 @@ type Store interface {
 	// reset unleased. Its turn comes from Claim, which keeps the key's order.
 	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
-	// Claim leases up to req.Limit due rows of kind (Scheduled or
-	// Delayed, see ClaimRequest), oldest NextAttemptAt first, skipping rows
+	// Claim leases up to req.Limit due rows of kind and of version
+	// req.Version (Scheduled or Delayed, see ClaimRequest), oldest NextAttemptAt first, skipping rows
 	// that another claim holds at the same moment (FOR UPDATE SKIP LOCKED
 	// or equivalent); a claimed Delayed row becomes Scheduled. It reads
 	// only due rows (through an index), so rows due later cost a claim
@@ -366,11 +409,11 @@ type Store interface {
 	// cleared. It returns ErrLeaseLost if the lease no longer matches.
 	Fail(ctx context.Context, kind Kind, lease Lease, f Failure) (FailResult, error)
 
-	// NextDue returns the earliest NextAttemptAt after after among the
-	// Scheduled and Delayed rows of kind, or the zero time if there is
-	// none: the processor sleeps until then instead of polling faster. It
-	// reads one index entry.
-	NextDue(ctx context.Context, kind Kind, after time.Time) (time.Time, error)
+	// NextDue returns the earliest NextAttemptAt after req.After among the
+	// Scheduled and Delayed rows of kind and of version req.Version, or the
+	// zero time if there is none: the processor sleeps until then instead
+	// of polling faster. It reads one index entry.
+	NextDue(ctx context.Context, kind Kind, req DueRequest) (time.Time, error)
 
 	// Get returns one row, or ErrNotFound.
 	Get(ctx context.Context, kind Kind, id int64) (*Message, error)
@@ -404,7 +447,9 @@ type Store interface {
 
 	// DeleteExpired removes at most limit rows whose ExpiresAt is set and
 	// not after now, earliest expiry first; it returns how many it
-	// removed. A limit below 1 is an error.
+	// removed. A limit below 1 is an error. It removes the expired rows of
+	// every version, as DotNetCore.CAP's DeleteExpiresAsync does (its
+	// DELETE has no condition on "Version").
 	DeleteExpired(ctx context.Context, kind Kind, now time.Time, limit int) (int64, error)
 
 	// Heartbeat records that the processor inst is alive at inst.LastSeen.

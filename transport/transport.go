@@ -29,6 +29,15 @@ import (
 // counts as a failed attempt.
 var ErrUnavailable = errors.New("transport: broker unavailable")
 
+// ErrMisconfigured marks an error of Consume (or ConsumeBatch) that no
+// retry can fix while the configuration stays as it is: the broker refused
+// the transport's credentials, or a queue it declares exists with other
+// arguments. A transport wraps such errors so that errors.Is(err,
+// ErrMisconfigured) holds; the processor keeps consuming again with its
+// longest pause, logs that the configuration must change, and reports the
+// group's consumer as misconfigured in the readiness report.
+var ErrMisconfigured = errors.New("transport: the broker refuses the configuration")
+
 // ErrDiscard marks a handler error that asks the transport not to deliver
 // the message again: see [Discard].
 var ErrDiscard = errors.New("transport: delivery discarded")

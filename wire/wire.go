@@ -42,6 +42,13 @@ const (
 	// (src/DotNetCore.CAP/Internal/ICapPublisher.Default.cs:
 	// headers.Add(Headers.DelayTime, delayTime.Value.ToString())).
 	DelayTime = "cap-delaytime"
+	// CallbackName is the topic a subscriber publishes its reply to, as
+	// CAP's publisher sets it from the callbackName argument of
+	// PublishAsync (src/DotNetCore.CAP/Internal/ICapPublisher.Default.cs);
+	// the reply carries CorrelationID = the message's id and
+	// CorrelationSeq = its sequence + 1
+	// (src/DotNetCore.CAP/Internal/ISubscribeExector.Default.cs).
+	CallbackName = "cap-callback-name"
 )
 
 // Headers gocap adds to a received row that could not be stored as it

@@ -258,8 +258,7 @@ func (b *bench) lateness(ctx context.Context, n int, window time.Duration) (p50,
 			for i := w; i < n; i += 8 {
 				due := start.Add(time.Duration(rand.Int64N(int64(window))))
 				err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-					_, err := ob.Publish(ctx, tx, "bench.delayed", map[string]int{"i": i}, outbox.WithDeliverAt(due))
-					return err
+					return publishDue(ctx, ob, tx, i, due)
 				})
 				if err != nil {
 					errs <- err
@@ -282,6 +281,12 @@ func (b *bench) lateness(ctx context.Context, n int, window time.Duration) (p50,
 	b.deleteQueues()
 	slices.Sort(late)
 	return late[len(late)/2], late[len(late)*99/100], late[len(late)-1], nil
+}
+
+// publishDue publishes the lateness run's message i, due at due, in tx.
+func publishDue(ctx context.Context, ob *outbox.Outbox[pgx.Tx], tx pgx.Tx, i int, due time.Time) error {
+	_, err := ob.Publish(ctx, tx, "bench.delayed", map[string]int{"i": i}, outbox.WithDeliverAt(due))
+	return err
 }
 
 // dispatchRate commits n immediate messages in schema while no processor

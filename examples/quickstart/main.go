@@ -93,21 +93,7 @@ func run(ctx context.Context, dbPath, addr string, serve bool) error {
 	}
 
 	var bugFixed atomic.Bool
-	err = outbox.Subscribe(ob, "order.paid", func(_ context.Context, m outbox.Received[OrderPaid]) error {
-		say("billing  handled order %d (%s), message %s", m.Value.OrderID, m.Value.Amount, m.ID)
-		return nil
-	}, outbox.Group("billing"))
-	if err != nil {
-		return err
-	}
-	err = outbox.Subscribe(ob, "order.*", func(_ context.Context, m outbox.Received[OrderPaid]) error {
-		if m.Value.OrderID == 3 && !bugFixed.Load() {
-			return fmt.Errorf("shipping: no address on file for order %d", m.Value.OrderID)
-		}
-		say("shipping handled order %d (attempt %d)", m.Value.OrderID, m.Retries+1)
-		return nil
-	}, outbox.Group("shipping"))
-	if err != nil {
+	if err := subscribe(ob, &bugFixed); err != nil {
 		return err
 	}
 
@@ -122,10 +108,7 @@ func run(ctx context.Context, dbPath, addr string, serve bool) error {
 		commit bool
 	}{{1, true}, {2, false}, {3, true}} {
 		err := outbox.InTx(ctx, db, ob, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, paid) VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET paid = 1`, o.id); err != nil {
-				return err
-			}
-			id, err := ob.Publish(ctx, tx, "order.paid", OrderPaid{OrderID: o.id, Amount: "19.90"})
+			id, err := payOrder(ctx, ob, tx, o.id)
 			if err != nil {
 				return err
 			}
@@ -191,6 +174,35 @@ func run(ctx context.Context, dbPath, addr string, serve bool) error {
 }
 
 var errRollback = errors.New("rolled back on purpose")
+
+// subscribe registers the walkthrough's handlers: billing handles
+// order.paid; shipping handles every order.* message, and fails on order
+// 3 until bugFixed is set.
+func subscribe(ob *outbox.Outbox[*sql.Tx], bugFixed *atomic.Bool) error {
+	err := outbox.Subscribe(ob, "order.paid", func(_ context.Context, m outbox.Received[OrderPaid]) error {
+		say("billing  handled order %d (%s), message %s", m.Value.OrderID, m.Value.Amount, m.ID)
+		return nil
+	}, outbox.Group("billing"))
+	if err != nil {
+		return err
+	}
+	return outbox.Subscribe(ob, "order.*", func(_ context.Context, m outbox.Received[OrderPaid]) error {
+		if m.Value.OrderID == 3 && !bugFixed.Load() {
+			return fmt.Errorf("shipping: no address on file for order %d", m.Value.OrderID)
+		}
+		say("shipping handled order %d (attempt %d)", m.Value.OrderID, m.Retries+1)
+		return nil
+	}, outbox.Group("shipping"))
+}
+
+// payOrder marks order id paid and publishes order.paid in tx, and
+// returns the message's id: both commit, or neither.
+func payOrder(ctx context.Context, ob *outbox.Outbox[*sql.Tx], tx *sql.Tx, id int) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, paid) VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET paid = 1`, id); err != nil {
+		return 0, err
+	}
+	return ob.Publish(ctx, tx, "order.paid", OrderPaid{OrderID: id, Amount: "19.90"})
+}
 
 func waitFor(ctx context.Context, d time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(d)

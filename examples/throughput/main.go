@@ -17,7 +17,7 @@
 //
 // Usage:
 //
-//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-db postgres|mysql] [-otel]
+//	go run ./examples/throughput [-n 20000] [-rounds 3] [-rate 1000] [-duration 10s] [-db postgres|mysql] [-otel] [-driver pgx|sql]
 //
 // With -otel, each round also runs the dispatch with the OpenTelemetry SDK
 // recording every span (AlwaysSample, a batch span processor, an exporter
@@ -27,7 +27,11 @@
 // which without an SDK installed are no-ops.
 //
 // With -db mysql the dispatch rounds run on MySQL/MariaDB (the latency run
-// stays on PostgreSQL). GOCAP_POSTGRES_URL, GOCAP_MYSQL_DSN and
+// stays on PostgreSQL). With -driver sql it runs only latency runs, -rounds
+// pairs of them, in alternating order: PostgreSQL with the pgx.Tx driver
+// (postgres.New) beside the *sql.Tx one (postgres.NewSQL, pgx's stdlib
+// driver), each woken by the NOTIFY committed with the publish (see
+// sqldriver.go). GOCAP_POSTGRES_URL, GOCAP_MYSQL_DSN and
 // GOCAP_AMQP_URL override the local defaults.
 package main
 
@@ -108,6 +112,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch run to this file")
 	withOtel := flag.Bool("otel", false, "also run each dispatch round with the OpenTelemetry SDK recording every span")
 	db := flag.String("db", "postgres", "database of the dispatch rounds: postgres or mysql")
+	driver := flag.String("driver", "pgx", "pgx: as above; sql: only latency runs, PostgreSQL's pgx.Tx driver beside its *sql.Tx one")
 	flag.Parse()
 	profilePath = *cpuprofile
 	pgURL := env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
@@ -117,6 +122,10 @@ func main() {
 	b, err := newBench(ctx, pgURL, amqpURL)
 	check("setup", err)
 	defer b.close()
+	if *driver == "sql" {
+		check("latency runs", b.latencyByDriver(ctx, *rate, *dur, *rounds))
+		return
+	}
 	dispatchRate := b.dispatchRate
 	switch *db {
 	case "postgres":
@@ -170,7 +179,7 @@ func main() {
 	fmt.Printf("  gocap dispatch (%s), commit -> confirmed -> Succeeded: %6.0f msg/s = %.0f%% of raw same messages (%.0f%% of light)\n",
 		*db, disp, 100*disp/raw, 100*disp/light)
 
-	p50, p99, count, err := b.latency(ctx, *rate, *dur)
+	p50, p99, count, err := b.latency(ctx, "pgx", *rate, *dur)
 	check("latency run", err)
 	fmt.Printf("commit -> broker -> consumer latency at %d msg/s over %v (%d msgs): p50 %v, p99 %v\n",
 		*rate, *dur, count, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
@@ -401,21 +410,19 @@ func (b *bench) dispatchRate(ctx context.Context, n int, sdk bool) (float64, flo
 	return float64(n) / elapsed.Seconds(), pubRate, nil
 }
 
-// latency publishes at rate msg/s, one transaction each, and measures from
-// each commit to the message's arrival at a consumer.
-func (b *bench) latency(ctx context.Context, rate int, d time.Duration) (p50, p99 time.Duration, count int, err error) {
+// latency publishes at rate msg/s, one transaction each, with the driver
+// named (see latencyOutbox), and measures from each commit to the
+// message's arrival at a consumer.
+func (b *bench) latency(ctx context.Context, driver string, rate int, d time.Duration) (p50, p99 time.Duration, count int, err error) {
 	got, err := b.consumer()
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	ob, tr, err := b.outbox(ctx, nil)
+	publish, stop, err := b.latencyOutbox(ctx, driver)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer tr.Close()
-	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	go ob.Run(runCtx)
 	time.Sleep(200 * time.Millisecond) // let the listener start
 
 	// Arrivals and commits are recorded separately and joined at the end: a
@@ -441,12 +448,7 @@ func (b *bench) latency(ctx context.Context, rate int, d time.Duration) (p50, p9
 	defer tick.Stop()
 	for range total {
 		<-tick.C
-		var id int64
-		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-			var err error
-			id, err = ob.Publish(ctx, tx, "bench.latency", payload)
-			return err
-		})
+		id, err := publish(payload)
 		if err != nil {
 			return 0, 0, 0, err
 		}

@@ -39,6 +39,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// NodeID is the snowflake node id, 1..1023; -1 picks one at random.
 	NodeID int64
+	// Version isolates this engine's rows (issue #17): received rows are
+	// stored with it, and claims and NextDue take only rows of it
+	// (storage.ClaimRequest.Version). The outbox package stores it on
+	// published rows and has checked it (storage.CheckVersion).
+	Version string
 
 	// Retry is the default retry policy: of rows stored without one.
 	Retry              Policy
@@ -58,10 +63,11 @@ type Config struct {
 	// every publish.
 	NotifyInterval time.Duration
 
-	// SendMiddleware wraps every send, HandleMiddleware every handler
-	// call, outermost first, inside the engine's own panic recovery.
-	SendMiddleware   []func(SendFunc) SendFunc
-	HandleMiddleware []func(HandleFunc) HandleFunc
+	// SendMiddleware wraps every send, outermost first, inside the
+	// engine's own panic recovery. A handler call has no chain here: each
+	// Subscription's Handle is the whole chain (the outbox package builds
+	// it, with its panic recovery first).
+	SendMiddleware []func(SendFunc) SendFunc
 
 	// OnFailed is called once for each row that becomes Failed.
 	OnFailed func(ctx context.Context, m *storage.Message, err error, retries int)
@@ -82,10 +88,22 @@ type Config struct {
 type Subscription struct {
 	Group   string
 	Pattern string
-	Handle  HandleFunc
+	// Handle is the whole handler call, middleware included: it must not
+	// panic (the outbox package puts a recovery first in its chain).
+	Handle HandleFunc
 	// Policy, if not empty, is the stored form of the retry policy of the
 	// rows received for this subscription (see Policy.Encode).
 	Policy string
+	// Concurrency, if positive, is the most calls of Handle that run at
+	// once in this process; rows beyond it wait without holding a worker
+	// (see limiter).
+	Concurrency int
+	// Timeout is the time limit of a call of Handle, which Handle itself
+	// enforces; the engine starts a waiting row only while its lease
+	// outlasts it. Must be below Config.Lease.
+	Timeout time.Duration
+
+	limit *limiter // nil without a Concurrency
 }
 
 // Engine moves the messages of one outbox: it sends published rows,

@@ -13,8 +13,10 @@ import (
 // wrap a send.
 type SendFunc func(ctx context.Context, ms []*storage.Message) []error
 
-// HandleFunc runs the subscribed handler of one received row. It is the
-// hook where middleware and instrumentation wrap a handler call.
+// HandleFunc runs the subscribed handler of one received row: a
+// Subscription's Handle, which the outbox package builds as the whole
+// chain of its handler middleware (panic recovery, tracing, timeout, the
+// application's), so a handler call has that one chain.
 type HandleFunc func(ctx context.Context, m *storage.Message) error
 
 // chain wraps base in mw, the first outermost.
@@ -38,17 +40,5 @@ func recoverSend(next SendFunc) SendFunc {
 			}
 		}()
 		return next(ctx, ms)
-	}
-}
-
-// recoverHandle turns a panic of a handler into its error.
-func recoverHandle(next HandleFunc) HandleFunc {
-	return func(ctx context.Context, m *storage.Message) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-			}
-		}()
-		return next(ctx, m)
 	}
 }

@@ -23,6 +23,11 @@ type attemptFunc func(ctx context.Context, ms []*storage.Message) []error
 // whose lease the attempt released: nothing more is recorded for it.
 var errReleased = errors.New("released without an attempt")
 
+// errWaiting is the outcome of a row whose attempt was put off, with its
+// lease kept: it waits for its subscription's concurrency limit
+// (limit.go), and its outcome is recorded when it has run.
+var errWaiting = errors.New("waiting for its subscription's concurrency limit")
+
 // processor runs the attempts of one table: it claims due rows, runs them
 // on a pool of workers with bounded concurrency, and records each outcome
 // under the row's lease. The dispatcher and the receiver each own one.
@@ -43,6 +48,12 @@ type processor struct {
 	claimed func(n int)
 	// claiming is true while the claim loop runs.
 	claiming atomic.Bool
+	// deadline bounds each attempt: half the lease unless set otherwise.
+	deadline time.Duration
+	// handOver, if set, is told the outcome of each single-row attempt
+	// (and whether run is stopping), and may return a row to attempt next
+	// in the same worker and slot.
+	handOver func(m *storage.Message, err error, closing bool) *storage.Message
 
 	limit int           // rows in flight at most
 	slots chan struct{} // one token per row in flight
@@ -92,6 +103,7 @@ func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt 
 		quit:      make(chan struct{}),
 	}
 	p.pollWait = func() time.Duration { return cfg.PollInterval }
+	p.deadline = cfg.Lease / 2
 	p.completer = newCompleter(p, limit)
 	p.policies.def = cfg.Retry
 	return p
@@ -183,6 +195,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			Token:      ids.Token(),
 			Limit:      limit,
 			Groups:     p.groups,
+			Version:    p.cfg.Version,
 			// ordering keys (#18)
 			FailedHoldsKey: p.cfg.FailedHoldsKey,
 		})
@@ -210,7 +223,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		p.due.passed(now)
 		wait := p.pollWait()
 		if wait >= askNextDue {
-			if next, err := p.store.NextDue(ctx, p.kind, now); err == nil {
+			if next, err := p.store.NextDue(ctx, p.kind, storage.DueRequest{After: now, Version: p.cfg.Version}); err == nil {
 				p.due.note(next)
 			} else if ctx.Err() == nil {
 				p.log.Warn("gocap: reading when the next row is due failed; polling", "err", err)
@@ -282,7 +295,7 @@ func (p *processor) worker(j job) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		p.process(j.work, j.ms)
+		p.processJob(j)
 		for range j.ms {
 			<-p.slots
 		}
@@ -303,9 +316,29 @@ func (p *processor) worker(j job) {
 	}
 }
 
+// processJob attempts j's rows, then each row that handOver gives in
+// their place, in the same slot.
+func (p *processor) processJob(j job) {
+	ms := j.ms
+	for {
+		errs := p.process(j.work, ms)
+		if p.handOver == nil || len(ms) != 1 {
+			return
+		}
+		p.mu.Lock()
+		closing := p.closing
+		p.mu.Unlock()
+		next := p.handOver(ms[0], errs[0], closing)
+		if next == nil {
+			return
+		}
+		ms = []*storage.Message{next}
+	}
+}
+
 // process attempts ms and records each row's outcome, with the attempt
-// in its history.
-func (p *processor) process(work context.Context, ms []*storage.Message) {
+// in its history; it returns the attempts' errors.
+func (p *processor) process(work context.Context, ms []*storage.Message) []error {
 	start := time.Now()
 	errs := p.timedAttempt(work, ms)
 	took := time.Since(start)
@@ -315,19 +348,21 @@ func (p *processor) process(work context.Context, ms []*storage.Message) {
 		switch {
 		case errs[i] == nil:
 			p.completer.succeeded(completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
-		case errors.Is(errs[i], errReleased):
+		case errors.Is(errs[i], errReleased), errors.Is(errs[i], errWaiting):
 		default:
 			p.fail(work, m, lease, attempt, errs[i])
 		}
 	}
+	return errs
 }
 
-// timedAttempt attempts ms with a deadline of half the lease, so that no
-// row is worked on after another processor may have taken it over. It
+// timedAttempt attempts ms with a deadline (half the lease, or the lease
+// for handler calls, which bound themselves more tightly), so that no row
+// is worked on after another processor may have taken it over. It
 // returns one error per row; a cancelled or expired context is an error
 // for every row, even one whose attempt returned nil.
 func (p *processor) timedAttempt(work context.Context, ms []*storage.Message) []error {
-	ctx, cancel := context.WithTimeout(work, p.cfg.Lease/2)
+	ctx, cancel := context.WithTimeout(work, p.deadline)
 	defer cancel()
 	errs := p.attempt(ctx, ms)
 	if len(errs) != len(ms) {

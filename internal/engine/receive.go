@@ -24,16 +24,19 @@ import (
 type receiver struct {
 	e      *Engine
 	proc   *processor
-	handle HandleFunc
 	groups map[string][]Subscription
 
-	unstored unstoredCounts // deliveries that failed to be stored, by message
+	unstored  unstoredCounts // deliveries that failed to be stored, by message
+	consumers consumerStates // the failures of each group's consumer
 }
 
 func newReceiver(e *Engine) *receiver {
 	r := &receiver{e: e, groups: map[string][]Subscription{}}
-	r.handle = chain(HandleFunc(r.route), append([]func(HandleFunc) HandleFunc{recoverHandle}, e.cfg.HandleMiddleware...)...)
 	r.proc = newProcessor(storage.Received, &e.cfg, e.cfg.HandlerConcurrency, 1, r.attempt)
+	// Each handler call bounds itself (Subscription.Timeout, below the
+	// lease); the attempt's own deadline is the lease.
+	r.proc.deadline = e.cfg.Lease
+	r.proc.handOver = r.handOver
 	return r
 }
 
@@ -44,25 +47,30 @@ func (r *receiver) add(s Subscription) error {
 			return fmt.Errorf("outbox: subscribe: topic %q already has a handler in group %q", s.Pattern, s.Group)
 		}
 	}
+	if s.Concurrency > 0 {
+		s.limit = &limiter{max: s.Concurrency, maxWaiting: max(r.e.cfg.HandlerConcurrency, s.Concurrency)}
+	}
 	r.groups[s.Group] = append(r.groups[s.Group], s)
 	return nil
 }
 
-// attempt runs the handler of each row.
+// attempt runs the handler of each row: the subscription's Handle, the
+// whole chain of its middleware, under the subscription's concurrency
+// limit (limit.go).
 func (r *receiver) attempt(ctx context.Context, ms []*storage.Message) []error {
 	errs := make([]error, len(ms))
 	for i, m := range ms {
-		errs[i] = r.handle(ctx, m)
+		s, ok := r.subscriptionFor(m.Group, m.Name)
+		switch {
+		case !ok:
+			errs[i] = permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
+		case s.limit != nil:
+			errs[i] = r.limited(ctx, s, m)
+		default:
+			errs[i] = s.Handle(ctx, m)
+		}
 	}
 	return errs
-}
-
-// route runs the handler subscribed to the row's topic in the row's group.
-func (r *receiver) route(ctx context.Context, m *storage.Message) error {
-	if s, ok := r.subscriptionFor(m.Group, m.Name); ok {
-		return s.Handle(ctx, m)
-	}
-	return permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
 }
 
 // Batches of deliveries from a transport that hands them over in batches:
@@ -85,6 +93,7 @@ func (r *receiver) consume(ctx, work context.Context, group string) {
 	retry := backoff.New(100*time.Millisecond, 30*time.Second)
 	for ctx.Err() == nil {
 		started := time.Now()
+		r.consumers.started(group, started)
 		var err error
 		if br, ok := r.e.cfg.Transport.(transport.BatchReceiver); ok {
 			err = br.ConsumeBatch(ctx, group, patterns, receiveBatch, receiveLinger, func(dctx context.Context, ds []transport.Delivery) []error {
@@ -98,12 +107,20 @@ func (r *receiver) consume(ctx, work context.Context, group string) {
 		if ctx.Err() != nil {
 			return
 		}
+		r.consumers.failed(group, err, time.Now())
 		if time.Since(started) > time.Minute {
 			retry.Reset() // it ran well for a while: this is a new failure
 		}
 		d := retry.Next()
-		log.Error("gocap: consuming failed; consuming again after a pause",
-			"group", group, "topics", patterns, "err", err, "retry_in", d)
+		if errors.Is(err, transport.ErrMisconfigured) {
+			d = retry.Max
+			log.Error("gocap: the broker refuses the consumer's configuration: messages of the group are not received "+
+				"until the configuration (or the broker's side) is changed; trying again after a pause",
+				"group", group, "topics", patterns, "err", err, "retry_in", d)
+		} else {
+			log.Error("gocap: consuming failed; consuming again after a pause",
+				"group", group, "topics", patterns, "err", err, "retry_in", d)
+		}
 		if !backoff.Sleep(ctx, d) {
 			return
 		}
@@ -247,6 +264,7 @@ func (r *receiver) receivedMessage(group string, d transport.Delivery) *storage.
 		Body:    d.Body,
 		Status:  storage.StatusScheduled,
 		Added:   time.Now().UTC(),
+		Version: r.e.cfg.Version,
 		// ordering keys (#18)
 		OrderingKey: orderingKey(d.Headers),
 	}
@@ -289,9 +307,10 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 			wire.Group:             m.Group,
 			wire.UnstorableHeaders: storage.TruncateText(quoted.String(), 64<<10),
 		},
-		Body:   m.Body,
-		Status: storage.StatusScheduled,
-		Added:  m.Added,
+		Body:    m.Body,
+		Status:  storage.StatusScheduled,
+		Added:   m.Added,
+		Version: m.Version,
 	}
 	token := ids.Token()
 	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)

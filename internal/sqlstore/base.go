@@ -82,7 +82,7 @@ func (b *Base) BlockedKeys(ctx context.Context, kind storage.Kind, query string,
 	var out []storage.BlockedKey
 	var waiting int64
 	err = scanMessages(rows, kind, b.TimeDest, []any{&waiting}, func(m *storage.Message) {
-		out = append(out, storage.BlockedKey{Group: m.Group, OrderingKey: m.OrderingKey, Head: m, Waiting: waiting})
+		out = append(out, storage.BlockedKey{Group: m.Group, Version: m.Version, OrderingKey: m.OrderingKey, Head: m, Waiting: waiting})
 	})
 	if err != nil {
 		return nil, b.Err(err, "listing blocked ordering keys of %s messages", kind)

@@ -27,12 +27,35 @@ func (t *Tables[T]) For(kind storage.Kind) (*T, error) {
 }
 
 // CheckClaim returns an error when req breaks the contract of
-// storage.Store.Claim: a limit that is not positive, or a zero token.
+// storage.Store.Claim: a limit that is not positive, a zero token, or a
+// version that fails storage.CheckVersion.
 func CheckClaim(req storage.ClaimRequest) error {
 	if req.Limit <= 0 || req.Token == 0 {
 		return fmt.Errorf("claim: limit %d must be positive and token %d non-zero", req.Limit, req.Token)
 	}
+	if err := storage.CheckVersion(req.Version); err != nil {
+		return fmt.Errorf("claim: %w", err)
+	}
 	return nil
+}
+
+// CheckDue returns an error when req breaks the contract of
+// storage.Store.NextDue: a version that fails storage.CheckVersion.
+func CheckDue(req storage.DueRequest) error {
+	if err := storage.CheckVersion(req.Version); err != nil {
+		return fmt.Errorf("next due: %w", err)
+	}
+	return nil
+}
+
+// MessageVersion returns m's version, or an error (marked
+// storage.ErrPermanent) naming the message when it fails
+// storage.CheckVersion.
+func MessageVersion(m *storage.Message) (string, error) {
+	if err := storage.CheckVersion(m.Version); err != nil {
+		return "", fmt.Errorf("message %d: %w: %w", m.ID, err, storage.ErrPermanent)
+	}
+	return m.Version, nil
 }
 
 // CheckReceivedToken returns an error when token, the lease of

@@ -70,6 +70,9 @@ func (l List) Build(f storage.Filter) (clause string, args []any, ok bool) {
 			add("id", id)
 		}
 	}
+	if f.Version != "" {
+		add("version", f.Version)
+	}
 	if f.Content != "" {
 		cond, arg := l.Content(l.Placeholder(len(args)+1), f.Content)
 		args = append(args, arg)

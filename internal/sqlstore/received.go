@@ -25,6 +25,7 @@ type ReceivedRow struct {
 	// OrderingKey is the message's ordering key, nil for none: a keyed row
 	// is stored for a claim, unleased (see storage.Store.InsertReceived).
 	OrderingKey *string
+	Version     string // storage.Message.Version, checked
 }
 
 // Fit makes a text storable in one column: storage.ValidText, or a
@@ -38,10 +39,14 @@ func NewReceivedRow(m *storage.Message, fitGroup, fitName Fit) (ReceivedRow, err
 	if err != nil {
 		return ReceivedRow{}, err
 	}
+	v, err := MessageVersion(m)
+	if err != nil {
+		return ReceivedRow{}, err
+	}
 	return ReceivedRow{
 		ID: m.ID, MsgID: storage.StorableMsgID(m.MsgID), Group: fitGroup(m.Group), Name: fitName(m.Name),
 		Headers: h, Body: NonNil(m.Body), Added: m.Added.UTC(), Policy: storage.ValidText(m.Policy),
-		OrderingKey: OrderingKey(m),
+		OrderingKey: OrderingKey(m), Version: v,
 	}, nil
 }
 

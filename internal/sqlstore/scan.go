@@ -28,7 +28,11 @@ type TimeDest func(t *time.Time) any
 // computes.
 const MessageColumns = "name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until, policy, attempts" +
 	// ordering keys (#18)
-	", ordering_key"
+	", ordering_key" +
+	VersionColumn
+
+// VersionColumn is the version column (issue #17) among MessageColumns.
+const VersionColumn = ", version"
 
 // ScanMessages reads rows of the columns id, msg_id, grp and
 // MessageColumns into messages of kind.
@@ -50,7 +54,8 @@ func scanMessages(rows Rows, kind storage.Kind, td TimeDest, extra []any, each f
 		var key sql.NullString
 		dest := append([]any{&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
 			&m.LastError, td(&m.Added), td(&m.NextAttemptAt), td(&m.ExpiresAt), &token, td(&m.LeaseUntil),
-			&m.Policy, &attempts, &key}, extra...)
+			&m.Policy, &attempts, &key,
+			&m.Version}, extra...)
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}

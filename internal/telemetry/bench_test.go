@@ -100,9 +100,16 @@ func BenchmarkHandle(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			m := rows(1)[0]
 			m.Kind, m.Group = storage.Received, "billing"
-			handle := engine.HandleFunc(func(ctx context.Context, m *storage.Message) error { return nil })
+			handle := func(ctx context.Context, m *storage.Message) error { return nil }
 			if v.tel != nil {
-				handle = v.tel(b).HandleMiddleware(handle)
+				tel, next := v.tel(b), handle
+				handle = func(ctx context.Context, m *storage.Message) error {
+					ctx, end := tel.StartHandle(ctx, telemetry.Handled{ID: m.MsgID, Name: m.Name, Group: m.Group,
+						Headers: m.Headers, BodySize: len(m.Body), Retries: m.Retries})
+					err := next(ctx, m)
+					end(err)
+					return err
+				}
 			}
 			ctx := context.Background()
 			b.ReportAllocs()

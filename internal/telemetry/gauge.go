@@ -20,12 +20,13 @@ func Tables() []storage.Kind { return []storage.Kind{storage.Published, storage.
 // OldestDue returns the NextAttemptAt of the row of kind that has waited
 // longest to be sent or handled (Scheduled, or Delayed and due; a row in
 // flight counts until its outcome is recorded), and false if none is due
-// at now. It is one [storage.Store.NextDue] read, one entry of the index
+// at now, among the rows of version (those a processor of that version
+// claims). It is one [storage.Store.NextDue] read, one entry of the index
 // of pending rows that the claim uses, so the storage contract needs
 // nothing new for it.
-func OldestDue(ctx context.Context, s storage.Store, kind storage.Kind, now time.Time) (time.Time, bool, error) {
+func OldestDue(ctx context.Context, s storage.Store, kind storage.Kind, version string, now time.Time) (time.Time, bool, error) {
 	// Every row's NextAttemptAt is after the Unix epoch.
-	t, err := s.NextDue(ctx, kind, time.Unix(0, 0).UTC())
+	t, err := s.NextDue(ctx, kind, storage.DueRequest{After: time.Unix(0, 0).UTC(), Version: version})
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("reading the oldest due %s row: %w", kind, err)
 	}
@@ -41,6 +42,7 @@ type gaugeReader struct {
 	store    storage.Store
 	interval time.Duration
 	log      *slog.Logger
+	version  string // of the rows whose oldest due time is read
 
 	mu     sync.Mutex
 	readAt time.Time
@@ -90,7 +92,7 @@ func (g *gaugeReader) read(ctx context.Context, now time.Time) {
 			continue
 		}
 		counts[kind] = c
-		t, due, err := OldestDue(ctx, g.store, kind, now.UTC())
+		t, due, err := OldestDue(ctx, g.store, kind, g.version, now.UTC())
 		if err != nil {
 			errs = append(errs, err)
 			continue

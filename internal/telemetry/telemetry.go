@@ -70,6 +70,9 @@ type Config struct {
 	// GaugeInterval is the least time between two storage reads of the
 	// gauges; zero means DefaultGaugeInterval.
 	GaugeInterval time.Duration
+	// Version is the outbox's version (issue #17): the oldest due row the
+	// gauge reports is one of this version, which this outbox processes.
+	Version string
 }
 
 // Telemetry instruments one outbox.
@@ -111,7 +114,7 @@ func New(cfg Config) (*Telemetry, error) {
 		prop:   cfg.Propagator,
 		system: semconv.MessagingSystemKey.String(cfg.System),
 		log:    cfg.Logger,
-		gauge:  gaugeReader{store: cfg.Store, interval: cfg.GaugeInterval, log: cfg.Logger},
+		gauge:  gaugeReader{store: cfg.Store, interval: cfg.GaugeInterval, log: cfg.Logger, version: cfg.Version},
 	}
 	meter := cfg.MeterProvider.Meter(ScopeName)
 	var errs []error
@@ -288,64 +291,62 @@ func sentFrom(m *storage.Message) time.Time {
 	return m.Added
 }
 
-// HandleMiddleware wraps a handler run in a consumer span that continues
-// the trace whose context the message's headers carry (a new trace if
-// they carry none), so that the handler's own spans nest under it, and
-// records the handler counters and histogram.
-func (t *Telemetry) HandleMiddleware(next engine.HandleFunc) engine.HandleFunc {
-	return func(ctx context.Context, m *storage.Message) (err error) {
-		ctx = t.prop.Extract(ctx, carrier(m.Headers))
-		ctx, span := t.tracer.Start(ctx, t.names.get(OpProcess, m.Name), consumer)
-		if span.IsRecording() {
-			span.SetAttributes(
-				t.system,
-				semconv.MessagingOperationTypeProcess,
-				semconv.MessagingOperationName(OpProcess),
-				semconv.MessagingDestinationName(m.Name),
-				semconv.MessagingConsumerGroupName(m.Group),
-				semconv.MessagingMessageID(m.MsgID),
-				semconv.MessagingMessageBodySize(len(m.Body)),
-				RetriesKey.Int(m.Retries),
-			)
-		}
-		start := time.Now()
-		panicked := true
-		defer func() {
-			if panicked {
-				// The engine's recovery, outside this middleware, turns
-				// the panic into the attempt's error; record it here.
-				r := recover()
-				err = fmt.Errorf("panic: %v", r)
-				t.handleEnd(ctx, span, m, start, err)
-				panic(r)
-			}
-		}()
-		err = next(ctx, m)
-		panicked = false
-		t.handleEnd(ctx, span, m, start, err)
-		return err
-	}
+// Handled describes a handler call for [Telemetry.StartHandle].
+type Handled struct {
+	// ID, Name and Group are the message id, topic and consumer group.
+	ID, Name, Group string
+	// Headers carry the trace context of the publish.
+	Headers  map[string]string
+	BodySize int
+	// Retries is the number of earlier failed attempts.
+	Retries int
 }
 
-func (t *Telemetry) handleEnd(ctx context.Context, span trace.Span, m *storage.Message, start time.Time, err error) {
+// StartHandle starts the consumer span of a handler call, continuing the
+// trace whose context the message's headers carry (a new trace if they
+// carry none), so that the handler's own spans nest under the returned
+// context's span. The returned function ends the span with the call's
+// outcome and records the handler counters and histogram; call it once.
+// The outbox package's tracing middleware is its one caller: the handle
+// middleware in the form of every handler middleware.
+func (t *Telemetry) StartHandle(ctx context.Context, m Handled) (context.Context, func(error)) {
+	ctx = t.prop.Extract(ctx, carrier(m.Headers))
+	ctx, span := t.tracer.Start(ctx, t.names.get(OpProcess, m.Name), consumer)
+	if span.IsRecording() {
+		span.SetAttributes(
+			t.system,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingOperationName(OpProcess),
+			semconv.MessagingDestinationName(m.Name),
+			semconv.MessagingConsumerGroupName(m.Group),
+			semconv.MessagingMessageID(m.ID),
+			semconv.MessagingMessageBodySize(m.BodySize),
+			RetriesKey.Int(m.Retries),
+		)
+	}
+	start := time.Now()
+	return ctx, func(err error) { t.handleEnd(ctx, span, m.Name, m.Group, start, err) }
+}
+
+func (t *Telemetry) handleEnd(ctx context.Context, span trace.Span, name, group string, start time.Time, err error) {
 	took := time.Since(start).Seconds()
 	if err != nil {
 		et := errorType(err)
 		fail(span, err)
 		span.SetAttributes(semconv.ErrorTypeKey.String(et))
 		if t.handleFailed.Enabled(ctx) {
-			t.handleFailed.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: m.Name, group: m.Group, errType: et}, t.system))
+			t.handleFailed.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: name, group: group, errType: et}, t.system))
 		}
 		if t.processDuration.Enabled(ctx) {
 			t.processDuration.Record(ctx, took,
-				t.attrs.get(attrKey{set: setOpGroup, op: OpProcess, topic: m.Name, group: m.Group, errType: et}, t.system))
+				t.attrs.get(attrKey{set: setOpGroup, op: OpProcess, topic: name, group: group, errType: et}, t.system))
 		}
 	} else {
 		if t.handled.Enabled(ctx) {
-			t.handled.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: m.Name, group: m.Group}, t.system))
+			t.handled.Add(ctx, 1, t.attrs.get(attrKey{set: setGroup, topic: name, group: group}, t.system))
 		}
 		if t.processDuration.Enabled(ctx) {
-			t.processDuration.Record(ctx, took, t.attrs.get(attrKey{set: setOpGroup, op: OpProcess, topic: m.Name, group: m.Group}, t.system))
+			t.processDuration.Record(ctx, took, t.attrs.get(attrKey{set: setOpGroup, op: OpProcess, topic: name, group: group}, t.system))
 		}
 	}
 	span.End()

@@ -24,7 +24,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, err
 	}
 	now := dbTime(req.Now)
-	args := []any{now, now}
+	args := []any{now, now, req.Version}
 	groups := 0
 	if kind == storage.Received && req.Groups != nil {
 		if len(req.Groups) == 0 {

@@ -1,8 +1,9 @@
 -- Fills scratch tables with 1,000,000 published rows, most of them
 -- Delayed into the future (80% Delayed, due over the next 6 days; 10%
 -- Succeeded; 5% Scheduled and due; 3% Scheduled for a later retry; 2%
--- Failed), and as many received rows (the Delayed ones Scheduled for a
--- later retry), and prints the plans of the background queries: the
+-- Failed), each of version 'v1' (50%), 'v2' (40%) or of the empty
+-- version (10%: rows of before versions), and as many received rows (the
+-- Delayed ones Scheduled for a later retry), and prints the plans of the background queries: the
 -- claim and NextDue with ANALYZE (the rows each step read, r_rows, and
 -- its time, r_total_time_ms, in the FORMAT=JSON ones) and
 -- the handler reads they made, the others with EXPLAIN. MariaDB (it uses
@@ -12,7 +13,7 @@
 --   mariadb -h127.0.0.1 -uroot test < /tmp/gocap_xp13_mysql.sql
 --   mariadb -h127.0.0.1 -uroot -t test < storage/mysql/explain.sql
 -- It drops the tables at the end. QUERY_PLANS.md holds its output.
-INSERT INTO gocap_xp13_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy)
+INSERT INTO gocap_xp13_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy, version)
 SELECT seq << 22, CONCAT('order.paid.', seq % 50), '{"cap-msg-id":"1"}', CONCAT('{"id":', seq, '}'),
        CASE WHEN seq % 100 < 80 THEN 'Delayed' WHEN seq % 100 < 90 THEN 'Succeeded'
             WHEN seq % 100 < 98 THEN 'Scheduled' ELSE 'Failed' END,
@@ -22,49 +23,51 @@ SELECT seq << 22, CONCAT('order.paid.', seq % 50), '{"cap-msg-id":"1"}', CONCAT(
             WHEN seq % 100 >= 95 AND seq % 100 < 98 THEN UTC_TIMESTAMP(6) + INTERVAL seq * 100000 MICROSECOND
             ELSE UTC_TIMESTAMP(6) - INTERVAL 2 DAY + INTERVAL seq * 100000 MICROSECOND END,
        IF(seq % 100 >= 80 AND seq % 100 < 90 OR seq % 100 >= 98, UTC_TIMESTAMP(6) - INTERVAL 1 DAY + INTERVAL seq * 100000 MICROSECOND, NULL),
-       IF(seq % 3 = 0, 'exp:1s,5s,30s', '')
+       IF(seq % 3 = 0, 'exp:1s,5s,30s', ''),
+       CASE WHEN seq % 10 = 5 THEN '' WHEN seq % 2 = 0 THEN 'v1' ELSE 'v2' END
 FROM seq_1_to_1000000;
-INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
-SELECT id, CAST(id AS CHAR), 'billing', name, headers, body, IF(status = 'Delayed', 'Scheduled', status),
-       retries, last_error, added, next_attempt_at, expires_at
+INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, version)
+SELECT id, CAST(id AS CHAR), CONCAT('billing.', version), name, headers, body, IF(status = 'Delayed', 'Scheduled', status),
+       retries, last_error, added, next_attempt_at, expires_at, version
 FROM gocap_xp13_published;
 ANALYZE TABLE gocap_xp13_published, gocap_xp13_received;
 SELECT status, COUNT(*), MIN(next_attempt_at) > UTC_TIMESTAMP(6) AS all_future FROM gocap_xp13_published GROUP BY status;
+SELECT version, COUNT(*) FROM gocap_xp13_published GROUP BY version;
 
-SELECT '### Claim (published): 500 of the 50,000 due rows, none of the 800,000 Delayed ones read' AS q;
+SELECT '### Claim (published, version v1): 500 of its 30,000 due rows, none of the Delayed ones or of other versions read' AS q;
 BEGIN;
 ANALYZE FORMAT=JSON SELECT id FROM gocap_xp13_published
-WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
+WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6)) AND version = 'v1'
 ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
 ROLLBACK;
 FLUSH STATUS;
 BEGIN;
 SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published
-WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
+WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6)) AND version = 'v1'
 ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED) AS c;
 SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
 ROLLBACK;
-SELECT '### Claim (published) when nothing is due: 880,000 pending rows, none due yet' AS q;
+SELECT '### Claim (published, version v1) when nothing is due: 880,000 pending rows, none due yet' AS q;
 FLUSH STATUS;
 ANALYZE FORMAT=JSON SELECT id FROM gocap_xp13_published
-WHERE due_at <= UTC_TIMESTAMP(6) - INTERVAL 3 DAY AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6) - INTERVAL 3 DAY)
+WHERE due_at <= UTC_TIMESTAMP(6) - INTERVAL 3 DAY AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6) - INTERVAL 3 DAY) AND version = 'v1'
 ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
 SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
 SELECT '### Lease the claimed rows (and make a Delayed one Scheduled)' AS q;
 EXPLAIN UPDATE gocap_xp13_published SET lease_until = UTC_TIMESTAMP(6), lease_token = 7, status = 'Scheduled' WHERE id IN (4194304, 8388608);
-SELECT '### Claim (received, by group)' AS q;
+SELECT '### Claim (received, version v1, by group)' AS q;
 BEGIN;
 ANALYZE SELECT id FROM gocap_xp13_received
 WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6))
-  AND grp IN ('billing') ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
+  AND version = 'v1' AND grp IN ('billing.v1') ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED;
 ROLLBACK;
-SELECT '### NextDue (published): one index entry' AS q;
-ANALYZE FORMAT=JSON SELECT due_at FROM gocap_xp13_published WHERE due_at > UTC_TIMESTAMP(6) ORDER BY due_at LIMIT 1;
+SELECT '### NextDue (published, version v1): one index entry' AS q;
+ANALYZE FORMAT=JSON SELECT due_at FROM gocap_xp13_published WHERE due_at > UTC_TIMESTAMP(6) AND version = 'v1' ORDER BY due_at LIMIT 1;
 FLUSH STATUS;
-SELECT due_at > UTC_TIMESTAMP(6) AS future FROM gocap_xp13_published WHERE due_at > UTC_TIMESTAMP(6) ORDER BY due_at LIMIT 1;
+SELECT due_at > UTC_TIMESTAMP(6) AS future FROM gocap_xp13_published WHERE due_at > UTC_TIMESTAMP(6) AND version = 'v1' ORDER BY due_at LIMIT 1;
 SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
-SELECT '### NextDue (received)' AS q;
-ANALYZE SELECT due_at FROM gocap_xp13_received WHERE due_at > UTC_TIMESTAMP(6) ORDER BY due_at LIMIT 1;
+SELECT '### NextDue (received, version v1)' AS q;
+ANALYZE SELECT due_at FROM gocap_xp13_received WHERE due_at > UTC_TIMESTAMP(6) AND version = 'v1' ORDER BY due_at LIMIT 1;
 SELECT '### Succeed (batch, appending each row''s attempt)' AS q;
 EXPLAIN UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
   attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(CASE id WHEN 4194304 THEN '{"ms":1}' WHEN 8388608 THEN '{"ms":2}' END, '$')),

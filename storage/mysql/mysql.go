@@ -272,15 +272,19 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	return res, nil
 }
 
-// NextDue returns the earliest NextAttemptAt after after of a Scheduled
-// or Delayed row, or the zero time (see storage.Store).
-func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+// NextDue returns the earliest NextAttemptAt after req.After of a
+// Scheduled or Delayed row of req.Version, or the zero time (see
+// storage.Store).
+func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.DueRequest) (time.Time, error) {
 	t, err := d.table(kind)
 	if err != nil {
 		return time.Time{}, err
 	}
+	if err := sqlstore.CheckDue(req); err != nil {
+		return time.Time{}, d.base.Wrap(err)
+	}
 	var next time.Time
-	err = d.db.QueryRowContext(ctx, t.nextDue, dbTime(after)).Scan(timeDest(&next))
+	err = d.db.QueryRowContext(ctx, t.nextDue, dbTime(req.After), req.Version).Scan(timeDest(&next))
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, fmt.Errorf("mysql: next due %s message: %w", kind, classify(err))
 	}

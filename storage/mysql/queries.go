@@ -58,8 +58,8 @@ type queries struct {
 }
 
 // insertValues is the VALUES row of one message in insertPublished; its
-// last column is the ordering key (#18).
-const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)`
+// last columns are the ordering key (#18) and the version (issue #17).
+const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?)`
 
 func newQueries(prefix string) queries {
 	pub := "`" + prefix + "published`"
@@ -70,7 +70,7 @@ func newQueries(prefix string) queries {
 			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''", publishedKey),
 			Received:  newTableQueries(prefix+"received", "msg_id, grp", receivedKey),
 		},
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key) VALUES `,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version) VALUES `,
 		insertReceived:  insertReceivedSQL(rec, 1),
 		receivedToken:   `SELECT id, lease_token FROM ` + rec + ` WHERE msg_id = ? AND grp = ?`,
 		receivedTokens:  `SELECT id, msg_id, grp, lease_token FROM ` + rec + ` WHERE (msg_id, grp) IN (`,
@@ -85,8 +85,8 @@ func newQueries(prefix string) queries {
 // receivedValues is the VALUES row of one message in an insert of
 // received messages: id, msg_id, grp, name, headers, body, added,
 // next_attempt_at, lease_token, lease_until, policy, ordering_key (a keyed
-// row has a NULL lease_until: it is stored for a claim, #18).
-const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)`
+// row has a NULL lease_until: it is stored for a claim, #18), version.
+const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?, ?)`
 
 // insertReceivedSQL inserts n received messages into table: each is
 // inserted, or, when its (msg_id, grp) is stored already, a Failed row is
@@ -95,7 +95,7 @@ const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)
 // the old status.
 func insertReceivedSQL(table string, n int) string {
 	return `INSERT INTO ` + table + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
 			VALUES ` + strings.TrimSuffix(strings.Repeat(receivedValues+", ", n), ", ") + `
 			ON DUPLICATE KEY UPDATE
 				retries = IF(status = 'Failed', 0, retries),
@@ -128,10 +128,14 @@ func appendAttempt(column, attempt string) string {
 }
 
 // publishedKey and receivedKey are the condition that rows p and c of a
-// table are of one ordered sequence (#18).
-func publishedKey(p, c string) string { return p + `.ordering_key = ` + c + `.ordering_key` }
+// table are of one ordered sequence (#18): one key and one version (issue
+// #17; see "Ordering keys" in package storage), and for received rows one
+// group. The columns are those of the *_key index, in its order.
+func publishedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.version = ` + c + `.version`
+}
 func receivedKey(p, c string) string {
-	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp`
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
 }
 
 // holding stands for the SQL list of the statuses that hold an ordering
@@ -151,9 +155,10 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		// due_at is next_attempt_at of Scheduled and Delayed rows only
-		// (see schema.sql).
-		claim: `SELECT ` + cols + ` FROM ` + table + " AS c FORCE INDEX (`" + name + "_pending`)" + `
-			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
+		// (see schema.sql); the rows are those of one version (issue #17),
+		// the leading column of the index.
+		claim: `SELECT ` + cols + ` FROM ` + table + " AS c FORCE INDEX (`" + name + "_pending_version`)" + `
+			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) AND version = ?`,
 		// c is the first row of its key that holds it: one entry of the
 		// *_key index (key_held, the key of rows Scheduled, Delayed or
 		// Failed), read in id order past the holding statuses' others (a
@@ -201,7 +206,7 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 				retries = retries + 1
 			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
 		failResult: `SELECT retries, status FROM ` + table + ` WHERE id = ?`,
-		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ? ORDER BY due_at LIMIT 1`,
+		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ?` + ` AND version = ?` + ` ORDER BY due_at LIMIT 1`,
 		counts:     `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		// Three ranges of the (status, id) index, read from the index alone.
 		countOthers: `SELECT status, COUNT(*) FROM ` + table + " FORCE INDEX (`" + name + "_status`)" + `

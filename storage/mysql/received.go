@@ -21,7 +21,7 @@ func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil t
 		until = dbTime(*u)
 	}
 	return append(args, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, dbTime(r.Added), dbTime(r.Added), token,
-		until, r.Policy, r.OrderingKey)
+		until, r.Policy, r.OrderingKey, r.Version)
 }
 
 // InsertReceived stores a received message claimed under a lease, or

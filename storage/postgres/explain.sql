@@ -2,7 +2,8 @@
 -- Delayed into the future (80% Delayed, due over the next 6 days; 10%
 -- Succeeded; 5% Scheduled and due; 3% Scheduled for a later retry; 2%
 -- Failed), and as many received rows (the Delayed ones Scheduled for a
--- later retry), and prints the plans of the background queries: the
+-- later retry), each row of version 'v1' (50%), 'v2' (40%) or of the
+-- empty version (10%: rows of before versions), and prints the plans of the background queries: the
 -- claim and NextDue with EXPLAIN ANALYZE (in a transaction rolled back),
 -- the others with EXPLAIN. Run from the repository root:
 --   sed 's/{{schema}}/gocap_xp13/g' storage/postgres/schema.sql > /tmp/gocap_xp13_schema.sql
@@ -13,7 +14,7 @@ DROP SCHEMA IF EXISTS gocap_xp13 CASCADE;
 \o /dev/null
 \i /tmp/gocap_xp13_schema.sql
 \o
-INSERT INTO gocap_xp13.published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy, attempts)
+INSERT INTO gocap_xp13.published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy, attempts, version)
 SELECT (g::bigint << 22),
        'order.paid.' || (g % 50),
        '{"cap-msg-id":"1","cap-msg-name":"order.paid"}'::jsonb,
@@ -27,53 +28,57 @@ SELECT (g::bigint << 22),
             ELSE now() - interval '2 days' + g * interval '100 ms' END,
        CASE WHEN g % 100 >= 80 AND g % 100 < 90 OR g % 100 >= 98 THEN now() - interval '1 day' + g * interval '100 ms' END,
        CASE WHEN g % 3 = 0 THEN 'exp:1s,5s,30s' ELSE '' END,
-       CASE WHEN g % 100 >= 80 AND g % 100 < 90 THEN '[{"at":"2026-11-25T10:00:00Z","ms":3.2}]'::jsonb ELSE '[]'::jsonb END
+       CASE WHEN g % 100 >= 80 AND g % 100 < 90 THEN '[{"at":"2026-11-25T10:00:00Z","ms":3.2}]'::jsonb ELSE '[]'::jsonb END,
+       CASE WHEN g % 10 = 5 THEN '' WHEN g % 2 = 0 THEN 'v1' ELSE 'v2' END
 FROM generate_series(1, 1000000) AS g;
-INSERT INTO gocap_xp13.received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
-SELECT id, id::text, 'billing', name, headers, body, CASE WHEN status = 'Delayed' THEN 'Scheduled' ELSE status END,
-       retries, last_error, added, next_attempt_at, expires_at
+INSERT INTO gocap_xp13.received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, version)
+SELECT id, id::text, 'billing.' || version, name, headers, body, CASE WHEN status = 'Delayed' THEN 'Scheduled' ELSE status END,
+       retries, last_error, added, next_attempt_at, expires_at, version
 FROM gocap_xp13.published;
 VACUUM ANALYZE gocap_xp13.published;
 VACUUM ANALYZE gocap_xp13.received;
 SELECT status, count(*), min(next_attempt_at) > now() AS all_future FROM gocap_xp13.published GROUP BY status ORDER BY status;
+SELECT version, count(*) FROM gocap_xp13.published GROUP BY version ORDER BY version;
 
-\echo '### Claim (published): 500 of the 50,000 due rows, none of the 800,000 Delayed ones read'
+\echo '### Claim (published, version v1): 500 of its 30,000 due rows, none of the Delayed ones or of other versions read'
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 UPDATE gocap_xp13.published SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
 WHERE id IN (SELECT id FROM gocap_xp13.published
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
+               AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;
-\echo '### Claim (published) when nothing is due: 880,000 pending rows, none due yet'
+\echo '### Claim (published, version v1) when nothing is due: 880,000 pending rows, none due yet'
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 UPDATE gocap_xp13.published SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
 WHERE id IN (SELECT id FROM gocap_xp13.published
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() - interval '3 days'
                AND (lease_until IS NULL OR lease_until <= now() - interval '3 days')
+               AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;
-\echo '### Claim (received, by group)'
+\echo '### Claim (received, version v1, by group)'
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 UPDATE gocap_xp13.received SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
 WHERE id IN (SELECT id FROM gocap_xp13.received
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
-               AND grp = ANY('{billing}'::text[])
+               AND version = 'v1' AND grp = ANY('{billing.v1}'::text[])
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;
-\echo '### NextDue (published): one index entry'
+\echo '### NextDue (published, version v1): one index entry'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT next_attempt_at FROM gocap_xp13.published
-WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > now() ORDER BY next_attempt_at LIMIT 1;
-\echo '### NextDue (received)'
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > now() AND version = 'v1' ORDER BY next_attempt_at LIMIT 1;
+\echo '### NextDue (received, version v1)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT next_attempt_at FROM gocap_xp13.received
-WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > now() ORDER BY next_attempt_at LIMIT 1;
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > now() AND version = 'v1' ORDER BY next_attempt_at LIMIT 1;
 \echo '### Succeed (batch, appending each row''s attempt)'
 EXPLAIN UPDATE gocap_xp13.published AS t SET status = 'Succeeded', expires_at = now(), lease_token = NULL, lease_until = NULL,
   attempts = jsonb_path_query_array(t.attempts || l.attempt::jsonb, '$[last-19 to last]')

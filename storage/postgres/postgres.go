@@ -2,7 +2,9 @@
 //
 // [New] returns a [Driver] that implements storage.Driver[pgx.Tx]: Publish
 // takes the application's pgx.Tx, so the message row commits or rolls back
-// with the business data.
+// with the business data. [NewSQL] returns the same storage for
+// applications on database/sql (GORM, sqlx, ent, bun): an [SQLDriver],
+// whose Publish takes a *sql.Tx opened through pgx's stdlib driver.
 //
 // # Notifications
 //
@@ -175,9 +177,13 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	statuses := make([]string, n)
 	policies := make([]string, n)
 	keys := make([]*string, n) // ordering keys (#18), NULL for none
+	versions := make([]string, n)
 	for i, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
+			return d.base.Wrap(err)
+		}
+		if versions[i], err = sqlstore.MessageVersion(m); err != nil {
 			return d.base.Wrap(err)
 		}
 		ids[i], names[i], headers[i], bodies[i] = m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body)
@@ -190,13 +196,13 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 		insertOne, insertMany = d.q.insertOneNotify, d.q.insertManyNotify
 	}
 	if n == 1 {
-		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0], keys[0])
+		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0], keys[0], versions[0])
 		if err != nil {
 			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], classify(err))
 		}
 		return nil
 	}
-	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies, keys); err != nil {
+	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies, keys, versions); err != nil {
 		return fmt.Errorf("postgres: inserting %d published messages: %w", n, classify(err))
 	}
 	return nil
@@ -211,7 +217,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if err := sqlstore.CheckClaim(req); err != nil {
 		return nil, d.base.Wrap(err)
 	}
-	query, args := t.claim, []any{req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token}
+	query, args := t.claim, []any{req.Now.UTC(), req.Limit, req.LeaseUntil.UTC(), req.Token, req.Version}
 	if kind == storage.Received && req.Groups != nil {
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
@@ -282,15 +288,19 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	return res, nil
 }
 
-// NextDue returns the earliest NextAttemptAt after after of a Scheduled
-// or Delayed row, or the zero time (see storage.Store).
-func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+// NextDue returns the earliest NextAttemptAt after req.After of a
+// Scheduled or Delayed row of req.Version, or the zero time (see
+// storage.Store).
+func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.DueRequest) (time.Time, error) {
 	t, err := d.table(kind)
 	if err != nil {
 		return time.Time{}, err
 	}
+	if err := sqlstore.CheckDue(req); err != nil {
+		return time.Time{}, d.base.Wrap(err)
+	}
 	var next time.Time
-	err = d.pool.QueryRow(ctx, t.nextDue, after.UTC()).Scan(timeDest(&next))
+	err = d.pool.QueryRow(ctx, t.nextDue, req.After.UTC(), req.Version).Scan(timeDest(&next))
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, fmt.Errorf("postgres: next due %s message: %w", kind, classify(err))
 	}

@@ -55,11 +55,13 @@ func newQueries(schema, channel string) queries {
 		Published: newTableQueries(pub, "id::text AS msg_id, '' AS grp", publishedKey),
 		Received:  newTableQueries(rec, "msg_id, grp", receivedKey),
 	}}
-	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy, ordering_key)`
-	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9)`
-	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy, ordering_key
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
-		AS m(id, name, headers, body, added, next_attempt_at, status, policy, ordering_key)`
+	// The ordering key ($9, #18; NULL for none) and the version ($10,
+	// issue #17) are the last columns of each insert.
+	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy, ordering_key, version)`
+	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9, $10)`
+	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy, ordering_key, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[])
+		AS m(id, name, headers, body, added, next_attempt_at, status, policy, ordering_key, version)`
 	// One statement, one round trip: the NOTIFY is queued in the same
 	// transaction and delivered only if it commits.
 	lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
@@ -72,7 +74,7 @@ func newQueries(schema, channel string) queries {
 	// A keyed row (ordering_key set) is stored for a claim: lease_until
 	// NULL, its argument nil (see sqlstore.ReceivedRow.LeaseUntil).
 	recInsert := `INSERT INTO ` + rec + ` AS r
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key)`
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)`
 	recConflict := `
 		ON CONFLICT (msg_id, grp) DO UPDATE
 		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
@@ -80,16 +82,16 @@ func newQueries(schema, channel string) queries {
 		    lease_until = EXCLUDED.lease_until
 		WHERE r.status = 'Failed'`
 	q.insertReceived = recInsert + `
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10, $11)` + recConflict + `
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10, $11, $12)` + recConflict + `
 		RETURNING r.id`
 	// The rows arrive de-duplicated and sorted by (msg_id, grp) (see
 	// sqlstore.ReceivedBatch); a returned row is told from its message by
 	// its key.
 	q.insertReceivedBatch = recInsert + `
 		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9,
-			CASE WHEN ordering_key IS NULL THEN $8::timestamptz END, policy, ordering_key
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[])
-		AS m(id, msg_id, grp, name, headers, body, added, policy, ordering_key)` + recConflict + `
+			CASE WHEN ordering_key IS NULL THEN $8::timestamptz END, policy, ordering_key, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[], $12::text[])
+		AS m(id, msg_id, grp, name, headers, body, added, policy, ordering_key, version)` + recConflict + `
 		RETURNING r.id, r.msg_id, r.grp`
 	inst := s + ".instances"
 	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
@@ -104,10 +106,14 @@ func newQueries(schema, channel string) queries {
 }
 
 // publishedKey and receivedKey are the condition that rows p and c of a
-// table are of one ordered sequence (#18).
-func publishedKey(p, c string) string { return p + `.ordering_key = ` + c + `.ordering_key` }
+// table are of one ordered sequence (#18): one key and one version (issue
+// #17; see "Ordering keys" in package storage), and for received rows one
+// group. The columns are those of the *_key_idx index, in its order.
+func publishedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.version = ` + c + `.version`
+}
 func receivedKey(p, c string) string {
-	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp`
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
 }
 
 // headFree is the claim's condition of ordering keys (#18, see "Ordering
@@ -122,6 +128,10 @@ func headFree(table string, sameKey func(p, c string) string, failedHolds string
 					  AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR ` + failedHolds + `::boolean)))`
 }
 
+// versionCond restricts a claim to one version, its argument $5 (issue
+// #17): the leading column of *_pending_version_idx.
+const versionCond = ` AND c.version = $5`
+
 func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	claim := func(extra, failedHolds string) string {
@@ -129,7 +139,7 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 			WHERE id IN (
 				SELECT id FROM ` + table + ` c
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1
-				  AND (lease_until IS NULL OR lease_until <= $1)` + extra + headFree(table, sameKey, failedHolds) + `
+				  AND (lease_until IS NULL OR lease_until <= $1)` + versionCond + extra + headFree(table, sameKey, failedHolds) + `
 				ORDER BY next_attempt_at
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED)
@@ -144,8 +154,8 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 	return tableQueries{
 		selectAll:   `SELECT ` + cols + ` FROM ` + table,
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
-		claim:       claim("", "$5"),
-		claimGroups: claim(` AND grp = ANY($5::text[])`, "$6"),
+		claim:       claim("", "$6"),
+		claimGroups: claim(` AND grp = ANY($6::text[])`, "$7"),
 		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appended("t.attempts", "l.attempt") + `
 			FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS l(id, token, attempt)
@@ -165,7 +175,7 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 			RETURNING retries, status`,
 		// One entry of the pending index: its predicate, then a bound.
 		nextDue: `SELECT next_attempt_at FROM ` + table + `
-			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1
+			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1` + ` AND version = $2` + `
 			ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, count(*) FROM ` + table + ` GROUP BY status`,
 		// An index-only scan of *_status_idx, whose predicate it repeats.

@@ -20,10 +20,23 @@ import (
 //go:embed testdata/schema_v1.sql
 var schemaV1 string
 
+// schemaV2 is the schema before version isolation (#17), with the
+// *_pending indexes it replaces, as git show 98966c8:storage/postgres/schema.sql
+// gives it.
+//
+//go:embed testdata/schema_v2.sql
+var schemaV2 string
+
 // Migrate upgrades tables made by the previous schema, with rows in them:
 // several processes at once, then again; the rows read back with the new
 // columns' defaults and follow the new contract.
 func TestMigrateUpgradesPreviousSchema(t *testing.T) {
+	t.Run("v1", func(t *testing.T) { testUpgradeFrom(t, schemaV1) })
+	t.Run("v2", func(t *testing.T) { testUpgradeFrom(t, schemaV2) })
+}
+
+// testUpgradeFrom runs the upgrade test from the schema schemaOld.
+func testUpgradeFrom(t *testing.T, schemaOld string) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
 	if err != nil {
@@ -34,7 +47,7 @@ func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 		pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
 		pool.Close()
 	})
-	if _, err := pool.Exec(ctx, strings.ReplaceAll(schemaV1, "{{schema}}", schema)); err != nil {
+	if _, err := pool.Exec(ctx, strings.ReplaceAll(schemaOld, "{{schema}}", schema)); err != nil {
 		t.Fatalf("creating the previous schema: %v", err)
 	}
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
@@ -61,7 +74,7 @@ func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 	}
 	var idx []string
 	rows, err := pool.Query(ctx, `SELECT indexname FROM pg_indexes
-		WHERE schemaname = $1 AND (indexname LIKE '%due_idx' OR indexname LIKE '%pending_idx') ORDER BY 1`, schema)
+		WHERE schemaname = $1 AND (indexname LIKE '%due_idx' OR indexname LIKE '%pending%idx') ORDER BY 1`, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +85,8 @@ func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 		}
 		idx = append(idx, n)
 	}
-	if rows.Err() != nil || strings.Join(idx, ",") != "published_pending_idx,received_pending_idx" {
-		t.Errorf("due indexes after the upgrade: %v %v; want the two pending ones only", idx, rows.Err())
+	if rows.Err() != nil || strings.Join(idx, ",") != "published_pending_version_idx,received_pending_version_idx" {
+		t.Errorf("due indexes after the upgrade: %v %v; want the two pending_version ones only", idx, rows.Err())
 	}
 	storagetest.CheckUpgraded(t, d, t0)
 }

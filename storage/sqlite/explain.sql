@@ -1,8 +1,9 @@
 -- Fills scratch tables with 1,000,000 published rows, most of them
 -- Delayed into the future (80% Delayed, due over the next 6 days; 10%
 -- Succeeded; 5% Scheduled and due; 3% Scheduled for a later retry; 2%
--- Failed), and as many received rows (the Delayed ones Scheduled for a
--- later retry), and prints EXPLAIN QUERY PLAN of the background queries;
+-- Failed), each of version 'v1' (50%), 'v2' (40%) or of the empty
+-- version (10%: rows of before versions), and as many received rows (the
+-- Delayed ones Scheduled for a later retry), and prints EXPLAIN QUERY PLAN of the background queries;
 -- the claims (in a transaction rolled back) and NextDue also run, with
 -- the CLI's timer and statement statistics (.stats stmt: virtual machine
 -- steps, full scan steps, sorts). Run from the repository root, on a scratch file:
@@ -14,7 +15,7 @@
 -- fixed at 1,764,000,000,000,000 (2025-11-24T16:00:00Z).
 .bail on
 WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 1000000)
-INSERT INTO gocap_xp13_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy)
+INSERT INTO gocap_xp13_published (id, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, policy, version)
 SELECT n << 22, 'order.paid.' || (n % 50), '{"cap-msg-id":"1"}', CAST('{"id":' || n || '}' AS BLOB),
        CASE WHEN n % 100 < 80 THEN 'Delayed' WHEN n % 100 < 90 THEN 'Succeeded'
             WHEN n % 100 < 98 THEN 'Scheduled' ELSE 'Failed' END,
@@ -24,48 +25,50 @@ SELECT n << 22, 'order.paid.' || (n % 50), '{"cap-msg-id":"1"}', CAST('{"id":' |
             WHEN n % 100 >= 95 AND n % 100 < 98 THEN 1764000000000000 + n * 100000
             ELSE 1764000000000000 - 172800000000 + n * 100000 END,
        CASE WHEN n % 100 >= 80 AND n % 100 < 90 OR n % 100 >= 98 THEN 1764000000000000 - 86400000000 + n * 100000 END,
-       CASE WHEN n % 3 = 0 THEN 'exp:1s,5s,30s' ELSE '' END
+       CASE WHEN n % 3 = 0 THEN 'exp:1s,5s,30s' ELSE '' END,
+       CASE WHEN n % 10 = 5 THEN '' WHEN n % 2 = 0 THEN 'v1' ELSE 'v2' END
 FROM seq;
-INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at)
-SELECT id, CAST(id AS TEXT), 'billing', name, headers, body, CASE WHEN status = 'Delayed' THEN 'Scheduled' ELSE status END,
-       retries, last_error, added, next_attempt_at, expires_at
+INSERT INTO gocap_xp13_received (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, version)
+SELECT id, CAST(id AS TEXT), 'billing.' || version, name, headers, body, CASE WHEN status = 'Delayed' THEN 'Scheduled' ELSE status END,
+       retries, last_error, added, next_attempt_at, expires_at, version
 FROM gocap_xp13_published;
 ANALYZE;
 .headers on
 .mode column
 SELECT status, COUNT(*) AS rows, MIN(next_attempt_at) > 1764000000000000 AS all_future FROM gocap_xp13_published GROUP BY status;
+SELECT version, COUNT(*) AS rows FROM gocap_xp13_published GROUP BY version;
 .headers off
 .mode list
 
-SELECT '### Claim (published): 500 of the 50,000 due rows, none of the 800,000 Delayed ones read';
+SELECT '### Claim (published, version v1): 500 of its 30,000 due rows, none of the Delayed ones or of other versions read';
 EXPLAIN QUERY PLAN
 UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
-               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500) RETURNING id;
 BEGIN;
 .timer on
 .stats stmt
-SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
-               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500);
 UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
-               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500);
 SELECT changes() AS claimed;
 .stats off
 .timer off
 ROLLBACK;
-SELECT '### Claim (published) when nothing is due: 880,000 pending rows, none due yet';
+SELECT '### Claim (published, version v1) when nothing is due: 880,000 pending rows, none due yet';
 .timer on
 .stats stmt
-SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
+SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1763700000000000
-               AND (lease_until IS NULL OR lease_until <= 1763700000000000)
+               AND (lease_until IS NULL OR lease_until <= 1763700000000000) AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500);
 .stats off
 .timer off
@@ -74,31 +77,31 @@ SELECT '### For comparison: the claim of 500 rows read through the table (NOT IN
 .stats stmt
 SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published NOT INDEXED
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
-               AND (lease_until IS NULL OR lease_until <= 1764000000000000)
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500);
 .stats off
 .timer off
-SELECT '### Claim (received, by group)';
+SELECT '### Claim (received, version v1, by group)';
 EXPLAIN QUERY PLAN
 UPDATE gocap_xp13_received SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending
+WHERE id IN (SELECT id FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
-               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND grp IN ('billing')
+               AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1' AND grp IN ('billing.v1')
              ORDER BY next_attempt_at LIMIT 500) RETURNING id;
-SELECT '### NextDue (published): one index entry';
+SELECT '### NextDue (published, version v1): one index entry';
 EXPLAIN QUERY PLAN
-SELECT next_attempt_at FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
-WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 ORDER BY next_attempt_at LIMIT 1;
+SELECT next_attempt_at FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 AND version = 'v1' ORDER BY next_attempt_at LIMIT 1;
 .timer on
 .stats stmt
-SELECT next_attempt_at FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending
-WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 ORDER BY next_attempt_at LIMIT 1;
+SELECT next_attempt_at FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 AND version = 'v1' ORDER BY next_attempt_at LIMIT 1;
 .stats off
 .timer off
-SELECT '### NextDue (received)';
+SELECT '### NextDue (received, version v1)';
 EXPLAIN QUERY PLAN
-SELECT next_attempt_at FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending
-WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 ORDER BY next_attempt_at LIMIT 1;
+SELECT next_attempt_at FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending_version
+WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at > 1764000000000000 AND version = 'v1' ORDER BY next_attempt_at LIMIT 1;
 SELECT '### Succeed (one row of a batch, appending its attempt)';
 EXPLAIN QUERY PLAN
 UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = 1, lease_token = NULL, lease_until = NULL,

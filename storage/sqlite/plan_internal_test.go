@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The claim and NextDue read the partial *_pending index, with the
+// The claim and NextDue read the partial *_pending_version index, with the
 // SQLite this driver embeds (QUERY_PLANS.md shows the plans on 1,000,000
 // rows with the sqlite3 CLI): no table scan, no sort.
 func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
@@ -25,13 +25,14 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		name, query, index string
 		args               []any
 	}{
-		{"claim published", d.q.Published.claimSQL(0, true), "gocap_published_pending", []any{2, 7, 1, 1, 500}},
-		{"claim received by group", d.q.Received.claimSQL(2, false), "gocap_received_pending", []any{2, 7, 1, 1, "a", "b", 500}},
-		// The check of ordering keys (#18) reads the *_key index.
-		{"claim published: keys", d.q.Published.claimSQL(0, false), "gocap_published_key", []any{2, 7, 1, 1, 500}},
-		{"claim received: keys", d.q.Received.claimSQL(2, true), "gocap_received_key", []any{2, 7, 1, 1, "a", "b", 500}},
-		{"next due published", d.q.Published.nextDue, "gocap_published_pending", []any{1}},
-		{"next due received", d.q.Received.nextDue, "gocap_received_pending", []any{1}},
+		{"claim published", d.q.Published.claimSQL(0, true), "gocap_published_pending_version", []any{2, 7, 1, 1, "v1", 500}},
+		{"claim received by group", d.q.Received.claimSQL(2, false), "gocap_received_pending_version", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		// The check of ordering keys (#18) reads the *_key index, the
+		// key's version (issue #17) included in the search.
+		{"claim published: keys", d.q.Published.claimSQL(0, false), "gocap_published_key (ordering_key=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", 500}},
+		{"claim received: keys", d.q.Received.claimSQL(2, true), "gocap_received_key (ordering_key=? AND grp=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		{"next due published", d.q.Published.nextDue, "gocap_published_pending_version", []any{1, "v1"}},
+		{"next due received", d.q.Received.nextDue, "gocap_received_pending_version", []any{1, "v1"}},
 	} {
 		rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {
@@ -50,6 +51,9 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		all := strings.Join(plan, "\n")
 		if !strings.Contains(all, "USING INDEX "+c.index) || strings.Contains(all, "SCAN ") || strings.Contains(all, "TEMP B-TREE") {
 			t.Errorf("%s: plan\n%s\nwant a search of %s, no scan or sort", c.name, all, c.index)
+		}
+		if testing.Verbose() {
+			t.Logf("%s:\n%s", c.name, all)
 		}
 	}
 }

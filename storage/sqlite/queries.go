@@ -52,13 +52,13 @@ func newQueries(prefix string) queries {
 			Received:  newTableQueries(rec, `msg_id, grp`, receivedKey),
 		},
 		schema: SchemaSQL(prefix),
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key)
-			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)`,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version)
+			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?)`,
 		// A keyed row (ordering_key set) is stored for a claim: its
 		// lease_until argument is NULL (#18).
 		insertReceived: `INSERT INTO ` + rec + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key)
-			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
+			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 				next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
 			WHERE status = 'Failed'
@@ -80,10 +80,14 @@ func appendAttempt(attempt string) string {
 }
 
 // publishedKey and receivedKey are the condition that rows p and c of a
-// table are of one ordered sequence (#18).
-func publishedKey(p, c string) string { return p + `.ordering_key = ` + c + `.ordering_key` }
+// table are of one ordered sequence (#18): one key and one version (issue
+// #17; see "Ordering keys" in package storage), and for received rows one
+// group. The columns are those of the *_key index, in its order.
+func publishedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.version = ` + c + `.version`
+}
 func receivedKey(p, c string) string {
-	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp`
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
 }
 
 // holding stands for the SQL list of the statuses that hold an ordering
@@ -93,22 +97,24 @@ const holding = `{{holding}}`
 func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
-	// The claim and NextDue name the partial *_pending index: without
+	// The claim and NextDue name the partial *_pending_version index, whose
+	// leading column is the version they select (issue #17): without
 	// statistics (ANALYZE, which applications seldom run) the planner
 	// prefers the equality on status of *_status (status, id) and sorts
 	// every pending row, future ones included. A statement that could not
 	// use the index would fail to prepare rather than scan.
-	pending := ` INDEXED BY ` + table + `_pending`
+	pending := ` INDEXED BY ` + table + `_pending_version`
 	return tableQueries{
 		name:      table,
 		cols:      cols,
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
 		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
-		// The condition on status is the *_pending index's, as it is.
+		// The condition on status is the *_pending_version index's, as it is.
 		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled'
 			WHERE id IN (SELECT id FROM ` + table + ` AS c` + pending + `
-				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)`,
+				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)` +
+			` AND version = ?`,
 		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?1, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appendAttempt("?2") + `
 			WHERE id = ?3 AND lease_token = ?4 AND status = 'Scheduled'`,
@@ -125,7 +131,7 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 			WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
 			RETURNING retries, status`,
 		nextDue: `SELECT next_attempt_at FROM ` + table + pending + `
-			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > ? ORDER BY next_attempt_at LIMIT 1`,
+			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > ?` + ` AND version = ?` + ` ORDER BY next_attempt_at LIMIT 1`,
 		counts: `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		// One statement, so one snapshot: three ranges of the status
 		// index, and a COUNT(*) alone in its SELECT, which SQLite answers

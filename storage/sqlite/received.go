@@ -25,7 +25,7 @@ func insertReceived(ctx context.Context, insert queryRower, r *sqlstore.Received
 	if u := r.LeaseUntil(leaseUntil); u != nil {
 		until = us(*u)
 	}
-	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, until, r.Policy, r.OrderingKey).Scan(&id)
+	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, until, r.Policy, r.OrderingKey, r.Version).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
 	}

@@ -146,8 +146,12 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 		if err != nil {
 			return d.base.Wrap(err)
 		}
+		version, err := sqlstore.MessageVersion(m)
+		if err != nil {
+			return d.base.Wrap(err)
+		}
 		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body),
-			sqlstore.InsertStatus(m), us(m.Added), us(m.NextAttemptAt), storage.ValidText(m.Policy), sqlstore.OrderingKey(m)); err != nil {
+			sqlstore.InsertStatus(m), us(m.Added), us(m.NextAttemptAt), storage.ValidText(m.Policy), sqlstore.OrderingKey(m), version); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
 		}
 	}
@@ -165,7 +169,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, d.base.Wrap(err)
 	}
 	now := us(req.Now)
-	args := []any{us(req.LeaseUntil), req.Token, now, now}
+	args := []any{us(req.LeaseUntil), req.Token, now, now, req.Version}
 	groups := 0
 	if kind == storage.Received && req.Groups != nil {
 		if len(req.Groups) == 0 {
@@ -275,15 +279,19 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	return res, nil
 }
 
-// NextDue returns the earliest NextAttemptAt after after of a Scheduled
-// or Delayed row, or the zero time (see storage.Store).
-func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, after time.Time) (time.Time, error) {
+// NextDue returns the earliest NextAttemptAt after req.After of a
+// Scheduled or Delayed row of req.Version, or the zero time (see
+// storage.Store).
+func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.DueRequest) (time.Time, error) {
 	t, err := d.table(kind)
 	if err != nil {
 		return time.Time{}, err
 	}
+	if err := sqlstore.CheckDue(req); err != nil {
+		return time.Time{}, d.base.Wrap(err)
+	}
 	var next time.Time
-	err = d.db.QueryRowContext(ctx, t.nextDue, us(after)).Scan(timeDest(&next))
+	err = d.db.QueryRowContext(ctx, t.nextDue, us(req.After), req.Version).Scan(timeDest(&next))
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, fmt.Errorf("sqlite: next due %s message: %w", kind, classify(err))
 	}

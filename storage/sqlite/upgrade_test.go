@@ -18,17 +18,30 @@ import (
 //go:embed testdata/schema_v1.sql
 var schemaV1 string
 
+// schemaV2 is the schema before version isolation (#17), with the
+// *_pending indexes it replaces, as git show 98966c8:storage/sqlite/schema.sql
+// gives it.
+//
+//go:embed testdata/schema_v2.sql
+var schemaV2 string
+
 // Migrate upgrades tables made by the previous schema, with rows in them:
 // several connections at once, then again; the rows read back with the
 // new columns' defaults and follow the new contract.
 func TestMigrateUpgradesPreviousSchema(t *testing.T) {
+	t.Run("v1", func(t *testing.T) { testUpgradeFrom(t, schemaV1) })
+	t.Run("v2", func(t *testing.T) { testUpgradeFrom(t, schemaV2) })
+}
+
+// testUpgradeFrom runs the upgrade test from the schema schemaOld.
+func testUpgradeFrom(t *testing.T, schemaOld string) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "old.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.ExecContext(ctx, strings.ReplaceAll(schemaV1, "{{prefix}}", "gocap_")); err != nil {
+	if _, err := db.ExecContext(ctx, strings.ReplaceAll(schemaOld, "{{prefix}}", "gocap_")); err != nil {
 		t.Fatalf("creating the previous schema: %v", err)
 	}
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
@@ -54,7 +67,7 @@ func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 	if err := d.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate again: %v", err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index' AND (name LIKE '%due' OR name LIKE '%pending') ORDER BY name`)
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'index' AND (name LIKE '%due' OR name LIKE '%pending%') ORDER BY name`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +80,8 @@ func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 		}
 		idx = append(idx, n)
 	}
-	if rows.Err() != nil || strings.Join(idx, ",") != "gocap_published_pending,gocap_received_pending" {
-		t.Errorf("due indexes after the upgrade: %v %v; want the two pending ones only", idx, rows.Err())
+	if rows.Err() != nil || strings.Join(idx, ",") != "gocap_published_pending_version,gocap_received_pending_version" {
+		t.Errorf("due indexes after the upgrade: %v %v; want the two pending_version ones only", idx, rows.Err())
 	}
 	storagetest.CheckUpgraded(t, d, t0)
 }

@@ -157,7 +157,7 @@ func (s *suite[TTx]) nextDue(t *testing.T) {
 	d := s.h.New(t)
 	t0 := now()
 	for _, kind := range []storage.Kind{storage.Published, storage.Received} {
-		if next, err := d.NextDue(bg, kind, t0); err != nil || !next.IsZero() {
+		if next, err := d.NextDue(bg, kind, storage.DueRequest{After: t0}); err != nil || !next.IsZero() {
 			t.Errorf("NextDue of an empty %s table: %v %v, want the zero time", kind, next, err)
 		}
 	}
@@ -166,13 +166,13 @@ func (s *suite[TTx]) nextDue(t *testing.T) {
 	s.insert(t, d, s.delayed("next", t0.Add(time.Hour)), s.delayed("next", second), failed, succeeded,
 		s.msg("next", first), s.msg("next", t0.Add(-time.Second)))
 	// The due rows are not after t0: the earliest row after it is first.
-	if next, err := d.NextDue(bg, storage.Published, t0); err != nil || !next.Equal(first) {
+	if next, err := d.NextDue(bg, storage.Published, storage.DueRequest{After: t0}); err != nil || !next.Equal(first) {
 		t.Errorf("NextDue: %v %v, want %v", next, err, first)
 	}
-	if next, err := d.NextDue(bg, storage.Published, first); err != nil || !next.Equal(second) {
+	if next, err := d.NextDue(bg, storage.Published, storage.DueRequest{After: first}); err != nil || !next.Equal(second) {
 		t.Errorf("NextDue after the first: %v %v, want %v (strictly after)", next, err, second)
 	}
-	if next, err := d.NextDue(bg, storage.Received, t0); err != nil || !next.IsZero() {
+	if next, err := d.NextDue(bg, storage.Received, storage.DueRequest{After: t0}); err != nil || !next.IsZero() {
 		t.Errorf("NextDue of the received table: %v %v, want the zero time", next, err)
 	}
 	// Rows that are done do not count, whenever their NextAttemptAt.
@@ -193,7 +193,7 @@ func (s *suite[TTx]) nextDue(t *testing.T) {
 	if _, err := d.Succeed(bg, storage.Published, completed([]storage.Lease{lease(byID[succeeded.ID])}), beyond); err != nil {
 		t.Fatal(err)
 	}
-	if next, err := d.NextDue(bg, storage.Published, t0.Add(2*time.Hour)); err != nil || !next.IsZero() {
+	if next, err := d.NextDue(bg, storage.Published, storage.DueRequest{After: t0.Add(2 * time.Hour)}); err != nil || !next.IsZero() {
 		t.Errorf("NextDue after every pending row: %v %v, want the zero time (Succeeded and Failed rows do not count)", next, err)
 	}
 	// A retry scheduled by Fail counts.
@@ -207,7 +207,7 @@ func (s *suite[TTx]) nextDue(t *testing.T) {
 	if _, err := d.Fail(bg, storage.Published, lease(other), storage.Failure{Error: "x", Now: t0, NextAttemptAt: retry, MaxAttempts: 5}); err != nil {
 		t.Fatal(err)
 	}
-	if next, err := d.NextDue(bg, storage.Published, t0); err != nil || !next.Equal(retry) {
+	if next, err := d.NextDue(bg, storage.Published, storage.DueRequest{After: t0}); err != nil || !next.Equal(retry) {
 		t.Errorf("NextDue with a retry: %v %v, want %v", next, err, retry)
 	}
 }

@@ -68,7 +68,20 @@
 //     flight holds the key; a Failed one per ClaimRequest.FailedHoldsKey;
 //     keys per group), keyed received rows stored unleased (one by one
 //     and in batches), claimers racing over many keys, and, for a Store
-//     that implements storage.KeyInspector, BlockedKeys.
+//     that implements storage.KeyInspector, BlockedKeys; with versions
+//     (ordering_version.go), a key's sequence per version: rows of
+//     another version never hold the key, and BlockedKeys names the
+//     version.
+//   - TxRead (txread.go), for a Store that implements storage.TxReader
+//     (skipped otherwise): ListPublishedTx sees the transaction's own
+//     uncommitted rows with the committed ones, filtered and paged as
+//     List, and none of a rolled-back transaction.
+//   - Version: version isolation (DotNetCore.CAP's Version): rows keep
+//     their version (published, in and out of a transaction; received, one
+//     and in batches); claims (by group too) and NextDue of one version
+//     never return another's rows, the empty version being one of its
+//     own; invalid versions refused; List's filter by version; DeleteExpired
+//     of every version.
 package storagetest
 
 import (
@@ -190,6 +203,17 @@ func (s *suite[TTx]) areas() []area {
 			{"Received", s.orderingReceived},
 			{"Concurrent", s.orderingConcurrent},
 			{"BlockedKeys", s.blockedKeys},
+			{"Versions", s.orderingVersions},
+		}},
+		{"TxRead", []testCase{
+			{"ListPublishedTx", s.txRead},
+		}},
+		{"Version", []testCase{
+			{"Claims", s.versionClaims},
+			{"NextDue", s.versionNextDue},
+			{"Received", s.versionReceived},
+			{"Invalid", s.versionInvalid},
+			{"ListAndClean", s.versionListAndClean},
 		}},
 	}
 }

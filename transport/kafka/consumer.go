@@ -47,9 +47,9 @@ const gatherGrace = time.Millisecond
 // counts as done and is committed. The failed records are handed to h
 // again, alone, after Config.RequeueDelay, until each is accepted or
 // discarded; only then is the rest of the batch committed and the next
-// batch fetched, so that a partition is still handled in order (a record
-// after a failed one in its partition, already accepted, is not handed
-// again).
+// batch fetched, so that no batch is handed over before the one before it
+// is done (a record after a failed one in its partition, already accepted,
+// is not handed again).
 func (t *Transport) ConsumeBatch(ctx context.Context, group string, topics []string, max int, linger time.Duration, h transport.BatchHandler) error {
 	return t.consume(ctx, group, topics, adapter.BatchSize(max, DefaultBatch), linger, h)
 }
@@ -67,11 +67,15 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 	}
 	ctx, cancel := adapter.UntilClosed(ctx, t.closed)
 	defer cancel()
+	if err := t.checkAuth(ctx); err != nil {
+		return fmt.Errorf("kafka: consume for group %q: %w", group, err)
+	}
 	if err := t.ensureTopics(ctx, full...); err != nil {
 		return err
 	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:        t.cfg.Brokers,
+		Dialer:         t.conns.dialer,
 		GroupID:        t.cfg.GroupPrefix + group,
 		GroupTopics:    full,
 		MinBytes:       1,

@@ -2,6 +2,8 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log"
 
 	"github.com/gocap/gocap/transport"
@@ -15,7 +17,7 @@ func ExampleNew() {
 	tr, err := kafka.New(kafka.Config{
 		Brokers:          []string{"127.0.0.1:9092"},
 		AutoCreateTopics: true,
-		KeyHeader:        "order-id", // records of one order keep their order
+		KeyHeader:        "order-id", // records of one order go to one partition
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -36,4 +38,22 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Brokers that require TLS and SASL/SCRAM. Credentials the brokers refuse
+// make Send, Consume and Healthy fail at once with kafka.ErrAuthentication.
+func Example_sasl() {
+	roots, err := x509.SystemCertPool() // or a pool with the brokers' CA
+	if err != nil {
+		log.Fatal(err)
+	}
+	tr, err := kafka.New(kafka.Config{
+		Brokers: []string{"kafka-1.example:9093"},
+		TLS:     &tls.Config{RootCAs: roots},
+		SASL:    &kafka.SASL{Mechanism: kafka.SASLScramSHA512, User: "orders", Password: "…"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tr.Close()
 }

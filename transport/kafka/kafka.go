@@ -55,6 +55,13 @@
 // and wire.DecodeHeaderValue). Sent header values are written as their
 // UTF-8 bytes, unchanged.
 //
+// Config.TLS and Config.SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) apply
+// to every connection: the writer's, the consumers', topic creation's and
+// Healthy's. Credentials or a certificate the brokers refuse are no
+// outage: Send, Healthy, Consume and ConsumeBatch return an error wrapping
+// ErrAuthentication (a consumer checks them before it starts, since
+// kafka-go's reader would retry them for ever).
+//
 // kafka-go reconnects by itself; the transport logs errors and backs off.
 // A send that fails at the connection level (a dial or network error, a
 // broker or partition leader not available, not enough in-sync replicas,
@@ -64,6 +71,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -125,6 +133,16 @@ type Config struct {
 	// RequeueDelay is the pause before a failed delivery is handed to the
 	// handler again. Zero means one second.
 	RequeueDelay time.Duration
+	// TLS, if not nil, encrypts every connection to the brokers (the
+	// writer's, the consumers', topic creation's and Healthy's) with this
+	// configuration: set RootCAs to trust a private CA, Certificates for a
+	// client certificate.
+	TLS *tls.Config
+	// SASL, if not nil, authenticates every connection to the brokers
+	// with a user name and password (PLAIN, SCRAM-SHA-256 or
+	// SCRAM-SHA-512). Credentials the brokers refuse make Send, Healthy,
+	// Consume and ConsumeBatch fail at once with ErrAuthentication.
+	SASL *SASL
 	// Logger receives errors and reconnections. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -134,6 +152,7 @@ type Transport struct {
 	cfg    Config
 	log    *slog.Logger
 	writer *kafkago.Writer
+	conns  connections // with Config.TLS and Config.SASL
 	closed chan struct{}
 	once   sync.Once
 
@@ -157,6 +176,10 @@ func New(cfg Config) (*Transport, error) {
 			return nil, fmt.Errorf("kafka: broker address %q: %w", b, err)
 		}
 	}
+	conns, err := newConnections(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 1
 	}
@@ -174,9 +197,10 @@ func New(cfg Config) (*Transport, error) {
 	}
 	log := cfg.Logger.With("transport", "kafka")
 	t := &Transport{
-		cfg: cfg, log: log, closed: make(chan struct{}), created: map[string]bool{},
+		cfg: cfg, log: log, closed: make(chan struct{}), created: map[string]bool{}, conns: conns,
 		writer: &kafkago.Writer{
 			Addr:         kafkago.TCP(cfg.Brokers...),
+			Transport:    conns.transport,
 			Balancer:     &kafkago.Hash{},
 			RequiredAcks: kafkago.RequireAll,
 			BatchTimeout: cfg.BatchTimeout,
@@ -204,10 +228,10 @@ func (t *Transport) ensureTopics(ctx context.Context, topics ...string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	client := &kafkago.Client{Addr: kafkago.TCP(t.cfg.Brokers...), Timeout: 10 * time.Second}
+	client := &kafkago.Client{Addr: kafkago.TCP(t.cfg.Brokers...), Timeout: 10 * time.Second, Transport: t.conns.transport}
 	res, err := client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: missing})
 	if err != nil {
-		return fmt.Errorf("kafka: creating topics: %w", err)
+		return fmt.Errorf("kafka: creating topics: %w", t.diagnose(ctx, err))
 	}
 	for name, err := range res.Errors {
 		if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
@@ -260,13 +284,23 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	switch {
 	case err == nil:
 	case errors.As(err, &werrs) && len(werrs) == len(msgs):
+		var diagnosed error // of the first record that failed for want of the brokers
 		for i, e := range werrs {
-			if e != nil {
-				errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(e))
+			if e == nil {
+				continue
 			}
+			if brokersDown(e) {
+				if diagnosed == nil {
+					diagnosed = t.diagnose(ctx, e)
+				}
+				if errors.Is(diagnosed, ErrAuthentication) {
+					e = diagnosed
+				}
+			}
+			errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(t.authError(e)))
 		}
 	default:
-		return fail(unavailable(err))
+		return fail(unavailable(t.diagnose(ctx, err)))
 	}
 	return errs
 }
@@ -287,6 +321,8 @@ func brokersDown(err error) bool {
 		nerr net.Error
 	)
 	switch {
+	case errors.Is(err, ErrAuthentication):
+		return false
 	case errors.As(err, &kerr):
 		switch kerr {
 		case kafkago.BrokerNotAvailable, kafkago.LeaderNotAvailable, kafkago.NotLeaderForPartition,
@@ -311,6 +347,7 @@ func (t *Transport) Close() error {
 	t.once.Do(func() {
 		close(t.closed)
 		err = t.writer.Close()
+		t.conns.transport.CloseIdleConnections()
 	})
 	return err
 }
@@ -328,12 +365,12 @@ func (t *Transport) Healthy(ctx context.Context) error {
 	}
 	var errs []error
 	for _, b := range t.cfg.Brokers {
-		conn, err := kafkago.DialContext(ctx, "tcp", b)
+		conn, err := t.conns.dialer.DialContext(ctx, "tcp", b)
 		if err == nil {
 			conn.Close()
 			return nil
 		}
-		errs = append(errs, err)
+		errs = append(errs, t.authError(err))
 		if ctx.Err() != nil {
 			break
 		}

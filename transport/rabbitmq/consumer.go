@@ -20,7 +20,10 @@ import (
 // handed back to the tail of the queue after Config.RequeueDelay; one whose
 // handler discards it is rejected without requeue (see the package
 // documentation). After a connection loss Consume dials again with the
-// backoff of Config.ReconnectMin and ReconnectMax.
+// backoff of Config.ReconnectMin and ReconnectMax. If the broker refuses
+// to declare the queue (it exists with other arguments, see
+// Config.QueueArguments), Consume returns at once an error wrapping
+// ErrQueueMismatch.
 //
 // Consume is ConsumeBatch with batches of one delivery.
 func (t *Transport) Consume(ctx context.Context, group string, topics []string, h transport.Handler) error {
@@ -68,6 +71,10 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrQueueMismatch) {
+			t.log.Error("gocap: RabbitMQ refused to declare a group queue; its consumer stops until the configuration or the queue changes", "queue", queue, "err", err)
+			return err
+		}
 		if refused(err) {
 			return fmt.Errorf("rabbitmq: consuming queue %q: %w", queue, err)
 		}
@@ -96,8 +103,9 @@ func (t *Transport) consumeOnce(ctx context.Context, queue string, topics []stri
 	if err := ch.ExchangeDeclare(t.cfg.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declaring exchange %q: %w", t.cfg.Exchange, err)
 	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declaring queue %q: %w", queue, err)
+	// Durable, not exclusive, not auto-deleted: what a quorum queue must be.
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, t.queueArgs); err != nil {
+		return queueDeclareError(queue, err)
 	}
 	for _, topic := range topics {
 		if err := ch.QueueBind(queue, topic, t.cfg.Exchange, false, nil); err != nil {

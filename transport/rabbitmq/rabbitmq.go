@@ -30,6 +30,17 @@
 // transport.Discard) rejects the delivery without requeue: the broker
 // drops it, or dead-letters it if the queue has a dead-letter exchange.
 //
+// Group queues are declared durable, not exclusive and not auto-deleted,
+// with Config.QueueArguments (x-message-ttl, x-dead-letter-exchange, ...)
+// and Config.QueueType (classic or quorum), as DotNetCore.CAP declares its
+// queues with RabbitMQOptions.QueueArguments. RabbitMQ declares a queue
+// only with the arguments it exists with: a queue that CAP or an operator
+// declared with other arguments makes Consume return an error wrapping
+// ErrQueueMismatch, naming the argument and the Config field to set. With
+// a message TTL and a dead-letter exchange, a message no consumer took in
+// time, and a delivery its handler discarded, go to the dead-letter
+// exchange.
+//
 // A consumer opens Config.Concurrency channels on one connection, each
 // with a consumer of the queue and Config.Prefetch unacknowledged
 // deliveries at most. ConsumeBatch (transport.BatchReceiver) hands over
@@ -135,6 +146,28 @@ type Config struct {
 	// Prefetch 128, 34k msg/s with 1, 60k with 2, 94k with 4 and 90k with
 	// 8 (with a handler that returns at once: 38k, 69k, 125k, 102k).
 	Concurrency int
+	// QueueArguments are the optional queue arguments ("x-arguments") every
+	// group queue is declared with, as DotNetCore.CAP's
+	// RabbitMQOptions.QueueArguments are: x-message-ttl,
+	// x-dead-letter-exchange, x-dead-letter-routing-key, x-max-length,
+	// x-overflow, x-single-active-consumer, ... Give integers as Go
+	// integers (int is sent as a 64-bit integer), strings as strings. A
+	// queue that exists already (declared by CAP or another program) is
+	// consumed only if these, and QueueType, are the arguments it was
+	// declared with; otherwise Consume returns an error wrapping
+	// ErrQueueMismatch that names the argument. CAP declares its queues
+	// with an x-message-ttl of CAPMessageTTL unless configured otherwise.
+	// New checks the value types of the well-known arguments; the broker
+	// checks the rest when the queue is declared. The queue type is
+	// QueueType, not an x-queue-type argument.
+	QueueArguments amqp.Table
+	// QueueType is the type of the group queues: QueueClassic (empty means
+	// classic, declared without x-queue-type, as CAP does by default) or
+	// QueueQuorum (x-queue-type "quorum", CAP's
+	// QueueArguments.QueueType). Stream queues are refused: a stream's
+	// consumers each read every message, which does not share a group's
+	// work.
+	QueueType string
 	// AcceptUnroutable counts a message that no queue receives as sent.
 	AcceptUnroutable bool
 	// RequeueDelay is how long a delivery whose handler failed waits before
@@ -158,11 +191,12 @@ type Config struct {
 
 // Transport is a RabbitMQ transport. It is safe for concurrent use.
 type Transport struct {
-	cfg    Config
-	log    *slog.Logger
-	seq    atomic.Uint64
-	closed chan struct{}
-	once   sync.Once
+	cfg       Config
+	queueArgs amqp.Table // the group queues' arguments (see queueArguments)
+	log       *slog.Logger
+	seq       atomic.Uint64
+	closed    chan struct{}
+	once      sync.Once
 
 	mu       sync.Mutex
 	pub      *publisher
@@ -187,6 +221,11 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Exchange == "" {
 		cfg.Exchange = DefaultExchange
 	}
+	queueArgs, err := queueArguments(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QueueArguments = nil // queueArgs is the transport's own copy
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = 128
 	}
@@ -207,7 +246,7 @@ func New(cfg Config) (*Transport, error) {
 		cfg.Logger = slog.Default()
 	}
 	t := &Transport{
-		cfg: cfg, log: cfg.Logger.With("transport", "rabbitmq"), closed: make(chan struct{}),
+		cfg: cfg, queueArgs: queueArgs, log: cfg.Logger.With("transport", "rabbitmq"), closed: make(chan struct{}),
 		dialWait: backoff.New(cfg.ReconnectMin, cfg.ReconnectMax),
 	}
 	if _, err := t.publisher(); err != nil {

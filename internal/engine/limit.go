@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// limiter bounds the calls of one subscription's handler that run at once
+// (Subscription.Concurrency) without blocking the worker pool: a row that
+// finds its subscription at its limit does not wait on its worker; it is
+// put aside with its lease (its worker and slot go to other rows), and the
+// next call of that subscription to finish runs it in its own worker and
+// slot (receiver.handOver). At most maxWaiting rows wait so; a row beyond
+// them is released to the storage, due again after limitRetry, so that a
+// burst of one subscription fills neither memory nor the pool.
+//
+// Invariant: rows wait only while running == max, so a call that finishes
+// always finds the next waiting row to hand over.
+type limiter struct {
+	max        int
+	maxWaiting int
+
+	mu      sync.Mutex
+	running int                // calls admitted, handed over ones included
+	waiting []*storage.Message // in arrival order
+	handed  map[int64]bool     // rows handed over: admitted already
+}
+
+// limitRetry is how long a row released because too many rows of its
+// subscription wait stays unclaimed.
+const limitRetry = 500 * time.Millisecond
+
+// enter admits m to run now, or puts it aside (wait) or, with too many
+// waiting, tells the caller to release it (full).
+func (l *limiter) enter(m *storage.Message) (run, full bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.handed[m.ID] {
+		delete(l.handed, m.ID)
+		return true, false
+	}
+	if l.running < l.max {
+		l.running++
+		return true, false
+	}
+	if len(l.waiting) >= l.maxWaiting {
+		return false, true
+	}
+	l.waiting = append(l.waiting, m)
+	return false, false
+}
+
+// leave ends an admitted call and returns the row to run next in its
+// place, admitted, or nil. With stop set, or none waiting, nothing is
+// handed over; with stop set it returns the waiting rows to be released.
+func (l *limiter) leave(stop bool) (next *storage.Message, drop []*storage.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if stop || len(l.waiting) == 0 {
+		l.running--
+		drop, l.waiting = l.waiting, nil
+		return nil, drop
+	}
+	next = l.waiting[0]
+	l.waiting[0] = nil
+	l.waiting = l.waiting[1:]
+	if l.handed == nil {
+		l.handed = map[int64]bool{}
+	}
+	l.handed[next.ID] = true
+	return next, nil
+}
+
+// limited runs m's handler if its subscription is below its limit, puts
+// it aside (errWaiting), or releases it (errReleased).
+func (r *receiver) limited(ctx context.Context, s Subscription, m *storage.Message) error {
+	run, full := s.limit.enter(m)
+	switch {
+	case run:
+		return s.Handle(ctx, m)
+	case full:
+		r.release(ctx, []*storage.Message{m}, time.Now().Add(limitRetry),
+			fmt.Sprintf("not attempted: %d rows of its subscription wait for its concurrency limit of %d", s.limit.maxWaiting, s.limit.max))
+		return errReleased
+	default:
+		return errWaiting
+	}
+}
+
+// handOver ends the call of m, whose outcome err is recorded, and returns
+// the next waiting row of its subscription to run in its place. It skips
+// (releases) a waiting row whose lease would end during the call, and when
+// run is stopping it releases all waiting rows.
+func (r *receiver) handOver(m *storage.Message, err error, closing bool) *storage.Message {
+
+	if err == errWaiting || err == errReleased {
+		return nil // not admitted
+	}
+	s, ok := r.subscriptionFor(m.Group, m.Name)
+	if !ok || s.limit == nil {
+		return nil
+	}
+	for {
+		next, drop := s.limit.leave(closing)
+		if len(drop) > 0 {
+			r.release(context.Background(), drop, time.Now(), "not attempted: the processor stopped while it waited for its subscription's concurrency limit")
+		}
+		if next == nil {
+			return nil
+		}
+		if next.LeaseUntil.IsZero() || time.Until(next.LeaseUntil) > s.Timeout {
+			return next
+		}
+		// Its lease would end during the call: release it to be claimed
+		// afresh, and end its admission in turn.
+		r.release(context.Background(), []*storage.Message{next}, time.Now(), "not attempted: its lease ran out while it waited for its subscription's concurrency limit")
+	}
+}
+
+// release gives the leases of waiting rows back to the storage: they are
+// due again at at, their retry count unchanged.
+func (r *receiver) release(ctx context.Context, ms []*storage.Message, at time.Time, reason string) {
+	leases := make([]storage.Lease, len(ms))
+	for i, m := range ms {
+		leases[i] = storage.Lease{ID: m.ID, Token: m.LeaseToken}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := r.e.store.Release(ctx, storage.Received, leases, at.UTC(), reason); err != nil {
+		// The rows stay leased: a claim loop takes them when the lease ends.
+		r.e.log.Warn("gocap: releasing rows waiting for a concurrency limit failed; they run after their lease",
+			"count", len(ms), "err", err)
+		return
+	}
+	r.proc.dueAt(at)
+}

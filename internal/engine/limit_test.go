@@ -1,0 +1,54 @@
+package engine
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// TestLimiter: rows beyond the limit wait in order, are handed over as
+// calls end (admitted once, without counting twice), overflow past
+// maxWaiting, and are given back when run stops.
+func TestLimiter(t *testing.T) {
+	l := &limiter{max: 2, maxWaiting: 2}
+	rows := make([]*storage.Message, 6)
+	for i := range rows {
+		rows[i] = &storage.Message{ID: int64(i + 1)}
+	}
+	var outcome []string
+	for _, m := range rows[:5] {
+		switch run, full := l.enter(m); {
+		case run:
+			outcome = append(outcome, "run")
+		case full:
+			outcome = append(outcome, "full")
+		default:
+			outcome = append(outcome, "wait")
+		}
+	}
+	if want := []string{"run", "run", "wait", "wait", "full"}; !slices.Equal(outcome, want) {
+		t.Fatalf("enter: %v, want %v", outcome, want)
+	}
+	next, _ := l.leave(false)
+	if next != rows[2] {
+		t.Fatalf("the first call to end hands over %v, want row 3", next)
+	}
+	if run, _ := l.enter(next); !run {
+		t.Fatal("a handed-over row is not admitted")
+	}
+	if l.running != 2 {
+		t.Fatalf("%d running after a hand-over, want 2", l.running)
+	}
+	if run, full := l.enter(rows[5]); run || full {
+		t.Fatalf("a new row while one waits: run %v full %v, want it to wait", run, full)
+	}
+	next, drop := l.leave(true)
+	if next != nil || len(drop) != 2 || drop[0] != rows[3] || drop[1] != rows[5] {
+		t.Fatalf("stopping: next %v, dropped %v; want rows 4 and 6 dropped", next, drop)
+	}
+	l.leave(false)
+	if l.running != 0 || len(l.waiting) != 0 {
+		t.Errorf("after every call ended: %d running, %d waiting", l.running, len(l.waiting))
+	}
+}

@@ -1,0 +1,95 @@
+package outboxtest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/outbox"
+	"github.com/gocap/gocap/storage"
+)
+
+// Expected is one message that [RequireManyPublishedTx] expects: of Topic,
+// satisfying Opts (nil: anything).
+type Expected struct {
+	Topic string
+	Opts  *Opts
+}
+
+// RequireManyPublishedTx requires that the messages visible in tx of the
+// expected topics are exactly those expected, in the order they were
+// published (a topic expected twice must have been published twice), each
+// satisfying its Opts; it returns them in that order (decode each with
+// [Decode]). Otherwise it fails the test, listing what it found. A
+// message of a topic not expected is not looked at.
+func RequireManyPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], tx TTx, expected []Expected) []*storage.Message {
+	tb.Helper()
+	list, err := txLister(ob, tx)
+	if err != nil {
+		tb.Fatalf("outboxtest: RequireManyPublishedTx: %v", err)
+	}
+	return requireMany(ctx, tb, list, "RequireManyPublishedTx", expected)
+}
+
+// RequireManyPublished is [RequireManyPublishedTx] over the committed
+// messages of the outbox's storage.
+func RequireManyPublished[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], expected []Expected) []*storage.Message {
+	tb.Helper()
+	return requireMany(ctx, tb, storeLister(ob), "RequireManyPublished", expected)
+}
+
+func requireMany(ctx context.Context, tb testing.TB, list lister, fn string, expected []Expected) []*storage.Message {
+	tb.Helper()
+	if len(expected) == 0 {
+		tb.Fatalf("outboxtest: %s: no message expected (use RequireNotPublished to require none)", fn)
+	}
+	// The messages of each topic since the earliest Since of the
+	// expectations of that topic (all of them if one has none).
+	since := map[string]time.Time{}
+	for i, e := range expected {
+		if e.Topic == "" {
+			tb.Fatalf("outboxtest: %s: expected[%d] has no topic", fn, i)
+		}
+		s, seen := since[e.Topic]
+		o := e.Opts.orZero()
+		if !seen || (!s.IsZero() && (o.Since.IsZero() || o.Since.Before(s))) {
+			since[e.Topic] = o.Since
+		}
+	}
+	var got []*storage.Message
+	for _, topic := range slices.Sorted(maps.Keys(since)) {
+		ms, err := published(ctx, list, topic, since[topic])
+		if err != nil {
+			tb.Fatalf("outboxtest: %s: %v", fn, err)
+		}
+		got = append(got, ms...)
+	}
+	slices.SortFunc(got, func(a, b *storage.Message) int { return cmp.Compare(a.ID, b.ID) })
+
+	want := make([]string, len(expected))
+	for i, e := range expected {
+		want[i] = e.Topic
+	}
+	have := make([]string, len(got))
+	for i, m := range got {
+		have[i] = m.Name
+	}
+	if !slices.Equal(have, want) {
+		tb.Fatalf("outboxtest: %s: published topics %q, want %q:\n%s", fn, have, want, lines(got, Opts{}))
+	}
+	var diffs []string
+	for i, m := range got {
+		if d := expected[i].Opts.orZero().mismatch(m); d != "" {
+			diffs = append(diffs, fmt.Sprintf("    [%d] %s: %s", i, describe(m), d))
+		}
+	}
+	if len(diffs) > 0 {
+		tb.Fatalf("outboxtest: %s: the messages published to %q differ from those expected:\n%s", fn, want, strings.Join(diffs, "\n"))
+	}
+	return got
+}
