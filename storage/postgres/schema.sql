@@ -3,7 +3,7 @@
 -- what postgres.Driver.Migrate runs, and it is idempotent. It also upgrades
 -- tables of an earlier gocap (added columns, swapped indexes); on a large
 -- existing table the CREATE INDEX of that upgrade blocks writes while it
--- builds: create the *_pending_version_idx indexes CONCURRENTLY
+-- builds: create the *_pending_version_idx and *_key_idx indexes CONCURRENTLY
 -- beforehand to avoid that.
 
 CREATE SCHEMA IF NOT EXISTS {{schema}};
