@@ -206,8 +206,73 @@ func testOrderingFailure[TTx any](t *testing.T, be backend[TTx], policy outbox.O
 	}
 }
 
+// testOrderingVersions: a key's sequence is that of one version (issue
+// #17). An outbox of version v1 published keyed messages and never ran (a
+// retired release); an outbox of version v2 sharing the database and
+// broker sends and handles its own messages of the same key, in order,
+// one at a time — the v1 rows, pending for good, hold no key of v2 — and
+// its received rows are of v2, in group "g.v2"; the v1 rows stay unsent.
+func testOrderingVersions[TTx any](t *testing.T, be backend[TTx]) {
+	env := be.open(t)
+	broker := memory.NewBroker(memory.Options{RequeueDelay: 10 * time.Millisecond})
+	ctx := context.Background()
+	old := newOutbox(t, env.driver(t), broker.Transport(), outbox.Options{Version: "v1"})
+	for seq := range 3 {
+		if _, err := old.PublishWithoutTx(ctx, "ordered.t", keyedMsg{Key: "k", Seq: -1}, outbox.WithOrderingKey("k")); err != nil {
+			t.Fatalf("publish %d of v1: %v", seq, err)
+		}
+	}
+	check := newOrderCheck()
+	d := env.driver(t)
+	ob := newOutbox(t, d, broker.Transport(), outbox.Options{Version: "v2", HandlerConcurrency: 16})
+	err := outbox.Subscribe(ob, "ordered.t", func(_ context.Context, m outbox.Received[keyedMsg]) error {
+		if m.Value.Seq < 0 {
+			return outbox.Permanent(errors.New("a message of v1 reached v2"))
+		}
+		return check.handle(m.Value, nil)
+	}, outbox.Group("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, ob)
+	const n = 10
+	for seq := range n {
+		if _, err := ob.PublishWithoutTx(ctx, "ordered.t", keyedMsg{Key: "k", Seq: seq}, outbox.WithOrderingKey("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "v2's keyed messages handled while v1's wait", func() bool { return check.count() >= n })
+	check.mu.Lock()
+	if check.inversions != 0 || check.overlaps != 0 || check.total != n {
+		t.Errorf("%d handled (want %d), %d inversions, %d overlaps; want none", check.total, n, check.inversions, check.overlaps)
+	}
+	check.mu.Unlock()
+	rec, err := d.List(ctx, storage.Filter{Kind: storage.Received, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rec {
+		if m.Version != "v2" || m.Group != "g.v2" || m.OrderingKey != "k" {
+			t.Errorf("received row %d: version %q group %q key %q, want v2, g.v2, k", m.ID, m.Version, m.Group, m.OrderingKey)
+		}
+	}
+	pub, err := d.List(ctx, storage.Filter{Kind: storage.Published, Version: "v1", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pub {
+		if m.Status != storage.StatusScheduled || m.Retries != 0 {
+			t.Errorf("v1 row %d: %s after %d retries, want Scheduled and never attempted", m.ID, m.Status, m.Retries)
+		}
+	}
+	if len(rec) != n || len(pub) != 3 {
+		t.Errorf("%d received rows (want %d), %d published rows of v1 (want 3)", len(rec), n, len(pub))
+	}
+}
+
 func runOrdering[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("Acceptance", func(t *testing.T) { testOrderingAcceptance(t, be) })
+	t.Run("Versions", func(t *testing.T) { testOrderingVersions(t, be) })
 	t.Run("FailureBlocks", func(t *testing.T) { testOrderingFailure(t, be, outbox.BlockKey) })
 	t.Run("FailureSkips", func(t *testing.T) { testOrderingFailure(t, be, outbox.SkipKey) })
 }
