@@ -28,6 +28,7 @@ type messageJSON struct {
 	Body          string            `json:"body"`
 	BodyEncoding  string            `json:"body_encoding"` // "utf-8" or "hex"
 	Policy        string            `json:"policy,omitempty"`
+	OrderingKey   string            `json:"ordering_key,omitempty"`
 	// Version is the row's version (outbox.Options.Version), empty for
 	// none.
 	Version string `json:"version,omitempty"`
@@ -47,7 +48,7 @@ func toJSON(m *storage.Message) messageJSON {
 	j := messageJSON{
 		ID: strconv.FormatInt(m.ID, 10), MsgID: m.MsgID, Name: m.Name, Group: m.Group, Status: m.Status,
 		Retries: m.Retries, LastError: m.LastError, Added: m.Added, NextAttemptAt: m.NextAttemptAt, Headers: m.Headers,
-		Policy: m.Policy, Version: m.Version,
+		Policy: m.Policy, OrderingKey: m.OrderingKey, Version: m.Version,
 	}
 	if !m.ExpiresAt.IsZero() {
 		t := m.ExpiresAt

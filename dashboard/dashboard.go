@@ -57,6 +57,9 @@
 //	GET  {prefix}/api/stats                     {"published":{"Delayed":n,"Scheduled":n,...},"received":{...},
 //	                                            "estimated":{"published":{"Delayed":false,...,"Succeeded":true},"received":{...}},
 //	                                            "instances":[...]}
+//	GET  {prefix}/api/keys                      blocked ordering keys: {"published":[{"ordering_key":k,"group":g,
+//	                                            "head_id":id,"waiting":n,"head":{...}}],"received":[...]} (501 if the
+//	                                            storage is no storage.KeyInspector)
 //	GET  {prefix}/api/histogram                 {"published":[{"start":t,"status":s,"count":n}],"received":[...]}
 //	GET  {prefix}/api/{kind}?status=&name=&group=&msgid=&content=&version=&before=&limit=
 //	                                            {"messages":[...],"next":"id or empty"}
@@ -181,7 +184,7 @@ func New(src Source, opts Options) *Handler {
 		"subtract": func(a, b int) int { return b - a },
 		"mod":      func(a, b int) int { return a % b },
 	}
-	for _, page := range []string{"overview", "list", "detail", "error"} {
+	for _, page := range []string{"overview", "list", "detail", "error", "keys"} {
 		h.pages[page] = template.Must(template.New("layout.html").Funcs(funcs).
 			ParseFS(files, "templates/layout.html", "templates/"+page+".html"))
 	}
@@ -191,6 +194,8 @@ func New(src Source, opts Options) *Handler {
 	m.HandleFunc("GET /{$}", h.overview)
 	m.HandleFunc("GET /api/stats", h.apiStats)
 	m.HandleFunc("GET /api/histogram", h.apiHistogram)
+	m.HandleFunc("GET /keys", h.keys)        // blocked ordering keys (#18), keys.go
+	m.HandleFunc("GET /api/keys", h.apiKeys) // the same, as JSON
 	for _, kind := range []string{"published", "received"} {
 		// The table is a path value for the handlers, but a literal in the
 		// patterns, so that they do not overlap /static/ and /api/.

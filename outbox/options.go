@@ -331,6 +331,13 @@ type Options struct {
 	// observable gauges (rows by status, age of the oldest due row),
 	// however often the metrics are collected. Zero means 10 seconds.
 	GaugeInterval time.Duration
+
+	// OrderingFailure is what a message with an ordering key (see
+	// WithOrderingKey) that becomes Failed does to the messages after it
+	// of its key: BlockKey (the default) holds them until it is requeued
+	// and succeeds, or is deleted, from the dashboard; SkipKey lets them
+	// go on. It applies to sending and to handling in this process.
+	OrderingFailure OrderingFailure
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -345,6 +352,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if _, err := o.Retry.policy(false); err != nil {
 		return o, fmt.Errorf("outbox: Options.Retry: %w", err)
+	}
+	if err := o.OrderingFailure.check(); err != nil {
+		return o, err
 	}
 	durations := []struct {
 		p    *time.Duration
@@ -475,6 +485,7 @@ func (o Options) engineConfig(store storage.Store, tr transport.Transport, tel *
 		ShutdownTimeout:    o.ShutdownTimeout,
 		HeartbeatInterval:  o.HeartbeatInterval,
 		NotifyInterval:     o.NotifyInterval,
+		FailedHoldsKey:     o.OrderingFailure == BlockKey,
 	}
 	c.SendMiddleware = []func(engine.SendFunc) engine.SendFunc{tel.SendMiddleware}
 	c.OnReceived = tel.Received

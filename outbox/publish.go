@@ -20,7 +20,8 @@ type publishConfig struct {
 	delay   time.Duration // > 0: delayed by this much
 	at      time.Time     // not zero: due then
 	retry   *RetryPolicy
-	err     error // an option's bad input
+	key     string // the ordering key (WithOrderingKey); empty: none
+	err     error  // an option's bad input
 }
 
 // WithDelay makes the message due d after the publish: it commits with the
@@ -185,6 +186,9 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 	if due.After(now) {
 		m.Status, m.NextAttemptAt = storage.StatusDelayed, due.UTC()
 		m.Headers = wire.Delayed(m.Headers, due.Sub(now), due)
+	}
+	if cfg.key != "" {
+		m.OrderingKey, m.Headers[wire.OrderingKey] = cfg.key, cfg.key
 	}
 	return m, nil
 }

@@ -73,6 +73,8 @@ func (s *MemStore) InsertReceivedBatch(ctx context.Context, msgs []*storage.Mess
 		switch {
 		case done[keys[i]]:
 			out[i] = storage.ReceivedInsert{ID: id}
+		case isNew[keys[i]] && m.OrderingKey != "":
+			out[i] = storage.ReceivedInsert{ID: id, Queued: true} // stored for a claim
 		case isNew[keys[i]]:
 			out[i] = storage.ReceivedInsert{ID: id, Claimed: true}
 		default:
@@ -99,10 +101,21 @@ func newReceivedRow(m *storage.Message, key receivedKey, token int64, leaseUntil
 		Added:         m.Added.UTC(),
 		NextAttemptAt: m.Added.UTC(),
 		LeaseToken:    token,
-		LeaseUntil:    leaseUntil.UTC(),
+		LeaseUntil:    receivedLease(m, leaseUntil),
 		Policy:        storage.ValidText(m.Policy),
+		OrderingKey:   storage.ValidText(m.OrderingKey),
 		Version:       m.Version,
 	}
+}
+
+// receivedLease is the LeaseUntil of a received row of m stored under a
+// lease until leaseUntil: none for a row with an ordering key, which is
+// stored for a claim.
+func receivedLease(m *storage.Message, leaseUntil time.Time) time.Time {
+	if m.OrderingKey != "" {
+		return time.Time{}
+	}
+	return leaseUntil.UTC()
 }
 
 // redelivered handles m, a copy of the stored row id: a Failed row is
@@ -119,6 +132,9 @@ func (s *MemStore) redelivered(id int64, m *storage.Message, token int64, leaseU
 	row.LastError = ""
 	row.ExpiresAt = time.Time{}
 	row.NextAttemptAt = m.Added.UTC()
-	row.LeaseToken, row.LeaseUntil = token, leaseUntil.UTC()
+	row.LeaseToken, row.LeaseUntil = token, receivedLease(row, leaseUntil)
+	if row.OrderingKey != "" {
+		return storage.ReceivedInsert{ID: id, Queued: true, Reset: true}
+	}
 	return storage.ReceivedInsert{ID: id, Claimed: true, Reset: true}
 }

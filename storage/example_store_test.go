@@ -214,6 +214,7 @@ func newPublishedRows(msgs []*storage.Message) []*storage.Message {
 			Added:         m.Added.UTC(),
 			NextAttemptAt: m.NextAttemptAt.UTC(),
 			Policy:        storage.ValidText(m.Policy),
+			OrderingKey:   storage.ValidText(m.OrderingKey),
 			Version:       m.Version,
 		}
 	}
@@ -268,7 +269,8 @@ func validHeaders(h map[string]string) map[string]string {
 }
 
 // Claim leases up to req.Limit due Scheduled and Delayed rows of kind,
-// oldest NextAttemptAt first, and makes the Delayed ones Scheduled. The
+// oldest NextAttemptAt first, and makes the Delayed ones Scheduled; of
+// the rows with an ordering key, only the head of each key (keyHeads). The
 // mutex makes a claim atomic, so two claims never take the same row:
 // that is this store's SKIP LOCKED. (It looks at every row; a SQL
 // backend reads only due ones, through an index.)
@@ -297,10 +299,12 @@ func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.Cla
 	if err != nil {
 		return nil, err
 	}
+	heads := keyHeads(table, req.FailedHoldsKey)
 	var due []*storage.Message
 	for _, m := range table {
 		if pending(m) && !m.NextAttemptAt.After(now) && !leased(m, now) &&
-			(groups == nil || groups[m.Group]) && m.Version == req.Version {
+			(groups == nil || groups[m.Group]) && m.Version == req.Version &&
+			(m.OrderingKey == "" || heads[orderKey(m)] == m.ID) {
 			due = append(due, m)
 		}
 	}

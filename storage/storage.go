@@ -1,35 +1,3 @@
-// Package storage defines the contract between gocap's processor and the
-// database that holds the published (outbox) and received (inbox) tables.
-//
-// A backend lives in a sub-package (storage/postgres, storage/mysql,
-// storage/sqlite) and implements [Driver] for the transaction type of its
-// database library. The conformance suite in storage/storagetest checks that
-// a backend keeps every promise written down here; a third-party backend
-// runs the same suite.
-//
-// # The life of a row
-//
-// A row is inserted Scheduled with NextAttemptAt set to the time it may first
-// be tried, or, for a delayed message, Delayed with NextAttemptAt set to its
-// due time (a claim makes a due Delayed row Scheduled). A processor claims due rows with [Store.Claim]: the claim sets a
-// lease token and LeaseUntil, the end of the lease, and the row is
-// invisible to other claims until the lease ends. The holder of the lease
-// then reports the outcome with [Store.Succeed] or [Store.Fail]; both are
-// guarded by the lease token, so a processor whose lease ran out cannot
-// overwrite the work of the processor that took the row over. A row whose
-// holder died simply becomes due again when its lease ends.
-//
-// All times passed to and returned from a Store are UTC.
-//
-// # Text
-//
-// A Store stores any Go string it is given, including text a database
-// cannot hold as it is: strings that are not valid UTF-8 or hold NUL
-// characters are stored as [ValidText] makes them, error texts are cut to
-// the backend's column size with [TruncateText], and a received message id
-// longer than MaxMsgIDBytes is stored, and de-duplicated, as
-// [StorableMsgID] makes it. Errors the database raises for the data itself
-// are wrapped with [ErrPermanent].
 package storage
 
 import (
@@ -133,6 +101,12 @@ type Message struct {
 	// Attempts are the row's last attempts, oldest first: at most
 	// MaxAttemptHistory, each appended by Succeed or Fail.
 	Attempts []Attempt
+	// OrderingKey, when not empty, puts the row in an ordered sequence:
+	// the rows of one kind, Group and OrderingKey are claimed one at a
+	// time, in id order (see "Ordering keys" in the package doc). Empty
+	// means unordered. At most MaxOrderingKeyBytes of valid UTF-8 without
+	// NUL; a Store stores it as it is given (the caller checks it).
+	OrderingKey string
 
 	// --- version isolation (issue #17) ---
 
@@ -195,6 +169,12 @@ type ClaimRequest struct {
 	// compares them in the form it stores group names, see ValidText). It
 	// is ignored for published rows.
 	Groups []string
+	// FailedHoldsKey makes a Failed row hold its ordering key (see
+	// "Ordering keys" above): the rows after it in its sequence are not
+	// due until it is requeued and succeeds, or is deleted (the
+	// processor's "block" policy). When false a Failed row releases its
+	// key ("skip").
+	FailedHoldsKey bool
 
 	// --- version isolation (issue #17) ---
 
@@ -331,6 +311,12 @@ type Store interface {
 	// no error and no expiry, due at m.Added and claimed under the lease
 	// (ReceivedInsert.Reset, with the stored row's id); any other row is
 	// left alone (not Claimed). token must be non-zero.
+	//
+	// A message with an OrderingKey is stored for a claim instead: due at
+	// m.Added but not leased (LeaseUntil zero; its LeaseToken is token,
+	// which only marks it as stored by this call), and the result says
+	// Queued instead of Claimed; likewise a Failed duplicate of it is
+	// reset unleased. Its turn comes from Claim, which keeps the key's order.
 	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
 	// Claim leases up to req.Limit due rows of kind and of version
@@ -462,8 +448,13 @@ type ReceivedInsert struct {
 	// is new, or was a Failed duplicate that was reset.
 	Claimed bool
 	// Reset reports that an existing Failed row was reset to Scheduled
-	// and claimed: its stored content, not the delivery's, is the row's.
+	// and claimed (or queued): its stored content, not the delivery's, is
+	// the row's.
 	Reset bool
+	// Queued reports that a message with an OrderingKey was stored for a
+	// claim (new, or a Failed duplicate reset): it is due but not leased;
+	// a Claim takes it when its turn comes. Claimed is then false.
+	Queued bool
 }
 
 // Listener is implemented by a Store that can tell processors promptly that

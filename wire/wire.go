@@ -61,6 +61,12 @@ const (
 	UnstorableBody = "gocap-unstorable-body"
 )
 
+// OrderingKey carries a message's ordering key (outbox.WithOrderingKey):
+// gocap's own header, which DotNetCore.CAP ignores. A receiving gocap
+// stores the message with that key and handles the key's messages one at
+// a time, in order, per consumer group.
+const OrderingKey = "gocap-ordering-key"
+
 // Published returns the headers of a message that gocap publishes: CAP's
 // id, name, correlation and sent-time headers, the payload's type name
 // unless typeName is empty, and extra. A header in extra replaces gocap's

@@ -9,18 +9,26 @@ import (
 
 // completer records successes in batches: while one batch is written, the
 // next one gathers. Every success handed to it before close is written
-// before run returns.
+// before run returns. Once a batch with rows of ordering keys is written,
+// it wakes the claim loop: the next row of each key became due (#18).
 type completer struct {
 	p    *processor
-	done chan storage.Completed
+	done chan completion
+}
+
+// completion is a row whose attempt succeeded; keyed tells that it has an
+// ordering key.
+type completion struct {
+	storage.Completed
+	keyed bool
 }
 
 func newCompleter(p *processor, capacity int) *completer {
-	return &completer{p: p, done: make(chan storage.Completed, capacity)}
+	return &completer{p: p, done: make(chan completion, capacity)}
 }
 
 // succeeded hands over a row whose attempt succeeded.
-func (c *completer) succeeded(d storage.Completed) { c.done <- d }
+func (c *completer) succeeded(d completion) { c.done <- d }
 
 // close ends run once everything handed over is written.
 func (c *completer) close() { close(c.done) }
@@ -31,7 +39,8 @@ const maxCompleteBatch = 1000
 func (c *completer) run(ctx context.Context) {
 	batch := make([]storage.Completed, 0, maxCompleteBatch)
 	for first := range c.done {
-		batch = append(batch[:0], first)
+		batch = append(batch[:0], first.Completed)
+		keyed := first.keyed
 	gather:
 		for len(batch) < maxCompleteBatch {
 			select {
@@ -39,12 +48,16 @@ func (c *completer) run(ctx context.Context) {
 				if !ok {
 					break gather
 				}
-				batch = append(batch, l)
+				batch = append(batch, l.Completed)
+				keyed = keyed || l.keyed
 			default:
 				break gather
 			}
 		}
 		c.write(ctx, batch)
+		if keyed {
+			c.p.Wake()
+		}
 	}
 }
 

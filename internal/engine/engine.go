@@ -76,6 +76,12 @@ type Config struct {
 	// that was reset (not for a duplicate left alone). It runs on the
 	// consumer's goroutine: keep it short.
 	OnReceived func(m *storage.Message)
+
+	// FailedHoldsKey: a Failed row with an ordering key holds its key
+	// until it is requeued and succeeds or is deleted (the "block"
+	// policy); false lets it release its key ("skip"). See
+	// storage.ClaimRequest.FailedHoldsKey.
+	FailedHoldsKey bool
 }
 
 // Subscription is one handler of a consumer group for a topic pattern.

@@ -62,6 +62,9 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 		if p.cfg.OnFailed != nil {
 			p.cfg.OnFailed(ctx, m, cause, res.Retries)
 		}
+		if m.OrderingKey != "" && !p.cfg.FailedHoldsKey {
+			p.Wake() // the key's next row is due now ("skip", #18)
+		}
 	default:
 		p.log.Warn("gocap: attempt failed; retrying", "id", m.ID, "name", m.Name, "group", m.Group,
 			"retries", res.Retries, "next_attempt", next, "err", cause)

@@ -196,6 +196,8 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			Limit:      limit,
 			Groups:     p.groups,
 			Version:    p.cfg.Version,
+			// ordering keys (#18)
+			FailedHoldsKey: p.cfg.FailedHoldsKey,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -345,7 +347,7 @@ func (p *processor) process(work context.Context, ms []*storage.Message) []error
 		attempt := storage.Attempt{At: start.UTC(), Duration: took}
 		switch {
 		case errs[i] == nil:
-			p.completer.succeeded(storage.Completed{Lease: lease, Attempt: attempt})
+			p.completer.succeeded(completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
 		case errors.Is(errs[i], errReleased), errors.Is(errs[i], errWaiting):
 		default:
 			p.fail(work, m, lease, attempt, errs[i])

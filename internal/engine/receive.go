@@ -219,6 +219,10 @@ func (r *receiver) notStored(ctx, work context.Context, m *storage.Message, err 
 // read first). A duplicate that was not claimed is only logged.
 func (r *receiver) start(ctx, work context.Context, m *storage.Message, res storage.ReceivedInsert, token int64, leaseUntil time.Time) {
 	r.unstored.forget(m)
+	if res.Queued {
+		r.queued(m, res)
+		return
+	}
 	if !res.Claimed {
 		r.e.log.Debug("gocap: duplicate delivery ignored", "msg_id", m.MsgID, "group", m.Group, "topic", m.Name)
 		return
@@ -261,6 +265,8 @@ func (r *receiver) receivedMessage(group string, d transport.Delivery) *storage.
 		Status:  storage.StatusScheduled,
 		Added:   time.Now().UTC(),
 		Version: r.e.cfg.Version,
+		// ordering keys (#18)
+		OrderingKey: orderingKey(d.Headers),
 	}
 	if s, ok := r.subscriptionFor(group, w.Name); ok {
 		m.Policy = s.Policy

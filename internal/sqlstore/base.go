@@ -67,6 +67,29 @@ func (b *Base) Messages(ctx context.Context, kind storage.Kind, query string, ar
 	return nil, b.Err(err, format, fargs...)
 }
 
+// BlockedKeys runs storage.KeyInspector.BlockedKeys: query selects the
+// columns of ScanMessages of each blocked key's head row and the count of
+// the rows waiting behind it, and takes the limit as its one argument.
+func (b *Base) BlockedKeys(ctx context.Context, kind storage.Kind, query string, limit int) ([]storage.BlockedKey, error) {
+	if limit < 1 {
+		limit = 50
+	}
+	rows, closeRows, err := b.Query(ctx, query, limit)
+	if err != nil {
+		return nil, b.Err(err, "listing blocked ordering keys of %s messages", kind)
+	}
+	defer closeRows()
+	var out []storage.BlockedKey
+	var waiting int64
+	err = scanMessages(rows, kind, b.TimeDest, []any{&waiting}, func(m *storage.Message) {
+		out = append(out, storage.BlockedKey{Group: m.Group, Version: m.Version, OrderingKey: m.OrderingKey, Head: m, Waiting: waiting})
+	})
+	if err != nil {
+		return nil, b.Err(err, "listing blocked ordering keys of %s messages", kind)
+	}
+	return out, nil
+}
+
 // Get runs query, which selects the row of kind with id (its only
 // argument), and returns it, or storage.ErrNotFound.
 func (b *Base) Get(ctx context.Context, kind storage.Kind, query string, id int64) (*storage.Message, error) {

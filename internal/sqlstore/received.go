@@ -22,7 +22,10 @@ type ReceivedRow struct {
 	Body    []byte // never nil
 	Added   time.Time
 	Policy  string
-	Version string // storage.Message.Version, checked
+	// OrderingKey is the message's ordering key, nil for none: a keyed row
+	// is stored for a claim, unleased (see storage.Store.InsertReceived).
+	OrderingKey *string
+	Version     string // storage.Message.Version, checked
 }
 
 // Fit makes a text storable in one column: storage.ValidText, or a
@@ -43,8 +46,29 @@ func NewReceivedRow(m *storage.Message, fitGroup, fitName Fit) (ReceivedRow, err
 	return ReceivedRow{
 		ID: m.ID, MsgID: storage.StorableMsgID(m.MsgID), Group: fitGroup(m.Group), Name: fitName(m.Name),
 		Headers: h, Body: NonNil(m.Body), Added: m.Added.UTC(), Policy: storage.ValidText(m.Policy),
-		Version: v,
+		OrderingKey: OrderingKey(m), Version: v,
 	}, nil
+}
+
+// OrderingKey is the value of m's ordering_key column: nil (NULL) for a
+// message without one.
+func OrderingKey(m *storage.Message) *string {
+	if m.OrderingKey == "" {
+		return nil
+	}
+	k := storage.ValidText(m.OrderingKey)
+	return &k
+}
+
+// LeaseUntil is the lease_until of r stored under a lease ending at
+// leaseUntil: none (nil, NULL) for a keyed row, which is stored for a
+// claim.
+func (r *ReceivedRow) LeaseUntil(leaseUntil time.Time) *time.Time {
+	if r.OrderingKey != nil {
+		return nil
+	}
+	u := leaseUntil.UTC()
+	return &u
 }
 
 // Result is the outcome of storing r: id is the id of the row stored
@@ -52,6 +76,10 @@ func NewReceivedRow(m *storage.Message, fitGroup, fitName Fit) (ReceivedRow, err
 // it), claimed whether the insert holds that row's lease. A claimed row
 // that is not r's own is a Failed duplicate that was reset.
 func (r *ReceivedRow) Result(id int64, claimed bool) storage.ReceivedInsert {
+	if r.OrderingKey != nil {
+		// A keyed row is stored for a claim, not leased.
+		return storage.ReceivedInsert{ID: id, Queued: claimed, Reset: claimed && id != r.ID}
+	}
 	return storage.ReceivedInsert{ID: id, Claimed: claimed, Reset: claimed && id != r.ID}
 }
 

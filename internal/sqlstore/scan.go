@@ -27,6 +27,8 @@ type TimeDest func(t *time.Time) any
 // "id, " and the two columns for msg_id and grp, which a published table
 // computes.
 const MessageColumns = "name, headers, body, status, retries, last_error, added, next_attempt_at, expires_at, lease_token, lease_until, policy, attempts" +
+	// ordering keys (#18)
+	", ordering_key" +
 	VersionColumn
 
 // VersionColumn is the version column (issue #17) among MessageColumns.
@@ -36,30 +38,41 @@ const VersionColumn = ", version"
 // MessageColumns into messages of kind.
 func ScanMessages(rows Rows, kind storage.Kind, td TimeDest) ([]*storage.Message, error) {
 	var out []*storage.Message
+	err := scanMessages(rows, kind, td, nil, func(m *storage.Message) { out = append(out, m) })
+	return out, err
+}
+
+// scanMessages reads rows of the columns of ScanMessages followed by the
+// columns of extra, and calls each with every message (extra then holds
+// that row's values).
+func scanMessages(rows Rows, kind storage.Kind, td TimeDest, extra []any, each func(*storage.Message)) error {
 	for rows.Next() {
 		m := &storage.Message{Kind: kind}
 		var headers, attempts []byte
 		var status string
 		var token sql.NullInt64
-		if err := rows.Scan(&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
+		var key sql.NullString
+		dest := append([]any{&m.ID, &m.MsgID, &m.Group, &m.Name, &headers, &m.Body, &status, &m.Retries,
 			&m.LastError, td(&m.Added), td(&m.NextAttemptAt), td(&m.ExpiresAt), &token, td(&m.LeaseUntil),
-			&m.Policy, &attempts,
-			&m.Version); err != nil {
-			return nil, err
+			&m.Policy, &attempts, &key,
+			&m.Version}, extra...)
+		if err := rows.Scan(dest...); err != nil {
+			return err
 		}
+		m.OrderingKey = key.String
 		m.Status = storage.Status(status)
 		m.LeaseToken = token.Int64
 		m.Body = NonNil(m.Body)
 		if err := json.Unmarshal(headers, &m.Headers); err != nil {
-			return nil, fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
+			return fmt.Errorf("decoding headers of message %d: %w", m.ID, err)
 		}
 		var err error
 		if m.Attempts, err = DecodeAttempts(m.ID, attempts); err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, m)
+		each(m)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // InstanceColumns are the columns ScanInstances reads, in its order.

@@ -35,7 +35,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			args = append(args, fitGroup(g))
 		}
 	}
-	query := t.claimSQL(groups, lock)
+	query := t.claimSQL(groups, lock, req.FailedHoldsKey)
 	args = append(args, req.Limit)
 
 	var msgs []*storage.Message

@@ -29,7 +29,7 @@ func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _
 	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
 }
 
-// Limits of one multi-row INSERT: rows (9 placeholders each; a prepared
+// Limits of one multi-row INSERT: rows (10 placeholders each; a prepared
 // statement takes at most 65,535), and body bytes after which a statement
 // is cut so that a batch of large messages does not outgrow
 // max_allowed_packet (a single message larger than it cannot be stored).
@@ -65,7 +65,7 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 	for _, batch := range insertBatches(msgs) {
 		var sb strings.Builder
 		sb.WriteString(d.q.insertPublished)
-		args := make([]any, 0, 9*len(batch))
+		args := make([]any, 0, 10*len(batch))
 		for i, m := range batch {
 			h, err := sqlstore.HeadersJSON(m)
 			if err != nil {
@@ -80,7 +80,7 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 			}
 			sb.WriteString(insertValues)
 			args = append(args, m.ID, fitName(m.Name), h, sqlstore.NonNil(m.Body), sqlstore.InsertStatus(m),
-				dbTime(m.Added), dbTime(m.NextAttemptAt), storage.ValidText(m.Policy), version)
+				dbTime(m.Added), dbTime(m.NextAttemptAt), storage.ValidText(m.Policy), sqlstore.OrderingKey(m), version)
 		}
 		if _, err := e.ExecContext(ctx, sb.String(), args...); err != nil {
 			return fmt.Errorf("mysql: inserting %d published messages: %w", len(batch), classify(err))

@@ -134,6 +134,7 @@ type Driver struct {
 var (
 	_ storage.Driver[*sql.Tx] = (*Driver)(nil)
 	_ storage.BoundedCounter  = (*Driver)(nil)
+	_ storage.KeyInspector    = (*Driver)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_]{0,40}$`)
@@ -182,6 +183,16 @@ func fitGroup(g string) string { return sqlstore.FitChars(g, groupChars) }
 
 // fitName is a name as the name column stores it.
 func fitName(n string) string { return sqlstore.FitChars(n, nameChars) }
+
+// BlockedKeys lists the ordering keys whose head row is Failed (see
+// storage.KeyInspector).
+func (d *Driver) BlockedKeys(ctx context.Context, kind storage.Kind, limit int) ([]storage.BlockedKey, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	return d.base.BlockedKeys(ctx, kind, t.blockedKeys, limit)
+}
 
 // Succeed marks leased rows Succeeded and appends their attempts (see
 // storage.Store): one statement per batch of at most succeedBatch rows.

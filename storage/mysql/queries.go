@@ -38,6 +38,9 @@ type tableQueries struct {
 	deleteExpired string
 	statusIndex   string // the (status, id) index, for FORCE INDEX
 	table         string // the table's name, unquoted, for Migrate's upgrade
+	// ordering keys (#18)
+	headFree    string // the claim's condition of ordering keys; {{holding}} stands for the statuses that hold a key
+	blockedKeys string
 }
 
 // queries holds every statement of the driver, built once per prefix.
@@ -54,8 +57,9 @@ type queries struct {
 	removeInstance  string
 }
 
-// insertValues is the VALUES row of one message in insertPublished.
-const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)`
+// insertValues is the VALUES row of one message in insertPublished; its
+// last columns are the ordering key (#18) and the version (issue #17).
+const insertValues = `(?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?)`
 
 func newQueries(prefix string) queries {
 	pub := "`" + prefix + "published`"
@@ -63,10 +67,10 @@ func newQueries(prefix string) queries {
 	inst := "`" + prefix + "instances`"
 	return queries{
 		Tables: sqlstore.Tables[tableQueries]{
-			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''"),
-			Received:  newTableQueries(prefix+"received", "msg_id, grp"),
+			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''", publishedKey),
+			Received:  newTableQueries(prefix+"received", "msg_id, grp", receivedKey),
 		},
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, version) VALUES `,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version) VALUES `,
 		insertReceived:  insertReceivedSQL(rec, 1),
 		receivedToken:   `SELECT id, lease_token FROM ` + rec + ` WHERE msg_id = ? AND grp = ?`,
 		receivedTokens:  `SELECT id, msg_id, grp, lease_token FROM ` + rec + ` WHERE (msg_id, grp) IN (`,
@@ -80,8 +84,9 @@ func newQueries(prefix string) queries {
 
 // receivedValues is the VALUES row of one message in an insert of
 // received messages: id, msg_id, grp, name, headers, body, added,
-// next_attempt_at, lease_token, lease_until, policy, version.
-const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)`
+// next_attempt_at, lease_token, lease_until, policy, ordering_key (a keyed
+// row has a NULL lease_until: it is stored for a claim, #18), version.
+const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?, ?)`
 
 // insertReceivedSQL inserts n received messages into table: each is
 // inserted, or, when its (msg_id, grp) is stored already, a Failed row is
@@ -90,7 +95,7 @@ const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)
 // the old status.
 func insertReceivedSQL(table string, n int) string {
 	return `INSERT INTO ` + table + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, version)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
 			VALUES ` + strings.TrimSuffix(strings.Repeat(receivedValues+", ", n), ", ") + `
 			ON DUPLICATE KEY UPDATE
 				retries = IF(status = 'Failed', 0, retries),
@@ -122,8 +127,27 @@ func appendAttempt(column, attempt string) string {
 		IF(JSON_LENGTH(` + column + `) >= ` + max + `, '$[0]', '$[` + max + `]'))`
 }
 
-func newTableQueries(name, idCols string) tableQueries {
+// publishedKey and receivedKey are the condition that rows p and c of a
+// table are of one ordered sequence (#18): one key and one version (issue
+// #17; see "Ordering keys" in package storage), and for received rows one
+// group. The columns are those of the *_key index, in its order.
+func publishedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.version = ` + c + `.version`
+}
+func receivedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
+}
+
+// holding stands for the SQL list of the statuses that hold an ordering
+// key in headFree.
+const holding = `{{holding}}`
+
+func newTableQueries(name, idCols string, sameKey func(p, c string) string) tableQueries {
 	table := "`" + name + "`"
+	// sameHeld: row p holds the key of row c (see schema.sql's key_held).
+	sameHeld := func(p, c string) string {
+		return strings.Replace(sameKey(p, c), p+`.ordering_key =`, p+`.key_held =`, 1)
+	}
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(? OR (? > 0 AND retries + 1 >= ?))`
 	return tableQueries{
@@ -133,8 +157,30 @@ func newTableQueries(name, idCols string) tableQueries {
 		// due_at is next_attempt_at of Scheduled and Delayed rows only
 		// (see schema.sql); the rows are those of one version (issue #17),
 		// the leading column of the index.
-		claim: `SELECT ` + cols + ` FROM ` + table + " FORCE INDEX (`" + name + "_pending_version`)" + `
-			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?)` + ` AND version = ?`,
+		claim: `SELECT ` + cols + ` FROM ` + table + " AS c FORCE INDEX (`" + name + "_pending_version`)" + `
+			WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) AND version = ?`,
+		// c is the first row of its key that holds it: one entry of the
+		// *_key index (key_held, the key of rows Scheduled, Delayed or
+		// Failed), read in id order past the holding statuses' others (a
+		// dependent subquery cannot range on p.id < c.id, but it can stop
+		// at its first row). It has no locking clause, so it is a
+		// consistent read that neither locks nor skips the rows other
+		// claims hold (#18).
+		headFree: `
+			AND (c.ordering_key IS NULL OR c.id = (
+				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
+				  AND p.status IN (` + holding + `) ORDER BY p.id LIMIT 1))`,
+		// Failed keyed rows (from the status index) with no row of their
+		// key before them that is not Succeeded, and the count of those
+		// after.
+		blockedKeys: `SELECT ` + cols + `,
+				(SELECT COUNT(*) FROM ` + table + " AS w FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("w", "c") + `
+				   AND w.status IN (` + sqlstore.PendingStatuses + `) AND w.id > c.id)
+			FROM ` + table + " AS c FORCE INDEX (`" + name + "_status`)" + `
+			WHERE c.status = 'Failed' AND c.ordering_key IS NOT NULL AND c.id = (
+				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
+				ORDER BY p.id LIMIT 1)
+			ORDER BY c.id LIMIT ?`,
 		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
 		// The rows, their tokens and attempts come as a derived table the
 		// update joins by primary key (see succeedSQL).
@@ -183,12 +229,18 @@ func newTableQueries(name, idCols string) tableQueries {
 
 // claimSQL is the locking read of a claim: of the given number of
 // consumer groups (none: all rows), with lock the server's lock clause
-// (skipLockedSQL or nothing).
-func (t *tableQueries) claimSQL(groups int, lock string) string {
+// (skipLockedSQL or nothing), and Failed rows holding their ordering key
+// if failedHolds.
+func (t *tableQueries) claimSQL(groups int, lock string, failedHolds bool) string {
 	q := t.claim
 	if groups > 0 {
 		q += ` AND grp IN (` + sqlstore.Placeholders(groups) + `)`
 	}
+	statuses := sqlstore.PendingStatuses
+	if failedHolds {
+		statuses += `, 'Failed'`
+	}
+	q += strings.Replace(t.headFree, holding, statuses, 1)
 	// Ordered by due_at, the pending index's own order: ordered by
 	// next_attempt_at the server sorted every due row of a backlog for
 	// each claim (and on small tables chose a full scan).

@@ -16,8 +16,12 @@ var _ storage.ReceivedBatchInserter = (*Driver)(nil)
 // receivedArgs appends the arguments of r's VALUES row (receivedValues)
 // to args.
 func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) []any {
+	var until any // NULL for a keyed row, stored for a claim (#18)
+	if u := r.LeaseUntil(leaseUntil); u != nil {
+		until = dbTime(*u)
+	}
 	return append(args, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, dbTime(r.Added), dbTime(r.Added), token,
-		dbTime(leaseUntil), r.Policy, r.Version)
+		until, r.Policy, r.OrderingKey, r.Version)
 }
 
 // InsertReceived stores a received message claimed under a lease, or

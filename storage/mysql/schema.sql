@@ -11,6 +11,12 @@
 --                                          one entry
 --   *_expires  (expires_at)               the cleaner
 --   *_status   (status, id)               dashboard pages by status, counts
+--   *_key      (key_held[, grp], version, id)  claims of keyed rows: the first row
+--                                          of the key that holds it (#18); blocked keys
+--
+-- key_held is, like due_at, a virtual column: the ordering key of a row that
+-- may hold its key (Scheduled, Delayed or Failed), NULL for the others, so
+-- that *_key holds no Succeeded row and no unkeyed one (NULL entries only).
 --
 -- MySQL has no partial index: due_at is a virtual column, for Scheduled
 -- and Delayed rows the time they may be claimed — next_attempt_at, or the
@@ -22,13 +28,15 @@
 -- must sort: a claim would read every due row of a backlog.)
 --
 -- Tables of an earlier gocap are upgraded by Migrate, not by this file:
--- it adds the columns policy, attempts, due_at and version and the
--- *_pending_version index, and drops the *_due and *_pending indexes (see
--- upgradeTable in upgrade.go).
+-- it adds the columns policy, attempts, due_at, version, ordering_key and
+-- key_held and the *_pending_version and *_key indexes, and drops the *_due
+-- and *_pending indexes (see upgradeTable in upgrade.go).
 --
 -- version (issue #17) is the Options.Version of the processor that
 -- published or received the row ('' without one); claims and NextDue read
 -- the rows of one version only, hence its place first in *_pending_version.
+-- A key's sequence is also that of one version (see "Ordering keys" in
+-- package storage), hence the version before the id in *_key.
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              BIGINT       NOT NULL,
@@ -47,6 +55,10 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
     version         VARCHAR(20)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
+    -- ordering keys (#18)
+    ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL,
+    KEY {{prefix}}published_key (key_held, version, id),
     PRIMARY KEY (id),
     KEY {{prefix}}published_pending_version (version, due_at),
     KEY {{prefix}}published_expires (expires_at),
@@ -72,6 +84,10 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
     due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
     version         VARCHAR(20)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
+    -- ordering keys (#18)
+    ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL,
+    KEY {{prefix}}received_key (key_held, grp, version, id),
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),
     KEY {{prefix}}received_pending_version (version, due_at),

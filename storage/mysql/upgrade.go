@@ -17,6 +17,18 @@ var addedColumns = []struct{ name, def string }{
 	{"due_at", "DATETIME(6) AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL"},
 	// --- version isolation (issue #17) ---
 	{"version", "VARCHAR(20) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''"},
+	// ordering keys (#18)
+	{"ordering_key", "VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL"},
+	{"key_held", "VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL"},
+}
+
+// keyIndex is the definition of the *_key index of table (#18): a key's
+// sequence is that of one version (issue #17).
+func keyIndex(table string) string {
+	if strings.HasSuffix(table, "received") {
+		return "(key_held, grp, version, id)"
+	}
+	return "(key_held, version, id)"
 }
 
 // Statements of the upgrade.
@@ -27,8 +39,10 @@ const (
 
 // upgradeTable brings a message table created by an earlier schema to the
 // current one: the columns of addedColumns it lacks, the *_pending_version
-// index on (version, due_at), and without the *_pending index on due_at
-// and the *_due index on (status, next_attempt_at) that it replaces. A table that is current is left alone. It runs
+// index on (version, due_at) and the *_key index of ordering keys, and
+// without the *_pending index on due_at and the *_due index on (status,
+// next_attempt_at) that *_pending_version replaces. A table that is
+// current is left alone. It runs
 // under Migrate's lock, so two processes never alter one table at once.
 //
 // The changes are three ALTER TABLE statements, so that the server can
@@ -65,6 +79,9 @@ func upgradeTable(ctx context.Context, conn *sql.Conn, table string) error {
 		indexes = append(indexes, "DROP KEY `"+table+"_pending`")
 	}
 	// --- end version isolation ---
+	if !idx[table+"_key"] {
+		indexes = append(indexes, "ADD KEY `"+table+"_key` "+keyIndex(table))
+	}
 	if idx[table+"_due"] {
 		indexes = append(indexes, "DROP KEY `"+table+"_due`")
 	}

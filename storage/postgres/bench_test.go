@@ -190,3 +190,12 @@ func BenchmarkReceivedBatch(b *testing.B) {
 	_, d, _ := benchSetup(b)
 	storagetest.BenchReceivedBatch(b, d, 100)
 }
+
+// A claim of 100 unkeyed rows out of 100,000 due ones, and their release
+// (claims/s): what ordering keys must not slow down.
+//
+//	go test -run '^$' -bench Claim -count 3 ./storage/postgres/
+func BenchmarkClaim(b *testing.B) {
+	_, d, _ := benchSetup(b)
+	storagetest.BenchClaim(b, d, 100_000)
+}

@@ -8,15 +8,15 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// BenchmarkClaim times one claim of 100 due rows of version v1 (each
+// BenchmarkClaimVersion times one claim of 100 due rows of version v1 (each
 // iteration then releases them, untimed, due again at once, so that the
 // next finds as many), on
 // a table of 10,000 due rows of v1, 10,000 of v2 and 40,000 Delayed ones
 // of both: the claim loop's query, against the version's range of
 // *_pending_version_idx (version isolation, issue #17).
 //
-//	go test -run '^$' -bench Claim -count 5 ./storage/postgres/
-func BenchmarkClaim(b *testing.B) {
+//	go test -run '^$' -bench ClaimVersion -count 5 ./storage/postgres/
+func BenchmarkClaimVersion(b *testing.B) {
 	pool, d, schema := benchSetup(b)
 	ctx := context.Background()
 	t0 := time.Now().UTC().Truncate(time.Microsecond)

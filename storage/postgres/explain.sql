@@ -5,7 +5,8 @@
 -- later retry), each row of version 'v1' (50%), 'v2' (40%) or of the
 -- empty version (10%: rows of before versions), and prints the plans of the background queries: the
 -- claim and NextDue with EXPLAIN ANALYZE (in a transaction rolled back),
--- the others with EXPLAIN. Run from the repository root:
+-- the others with EXPLAIN. The rows have no ordering key (#18): the
+-- claims' key condition short-circuits. Run from the repository root:
 --   sed 's/{{schema}}/gocap_xp13/g' storage/postgres/schema.sql > /tmp/gocap_xp13_schema.sql
 --   psql -h 127.0.0.1 -U postgres test -f storage/postgres/explain.sql
 -- It drops the schema at the end. QUERY_PLANS.md holds its output.
@@ -44,9 +45,12 @@ SELECT version, count(*) FROM gocap_xp13.published GROUP BY version ORDER BY ver
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 UPDATE gocap_xp13.published SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13.published
+WHERE id IN (SELECT id FROM gocap_xp13.published c
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
                AND version = 'v1'
+               AND (c.ordering_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM gocap_xp13.published p WHERE p.ordering_key = c.ordering_key AND p.version = c.version AND p.id < c.id
+                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true)))
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;
@@ -54,10 +58,13 @@ ROLLBACK;
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 UPDATE gocap_xp13.published SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13.published
+WHERE id IN (SELECT id FROM gocap_xp13.published c
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() - interval '3 days'
                AND (lease_until IS NULL OR lease_until <= now() - interval '3 days')
                AND version = 'v1'
+               AND (c.ordering_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM gocap_xp13.published p WHERE p.ordering_key = c.ordering_key AND p.version = c.version AND p.id < c.id
+                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true)))
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;
@@ -65,9 +72,12 @@ ROLLBACK;
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 UPDATE gocap_xp13.received SET lease_until = now() + interval '1 minute', lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13.received
+WHERE id IN (SELECT id FROM gocap_xp13.received c
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until <= now())
                AND version = 'v1' AND grp = ANY('{billing.v1}'::text[])
+               AND (c.ordering_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM gocap_xp13.received p WHERE p.ordering_key = c.ordering_key AND p.grp = c.grp AND p.version = c.version AND p.id < c.id
+                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true)))
              ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;

@@ -95,6 +95,7 @@ var (
 	_ storage.Driver[pgx.Tx] = (*Driver)(nil)
 	_ storage.Listener       = (*Driver)(nil)
 	_ storage.BoundedCounter = (*Driver)(nil)
+	_ storage.KeyInspector   = (*Driver)(nil)
 )
 
 var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -175,6 +176,7 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 	next := make([]time.Time, n)
 	statuses := make([]string, n)
 	policies := make([]string, n)
+	keys := make([]*string, n) // ordering keys (#18), NULL for none
 	versions := make([]string, n)
 	for i, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
@@ -187,19 +189,20 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 		ids[i], names[i], headers[i], bodies[i] = m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body)
 		added[i], next[i] = m.Added.UTC(), m.NextAttemptAt.UTC()
 		statuses[i], policies[i] = sqlstore.InsertStatus(m), storage.ValidText(m.Policy)
+		keys[i] = sqlstore.OrderingKey(m)
 	}
 	insertOne, insertMany := d.q.insertOne, d.q.insertMany
 	if opts.Notify && !d.opts.DisableNotify {
 		insertOne, insertMany = d.q.insertOneNotify, d.q.insertManyNotify
 	}
 	if n == 1 {
-		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0], versions[0])
+		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0], keys[0], versions[0])
 		if err != nil {
 			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], classify(err))
 		}
 		return nil
 	}
-	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies, versions); err != nil {
+	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies, keys, versions); err != nil {
 		return fmt.Errorf("postgres: inserting %d published messages: %w", n, classify(err))
 	}
 	return nil
@@ -218,7 +221,18 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if kind == storage.Received && req.Groups != nil {
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
+	args = append(args, req.FailedHoldsKey)
 	return d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
+}
+
+// BlockedKeys lists the ordering keys whose head row is Failed (see
+// storage.KeyInspector).
+func (d *Driver) BlockedKeys(ctx context.Context, kind storage.Kind, limit int) ([]storage.BlockedKey, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	return d.base.BlockedKeys(ctx, kind, t.blockedKeys, limit)
 }
 
 // Succeed marks leased rows Succeeded and appends their attempts, in one

@@ -25,6 +25,7 @@ type tableQueries struct {
 	requeue       string
 	delete        string
 	deleteExpired string
+	blockedKeys   string // ordering keys whose head row is Failed (#18)
 }
 
 // queries holds every statement of the driver, built once per schema.
@@ -51,15 +52,16 @@ func newQueries(schema, channel string) queries {
 	pub := s + ".published"
 	rec := s + ".received"
 	q := queries{Tables: sqlstore.Tables[tableQueries]{
-		Published: newTableQueries(pub, "id::text AS msg_id, '' AS grp"),
-		Received:  newTableQueries(rec, "msg_id, grp"),
+		Published: newTableQueries(pub, "id::text AS msg_id, '' AS grp", publishedKey),
+		Received:  newTableQueries(rec, "msg_id, grp", receivedKey),
 	}}
-	// The version ($9, issue #17) is the last column of each insert.
-	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy, version)`
-	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9)`
-	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy, version
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
-		AS m(id, name, headers, body, added, next_attempt_at, status, policy, version)`
+	// The ordering key ($9, #18; NULL for none) and the version ($10,
+	// issue #17) are the last columns of each insert.
+	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy, ordering_key, version)`
+	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9, $10)`
+	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy, ordering_key, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[])
+		AS m(id, name, headers, body, added, next_attempt_at, status, policy, ordering_key, version)`
 	// One statement, one round trip: the NOTIFY is queued in the same
 	// transaction and delivered only if it commits.
 	lit := "'" + strings.ReplaceAll(channel, "'", "''") + "'"
@@ -69,8 +71,10 @@ func newQueries(schema, channel string) queries {
 	// A received message: inserted, or, when its (msg_id, grp) is stored
 	// already, a Failed row reset and claimed; the row is returned in
 	// either case, and no row for a duplicate left alone.
+	// A keyed row (ordering_key set) is stored for a claim: lease_until
+	// NULL, its argument nil (see sqlstore.ReceivedRow.LeaseUntil).
 	recInsert := `INSERT INTO ` + rec + ` AS r
-		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, version)`
+		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)`
 	recConflict := `
 		ON CONFLICT (msg_id, grp) DO UPDATE
 		SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
@@ -78,15 +82,16 @@ func newQueries(schema, channel string) queries {
 		    lease_until = EXCLUDED.lease_until
 		WHERE r.status = 'Failed'`
 	q.insertReceived = recInsert + `
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10, $11)` + recConflict + `
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10, $11, $12)` + recConflict + `
 		RETURNING r.id`
 	// The rows arrive de-duplicated and sorted by (msg_id, grp) (see
 	// sqlstore.ReceivedBatch); a returned row is told from its message by
 	// its key.
 	q.insertReceivedBatch = recInsert + `
-		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9, $8, policy, version
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[])
-		AS m(id, msg_id, grp, name, headers, body, added, policy, version)` + recConflict + `
+		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9,
+			CASE WHEN ordering_key IS NULL THEN $8::timestamptz END, policy, ordering_key, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[], $12::text[])
+		AS m(id, msg_id, grp, name, headers, body, added, policy, ordering_key, version)` + recConflict + `
 		RETURNING r.id, r.msg_id, r.grp`
 	inst := s + ".instances"
 	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
@@ -100,18 +105,41 @@ func newQueries(schema, channel string) queries {
 	return q
 }
 
+// publishedKey and receivedKey are the condition that rows p and c of a
+// table are of one ordered sequence (#18): one key and one version (issue
+// #17; see "Ordering keys" in package storage), and for received rows one
+// group. The columns are those of the *_key_idx index, in its order.
+func publishedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.version = ` + c + `.version`
+}
+func receivedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
+}
+
+// headFree is the claim's condition of ordering keys (#18, see "Ordering
+// keys" in package storage) on row c: no key, or no row of its sequence
+// with a smaller id that holds the key — Scheduled or Delayed, or Failed
+// when the boolean parameter failedHolds is true. It reads the *_key_idx
+// partial index, whose predicate it implies.
+func headFree(table string, sameKey func(p, c string) string, failedHolds string) string {
+	return `
+				  AND (c.ordering_key IS NULL OR NOT EXISTS (
+					SELECT 1 FROM ` + table + ` p WHERE ` + sameKey("p", "c") + ` AND p.id < c.id
+					  AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR ` + failedHolds + `::boolean)))`
+}
+
 // versionCond restricts a claim to one version, its argument $5 (issue
 // #17): the leading column of *_pending_version_idx.
-const versionCond = ` AND version = $5`
+const versionCond = ` AND c.version = $5`
 
-func newTableQueries(table, idCols string) tableQueries {
+func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
-	claim := func(extra string) string {
+	claim := func(extra, failedHolds string) string {
 		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4, status = 'Scheduled'
 			WHERE id IN (
-				SELECT id FROM ` + table + `
+				SELECT id FROM ` + table + ` c
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1
-				  AND (lease_until IS NULL OR lease_until <= $1)` + versionCond + extra + `
+				  AND (lease_until IS NULL OR lease_until <= $1)` + versionCond + extra + headFree(table, sameKey, failedHolds) + `
 				ORDER BY next_attempt_at
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED)
@@ -126,8 +154,8 @@ func newTableQueries(table, idCols string) tableQueries {
 	return tableQueries{
 		selectAll:   `SELECT ` + cols + ` FROM ` + table,
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
-		claim:       claim(""),
-		claimGroups: claim(` AND grp = ANY($6::text[])`),
+		claim:       claim("", "$6"),
+		claimGroups: claim(` AND grp = ANY($6::text[])`, "$7"),
 		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appended("t.attempts", "l.attempt") + `
 			FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS l(id, token, attempt)
@@ -169,5 +197,14 @@ func newTableQueries(table, idCols string) tableQueries {
 		delete: `DELETE FROM ` + table + ` WHERE id = ANY($1::bigint[])`,
 		deleteExpired: `DELETE FROM ` + table + ` WHERE id IN (
 				SELECT id FROM ` + table + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)`,
+		// Failed keyed rows (from *_status_idx) with no row of their key
+		// before them that is not Succeeded, and the count of those after.
+		blockedKeys: `SELECT ` + cols + `,
+				(SELECT count(*) FROM ` + table + ` w WHERE ` + sameKey("w", "c") + ` AND w.id > c.id
+				   AND w.status <> 'Succeeded' AND w.status IN (` + sqlstore.PendingStatuses + `))
+			FROM ` + table + ` c
+			WHERE c.status = 'Failed' AND c.ordering_key IS NOT NULL AND NOT EXISTS (
+				SELECT 1 FROM ` + table + ` p WHERE ` + sameKey("p", "c") + ` AND p.id < c.id AND p.status <> 'Succeeded')
+			ORDER BY c.id LIMIT $1`,
 	}
 }

@@ -26,7 +26,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	}
 	var id int64
 	err = d.pool.QueryRow(ctx, d.q.insertReceived,
-		r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, r.Added, leaseUntil.UTC(), token, r.Policy, r.Version,
+		r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, r.Added, r.LeaseUntil(leaseUntil), token, r.Policy, r.OrderingKey, r.Version,
 	).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
@@ -49,14 +49,15 @@ func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Messag
 		ids, added := make([]int64, n), make([]time.Time, n)
 		msgIDs, groups, names, headers, policies := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		bodies := make([][]byte, n)
+		keys := make([]*string, n)
 		versions := make([]string, n)
 		for i, r := range b.Rows {
-			ids[i], msgIDs[i], groups[i], names[i], headers[i], bodies[i], added[i], policies[i] =
-				r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, r.Added, r.Policy
+			ids[i], msgIDs[i], groups[i], names[i], headers[i], bodies[i], added[i], policies[i], keys[i] =
+				r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, r.Added, r.Policy, r.OrderingKey
 			versions[i] = r.Version
 		}
 		rows, err := d.pool.Query(ctx, d.q.insertReceivedBatch, ids, msgIDs, groups, names, headers, bodies, added, leaseUntil.UTC(), token, policies,
-			versions)
+			keys, versions)
 		if err != nil {
 			return err
 		}

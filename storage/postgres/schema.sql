@@ -3,7 +3,7 @@
 -- what postgres.Driver.Migrate runs, and it is idempotent. It also upgrades
 -- tables of an earlier gocap (added columns, swapped indexes); on a large
 -- existing table the CREATE INDEX of that upgrade blocks writes while it
--- builds: create the *_pending_version_idx indexes CONCURRENTLY
+-- builds: create the *_pending_version_idx and *_key_idx indexes CONCURRENTLY
 -- beforehand to avoid that.
 
 CREATE SCHEMA IF NOT EXISTS {{schema}};
@@ -91,6 +91,19 @@ DROP INDEX IF EXISTS {{schema}}.received_pending_idx;
 DROP INDEX IF EXISTS {{schema}}.received_due_idx;
 CREATE INDEX IF NOT EXISTS received_expires_idx ON {{schema}}.received (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS received_status_idx ON {{schema}}.received (status, id) WHERE status <> 'Succeeded';
+
+-- Ordering keys (#18): the column, NULL for unordered rows, and the
+-- index of the claim's check that no earlier row of a key holds it (and
+-- of the dashboard's blocked keys). It holds only keyed rows that are not
+-- Succeeded, so unordered rows never enter it and a claim of a keyed row
+-- stays a HOT update. A key's sequence is that of one version (issue
+-- #17), hence the version before the id.
+ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS ordering_key text;
+ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS ordering_key text;
+CREATE INDEX IF NOT EXISTS published_key_idx ON {{schema}}.published (ordering_key, version, id)
+    WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+CREATE INDEX IF NOT EXISTS received_key_idx ON {{schema}}.received (ordering_key, grp, version, id)
+    WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
 
 CREATE TABLE IF NOT EXISTS {{schema}}.instances (
     id        text        PRIMARY KEY,

@@ -11,7 +11,9 @@
 --   rm -f /tmp/gocap_xp13.db && sqlite3 /tmp/gocap_xp13.db < /tmp/gocap_xp13_sqlite.sql
 --   sqlite3 /tmp/gocap_xp13.db < storage/sqlite/explain.sql; rm -f /tmp/gocap_xp13.db
 -- QUERY_PLANS.md holds its output (the statistics lines that matter).
--- The claim and NextDue name their index (INDEXED BY), as the driver's do. Times are Unix microseconds; "now" is
+-- The claim and NextDue name their index (INDEXED BY), as the driver's do;
+-- the claims carry the condition of ordering keys (#18), which these rows
+-- without a key skip. Times are Unix microseconds; "now" is
 -- fixed at 1,764,000,000,000,000 (2025-11-24T16:00:00Z).
 .bail on
 WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 1000000)
@@ -43,9 +45,12 @@ SELECT version, COUNT(*) AS rows FROM gocap_xp13_published GROUP BY version;
 SELECT '### Claim (published, version v1): 500 of its 30,000 due rows, none of the Delayed ones or of other versions read';
 EXPLAIN QUERY PLAN
 UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
+WHERE id IN (SELECT id FROM gocap_xp13_published AS c INDEXED BY gocap_xp13_published_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
                AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
+               AND (c.ordering_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM gocap_xp13_published AS p INDEXED BY gocap_xp13_published_key WHERE p.ordering_key = c.ordering_key AND p.version = c.version
+                   AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN ('Scheduled', 'Delayed', 'Failed') AND p.id < c.id))
              ORDER BY next_attempt_at LIMIT 500) RETURNING id;
 BEGIN;
 .timer on
@@ -55,9 +60,12 @@ SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published INDEXED BY 
                AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
              ORDER BY next_attempt_at LIMIT 500);
 UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_pending_version
+WHERE id IN (SELECT id FROM gocap_xp13_published AS c INDEXED BY gocap_xp13_published_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
                AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1'
+               AND (c.ordering_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM gocap_xp13_published AS p INDEXED BY gocap_xp13_published_key WHERE p.ordering_key = c.ordering_key AND p.version = c.version
+                   AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN ('Scheduled', 'Delayed', 'Failed') AND p.id < c.id))
              ORDER BY next_attempt_at LIMIT 500);
 SELECT changes() AS claimed;
 .stats off
@@ -84,9 +92,12 @@ SELECT COUNT(*) AS claimed FROM (SELECT id FROM gocap_xp13_published NOT INDEXED
 SELECT '### Claim (received, version v1, by group)';
 EXPLAIN QUERY PLAN
 UPDATE gocap_xp13_received SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-WHERE id IN (SELECT id FROM gocap_xp13_received INDEXED BY gocap_xp13_received_pending_version
+WHERE id IN (SELECT id FROM gocap_xp13_received AS c INDEXED BY gocap_xp13_received_pending_version
              WHERE status IN ('Scheduled', 'Delayed') AND next_attempt_at <= 1764000000000000
                AND (lease_until IS NULL OR lease_until <= 1764000000000000) AND version = 'v1' AND grp IN ('billing.v1')
+               AND (c.ordering_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM gocap_xp13_received AS p INDEXED BY gocap_xp13_received_key WHERE p.ordering_key = c.ordering_key AND p.grp = c.grp AND p.version = c.version
+                   AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN ('Scheduled', 'Delayed', 'Failed') AND p.id < c.id))
              ORDER BY next_attempt_at LIMIT 500) RETURNING id;
 SELECT '### NextDue (published, version v1): one index entry';
 EXPLAIN QUERY PLAN

@@ -15,6 +15,7 @@ import (
 var addedColumns = []struct{ name, def string }{
 	{"policy", "TEXT NOT NULL DEFAULT ''"},
 	{"attempts", "TEXT NOT NULL DEFAULT '[]'"},
+	{"ordering_key", "TEXT"}, // ordering keys (#18)
 	// --- version isolation (issue #17) ---
 	{"version", "TEXT NOT NULL DEFAULT ''"},
 }

@@ -25,8 +25,12 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		name, query, index string
 		args               []any
 	}{
-		{"claim published", d.q.Published.claimSQL(0), "gocap_published_pending_version", []any{2, 7, 1, 1, "v1", 500}},
-		{"claim received by group", d.q.Received.claimSQL(2), "gocap_received_pending_version", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		{"claim published", d.q.Published.claimSQL(0, true), "gocap_published_pending_version", []any{2, 7, 1, 1, "v1", 500}},
+		{"claim received by group", d.q.Received.claimSQL(2, false), "gocap_received_pending_version", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		// The check of ordering keys (#18) reads the *_key index, the
+		// key's version (issue #17) included in the search.
+		{"claim published: keys", d.q.Published.claimSQL(0, false), "gocap_published_key (ordering_key=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", 500}},
+		{"claim received: keys", d.q.Received.claimSQL(2, true), "gocap_received_key (ordering_key=? AND grp=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
 		{"next due published", d.q.Published.nextDue, "gocap_published_pending_version", []any{1, "v1"}},
 		{"next due received", d.q.Received.nextDue, "gocap_received_pending_version", []any{1, "v1"}},
 	} {
@@ -47,6 +51,9 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		all := strings.Join(plan, "\n")
 		if !strings.Contains(all, "USING INDEX "+c.index) || strings.Contains(all, "SCAN ") || strings.Contains(all, "TEMP B-TREE") {
 			t.Errorf("%s: plan\n%s\nwant a search of %s, no scan or sort", c.name, all, c.index)
+		}
+		if testing.Verbose() {
+			t.Logf("%s:\n%s", c.name, all)
 		}
 	}
 }

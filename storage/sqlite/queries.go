@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -24,6 +25,9 @@ type tableQueries struct {
 	requeue       string // ends in "(": see requeueSQL
 	delete        string // ends in "(": see deleteSQL
 	deleteExpired string
+	// ordering keys (#18)
+	headFree    string // the claim's condition of ordering keys; {{holding}} stands for the statuses that hold a key
+	blockedKeys string
 }
 
 // queries holds every statement of the driver, built once per prefix.
@@ -44,15 +48,17 @@ func newQueries(prefix string) queries {
 	inst := prefix + "instances"
 	return queries{
 		Tables: sqlstore.Tables[tableQueries]{
-			Published: newTableQueries(pub, `CAST(id AS TEXT), ''`),
-			Received:  newTableQueries(rec, `msg_id, grp`),
+			Published: newTableQueries(pub, `CAST(id AS TEXT), ''`, publishedKey),
+			Received:  newTableQueries(rec, `msg_id, grp`, receivedKey),
 		},
 		schema: SchemaSQL(prefix),
-		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, version)
-			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?)`,
+		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version)
+			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?)`,
+		// A keyed row (ordering_key set) is stored for a claim: its
+		// lease_until argument is NULL (#18).
 		insertReceived: `INSERT INTO ` + rec + `
-			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, version)
-			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?)
+			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
+			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 				next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
 			WHERE status = 'Failed'
@@ -73,7 +79,22 @@ func appendAttempt(attempt string) string {
 		CASE WHEN json_array_length(attempts) >= ` + max + ` THEN '$[0]' ELSE '$[` + max + `]' END)`
 }
 
-func newTableQueries(table, idCols string) tableQueries {
+// publishedKey and receivedKey are the condition that rows p and c of a
+// table are of one ordered sequence (#18): one key and one version (issue
+// #17; see "Ordering keys" in package storage), and for received rows one
+// group. The columns are those of the *_key index, in its order.
+func publishedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.version = ` + c + `.version`
+}
+func receivedKey(p, c string) string {
+	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
+}
+
+// holding stands for the SQL list of the statuses that hold an ordering
+// key in headFree.
+const holding = `{{holding}}`
+
+func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
 	// The claim and NextDue name the partial *_pending_version index, whose
@@ -91,7 +112,7 @@ func newTableQueries(table, idCols string) tableQueries {
 		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
 		// The condition on status is the *_pending_version index's, as it is.
 		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled'
-			WHERE id IN (SELECT id FROM ` + table + pending + `
+			WHERE id IN (SELECT id FROM ` + table + ` AS c` + pending + `
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)` +
 			` AND version = ?`,
 		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?1, lease_token = NULL, lease_until = NULL,
@@ -126,18 +147,38 @@ func newTableQueries(table, idCols string) tableQueries {
 				expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
 			WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`,
 		delete: `DELETE FROM ` + table + ` WHERE id IN (`,
+		// No row of the key before c holds it, from the *_key index, whose
+		// predicate it repeats (#18).
+		headFree: `
+				AND (c.ordering_key IS NULL OR NOT EXISTS (
+					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key WHERE ` + sameKey("p", "c") + `
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN (` + holding + `) AND p.id < c.id))`,
+		blockedKeys: `SELECT ` + cols + `,
+				(SELECT COUNT(*) FROM ` + table + ` AS w INDEXED BY ` + table + `_key WHERE ` + sameKey("w", "c") + `
+				   AND w.ordering_key IS NOT NULL AND w.status <> 'Succeeded' AND w.status IN (` + sqlstore.PendingStatuses + `) AND w.id > c.id)
+			FROM ` + table + ` AS c
+			WHERE c.status = 'Failed' AND c.ordering_key IS NOT NULL AND NOT EXISTS (
+				SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key WHERE ` + sameKey("p", "c") + `
+				  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.id < c.id)
+			ORDER BY c.id LIMIT ?`,
 		deleteExpired: `DELETE FROM ` + table + ` WHERE id IN (
 				SELECT id FROM ` + table + ` WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`,
 	}
 }
 
 // claimSQL is a claim of due rows of the given number of consumer groups
-// (none: all rows), returning them.
-func (t *tableQueries) claimSQL(groups int) string {
+// (none: all rows), returning them; Failed rows hold their ordering key
+// if failedHolds.
+func (t *tableQueries) claimSQL(groups int, failedHolds bool) string {
 	q := t.claim
 	if groups > 0 {
 		q += ` AND grp IN (` + sqlstore.Placeholders(groups) + `)`
 	}
+	statuses := sqlstore.PendingStatuses
+	if failedHolds {
+		statuses += `, 'Failed'`
+	}
+	q += strings.Replace(t.headFree, holding, statuses, 1)
 	return q + ` ORDER BY next_attempt_at LIMIT ?) RETURNING ` + t.cols
 }
 

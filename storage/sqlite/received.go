@@ -21,7 +21,11 @@ type queryRower func(ctx context.Context, args ...any) *sql.Row
 // the caller puts an error in context.
 func insertReceived(ctx context.Context, insert queryRower, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	var id int64
-	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, us(leaseUntil), r.Policy, r.Version).Scan(&id)
+	var until any // NULL for a keyed row, stored for a claim (#18)
+	if u := r.LeaseUntil(leaseUntil); u != nil {
+		until = us(*u)
+	}
+	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, until, r.Policy, r.OrderingKey, r.Version).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
 	}

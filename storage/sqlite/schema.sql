@@ -2,7 +2,7 @@
 -- (default "gocap_") if you apply it yourself; it is what sqlite.Driver.Migrate
 -- runs, in one transaction, and it is idempotent. Times are INTEGER Unix
 -- microseconds, UTC. Migrate also upgrades tables of an earlier gocap: it
--- adds the columns policy, attempts and version where they are missing
+-- adds the columns policy, attempts, ordering_key and version where they are missing
 -- (SQLite has no ADD COLUMN IF NOT EXISTS), and the statements below swap
 -- the indexes.
 --
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     lease_until     INTEGER,
     policy          TEXT    NOT NULL DEFAULT '',
     attempts        TEXT    NOT NULL DEFAULT '[]',
+    ordering_key    TEXT,
     version         TEXT    NOT NULL DEFAULT ''
 );
 -- --- version isolation (issue #17) ---
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     lease_until     INTEGER,
     policy          TEXT    NOT NULL DEFAULT '',
     attempts        TEXT    NOT NULL DEFAULT '[]',
+    ordering_key    TEXT,
     version         TEXT    NOT NULL DEFAULT '',
     UNIQUE (msg_id, grp)
 );
@@ -64,6 +66,15 @@ DROP INDEX IF EXISTS {{prefix}}received_pending;
 DROP INDEX IF EXISTS {{prefix}}received_due;
 CREATE INDEX IF NOT EXISTS {{prefix}}received_expires ON {{prefix}}received (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {{prefix}}received_status ON {{prefix}}received (status, id);
+
+-- Ordering keys (#18): ordering_key (added by Migrate to older tables)
+-- and *_key, the index of the claim's check that no earlier row of a key
+-- holds it, and of the dashboard's blocked keys: keyed rows not Succeeded
+-- only, so unordered rows never enter it. The claim repeats its predicate.
+-- A key's sequence is that of one version (issue #17), hence the version
+-- before the id.
+CREATE INDEX IF NOT EXISTS {{prefix}}published_key ON {{prefix}}published (ordering_key, version, id) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+CREATE INDEX IF NOT EXISTS {{prefix}}received_key ON {{prefix}}received (ordering_key, grp, version, id) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
 
 CREATE TABLE IF NOT EXISTS {{prefix}}instances (
     id        TEXT    PRIMARY KEY,

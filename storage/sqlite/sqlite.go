@@ -95,6 +95,7 @@ type Driver struct {
 var (
 	_ storage.Driver[*sql.Tx] = (*Driver)(nil)
 	_ storage.BoundedCounter  = (*Driver)(nil)
+	_ storage.KeyInspector    = (*Driver)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_]{0,40}$`)
@@ -150,7 +151,7 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 			return d.base.Wrap(err)
 		}
 		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body),
-			sqlstore.InsertStatus(m), us(m.Added), us(m.NextAttemptAt), storage.ValidText(m.Policy), version); err != nil {
+			sqlstore.InsertStatus(m), us(m.Added), us(m.NextAttemptAt), storage.ValidText(m.Policy), sqlstore.OrderingKey(m), version); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
 		}
 	}
@@ -179,7 +180,17 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			args = append(args, g)
 		}
 	}
-	return d.base.Messages(ctx, kind, t.claimSQL(groups), append(args, req.Limit), "claiming %s messages", kind)
+	return d.base.Messages(ctx, kind, t.claimSQL(groups, req.FailedHoldsKey), append(args, req.Limit), "claiming %s messages", kind)
+}
+
+// BlockedKeys lists the ordering keys whose head row is Failed (see
+// storage.KeyInspector).
+func (d *Driver) BlockedKeys(ctx context.Context, kind storage.Kind, limit int) ([]storage.BlockedKey, error) {
+	t, err := d.table(kind)
+	if err != nil {
+		return nil, err
+	}
+	return d.base.BlockedKeys(ctx, kind, t.blockedKeys, limit)
 }
 
 // Succeed marks leased rows Succeeded and appends their attempts (see

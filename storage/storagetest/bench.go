@@ -70,3 +70,45 @@ func BenchReceivedBatch(b *testing.B, d storage.Store, size int) {
 		report(b)
 	})
 }
+
+// BenchClaim measures a claim of 100 unkeyed due rows out of a backlog of
+// backlog Scheduled rows (each iteration claims 100 rows and releases
+// them, due again), in claims/s: the cost that ordering keys (#18) must
+// not raise for rows without a key. A storage's benchmark calls it with a
+// fresh, migrated store.
+func BenchClaim(b *testing.B, d storage.Store, backlog int) {
+	gen, err := ids.NewGenerator(-1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now().UTC().Add(-time.Hour)
+	for n := 0; n < backlog; n += 1000 {
+		msgs := make([]*storage.Message, min(1000, backlog-n))
+		for i := range msgs {
+			id := gen.Next()
+			msgs[i] = &storage.Message{ID: id, Kind: storage.Published, Name: "order.paid",
+				Headers: map[string]string{"cap-msg-id": strconv.FormatInt(id, 10)}, Body: []byte(`{"id":7}`),
+				Status: storage.StatusScheduled, Added: t0, NextAttemptAt: t0.Add(time.Duration(n+i) * time.Millisecond)}
+		}
+		if err := d.InsertPublished(b.Context(), msgs, storage.InsertOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		now := time.Now().UTC()
+		got, err := d.Claim(b.Context(), storage.Published, storage.ClaimRequest{Now: now, LeaseUntil: now.Add(time.Minute),
+			Token: ids.Token(), Limit: 100})
+		if err != nil || len(got) != 100 {
+			b.Fatalf("claim: %d rows, %v", len(got), err)
+		}
+		leases := make([]storage.Lease, len(got))
+		for i, m := range got {
+			leases[i] = storage.Lease{ID: m.ID, Token: m.LeaseToken}
+		}
+		if _, err := d.Release(b.Context(), storage.Published, leases, t0, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "claims/s")
+}

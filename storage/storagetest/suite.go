@@ -63,6 +63,15 @@
 //     unmarked on small tables with rows of every status, and on empty
 //     ones;
 //   - Instances: Heartbeat, Instances and RemoveInstance;
+//   - Ordering: the claim rule of ordering keys (the head of each key
+//     only; a smaller id Scheduled, Delayed, waiting for a retry or in
+//     flight holds the key; a Failed one per ClaimRequest.FailedHoldsKey;
+//     keys per group), keyed received rows stored unleased (one by one
+//     and in batches), claimers racing over many keys, and, for a Store
+//     that implements storage.KeyInspector, BlockedKeys; with versions
+//     (ordering_version.go), a key's sequence per version: rows of
+//     another version never hold the key, and BlockedKeys names the
+//     version.
 //   - TxRead (txread.go), for a Store that implements storage.TxReader
 //     (skipped otherwise): ListPublishedTx sees the transaction's own
 //     uncommitted rows with the committed ones, filtered and paged as
@@ -187,6 +196,14 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
+		}},
+		{"Ordering", []testCase{
+			{"HeadOnly", s.orderingHeadOnly},
+			{"PredecessorBlocks", s.orderingPredecessorBlocks},
+			{"Received", s.orderingReceived},
+			{"Concurrent", s.orderingConcurrent},
+			{"BlockedKeys", s.blockedKeys},
+			{"Versions", s.orderingVersions},
 		}},
 		{"TxRead", []testCase{
 			{"ListPublishedTx", s.txRead},

@@ -52,4 +52,48 @@ func CheckUpgraded(t *testing.T, d storage.Store, t0 time.Time) {
 	if next, err := d.NextDue(ctx, storage.Published, storage.DueRequest{After: t0.Add(-time.Hour)}); err != nil || !next.Equal(t0) {
 		t.Errorf("NextDue: %v %v, want %v", next, err, t0)
 	}
+	checkUpgradedKeys(t, d, t0)
+}
+
+// checkUpgradedKeys checks that upgraded tables hold ordering keys (#18)
+// and versions (issue #17) together, and that their claims keep each
+// key's order per version: of two keyed rows of the empty version and two
+// of version v1, all of key "k", a claim of each version takes its first
+// row only.
+func checkUpgradedKeys(t *testing.T, d storage.Store, t0 time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	var msgs []*storage.Message
+	for _, r := range []struct {
+		id      int64
+		version string
+	}{{10, ""}, {11, ""}, {12, "v1"}, {13, "v1"}} {
+		msgs = append(msgs, &storage.Message{ID: r.id, Kind: storage.Published, Name: "new", Headers: map[string]string{},
+			Body: []byte("b"), Status: storage.StatusScheduled, Added: t0, NextAttemptAt: t0, OrderingKey: "k", Version: r.version})
+	}
+	if err := d.InsertPublished(ctx, msgs, storage.InsertOptions{}); err != nil {
+		t.Fatalf("inserting keyed rows into upgraded tables: %v", err)
+	}
+	for i, c := range []struct {
+		version string
+		want    int64
+	}{{"", 10}, {"v1", 12}} {
+		got, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: t0.Add(time.Hour), LeaseUntil: t0.Add(2 * time.Hour),
+			Token: int64(8 + i), Limit: 10, Version: c.version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keyed []int64
+		for _, m := range got {
+			if m.OrderingKey != "" {
+				keyed = append(keyed, m.ID)
+				if m.OrderingKey != "k" || m.Version != c.version {
+					t.Errorf("claimed keyed row %d of version %q: key %q version %q", m.ID, c.version, m.OrderingKey, m.Version)
+				}
+			}
+		}
+		if len(keyed) != 1 || keyed[0] != c.want {
+			t.Errorf("claim of keyed rows of version %q in upgraded tables: %v, want [%d]", c.version, keyed, c.want)
+		}
+	}
 }

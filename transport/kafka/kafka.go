@@ -2,21 +2,25 @@
 //
 // A message is a record on the topic named like the message (with
 // Config.TopicPrefix), with DotNetCore.CAP's headers as record headers and
-// the body as the value. Its key is empty, or the value of the header named
-// by Config.KeyHeader, so that the records of one key go to one partition.
+// the body as the value. Its key is the message's ordering key
+// (outbox.WithOrderingKey, carried in wire.OrderingKey), else the value of
+// the header named by Config.KeyHeader, else empty (records spread over
+// partitions).
 //
-// What holds for order: a partition keeps its records in the order the
-// broker received them, and a consumer reads a partition in that order.
-// Messages of one key are not guaranteed to be handled in publish order:
-// the outbox sends rows from concurrent workers, so records of one key can
-// reach the partition out of their publish order, and on the receiving
-// side the records a consumer fetched are stored together and gocap's
-// processor handles them concurrently (with the default concurrency, 98 of
-// 300 adjacent pairs of one key were handled out of order). Handling in
-// order by key is a separate feature being built; until then, a handler
-// that needs it must check (a version or sequence number in the message).
+// # Order
 //
-// A send counts only when every in-sync replica acknowledged it
+// Records of one key go to one partition, and a partition keeps the
+// order in which records were written and is read in that order. That
+// order is the order of the writes, not of the publishes: the outbox
+// sends its rows concurrently, so a record key alone (KeyHeader) gives
+// partition affinity, not order. Messages published with an ordering key
+// are sent one at a time per key, in publish order (the outbox's claim
+// rule), so their records are written in that order; and since one
+// consumer of a group reads a partition, a receiving gocap stores them in
+// that order and handles them one at a time per key and group. A
+// rebalance may hand a partition to another process: records fetched but
+// not committed are then delivered again, and de-duplicated. A send
+// counts only when every in-sync replica acknowledged it
 // (acks=all). Concurrent sends share one kafka.Writer, which batches them:
 // dispatch never waits a batch timeout per message. The outbox hands the
 // transport whole batches of claimed rows (SendBatch, one writer call each),
@@ -82,7 +86,22 @@ import (
 
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/internal/adapter"
+	"github.com/gocap/gocap/wire"
 )
+
+// recordKey is the record key of a message with headers h: its ordering
+// key (wire.OrderingKey), else the value of Config.KeyHeader, else none.
+func (t *Transport) recordKey(h map[string]string) []byte {
+	if k := h[wire.OrderingKey]; k != "" {
+		return []byte(k)
+	}
+	if t.cfg.KeyHeader != "" {
+		if k := h[t.cfg.KeyHeader]; k != "" {
+			return []byte(k)
+		}
+	}
+	return nil
+}
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("kafka: transport closed")
@@ -95,10 +114,10 @@ type Config struct {
 	TopicPrefix string
 	// GroupPrefix is put before every consumer group id.
 	GroupPrefix string
-	// KeyHeader names the header whose value is the record key; empty means
-	// no key (records spread over partitions). Records of one key go to one
-	// partition; they are not handled in publish order (see the package
-	// documentation).
+	// KeyHeader names the header whose value is the record key of a
+	// message without an ordering key; empty means no key (records spread
+	// over partitions). It gives partition affinity, not order (see
+	// Order in the package doc).
 	KeyHeader string
 	// AutoCreateTopics creates missing topics, with Partitions partitions
 	// (default 1) and ReplicationFactor replicas (default 1), before the
@@ -255,11 +274,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 		for k, v := range m.Headers {
 			recs[i].Headers = append(recs[i].Headers, kafkago.Header{Key: k, Value: []byte(v)})
 		}
-		if t.cfg.KeyHeader != "" {
-			if k := m.Headers[t.cfg.KeyHeader]; k != "" {
-				recs[i].Key = []byte(k)
-			}
-		}
+		recs[i].Key = t.recordKey(m.Headers)
 	}
 	if err := t.ensureTopics(ctx, topics...); err != nil {
 		return fail(unavailable(err))

@@ -7,7 +7,11 @@
 // consumers stop (messages sent meanwhile wait for it), bound to the
 // group's topic patterns ('*' one word, '#' any number of words). Every
 // group receives every message of its topics; the consumers of one group
-// share its queue. A handler error hands the message back to the head of
+// share its queue; while one of them holds messages of an ordering key
+// (wire.OrderingKey, set by outbox.WithOrderingKey) that it has not
+// finished, the others pass over the key's next messages, so a key's
+// messages reach the handlers one batch after another, in queue order.
+// A handler error hands the message back to the head of
 // the queue after Options.RequeueDelay; the consumer handles the following
 // messages meanwhile. A handler error wrapping transport.ErrDiscard (see
 // transport.Discard) drops the message. Nothing survives the process: it
@@ -29,6 +33,7 @@ import (
 	"github.com/gocap/gocap/internal/topic"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/internal/adapter"
+	"github.com/gocap/gocap/wire"
 )
 
 // ErrUnroutable is returned by Send for a topic no group is bound to.
@@ -67,6 +72,11 @@ type queue struct {
 	patterns map[string]bool
 	msgs     []transport.Delivery
 	ready    chan struct{} // signalled when msgs grows
+	// held counts, per ordering key (wire.OrderingKey), the messages of
+	// the key that a consumer has taken and not finished (or that wait to
+	// be requeued): no other consumer takes the key's next messages
+	// meanwhile, so they reach the handlers in queue order.
+	held map[string]int
 }
 
 // NewBroker returns an empty broker.
@@ -196,7 +206,7 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 	b.mu.Lock()
 	q := b.queues[group]
 	if q == nil {
-		q = &queue{patterns: map[string]bool{}, ready: make(chan struct{}, 1)}
+		q = &queue{patterns: map[string]bool{}, ready: make(chan struct{}, 1), held: map[string]int{}}
 		b.queues[group] = q
 	}
 	for _, p := range topics {
@@ -249,27 +259,74 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 			continue
 		}
 		errs := adapter.Results(h(ctx, batch), len(batch))
+		var done []transport.Delivery
 		for i, err := range errs {
 			if err != nil && !errors.Is(err, transport.ErrDiscard) {
-				// Not acknowledged: back to the queue after a pause.
+				// Not acknowledged: back to the queue after a pause; its
+				// key stays held until then.
 				later.schedule(batch[i])
+			} else {
+				done = append(done, batch[i])
 			}
 		}
+		b.release(q, done)
 		batch, deadline = make([]transport.Delivery, 0, max), time.Time{}
 	}
 }
 
-// take moves messages from the head of q to batch until batch holds max.
+// take moves messages from the head of q to batch until batch holds max,
+// passing over those of an ordering key that another consumer holds.
 func (b *Broker) take(q *queue, batch []transport.Delivery, max int) []transport.Delivery {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := min(max-len(batch), len(q.msgs))
-	batch = append(batch, q.msgs[:n]...)
-	q.msgs = q.msgs[n:]
+	from := len(batch)
+	if len(q.held) == 0 {
+		n := min(max-len(batch), len(q.msgs))
+		batch = append(batch, q.msgs[:n]...)
+		q.msgs = q.msgs[n:]
+	} else {
+		mine := map[string]bool{}
+		for _, d := range batch {
+			mine[d.Headers[wire.OrderingKey]] = true
+		}
+		var rest []transport.Delivery
+		for i, d := range q.msgs {
+			if len(batch) >= max {
+				rest = append(rest, q.msgs[i:]...)
+				break
+			}
+			if k := d.Headers[wire.OrderingKey]; k != "" && q.held[k] > 0 && !mine[k] {
+				rest = append(rest, d)
+				continue
+			}
+			batch = append(batch, d)
+		}
+		q.msgs = rest
+	}
+	for _, d := range batch[from:] {
+		if k := d.Headers[wire.OrderingKey]; k != "" {
+			q.held[k]++
+		}
+	}
 	if len(q.msgs) > 0 {
 		signal(q.ready) // another consumer of the group may take the next
 	}
 	return batch
+}
+
+// release gives up the ordering keys of ds, messages taken from q and
+// finished (or put back).
+func (b *Broker) release(q *queue, ds []transport.Delivery) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, d := range ds {
+		if k := d.Headers[wire.OrderingKey]; k != "" {
+			if q.held[k]--; q.held[k] <= 0 {
+				delete(q.held, k)
+			}
+		}
+	}
+	signal(q.ready)
 }
 
 // requeuer puts the messages of one Consume call whose handler failed back
@@ -288,7 +345,7 @@ func (r *requeuer) requeue(d transport.Delivery) {
 	r.b.mu.Lock()
 	r.q.msgs = append([]transport.Delivery{d}, r.q.msgs...)
 	r.b.mu.Unlock()
-	signal(r.q.ready)
+	r.b.release(r.q, []transport.Delivery{d})
 }
 
 // putBack puts ds, taken but not handled, back at the head of the queue,
@@ -300,7 +357,7 @@ func (r *requeuer) putBack(ds []transport.Delivery) {
 	r.b.mu.Lock()
 	r.q.msgs = append(append([]transport.Delivery(nil), ds...), r.q.msgs...)
 	r.b.mu.Unlock()
-	signal(r.q.ready)
+	r.b.release(r.q, ds)
 }
 
 // stop puts the messages still waiting back at once, and waits for those

@@ -50,6 +50,31 @@
 // delivery by delivery, as Consume settles each. Consume is ConsumeBatch
 // with batches of one.
 //
+// # Order
+//
+// RabbitMQ delivers a queue's messages in the order they were enqueued to
+// one consumer; with several consumers on one queue (other processes, or
+// the Config.Concurrency channels of one) each gets some, and they can be
+// stored out of order. A delivery whose handler failed is put back at the
+// tail of the queue (see above), behind later messages. So RabbitMQ by
+// itself keeps no order per key. What gocap adds, for messages published
+// with an ordering key (outbox.WithOrderingKey, the gocap-ordering-key
+// header): the sending outbox publishes a key's messages one at a time, in
+// publish order, each only after the broker confirmed the previous one;
+// the receiving outbox stores them for a claim and handles a key's
+// messages one at a time per group, in the order they were stored, in
+// every process. For that order to be the publish order, one consumer
+// must store a group's messages at a time: declare the group's queue as a
+// single-active-consumer queue (the queue argument
+// "x-single-active-consumer": true; RabbitMQ then delivers to one
+// consumer, and fails over to another when it goes away) and consume it
+// with Config.Concurrency 1. This transport declares its queues without
+// arguments, and RabbitMQ refuses to redeclare a queue with other
+// arguments, so such a queue cannot be declared beforehand yet; until the
+// transport can declare queue arguments, keyed messages received over
+// RabbitMQ are handled one at a time per key, but in the order they were
+// stored, which several consumers may have mixed.
+//
 // Header values of other AMQP types than strings, as foreign publishers
 // send them, become strings: numbers and booleans in Go's format,
 // timestamps in RFC 3339, tables and arrays as JSON. A byte array that is
