@@ -591,8 +591,8 @@ func testStreamSubscriberCutOff[TTx any](t *testing.T, kit streamKit, be backend
 	subscribeLog(t, second, "order.paid", "billing", log)
 	run(t, second)
 	waitFor(t, 30*time.Second, "the second subscriber handled every message", func() bool { return log.distinct("billing") == n })
-	t.Logf("%s: %d deliveries held by the cut-off subscriber handled by another %v after the cut (takeover time %v)",
-		kit.name, n, time.Since(cut).Round(time.Millisecond), streamTakeover)
+	t.Logf("%s: the %d messages (%d held by the cut-off subscriber) handled by another %v after the cut (takeover time %v)",
+		kit.name, n, held, time.Since(cut).Round(time.Millisecond), streamTakeover)
 	waitFor(t, 10*time.Second, "every delivery acknowledged", func() bool {
 		_, unacked := ns.deliveries(t, "order.paid", "billing")
 		return unacked == 0
