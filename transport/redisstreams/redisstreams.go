@@ -118,7 +118,10 @@ type Config struct {
 	// Block is how long one XREADGROUP waits for new entries. An entry
 	// that arrives ends the wait at once, so it does not delay delivery; it
 	// bounds how long an idle consumer takes to see its retries due and
-	// its context end (with a Client whose ContextTimeoutEnabled is off).
+	// its context end: go-redis applies a context's deadline to a command
+	// (with ContextTimeoutEnabled) but does not interrupt a blocking read
+	// when the context is cancelled, so stopping a consumer waits up to
+	// Block.
 	// Zero means 1s, the same bound as the reconnect backoff.
 	Block time.Duration
 	// BatchSize is the COUNT of an XREADGROUP: how many entries of a
@@ -216,7 +219,7 @@ func New(cfg Config) (*Transport, error) {
 	}
 	if t.client == nil {
 		opts := *cfg.Options
-		opts.ContextTimeoutEnabled = true // a consumer's blocking read ends with its context
+		opts.ContextTimeoutEnabled = true // commands honour their context's deadline
 		t.client = redis.NewUniversalClient(&opts)
 		t.ownClient = true
 	}
