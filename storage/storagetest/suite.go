@@ -202,6 +202,8 @@ func (s *suite[TTx]) areas() []area {
 			{"PredecessorBlocks", s.orderingPredecessorBlocks},
 			{"Received", s.orderingReceived},
 			{"Concurrent", s.orderingConcurrent},
+			{"LateCommit", s.orderingLateCommit},
+			{"ReceivedConcurrent", s.orderingReceivedConcurrent},
 			{"BlockedKeys", s.blockedKeys},
 			{"Versions", s.orderingVersions},
 		}},
