@@ -44,7 +44,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	// The row is the message's or a Failed one that was reset when it
 	// holds the token, which is the caller's alone; else a duplicate that
 	// was not Failed.
-	return r.Result(id, got.Valid && got.Int64 == token), nil
+	return r.Result(id, got.Valid && got.Int64 == token, false), nil
 }
 
 // InsertReceivedBatch stores received messages claimed under one lease
@@ -128,7 +128,7 @@ func (d *Driver) readTokens(ctx context.Context, tx *sql.Tx, query string, keys 
 			return err
 		}
 		if i, ok := index[padKey(key)]; ok {
-			res[i], read[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token), true
+			res[i], read[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token, false), true
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -222,7 +223,49 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
 	args = append(args, req.FailedHoldsKey)
-	return d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
+	var msgs []*storage.Message
+	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		msgs, err = sqlstore.ScanMessages(rows, kind, timeDest)
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		msgs, err = d.unclaim(ctx, tx, t, msgs, req)
+		return err
+	})
+	if err != nil {
+		return nil, d.base.Err(err, "claiming %s messages", kind)
+	}
+	return msgs, nil
+}
+
+// unclaim checks the keyed rows of msgs, just claimed in tx, again under
+// the locks of their keys that the claim took (see keyLock): those of a
+// key with another row in flight lose their lease, and msgs without them
+// is returned.
+func (d *Driver) unclaim(ctx context.Context, tx pgx.Tx, t *tableQueries, msgs []*storage.Message, req storage.ClaimRequest) ([]*storage.Message, error) {
+	var keyed []int64
+	for _, m := range msgs {
+		if m.OrderingKey != "" {
+			keyed = append(keyed, m.ID)
+		}
+	}
+	if len(keyed) == 0 {
+		return msgs, nil
+	}
+	rows, err := tx.Query(ctx, t.unclaim, keyed, req.Token, req.Now.UTC())
+	if err != nil {
+		return nil, err
+	}
+	dropped, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(dropped) == 0 {
+		return msgs, err
+	}
+	return slices.DeleteFunc(msgs, func(m *storage.Message) bool { return slices.Contains(dropped, m.ID) }), nil
 }
 
 // BlockedKeys lists the ordering keys whose head row is Failed (see
