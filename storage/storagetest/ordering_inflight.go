@@ -104,8 +104,7 @@ func (k *keyTracker) report(t *testing.T) {
 }
 
 // finish runs the attempt of a row in flight: a short pause, then it
-// leaves flight and succeeds (retried a few times, as the processor
-// retries a transient storage error).
+// leaves flight and succeeds.
 func (k *keyTracker) finish(d storage.Store, kind storage.Kind, rng *rand.Rand, ms []*storage.Message) {
 	if len(ms) == 0 {
 		return
@@ -118,10 +117,13 @@ func (k *keyTracker) finish(d storage.Store, kind storage.Kind, rng *rand.Rand, 
 	}
 	var n int64
 	var err error
-	for range 5 {
+	// A deadlock with a claim (a backend without SKIP LOCKED) is
+	// transient: the caller retries it.
+	for i := range 10 {
 		if n, err = d.Succeed(bg, kind, completed(leases), now().Add(time.Hour)); err == nil {
 			break
 		}
+		time.Sleep(time.Duration(i+1) * time.Millisecond)
 	}
 	if err != nil || n != int64(len(ms)) {
 		k.fail("Succeed: %d of %d rows, %v", n, len(ms), err)
