@@ -81,7 +81,7 @@ func newQueries(prefix string) queries {
 		// have a row not Succeeded: one range of the *_key index each.
 		busyKeys: `SELECT DISTINCT key_held, grp, version FROM ` + rec + " FORCE INDEX (`" + prefix + "received_key`)" + `
 			WHERE (key_held, grp, version) IN (`,
-		received:        rec,
+		received: rec,
 		heartbeat: `INSERT INTO ` + inst + ` (` + sqlstore.InstanceColumns + `) VALUES (?, ?, ?, ?, ?)
 			ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)`,
 		instances:      `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > ? ORDER BY started, id`,
