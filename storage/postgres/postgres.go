@@ -223,47 +223,45 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
 	args = append(args, req.FailedHoldsKey)
-	var msgs []*storage.Message
-	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		msgs, err = sqlstore.ScanMessages(rows, kind, timeDest)
-		rows.Close()
-		if err != nil {
-			return err
-		}
-		msgs, err = d.unclaim(ctx, tx, t, msgs, req)
-		return err
-	})
+	msgs, err := d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
 	if err != nil {
-		return nil, d.base.Err(err, "claiming %s messages", kind)
+		return nil, err
+	}
+	if msgs, err = d.unclaim(ctx, t, msgs, req); err != nil {
+		return nil, d.base.Err(err, "checking the ordering keys of claimed %s messages", kind)
 	}
 	return msgs, nil
 }
 
-// unclaim checks the keyed rows of msgs, just claimed in tx, again under
-// the locks of their keys that the claim took (see keyLock): those of a
-// key with another row in flight lose their lease, and msgs without them
-// is returned.
-func (d *Driver) unclaim(ctx context.Context, tx pgx.Tx, t *tableQueries, msgs []*storage.Message, req storage.ClaimRequest) ([]*storage.Message, error) {
+// unclaim checks the keyed rows of msgs, just claimed, again under the
+// locks of their keys (see keyLock), in one round trip: those of a key
+// with another row in flight lose their lease, and msgs without them is
+// returned. If it fails, the rows stay leased until their lease ends.
+func (d *Driver) unclaim(ctx context.Context, t *tableQueries, msgs []*storage.Message, req storage.ClaimRequest) ([]*storage.Message, error) {
 	var keyed []int64
+	var groups, versions, keys []string
 	for _, m := range msgs {
 		if m.OrderingKey != "" {
 			keyed = append(keyed, m.ID)
+			groups, versions, keys = append(groups, m.Group), append(versions, m.Version), append(keys, m.OrderingKey)
 		}
 	}
 	if len(keyed) == 0 {
 		return msgs, nil
 	}
-	rows, err := tx.Query(ctx, t.unclaim, keyed, req.Token, req.Now.UTC())
-	if err != nil {
+	var dropped []int64
+	var b pgx.Batch
+	b.Queue(t.lockKeys, groups, versions, keys)
+	b.Queue(t.unclaim, keyed, req.Token, req.Now.UTC()).Query(func(rows pgx.Rows) error {
+		var err error
+		dropped, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		return err
+	})
+	if err := d.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
 	}
-	dropped, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil || len(dropped) == 0 {
-		return msgs, err
+	if len(dropped) == 0 {
+		return msgs, nil
 	}
 	return slices.DeleteFunc(msgs, func(m *storage.Message) bool { return slices.Contains(dropped, m.ID) }), nil
 }

@@ -26,6 +26,7 @@ type tableQueries struct {
 	delete        string
 	deleteExpired string
 	blockedKeys   string // ordering keys whose head row is Failed (#18)
+	lockKeys      string // the locks of ordering keys, before unclaim (#18)
 	unclaim       string // the claim's second check of ordering keys, under their locks (#18)
 }
 
@@ -159,13 +160,18 @@ func headAlone(table, key, grp, version string) string {
 
 // keyLock is the advisory lock (a 64-bit hash) of the ordering key key
 // of group grp and version version of table (#18). Whatever leases a
-// keyed row holds the lock of its key from before the statement that
-// checks the key's leases, which then sees every lease committed before
-// (READ COMMITTED takes a snapshot per statement), until it commits: a
-// claim (the claim's lock CTE, then unclaim) and an insert of received
-// rows stored claimed (lockKey, then insertReceived, in one implicit
-// transaction). So two of them never both lease a row of one key. A
-// collision of two keys' hashes only serializes them.
+// keyed row decides under the lock of its key, in a statement that
+// starts after the lock was taken (READ COMMITTED takes a snapshot per
+// statement, so it sees every decision committed under the lock before),
+// and holds the lock until that decision commits: a claim, after its
+// UPDATE committed, takes the locks of the keys it leased and clears the
+// leases whose key has another row in flight (lockKeys, then unclaim, in
+// one implicit transaction, before Claim returns the rows); an insert of
+// received rows that may store a head takes the locks of its keys before
+// it (lockKey or lockKeys, then insertReceived or insertReceivedBatch,
+// in one implicit transaction). So of two leases of one key, the later
+// decision sees the earlier one, and at most one row of a key is handed
+// to a worker. A collision of two keys' hashes only serializes them.
 func keyLock(table, grp, version, key string) string {
 	lit := "'" + strings.ReplaceAll(table, "'", "''") + "/'"
 	return `hashtextextended(` + lit + ` || ` + grp + ` || '/' || ` + version + ` || '/' || ` + key + `, 0)`
@@ -177,12 +183,8 @@ const versionCond = ` AND c.version = $5`
 
 func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
-	// The claim takes the locks of the keys of the keyed rows it claimed
-	// (in the order of their hashes, so that two claims never wait for
-	// each other's): see keyLock and unclaim.
 	claim := func(extra, failedHolds string) string {
-		return `WITH claimed AS (
-			UPDATE ` + table + ` SET lease_until = $3, lease_token = $4, status = 'Scheduled'
+		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4, status = 'Scheduled'
 			WHERE id IN (
 				SELECT id FROM ` + table + ` c
 				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1
@@ -190,12 +192,7 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 				ORDER BY next_attempt_at
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED)
-			RETURNING ` + cols + `),
-		locked AS (
-			SELECT count(pg_advisory_xact_lock(k)) AS n FROM (
-				SELECT DISTINCT ` + keyLock(table, "grp", "version", "ordering_key") + ` AS k
-				FROM claimed WHERE ordering_key IS NOT NULL ORDER BY k OFFSET 0) AS s)
-		SELECT claimed.* FROM claimed CROSS JOIN locked`
+			RETURNING ` + cols
 	}
 	final := `$5::boolean OR ($4::integer > 0 AND retries + 1 >= $4::integer)`
 	// appended is the history with one more attempt, the JSON object
@@ -208,11 +205,16 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
 		claim:       claim("", "$6"),
 		claimGroups: claim(` AND grp = ANY($6::text[])`, "$7"),
+		// The locks of the keys of claimed rows (groups, versions, keys),
+		// in the order of their hashes, so that two holders never wait for
+		// each other: see keyLock.
+		lockKeys: `SELECT count(pg_advisory_xact_lock(k)) FROM (
+				SELECT DISTINCT ` + keyLock(table, "g", "v", "o") + ` AS k
+				FROM unnest($1::text[], $2::text[], $3::text[]) AS m(g, v, o) ORDER BY k OFFSET 0) AS s`,
 		// The claimed keyed rows ($1, under the lease token $2) of a key
 		// with another row in flight (leased beyond $3) lose their lease
-		// again: run under the keys' locks, in the claim's transaction, it
-		// sees the leases that a concurrent claim or insert committed after
-		// the claim's snapshot (see keyLock).
+		// again: run after lockKeys, in its transaction, it sees the leases
+		// that a claim or insert committed before (see keyLock).
 		unclaim: `UPDATE ` + table + ` c SET lease_token = NULL, lease_until = NULL
 			WHERE c.id = ANY($1::bigint[]) AND c.lease_token = $2 AND EXISTS (
 				SELECT 1 FROM ` + table + ` p WHERE ` + sameKey("p", "c") + ` AND p.status <> 'Succeeded'
