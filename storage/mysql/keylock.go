@@ -35,10 +35,13 @@ import (
 const keyLockWait = 2
 
 // keyLockName is the name of the lock of an ordering key of a table: a
-// hash of table, group, version and key, within MySQL's 64 characters.
-// A collision of two keys only serializes their claims.
+// hash of table, group, version and key, within MySQL's 64 characters;
+// the group and key without trailing spaces, as the PAD SPACE collation
+// of their columns compares them (see padKey). A collision of two keys
+// only serializes their claims.
 func keyLockName(table string, m *storage.Message) string {
-	h := sha256.Sum256([]byte(table + "\x00" + m.Group + "\x00" + m.Version + "\x00" + m.OrderingKey))
+	group, key := strings.TrimRight(m.Group, " "), strings.TrimRight(m.OrderingKey, " ")
+	h := sha256.Sum256([]byte(table + "\x00" + group + "\x00" + m.Version + "\x00" + key))
 	return "gocap-key:" + hex.EncodeToString(h[:20])
 }
 

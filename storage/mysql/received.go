@@ -184,22 +184,35 @@ func (d *Driver) heads(ctx context.Context, tx *sql.Tx, l *keyLocker, b *sqlstor
 		return nil, err
 	}
 	defer rows.Close()
+	// As the PAD SPACE collation compares keys and groups (see padKey).
 	type sequence struct{ key, group, version string }
+	seq := func(key, group, version string) sequence {
+		return sequence{strings.TrimRight(key, " "), strings.TrimRight(group, " "), version}
+	}
 	busy := map[sequence]bool{}
 	for rows.Next() {
-		var k sequence
-		if err := rows.Scan(&k.key, &k.group, &k.version); err != nil {
+		var key, group, version string
+		if err := rows.Scan(&key, &group, &version); err != nil {
 			return nil, err
 		}
-		busy[k] = true
+		busy[seq(key, group, version)] = true
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	first := map[sequence]int{} // of keys that differ only in trailing spaces, one head
 	for i, r := range b.Rows {
-		if heads[i] && busy[sequence{*r.OrderingKey, r.Group, r.Version}] {
-			heads[i] = false
+		if !heads[i] {
+			continue
 		}
+		k := seq(*r.OrderingKey, r.Group, r.Version)
+		if j, ok := first[k]; busy[k] || ok && b.Rows[j].ID < r.ID {
+			heads[i] = false
+			continue
+		} else if ok {
+			heads[j] = false
+		}
+		first[k] = i
 	}
 	return heads, nil
 }
