@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"slices"
-	"time"
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -70,32 +69,6 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		m.LeaseToken, m.LeaseUntil, m.Status = req.Token, req.LeaseUntil.UTC(), storage.StatusScheduled
 	}
 	return msgs, nil
-}
-
-// retryTx runs f in a transaction at READ COMMITTED, where a locking read
-// takes no gap locks: at REPEATABLE READ those of the claim index range
-// deadlock with concurrent publishers' inserts. The rare deadlock that
-// remains (two claimers' lease updates on the same index pages, two
-// batches of received messages inserting the same keys) is retried a few
-// times; what names the transaction in the log.
-func (d *Driver) retryTx(ctx context.Context, what string, f func(tx *sql.Tx) error) error {
-	const attempts = 4
-	var err error
-	for i := range attempts {
-		if i > 0 {
-			d.opts.Logger.Debug("mysql: retrying a "+what+" after a lock conflict", "err", err, "attempt", i+1)
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(time.Duration(i) * 10 * time.Millisecond):
-			}
-		}
-		err = sqlstore.InTx(ctx, d.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, f)
-		if !lockConflict(err) {
-			return err
-		}
-	}
-	return err
 }
 
 // unclaim checks the keyed rows of msgs, just leased in tx, again under

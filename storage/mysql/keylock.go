@@ -96,8 +96,15 @@ func (l *keyLocker) release() {
 	}
 }
 
-// retryKeyLockedTx is retryTx on one connection, with a keyLocker whose
-// locks are released after each attempt's transaction ends.
+// retryKeyLockedTx runs f in a transaction at READ COMMITTED, where a
+// locking read takes no gap locks: at REPEATABLE READ those of the claim
+// index range deadlock with concurrent publishers' inserts. The rare
+// deadlock that remains (two claimers' lease updates on the same index
+// pages, two batches of received messages inserting the same keys), and
+// a lock of ordering keys not obtained in time, are retried a few times;
+// what names the transaction in the log. It runs on one connection, with
+// a keyLocker whose locks are released after each attempt's transaction
+// ends.
 func (d *Driver) retryKeyLockedTx(ctx context.Context, what string, f func(tx *sql.Tx, l *keyLocker) error) error {
 	conn, err := d.db.Conn(ctx)
 	if err != nil {

@@ -229,15 +229,6 @@ func (s *suite[TTx]) orderingReceived(t *testing.T) {
 	}
 }
 
-func got0(ms []*storage.Message, id int64) *storage.Message {
-	for _, m := range ms {
-		if m.ID == id {
-			return m
-		}
-	}
-	return nil
-}
-
 // orderingConcurrent: claimers racing over many keys never hold two rows
 // of one key at once, and never claim a row before the previous row of
 // its key succeeded.
