@@ -270,11 +270,60 @@ func testOrderingVersions[TTx any](t *testing.T, be backend[TTx]) {
 	}
 }
 
+// testOrderingUnstorable: a keyed delivery the storage refuses becomes a
+// Failed row that keeps its key, so under BlockKey the key's later
+// messages wait behind it (the dashboard shows the key blocked) instead of
+// overtaking it; the handler never runs for it.
+func testOrderingUnstorable[TTx any](t *testing.T, be backend[TTx]) {
+	env := be.open(t)
+	broker := memory.NewBroker(memory.Options{RequeueDelay: 10 * time.Millisecond})
+	d := refusingDriver[TTx]{Driver: env.driver(t), refuse: func(m *storage.Message) error {
+		if _, fallback := m.Headers[wire.UnstorableHeaders]; !fallback && strings.Contains(string(m.Body), `"seq":1}`) {
+			return fmt.Errorf("simulated: value too long for column: %w", storage.ErrPermanent)
+		}
+		return nil
+	}}
+	check := newOrderCheck()
+	ob := newOutbox(t, d, broker.Transport(), outbox.Options{HandlerConcurrency: 16})
+	if err := outbox.Subscribe(ob, "ordered.t", func(_ context.Context, m outbox.Received[keyedMsg]) error {
+		if m.Value.Seq == 1 {
+			t.Errorf("the handler ran for the refused delivery")
+		}
+		return check.handle(m.Value, nil)
+	}, outbox.Group("g")); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ob)
+	ctx := context.Background()
+	for seq := range 4 {
+		if _, err := ob.PublishWithoutTx(ctx, "ordered.t", keyedMsg{Key: "k", Seq: seq}, outbox.WithOrderingKey("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ki := env.driver(t).(storage.KeyInspector)
+	var blocked []storage.BlockedKey
+	waitFor(t, 20*time.Second, "the key blocked by the refused delivery", func() bool {
+		var err error
+		blocked, err = ki.BlockedKeys(ctx, storage.Received, 10)
+		return err == nil && len(blocked) == 1 && blocked[0].Waiting == 2
+	})
+	if h := blocked[0].Head; blocked[0].OrderingKey != "k" || h.Headers[wire.UnstorableHeaders] == "" || !strings.Contains(h.LastError, "could not be stored") {
+		t.Errorf("blocked key %q, head %+v: want key k, the refused delivery's Failed row", blocked[0].OrderingKey, h)
+	}
+	time.Sleep(300 * time.Millisecond) // time enough to handle the rest, were it not blocked
+	check.mu.Lock()
+	defer check.mu.Unlock()
+	if check.handled["k"] != 1 || check.inversions != 0 {
+		t.Errorf("%d handled, %d inversions; want only the message before the refused one", check.handled["k"], check.inversions)
+	}
+}
+
 func runOrdering[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("Acceptance", func(t *testing.T) { testOrderingAcceptance(t, be) })
 	t.Run("Versions", func(t *testing.T) { testOrderingVersions(t, be) })
 	t.Run("FailureBlocks", func(t *testing.T) { testOrderingFailure(t, be, outbox.BlockKey) })
 	t.Run("FailureSkips", func(t *testing.T) { testOrderingFailure(t, be, outbox.SkipKey) })
+	t.Run("Unstorable", func(t *testing.T) { testOrderingUnstorable(t, be) })
 }
 
 func TestOrderingPostgres(t *testing.T) { runOrdering[pgx.Tx](t, postgresBackend) }

@@ -34,20 +34,34 @@
 // # Ordering keys
 //
 // A row with an OrderingKey is due, besides the conditions of
-// [ClaimRequest], only while no other row of the same kind, Version, Group
-// and OrderingKey with a smaller ID is Scheduled or Delayed (due or not,
-// leased or not), or Failed when the request says Failed rows hold
-// their key (ClaimRequest.FailedHoldsKey). So at most one row of a key
-// is in flight anywhere, a row waiting for its retry holds its key, and
-// the next row of a key becomes due when the previous one's Succeed
-// commits. A Store enforces this in the claim itself, so that it holds
-// between processes and between concurrent claims. Rows without a key
-// are not affected. The order is that of the ids: for published rows
-// the order of the publishes in one process (snowflake ids grow), for
-// received rows the order in which the receiving process stored them.
-// Two rows of one key committed in the order opposite to their ids (two
-// transactions publishing one key concurrently) are claimed in id order
-// if both are visible to the claim, else in commit order.
+// [ClaimRequest], only while (a) no other row of the same kind, Version,
+// Group and OrderingKey (its sequence) with a smaller ID is Scheduled or
+// Delayed (due or not, leased or not), or Failed when the request says
+// Failed rows hold their key (ClaimRequest.FailedHoldsKey), and (b) no
+// other row of its sequence is in flight: Scheduled under a lease that
+// ends after ClaimRequest.Now. So at most one row of a key is in flight
+// anywhere, always; a row waiting for its retry holds its key, and the
+// next row of a key becomes due when the previous one's Succeed commits.
+// Rows without a key are not affected.
+//
+// The order of a key is the order in which its rows become visible to
+// the claim: among the rows visible together, the order of their ids
+// (for published rows the order of the publishes in one process, as
+// snowflake ids grow; for received rows the order in which they were
+// stored); a row that becomes visible after a row of its key with a
+// larger id was claimed (two transactions publishing one key, committed
+// in the order opposite to their ids) waits for that row to leave flight
+// and goes after it. For transactions that commit one after the other,
+// that is commit order.
+//
+// A Store enforces this in the claim itself, so that it holds between
+// processes, between concurrent claims, and between claims and the
+// inserts of received rows that lease a keyed row (see
+// [Store.InsertReceived]): whatever leases a row of a key checks (b)
+// against every lease committed before it, for example under a lock of
+// the key held from that check until it commits (PostgreSQL's advisory
+// locks), under locking reads that wait for concurrent leases (MySQL),
+// or with one writer at a time (SQLite).
 //
 // A key's sequence is that of one Version: the rows of other versions
 // never hold it. Processors of one version claim only that version's

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"time"
 
 	"github.com/gocap/gocap/storage"
 )
@@ -36,6 +37,32 @@ func keyHeads(table map[int64]*storage.Message, failedHolds bool) map[sequence]i
 		}
 	}
 	return heads
+}
+
+// inFlight returns the sequences of table that have a row in flight at
+// now: Scheduled under a lease that ends after now. A keyed row is due
+// only if its sequence has none (storage's "Ordering keys", rule b).
+func inFlight(table map[int64]*storage.Message, now time.Time) map[sequence]bool {
+	busy := map[sequence]bool{}
+	for _, m := range table {
+		if m.OrderingKey != "" && m.Status == storage.StatusScheduled && leased(m, now) {
+			busy[orderKey(m)] = true
+		}
+	}
+	return busy
+}
+
+// unfinished returns the sequences of table that have a row that is not
+// Succeeded: a received keyed row is stored as the head of its key, and
+// claimed, only if its sequence has none (Store.InsertReceived).
+func unfinished(table map[int64]*storage.Message) map[sequence]bool {
+	out := map[sequence]bool{}
+	for _, m := range table {
+		if m.OrderingKey != "" && m.Status != storage.StatusSucceeded {
+			out[orderKey(m)] = true
+		}
+	}
+	return out
 }
 
 // BlockedKeys lists the keys whose first row that is not Succeeded is

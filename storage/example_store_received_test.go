@@ -50,13 +50,29 @@ func (s *MemStore) InsertReceivedBatch(ctx context.Context, msgs []*storage.Mess
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	// The rows to insert: the first message of each key not stored yet.
+	// The rows to insert: the first message of each key not stored yet. A
+	// keyed row is stored claimed only as the head of its sequence: none
+	// of its rows stored but Succeeded ones, and the smallest id of the
+	// batch's rows of it; the others are stored for a claim.
+	busy := unfinished(s.rows[storage.Received])
 	var fresh []*storage.Message
 	isNew := map[receivedKey]bool{}
+	head := map[sequence]*storage.Message{}
 	for i, m := range msgs {
 		if _, ok := s.received[keys[i]]; !ok && !isNew[keys[i]] {
 			isNew[keys[i]] = true
-			fresh = append(fresh, newReceivedRow(m, keys[i], token, leaseUntil))
+			row := newReceivedRow(m, keys[i], token, leaseUntil)
+			fresh = append(fresh, row)
+			if row.OrderingKey != "" && !busy[orderKey(row)] {
+				if h := head[orderKey(row)]; h == nil || row.ID < h.ID {
+					head[orderKey(row)] = row
+				}
+			}
+		}
+	}
+	for _, row := range fresh {
+		if row.OrderingKey != "" && head[orderKey(row)] == row {
+			row.LeaseUntil = leaseUntil.UTC()
 		}
 	}
 	if err := s.checkNewIDs(storage.Received, fresh); err != nil {
@@ -73,7 +89,7 @@ func (s *MemStore) InsertReceivedBatch(ctx context.Context, msgs []*storage.Mess
 		switch {
 		case done[keys[i]]:
 			out[i] = storage.ReceivedInsert{ID: id}
-		case isNew[keys[i]] && m.OrderingKey != "":
+		case isNew[keys[i]] && s.rows[storage.Received][id].LeaseUntil.IsZero():
 			out[i] = storage.ReceivedInsert{ID: id, Queued: true} // stored for a claim
 		case isNew[keys[i]]:
 			out[i] = storage.ReceivedInsert{ID: id, Claimed: true}
@@ -87,7 +103,8 @@ func (s *MemStore) InsertReceivedBatch(ctx context.Context, msgs []*storage.Mess
 
 // newReceivedRow returns the row to store for m, stored under key and
 // claimed under (token, leaseUntil): a private copy, with the text rules
-// applied.
+// applied; a keyed row unleased (InsertReceivedBatch leases the head of
+// its key).
 func newReceivedRow(m *storage.Message, key receivedKey, token int64, leaseUntil time.Time) *storage.Message {
 	return &storage.Message{
 		ID:            m.ID,
@@ -110,7 +127,7 @@ func newReceivedRow(m *storage.Message, key receivedKey, token int64, leaseUntil
 
 // receivedLease is the LeaseUntil of a received row of m stored under a
 // lease until leaseUntil: none for a row with an ordering key, which is
-// stored for a claim.
+// stored for a claim unless it is the head of its key.
 func receivedLease(m *storage.Message, leaseUntil time.Time) time.Time {
 	if m.OrderingKey != "" {
 		return time.Time{}

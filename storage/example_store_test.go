@@ -270,7 +270,8 @@ func validHeaders(h map[string]string) map[string]string {
 
 // Claim leases up to req.Limit due Scheduled and Delayed rows of kind,
 // oldest NextAttemptAt first, and makes the Delayed ones Scheduled; of
-// the rows with an ordering key, only the head of each key (keyHeads). The
+// the rows with an ordering key, only the head of each key (keyHeads) and
+// only while no row of the key is in flight (inFlight). The
 // mutex makes a claim atomic, so two claims never take the same row:
 // that is this store's SKIP LOCKED. (It looks at every row; a SQL
 // backend reads only due ones, through an index.)
@@ -299,12 +300,12 @@ func (s *MemStore) Claim(ctx context.Context, kind storage.Kind, req storage.Cla
 	if err != nil {
 		return nil, err
 	}
-	heads := keyHeads(table, req.FailedHoldsKey)
+	heads, busy := keyHeads(table, req.FailedHoldsKey), inFlight(table, now)
 	var due []*storage.Message
 	for _, m := range table {
 		if pending(m) && !m.NextAttemptAt.After(now) && !leased(m, now) &&
 			(groups == nil || groups[m.Group]) && m.Version == req.Version &&
-			(m.OrderingKey == "" || heads[orderKey(m)] == m.ID) {
+			(m.OrderingKey == "" || heads[orderKey(m)] == m.ID && !busy[orderKey(m)]) {
 			due = append(due, m)
 		}
 	}

@@ -312,11 +312,18 @@ type Store interface {
 	// (ReceivedInsert.Reset, with the stored row's id); any other row is
 	// left alone (not Claimed). token must be non-zero.
 	//
-	// A message with an OrderingKey is stored for a claim instead: due at
-	// m.Added but not leased (LeaseUntil zero; its LeaseToken is token,
-	// which only marks it as stored by this call), and the result says
-	// Queued instead of Claimed; likewise a Failed duplicate of it is
-	// reset unleased. Its turn comes from Claim, which keeps the key's order.
+	// A message with an OrderingKey is stored claimed like this only when
+	// its row is the head of its sequence: no other row of the same Group,
+	// Version and OrderingKey is stored that is not Succeeded (pending,
+	// leased or Failed), checked atomically with the insert against
+	// concurrent inserts and claims (see "Ordering keys"). Otherwise it is
+	// stored for a claim: due at m.Added but not leased (LeaseUntil zero;
+	// its LeaseToken is token, which only marks it as stored by this
+	// call), and the result says Queued instead of Claimed; its turn comes
+	// from Claim, which keeps the key's order. A Failed duplicate of a
+	// keyed message is reset for a claim (Queued). A Store may store every
+	// keyed message for a claim (the head's extra claim costs a round
+	// trip, not order).
 	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
 	// Claim leases up to req.Limit due rows of kind and of version
@@ -425,7 +432,10 @@ type ReceivedBatchInserter interface {
 	// all under the lease (token, leaseUntil), in one statement or one
 	// transaction, and returns one result per message, in order. A message
 	// whose MsgID and Group repeat an earlier one of the same batch is a
-	// duplicate of it (not Claimed). On error nothing is stored.
+	// duplicate of it (not Claimed). Of the keyed messages of one
+	// sequence in a batch, only the one with the smallest ID can be
+	// stored claimed (as its head); the others are Queued. On error
+	// nothing is stored.
 	InsertReceivedBatch(ctx context.Context, msgs []*Message, token int64, leaseUntil time.Time) ([]ReceivedInsert, error)
 }
 
@@ -452,8 +462,10 @@ type ReceivedInsert struct {
 	// the row's.
 	Reset bool
 	// Queued reports that a message with an OrderingKey was stored for a
-	// claim (new, or a Failed duplicate reset): it is due but not leased;
-	// a Claim takes it when its turn comes. Claimed is then false.
+	// claim (new and not the head of its key, or a Failed duplicate
+	// reset): it is due but not leased; a Claim takes it when its turn
+	// comes. Claimed is then false. A keyed message stored as the head of
+	// its key is Claimed, like a message without a key.
 	Queued bool
 }
 

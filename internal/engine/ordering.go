@@ -1,16 +1,22 @@
 package engine
 
 import (
+	"fmt"
+
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/wire"
 )
 
 // Ordering keys (#18) on the receive side: a delivery carrying
-// wire.OrderingKey is stored with that key, for a claim (not leased to
-// this process; see storage.Store.InsertReceived), so that the claim rule
-// of the storage hands the key's rows to one handler at a time, in the
-// order they were stored, in every process. Rows get their ids in
-// delivery order (receivedMessage), also within a batch.
+// wire.OrderingKey is stored with that key. The storage stores it leased
+// to this process (ReceivedInsert.Claimed) when it is the head of its key
+// — no row of its key, group and version stored that is not Succeeded —
+// and it is handed straight to a worker, as a row without a key is;
+// otherwise it is stored for a claim (Queued, not leased; see
+// storage.Store.InsertReceived), and the claim rule of the storage hands
+// the key's rows to one handler at a time, in the order they were
+// stored, in every process. Rows get their ids in delivery order
+// (receivedMessage), also within a batch.
 
 // orderingKey returns the ordering key of a delivery's headers, made
 // storable: valid UTF-8 of at most storage.MaxOrderingKeyBytes, so that
@@ -32,4 +38,17 @@ func (r *receiver) queued(m *storage.Message, res storage.ReceivedInsert) {
 	r.e.log.Debug("gocap: keyed delivery stored for its turn", "msg_id", m.MsgID, "group", m.Group,
 		"ordering_key", m.OrderingKey, "reset", res.Reset)
 	r.proc.Wake()
+}
+
+// unstorableTurn is the outcome of the turn of a keyed row that stands
+// for a delivery the storage refused (storeUnstorable): it fails for
+// good, so that the Failed row holds its key under the block policy as
+// the message would have, and no handler runs on what is left of it. A
+// row stored as the head of its key is failed at once by
+// storeUnstorable; one stored behind others of its key reaches this when
+// its turn comes, and again after a requeue (delete it to release the
+// key).
+func unstorableTurn(m *storage.Message) error {
+	return permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s); ordering key %q",
+		wire.UnstorableHeaders, m.OrderingKey))
 }

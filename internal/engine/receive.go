@@ -62,6 +62,8 @@ func (r *receiver) attempt(ctx context.Context, ms []*storage.Message) []error {
 	for i, m := range ms {
 		s, ok := r.subscriptionFor(m.Group, m.Name)
 		switch {
+		case m.OrderingKey != "" && m.Headers[wire.UnstorableHeaders] != "":
+			errs[i] = unstorableTurn(m)
 		case !ok:
 			errs[i] = permanent(fmt.Errorf("no handler for topic %q in group %q in this process", m.Name, m.Group))
 		case s.limit != nil:
@@ -284,7 +286,9 @@ const maxTransientStores = 5
 // row, visible and requeueable, carrying the reason and as much of the
 // delivery as can be stored: an id the storage can hold, the headers
 // quoted in wire.UnstorableHeaders, and the body (left out if it is the
-// body that cannot be stored). It calls OnFailed for it. It returns an
+// body that cannot be stored), and its ordering key: stored as the head
+// of its key, it is failed at once; stored behind others of its key, it
+// fails at its turn (unstorableTurn). It calls OnFailed for it. It returns an
 // error, so the broker delivers the message again, if the storage is
 // unreachable; and a transport.Discard error, after logging the delivery,
 // if even that row is refused.
@@ -311,6 +315,8 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 		Status:  storage.StatusScheduled,
 		Added:   m.Added,
 		Version: m.Version,
+		// The key stays, so that the Failed row holds it (see unstorableTurn).
+		OrderingKey: m.OrderingKey,
 	}
 	token := ids.Token()
 	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
@@ -335,6 +341,11 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	case err != nil:
 		return fmt.Errorf("storing unstorable received message %q (group %q) as Failed; the broker delivers it again: %w",
 			msgID, m.Group, err)
+	case res.Queued:
+		// A keyed row behind others of its key: its turn fails it.
+		r.e.log.Warn("gocap: a keyed delivery could not be stored; it fails at its turn, holding its key",
+			"group", m.Group, "topic", m.Name, "ordering_key", m.OrderingKey, "cause", cause)
+		return nil
 	case !res.Claimed:
 		return nil // stored before, by an earlier delivery of it
 	}

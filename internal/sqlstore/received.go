@@ -23,7 +23,8 @@ type ReceivedRow struct {
 	Added   time.Time
 	Policy  string
 	// OrderingKey is the message's ordering key, nil for none: a keyed row
-	// is stored for a claim, unleased (see storage.Store.InsertReceived).
+	// is stored leased only as the head of its key (see
+	// storage.Store.InsertReceived).
 	OrderingKey *string
 	Version     string // storage.Message.Version, checked
 }
@@ -61,8 +62,8 @@ func OrderingKey(m *storage.Message) *string {
 }
 
 // LeaseUntil is the lease_until of r stored under a lease ending at
-// leaseUntil: none (nil, NULL) for a keyed row, which is stored for a
-// claim.
+// leaseUntil by a storage that stores every keyed row for a claim: none
+// (nil, NULL) for a keyed row.
 func (r *ReceivedRow) LeaseUntil(leaseUntil time.Time) *time.Time {
 	if r.OrderingKey != nil {
 		return nil
@@ -73,14 +74,40 @@ func (r *ReceivedRow) LeaseUntil(leaseUntil time.Time) *time.Time {
 
 // Result is the outcome of storing r: id is the id of the row stored
 // under r's message id and group (zero when the storage does not know
-// it), claimed whether the insert holds that row's lease. A claimed row
+// it), stored whether the insert stored (inserted or reset) that row,
+// and leased whether it holds the caller's lease. A row without a key is
+// always stored leased: Claimed; a keyed row is Claimed as the head of
+// its key, else Queued (see storage.Store.InsertReceived). A stored row
 // that is not r's own is a Failed duplicate that was reset.
-func (r *ReceivedRow) Result(id int64, claimed bool) storage.ReceivedInsert {
-	if r.OrderingKey != nil {
-		// A keyed row is stored for a claim, not leased.
-		return storage.ReceivedInsert{ID: id, Queued: claimed, Reset: claimed && id != r.ID}
+func (r *ReceivedRow) Result(id int64, stored, leased bool) storage.ReceivedInsert {
+	if r.OrderingKey != nil && !leased {
+		// A keyed row stored for a claim, not leased.
+		return storage.ReceivedInsert{ID: id, Queued: stored, Reset: stored && id != r.ID}
 	}
-	return storage.ReceivedInsert{ID: id, Claimed: claimed, Reset: claimed && id != r.ID}
+	return storage.ReceivedInsert{ID: id, Claimed: stored, Reset: stored && id != r.ID}
+}
+
+// Heads marks, for each row of b, whether it may be stored as the head
+// of its ordering key (storage.ReceivedBatchInserter): a keyed row with
+// the smallest id among the batch's rows of its key, group and version.
+// Rows without a key are not marked.
+func (b *ReceivedBatch) Heads() []bool {
+	type sequence struct{ key, group, version string }
+	first := map[sequence]int{}
+	for i, r := range b.Rows {
+		if r.OrderingKey == nil {
+			continue
+		}
+		k := sequence{*r.OrderingKey, r.Group, r.Version}
+		if j, ok := first[k]; !ok || r.ID < b.Rows[j].ID {
+			first[k] = i
+		}
+	}
+	heads := make([]bool, len(b.Rows))
+	for _, i := range first {
+		heads[i] = true
+	}
+	return heads
 }
 
 // ReceivedKey is the de-duplication key of a received row, as stored.

@@ -43,10 +43,10 @@ func TestReceivedBatch(t *testing.T) {
 		t.Errorf("index of (b, h) = %d, want 2", i)
 	}
 	rows := []storage.ReceivedInsert{
-		b.Rows[0].Result(2, true),  // inserted
-		b.Rows[1].Result(99, true), // a Failed row reset
-		b.Rows[2].Result(0, false), // a duplicate
-		b.Rows[3].Result(5, true),
+		b.Rows[0].Result(2, true, true),   // inserted
+		b.Rows[1].Result(99, true, true),  // a Failed row reset
+		b.Rows[2].Result(0, false, false), // a duplicate
+		b.Rows[3].Result(5, true, true),
 	}
 	want := []storage.ReceivedInsert{
 		{ID: 99, Claimed: true, Reset: true}, {ID: 2, Claimed: true}, {ID: 99}, {}, {ID: 5, Claimed: true}, {ID: 5},

@@ -3,7 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	"time"
+	"slices"
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -36,10 +36,11 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		}
 	}
 	query := t.claimSQL(groups, lock, req.FailedHoldsKey)
-	args = append(args, req.Limit)
+	// now again: the end of the leases that hold a key (headFree).
+	args = append(args, now, req.Limit)
 
 	var msgs []*storage.Message
-	err = d.retryTx(ctx, "claim", func(tx *sql.Tx) error {
+	err = d.retryKeyLockedTx(ctx, "claim", func(tx *sql.Tx, l *keyLocker) error {
 		msgs = nil
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -54,7 +55,10 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		for i, m := range msgs {
 			ids[i] = m.ID
 		}
-		_, err = tx.ExecContext(ctx, t.leaseSQL(len(ids)), sqlstore.IDArgs(ids, dbTime(req.LeaseUntil), req.Token)...)
+		if _, err = tx.ExecContext(ctx, t.leaseSQL(len(ids)), sqlstore.IDArgs(ids, dbTime(req.LeaseUntil), req.Token)...); err != nil {
+			return err
+		}
+		msgs, err = d.unclaim(ctx, tx, l, t, msgs, req)
 		return err
 	})
 	if err != nil {
@@ -67,28 +71,43 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	return msgs, nil
 }
 
-// retryTx runs f in a transaction at READ COMMITTED, where a locking read
-// takes no gap locks: at REPEATABLE READ those of the claim index range
-// deadlock with concurrent publishers' inserts. The rare deadlock that
-// remains (two claimers' lease updates on the same index pages, two
-// batches of received messages inserting the same keys) is retried a few
-// times; what names the transaction in the log.
-func (d *Driver) retryTx(ctx context.Context, what string, f func(tx *sql.Tx) error) error {
-	const attempts = 4
-	var err error
-	for i := range attempts {
-		if i > 0 {
-			d.opts.Logger.Debug("mysql: retrying a "+what+" after a lock conflict", "err", err, "attempt", i+1)
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(time.Duration(i) * 10 * time.Millisecond):
-			}
-		}
-		err = sqlstore.InTx(ctx, d.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, f)
-		if !lockConflict(err) {
-			return err
+// unclaim checks the keyed rows of msgs, just leased in tx, again under
+// the locks of their keys (see keyLockName): those of a key with another
+// row in flight lose their lease, and msgs without them is returned.
+func (d *Driver) unclaim(ctx context.Context, tx *sql.Tx, l *keyLocker, t *tableQueries, msgs []*storage.Message, req storage.ClaimRequest) ([]*storage.Message, error) {
+	var keyed []int64
+	var names []string
+	for _, m := range msgs {
+		if m.OrderingKey != "" {
+			keyed = append(keyed, m.ID)
+			names = append(names, keyLockName(t.table, m))
 		}
 	}
-	return err
+	if len(keyed) == 0 {
+		return msgs, nil
+	}
+	if err := l.lock(ctx, tx, names); err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, t.unclaimable+sqlstore.Placeholders(len(keyed))+`)`, sqlstore.IDArgs(keyed, dbTime(req.Now))...)
+	if err != nil {
+		return nil, err
+	}
+	var dropped []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		dropped = append(dropped, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(dropped) == 0 {
+		return msgs, err
+	}
+	if _, err := tx.ExecContext(ctx, t.unclaim+sqlstore.Placeholders(len(dropped))+`)`, sqlstore.IDArgs(dropped, req.Token)...); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(msgs, func(m *storage.Message) bool { return slices.Contains(dropped, m.ID) }), nil
 }

@@ -4,7 +4,8 @@
 -- keys (50 each), each row of version 'v1' or 'v2' (issue #17; runs of 7
 -- ids alternate, so each key has rows of both) — and prints the plan and
 -- the counters of the claim of version v1's keyed heads (unkeyed rows
--- leased; a key's sequence is that of one version). Run from the repository root:
+-- leased; a key's sequence is that of one version; no row of the key in
+-- flight, read among the rows after the head). Run from the repository root:
 --   sed 's/{{prefix}}/gocap_xp18_/g' storage/mysql/schema.sql > /tmp/gocap_xp18_mysql.sql
 --   mariadb -h127.0.0.1 -uroot test < /tmp/gocap_xp18_mysql.sql
 --   mariadb -h127.0.0.1 -uroot -t test < storage/mysql/explain_ordering.sql
@@ -24,7 +25,10 @@ ANALYZE FORMAT=JSON SELECT id FROM gocap_xp18_published AS c FORCE INDEX (gocap_
 WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_TIMESTAMP(6)) AND version = 'v1'
   AND (c.ordering_key IS NULL OR c.id = (
     SELECT p.id FROM gocap_xp18_published AS p FORCE INDEX (gocap_xp18_published_key) WHERE p.key_held = c.ordering_key AND p.version = c.version
-      AND p.status IN ('Scheduled', 'Delayed', 'Failed') ORDER BY p.id LIMIT 1))
+      AND p.status IN ('Scheduled', 'Delayed', 'Failed') ORDER BY p.id LIMIT 1)
+  AND NOT EXISTS (
+    SELECT 1 FROM gocap_xp18_published AS p FORCE INDEX (gocap_xp18_published_key) WHERE p.key_held = c.ordering_key AND p.version = c.version
+      AND p.id > c.id AND p.status = 'Scheduled' AND p.lease_until > UTC_TIMESTAMP(6)))
 ORDER BY due_at LIMIT 100 FOR UPDATE SKIP LOCKED;
 ROLLBACK;
 DROP TABLE gocap_xp18_published, gocap_xp18_received, gocap_xp18_instances;

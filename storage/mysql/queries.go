@@ -40,6 +40,8 @@ type tableQueries struct {
 	table         string // the table's name, unquoted, for Migrate's upgrade
 	// ordering keys (#18)
 	headFree    string // the claim's condition of ordering keys; {{holding}} stands for the statuses that hold a key
+	unclaimable string // claimed keyed rows whose key has another row in flight; ids appended (#18)
+	unclaim     string // clears the lease of claimed rows; token, then ids appended (#18)
 	blockedKeys string
 }
 
@@ -51,6 +53,7 @@ type queries struct {
 	insertReceived  string // of one message; see insertReceivedSQL
 	receivedToken   string
 	receivedTokens  string // ends in "(": see receivedTokensSQL
+	busyKeys        string // ends in "(": (key, grp, version) triples follow (#18)
 	received        string // the received table, quoted
 	heartbeat       string
 	instances       string
@@ -73,8 +76,12 @@ func newQueries(prefix string) queries {
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version) VALUES `,
 		insertReceived:  insertReceivedSQL(rec, 1),
 		receivedToken:   `SELECT id, lease_token FROM ` + rec + ` WHERE msg_id = ? AND grp = ?`,
-		receivedTokens:  `SELECT id, msg_id, grp, lease_token FROM ` + rec + ` WHERE (msg_id, grp) IN (`,
-		received:        rec,
+		receivedTokens:  `SELECT id, msg_id, grp, lease_token, lease_until IS NOT NULL FROM ` + rec + ` WHERE (msg_id, grp) IN (`,
+		// The keys (#18), of the (key, grp, version) triples appended, that
+		// have a row not Succeeded: one range of the *_key index each.
+		busyKeys: `SELECT DISTINCT key_held, grp, version FROM ` + rec + " FORCE INDEX (`" + prefix + "received_key`)" + `
+			WHERE (key_held, grp, version) IN (`,
+		received: rec,
 		heartbeat: `INSERT INTO ` + inst + ` (` + sqlstore.InstanceColumns + `) VALUES (?, ?, ?, ?, ?)
 			ON DUPLICATE KEY UPDATE last_seen = VALUES(last_seen)`,
 		instances:      `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > ? ORDER BY started, id`,
@@ -166,10 +173,25 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 		// at its first row). It has no locking clause, so it is a
 		// consistent read that neither locks nor skips the rows other
 		// claims hold (#18).
+		// No row of the key is in flight either (leased beyond now, its
+		// argument; #18): read among the rows after c (one before it would
+		// hold the key), on the claim's snapshot; unclaimable checks it
+		// again under the keys' locks (see keyLockName).
 		headFree: `
 			AND (c.ordering_key IS NULL OR c.id = (
 				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
-				  AND p.status IN (` + holding + `) ORDER BY p.id LIMIT 1))`,
+				  AND p.status IN (` + holding + `) ORDER BY p.id LIMIT 1)
+			  AND NOT EXISTS (
+				SELECT 1 FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
+				  AND p.id > c.id AND p.status = 'Scheduled' AND p.lease_until > ?))`,
+		// The claimed keyed rows (ids appended) of a key with another row
+		// in flight (leased beyond the first argument): read under the
+		// keys' locks, after the claim's lease update (#18).
+		unclaimable: `SELECT c.id FROM ` + table + ` AS c WHERE EXISTS (
+				SELECT 1 FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
+				  AND p.id <> c.id AND p.status = 'Scheduled' AND p.lease_until > ?)
+			AND c.id IN (`,
+		unclaim: `UPDATE ` + table + ` SET lease_until = NULL, lease_token = NULL WHERE lease_token = ? AND id IN (`,
 		// Failed keyed rows (from the status index) with no row of their
 		// key before them that is not Succeeded, and the count of those
 		// after.

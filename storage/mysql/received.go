@@ -14,11 +14,11 @@ import (
 var _ storage.ReceivedBatchInserter = (*Driver)(nil)
 
 // receivedArgs appends the arguments of r's VALUES row (receivedValues)
-// to args.
-func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) []any {
-	var until any // NULL for a keyed row, stored for a claim (#18)
-	if u := r.LeaseUntil(leaseUntil); u != nil {
-		until = dbTime(*u)
+// to args; a keyed row is leased only if head (the head of its key, #18).
+func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time, head bool) []any {
+	var until any // NULL for a keyed row stored for a claim
+	if r.OrderingKey == nil || head {
+		until = dbTime(leaseUntil)
 	}
 	return append(args, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, dbTime(r.Added), dbTime(r.Added), token,
 		until, r.Policy, r.OrderingKey, r.Version)
@@ -27,13 +27,21 @@ func receivedArgs(args []any, r *sqlstore.ReceivedRow, token int64, leaseUntil t
 // InsertReceived stores a received message claimed under a lease, or
 // reports a duplicate (see storage.Store). MySQL has no UPDATE ...
 // RETURNING: the row's lease token, read back, tells whether this call
-// holds its lease.
+// holds its lease. A keyed message is stored as a batch of one, under
+// the lock of its key (see heads).
 func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
+	if m != nil && m.OrderingKey != "" {
+		res, err := d.InsertReceivedBatch(ctx, []*storage.Message{m}, token, leaseUntil)
+		if err != nil {
+			return storage.ReceivedInsert{}, err
+		}
+		return res[0], nil
+	}
 	r, err := d.base.ReceivedRow(m, token, fitGroup, fitName)
 	if err != nil {
 		return storage.ReceivedInsert{}, err
 	}
-	if _, err = d.db.ExecContext(ctx, d.q.insertReceived, receivedArgs(nil, &r, token, leaseUntil)...); err != nil {
+	if _, err = d.db.ExecContext(ctx, d.q.insertReceived, receivedArgs(nil, &r, token, leaseUntil, false)...); err != nil {
 		return storage.ReceivedInsert{}, fmt.Errorf("mysql: storing received message %q for group %q: %w", r.MsgID, r.Group, classify(err))
 	}
 	var id int64
@@ -44,7 +52,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	// The row is the message's or a Failed one that was reset when it
 	// holds the token, which is the caller's alone; else a duplicate that
 	// was not Failed.
-	return r.Result(id, got.Valid && got.Int64 == token), nil
+	return r.Result(id, got.Valid && got.Int64 == token, false), nil
 }
 
 // InsertReceivedBatch stores received messages claimed under one lease
@@ -55,18 +63,24 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 // the commit, so the SELECT reads what the INSERT left: a row holding the
 // caller's token, which no other caller has, was inserted or reset by
 // it. A deadlock with a concurrent batch is retried. A batch larger than
-// one statement takes several, in the same transaction.
+// one statement takes several, in the same transaction. Keyed rows are
+// stored leased only as the head of their key, decided under the locks
+// of their keys (see heads).
 func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
 	return d.base.InsertReceivedBatch(msgs, token, fitGroup, fitName, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
 		index := padIndex(b)
-		return d.retryTx(ctx, "batch of received messages", func(tx *sql.Tx) error {
+		return d.retryKeyLockedTx(ctx, "batch of received messages", func(tx *sql.Tx, l *keyLocker) error {
 			clear(res)
+			head, err := d.heads(ctx, tx, l, b)
+			if err != nil {
+				return err
+			}
 			from := 0
 			for _, chunk := range batches(b.Rows, func(r sqlstore.ReceivedRow) int { return len(r.Body) }) {
 				args := make([]any, 0, 12*len(chunk))
 				keys := make([]any, 0, 2*len(chunk))
 				for i := range chunk {
-					args = receivedArgs(args, &chunk[i], token, leaseUntil)
+					args = receivedArgs(args, &chunk[i], token, leaseUntil, head[from+i])
 					keys = append(keys, chunk[i].MsgID, chunk[i].Group)
 				}
 				if _, err := tx.ExecContext(ctx, insertReceivedSQL(d.q.received, len(chunk)), args...); err != nil {
@@ -124,11 +138,12 @@ func (d *Driver) readTokens(ctx context.Context, tx *sql.Tx, query string, keys 
 		var id int64
 		var key sqlstore.ReceivedKey
 		var got sql.NullInt64
-		if err := rows.Scan(&id, &key.MsgID, &key.Group, &got); err != nil {
+		var leased bool
+		if err := rows.Scan(&id, &key.MsgID, &key.Group, &got, &leased); err != nil {
 			return err
 		}
 		if i, ok := index[padKey(key)]; ok {
-			res[i], read[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token), true
+			res[i], read[i] = b.Rows[i].Result(id, got.Valid && got.Int64 == token, leased), true
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -140,4 +155,64 @@ func (d *Driver) readTokens(ctx context.Context, tx *sql.Tx, query string, keys 
 		}
 	}
 	return nil
+}
+
+// heads returns, for each row of b, whether it is stored leased as the
+// head of its ordering key (#18): the batch's first row of its key
+// (ReceivedBatch.Heads) when the key has no row stored that is not
+// Succeeded. It takes the locks of the batch's keys first (see
+// keyLockName), and reads the stored rows in a statement of its own, so
+// that it sees every head stored and every claim committed before.
+func (d *Driver) heads(ctx context.Context, tx *sql.Tx, l *keyLocker, b *sqlstore.ReceivedBatch) ([]bool, error) {
+	heads := b.Heads()
+	var names []string
+	var args []any
+	for i, r := range b.Rows {
+		if heads[i] {
+			names = append(names, keyLockName(d.q.Received.table, &storage.Message{Group: r.Group, Version: r.Version, OrderingKey: *r.OrderingKey}))
+			args = append(args, *r.OrderingKey, r.Group, r.Version)
+		}
+	}
+	if len(names) == 0 {
+		return heads, nil
+	}
+	if err := l.lock(ctx, tx, names); err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, d.q.busyKeys+strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(names)), ", ")+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	// As the PAD SPACE collation compares keys and groups (see padKey).
+	type sequence struct{ key, group, version string }
+	seq := func(key, group, version string) sequence {
+		return sequence{strings.TrimRight(key, " "), strings.TrimRight(group, " "), version}
+	}
+	busy := map[sequence]bool{}
+	for rows.Next() {
+		var key, group, version string
+		if err := rows.Scan(&key, &group, &version); err != nil {
+			return nil, err
+		}
+		busy[seq(key, group, version)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	first := map[sequence]int{} // of keys that differ only in trailing spaces, one head
+	for i, r := range b.Rows {
+		if !heads[i] {
+			continue
+		}
+		k := seq(*r.OrderingKey, r.Group, r.Version)
+		if j, ok := first[k]; busy[k] || ok && b.Rows[j].ID < r.ID {
+			heads[i] = false
+			continue
+		} else if ok {
+			heads[j] = false
+		}
+		first[k] = i
+	}
+	return heads, nil
 }

@@ -4,7 +4,8 @@
 -- (50 each) — every row of version 'v1' or 'v2' (issue #17; runs of 7 ids
 -- alternate, so each key has rows of both), and prints the plans of the
 -- claim of version v1 (unkeyed rows first, then keyed heads: a key's
--- sequence is that of one version) and of the dashboard's blocked keys. Run from the
+-- sequence is that of one version; no row of the key in flight, read
+-- among the rows after the head) and of the dashboard's blocked keys. Run from the
 -- repository root:
 --   sed 's/{{schema}}/gocap_xp18/g' storage/postgres/schema.sql > /tmp/gocap_xp18_schema.sql
 --   psql -h 127.0.0.1 -U postgres test -f storage/postgres/explain_ordering.sql
@@ -34,7 +35,10 @@ WHERE id IN (SELECT id FROM gocap_xp18.published c
                AND c.version = 'v1'
                AND (c.ordering_key IS NULL OR NOT EXISTS (
                  SELECT 1 FROM gocap_xp18.published p WHERE p.ordering_key = c.ordering_key AND p.version = c.version AND p.id < c.id
-                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true)))
+                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true))
+               AND NOT EXISTS (
+                 SELECT 1 FROM gocap_xp18.published p WHERE p.ordering_key = c.ordering_key AND p.version = c.version AND p.id > c.id
+                   AND p.status <> 'Succeeded' AND p.lease_until > now()))
              ORDER BY next_attempt_at LIMIT 100 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;
@@ -49,7 +53,10 @@ WHERE id IN (SELECT id FROM gocap_xp18.published c
                AND c.version = 'v1'
                AND (c.ordering_key IS NULL OR NOT EXISTS (
                  SELECT 1 FROM gocap_xp18.published p WHERE p.ordering_key = c.ordering_key AND p.version = c.version AND p.id < c.id
-                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true)))
+                   AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR true))
+               AND NOT EXISTS (
+                 SELECT 1 FROM gocap_xp18.published p WHERE p.ordering_key = c.ordering_key AND p.version = c.version AND p.id > c.id
+                   AND p.status <> 'Succeeded' AND p.lease_until > now()))
              ORDER BY next_attempt_at LIMIT 100 FOR UPDATE SKIP LOCKED)
 RETURNING id;
 ROLLBACK;

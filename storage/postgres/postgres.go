@@ -222,7 +222,14 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
 	args = append(args, req.FailedHoldsKey)
-	return d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
+	msgs, err := d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
+	if err != nil {
+		return nil, err
+	}
+	if msgs, err = d.unclaim(ctx, t, msgs, req); err != nil {
+		return nil, d.base.Err(err, "checking the ordering keys of claimed %s messages", kind)
+	}
+	return msgs, nil
 }
 
 // BlockedKeys lists the ordering keys whose head row is Failed (see

@@ -26,6 +26,8 @@ type tableQueries struct {
 	delete        string
 	deleteExpired string
 	blockedKeys   string // ordering keys whose head row is Failed (#18)
+	lockKeys      string // the locks of ordering keys, before unclaim (#18)
+	unclaim       string // the claim's second check of ordering keys, under their locks (#18)
 }
 
 // queries holds every statement of the driver, built once per schema.
@@ -38,6 +40,8 @@ type queries struct {
 	insertManyNotify    string // insertMany, and a NOTIFY sent on commit
 	insertReceived      string
 	insertReceivedBatch string
+	lockKey             string // the lock of one ordering key, before a keyed insertReceived (#18)
+	lockKeys            string // the locks of ordering keys, before a keyed insertReceivedBatch (#18)
 	heartbeat           string
 	instances           string
 	removeInstance      string
@@ -71,8 +75,10 @@ func newQueries(schema, channel string) queries {
 	// A received message: inserted, or, when its (msg_id, grp) is stored
 	// already, a Failed row reset and claimed; the row is returned in
 	// either case, and no row for a duplicate left alone.
-	// A keyed row (ordering_key set) is stored for a claim: lease_until
-	// NULL, its argument nil (see sqlstore.ReceivedRow.LeaseUntil).
+	// A keyed row (ordering_key set) is leased only as the head of its
+	// key (headAlone), else stored for a claim (lease_until NULL), as is a
+	// Failed keyed row reset (it is itself a row of its key). The insert
+	// runs after lockKey (lockKeys) in one transaction: see keyLock.
 	recInsert := `INSERT INTO ` + rec + ` AS r
 		(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)`
 	recConflict := `
@@ -82,17 +88,26 @@ func newQueries(schema, channel string) queries {
 		    lease_until = EXCLUDED.lease_until
 		WHERE r.status = 'Failed'`
 	q.insertReceived = recInsert + `
-		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9, $8, $10, $11, $12)` + recConflict + `
-		RETURNING r.id`
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'Scheduled', 0, '', $7, $7, $9,
+			CASE WHEN $11::text IS NULL OR ` + headAlone(rec, "$11::text", "$3", "$12") + ` THEN $8::timestamptz END,
+			$10, $11, $12)` + recConflict + `
+		RETURNING r.id, r.lease_until IS NOT NULL`
 	// The rows arrive de-duplicated and sorted by (msg_id, grp) (see
 	// sqlstore.ReceivedBatch); a returned row is told from its message by
-	// its key.
+	// its key. lead ($13) marks the row of each key that may be its head:
+	// the smallest id of the key's rows in the batch (the statement does
+	// not see its own rows).
 	q.insertReceivedBatch = recInsert + `
 		SELECT id, msg_id, grp, name, headers::jsonb, body, 'Scheduled', 0, '', added, added, $9,
-			CASE WHEN ordering_key IS NULL THEN $8::timestamptz END, policy, ordering_key, version
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[], $12::text[])
-		AS m(id, msg_id, grp, name, headers, body, added, policy, ordering_key, version)` + recConflict + `
-		RETURNING r.id, r.msg_id, r.grp`
+			CASE WHEN ordering_key IS NULL OR lead AND ` + headAlone(rec, "m.ordering_key", "m.grp", "m.version") + ` THEN $8::timestamptz END,
+			policy, ordering_key, version
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $10::text[], $11::text[], $12::text[], $13::boolean[])
+		AS m(id, msg_id, grp, name, headers, body, added, policy, ordering_key, version, lead)` + recConflict + `
+		RETURNING r.id, r.msg_id, r.grp, r.lease_until IS NOT NULL`
+	q.lockKey = `SELECT pg_advisory_xact_lock(` + keyLock(rec, "$1::text", "$2::text", "$3::text") + `)`
+	q.lockKeys = `SELECT count(pg_advisory_xact_lock(k)) FROM (
+			SELECT DISTINCT ` + keyLock(rec, "g", "v", "o") + ` AS k
+			FROM unnest($1::text[], $2::text[], $3::text[]) AS m(g, v, o) WHERE o IS NOT NULL ORDER BY k OFFSET 0) AS s`
 	inst := s + ".instances"
 	q.heartbeat = `INSERT INTO ` + inst + ` (id, hostname, pid, started, last_seen) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen`
@@ -119,13 +134,47 @@ func receivedKey(p, c string) string {
 // headFree is the claim's condition of ordering keys (#18, see "Ordering
 // keys" in package storage) on row c: no key, or no row of its sequence
 // with a smaller id that holds the key — Scheduled or Delayed, or Failed
-// when the boolean parameter failedHolds is true. It reads the *_key_idx
-// partial index, whose predicate it implies.
+// when the boolean parameter failedHolds is true — and none in flight
+// (leased beyond now, $1): a row in flight before c would hold the key
+// anyway, so only the rows after c are read for it. Both read a range of
+// the *_key_idx partial index, whose predicate they imply. It is checked
+// on the claim's snapshot; unclaim checks the leases again under the
+// keys' locks.
 func headFree(table string, sameKey func(p, c string) string, failedHolds string) string {
 	return `
 				  AND (c.ordering_key IS NULL OR NOT EXISTS (
 					SELECT 1 FROM ` + table + ` p WHERE ` + sameKey("p", "c") + ` AND p.id < c.id
-					  AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR ` + failedHolds + `::boolean)))`
+					  AND p.status <> 'Succeeded' AND (p.status <> 'Failed' OR ` + failedHolds + `::boolean))
+				  AND NOT EXISTS (
+					SELECT 1 FROM ` + table + ` p WHERE ` + sameKey("p", "c") + ` AND p.id > c.id
+					  AND p.status <> 'Succeeded' AND p.lease_until > $1))`
+}
+
+// headAlone is the condition that a received row of key, grp and version
+// is the head of its key: no row of its sequence is stored that is not
+// Succeeded (one probe of received_key_idx).
+func headAlone(table, key, grp, version string) string {
+	return `NOT EXISTS (SELECT 1 FROM ` + table + ` p WHERE p.ordering_key = ` + key + ` AND p.grp = ` + grp + `
+				AND p.version = ` + version + ` AND p.status <> 'Succeeded')`
+}
+
+// keyLock is the advisory lock (a 64-bit hash) of the ordering key key
+// of group grp and version version of table (#18). Whatever leases a
+// keyed row decides under the lock of its key, in a statement that
+// starts after the lock was taken (READ COMMITTED takes a snapshot per
+// statement, so it sees every decision committed under the lock before),
+// and holds the lock until that decision commits: a claim, after its
+// UPDATE committed, takes the locks of the keys it leased and clears the
+// leases whose key has another row in flight (lockKeys, then unclaim, in
+// one implicit transaction, before Claim returns the rows); an insert of
+// received rows that may store a head takes the locks of its keys before
+// it (lockKey or lockKeys, then insertReceived or insertReceivedBatch,
+// in one implicit transaction). So of two leases of one key, the later
+// decision sees the earlier one, and at most one row of a key is handed
+// to a worker. A collision of two keys' hashes only serializes them.
+func keyLock(table, grp, version, key string) string {
+	lit := "'" + strings.ReplaceAll(table, "'", "''") + "/'"
+	return `hashtextextended(` + lit + ` || ` + grp + ` || '/' || ` + version + ` || '/' || ` + key + `, 0)`
 }
 
 // versionCond restricts a claim to one version, its argument $5 (issue
@@ -156,6 +205,21 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
 		claim:       claim("", "$6"),
 		claimGroups: claim(` AND grp = ANY($6::text[])`, "$7"),
+		// The locks of the keys of claimed rows (groups, versions, keys),
+		// in the order of their hashes, so that two holders never wait for
+		// each other: see keyLock.
+		lockKeys: `SELECT count(pg_advisory_xact_lock(k)) FROM (
+				SELECT DISTINCT ` + keyLock(table, "g", "v", "o") + ` AS k
+				FROM unnest($1::text[], $2::text[], $3::text[]) AS m(g, v, o) ORDER BY k OFFSET 0) AS s`,
+		// The claimed keyed rows ($1, under the lease token $2) of a key
+		// with another row in flight (leased beyond $3) lose their lease
+		// again: run after lockKeys, in its transaction, it sees the leases
+		// that a claim or insert committed before (see keyLock).
+		unclaim: `UPDATE ` + table + ` c SET lease_token = NULL, lease_until = NULL
+			WHERE c.id = ANY($1::bigint[]) AND c.lease_token = $2 AND EXISTS (
+				SELECT 1 FROM ` + table + ` p WHERE ` + sameKey("p", "c") + ` AND p.status <> 'Succeeded'
+				  AND p.id <> c.id AND p.lease_until > $3)
+			RETURNING c.id`,
 		succeed: `UPDATE ` + table + ` AS t SET status = 'Succeeded', expires_at = $3, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appended("t.attempts", "l.attempt") + `
 			FROM unnest($1::bigint[], $2::bigint[], $4::text[]) AS l(id, token, attempt)

@@ -25,12 +25,15 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 		name, query, index string
 		args               []any
 	}{
-		{"claim published", d.q.Published.claimSQL(0, true), "gocap_published_pending_version", []any{2, 7, 1, 1, "v1", 500}},
-		{"claim received by group", d.q.Received.claimSQL(2, false), "gocap_received_pending_version", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		{"claim published", d.q.Published.claimSQL(0, true), "gocap_published_pending_version", []any{2, 7, 1, 1, "v1", 1, 500}},
+		{"claim received by group", d.q.Received.claimSQL(2, false), "gocap_received_pending_version", []any{2, 7, 1, 1, "v1", "a", "b", 1, 500}},
 		// The check of ordering keys (#18) reads the *_key index, the
 		// key's version (issue #17) included in the search.
-		{"claim published: keys", d.q.Published.claimSQL(0, false), "gocap_published_key (ordering_key=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", 500}},
-		{"claim received: keys", d.q.Received.claimSQL(2, true), "gocap_received_key (ordering_key=? AND grp=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", "a", "b", 500}},
+		{"claim published: keys", d.q.Published.claimSQL(0, false), "gocap_published_key (ordering_key=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", 1, 500}},
+		{"claim received: keys", d.q.Received.claimSQL(2, true), "gocap_received_key (ordering_key=? AND grp=? AND version=? AND id<?)", []any{2, 7, 1, 1, "v1", "a", "b", 1, 500}},
+		// The check that no row of the key is in flight: one search.
+		{"claim published: leases", d.q.Published.claimSQL(0, false), "gocap_published_key_lease (ordering_key=? AND version=? AND lease_until>?)", []any{2, 7, 1, 1, "v1", 1, 500}},
+		{"claim received: leases", d.q.Received.claimSQL(2, true), "gocap_received_key_lease (ordering_key=? AND grp=? AND version=? AND lease_until>?)", []any{2, 7, 1, 1, "v1", "a", "b", 1, 500}},
 		{"next due published", d.q.Published.nextDue, "gocap_published_pending_version", []any{1, "v1"}},
 		{"next due received", d.q.Received.nextDue, "gocap_received_pending_version", []any{1, "v1"}},
 	} {

@@ -54,15 +54,25 @@ func newQueries(prefix string) queries {
 		schema: SchemaSQL(prefix),
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version)
 			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?)`,
-		// A keyed row (ordering_key set) is stored for a claim: its
-		// lease_until argument is NULL (#18).
+		// A keyed row (ordering_key ?12 set) is leased only as the head of
+		// its key: no row of its key, group and version that is not
+		// Succeeded (from the *_key index, whose predicate it repeats;
+		// #18). Else it is stored for a claim, unleased, as is a Failed
+		// keyed row reset (it is itself such a row). SQLite's one writer
+		// makes the check and the insert atomic; rows inserted before in
+		// the same transaction (a batch) count.
 		insertReceived: `INSERT INTO ` + rec + `
 			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
-			VALUES (?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?, ?)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Scheduled', 0, '', ?7, ?8, ?9,
+				CASE WHEN ?12 IS NULL OR NOT EXISTS (
+					SELECT 1 FROM ` + rec + ` AS p INDEXED BY ` + rec + `_key
+					WHERE p.ordering_key = ?12 AND p.grp = ?3 AND p.version = ?13
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded') THEN ?10 END,
+				?11, ?12, ?13)
 			ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 				next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until
 			WHERE status = 'Failed'
-			RETURNING id`,
+			RETURNING id, lease_until IS NOT NULL`,
 		heartbeat: `INSERT INTO ` + inst + ` (` + sqlstore.InstanceColumns + `) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`,
 		instances:      `SELECT ` + sqlstore.InstanceColumns + ` FROM ` + inst + ` WHERE last_seen > ? ORDER BY started, id`,
@@ -147,12 +157,17 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 				expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
 			WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`,
 		delete: `DELETE FROM ` + table + ` WHERE id IN (`,
-		// No row of the key before c holds it, from the *_key index, whose
-		// predicate it repeats (#18).
+		// No row of the key before c holds it (from the *_key index), and
+		// no row of the key is in flight (a lease ending after now, its
+		// argument; one search of *_key_lease); both indexes' predicate
+		// is repeated (#18).
 		headFree: `
 				AND (c.ordering_key IS NULL OR NOT EXISTS (
 					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key WHERE ` + sameKey("p", "c") + `
-					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN (` + holding + `) AND p.id < c.id))`,
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN (` + holding + `) AND p.id < c.id)
+				  AND NOT EXISTS (
+					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key_lease WHERE ` + sameKey("p", "c") + `
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.lease_until > ?))`,
 		blockedKeys: `SELECT ` + cols + `,
 				(SELECT COUNT(*) FROM ` + table + ` AS w INDEXED BY ` + table + `_key WHERE ` + sameKey("w", "c") + `
 				   AND w.ordering_key IS NOT NULL AND w.status <> 'Succeeded' AND w.status IN (` + sqlstore.PendingStatuses + `) AND w.id > c.id)

@@ -21,11 +21,8 @@ type queryRower func(ctx context.Context, args ...any) *sql.Row
 // the caller puts an error in context.
 func insertReceived(ctx context.Context, insert queryRower, r *sqlstore.ReceivedRow, token int64, leaseUntil time.Time) (storage.ReceivedInsert, error) {
 	var id int64
-	var until any // NULL for a keyed row, stored for a claim (#18)
-	if u := r.LeaseUntil(leaseUntil); u != nil {
-		until = us(*u)
-	}
-	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, until, r.Policy, r.OrderingKey, r.Version).Scan(&id)
+	var leased bool // a keyed row only as the head of its key (#18)
+	err := insert(ctx, r.ID, r.MsgID, r.Group, r.Name, r.Headers, r.Body, us(r.Added), us(r.Added), token, us(leaseUntil), r.Policy, r.OrderingKey, r.Version).Scan(&id, &leased)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.ReceivedInsert{}, nil // a duplicate that is not Failed
 	}
@@ -33,7 +30,7 @@ func insertReceived(ctx context.Context, insert queryRower, r *sqlstore.Received
 		return storage.ReceivedInsert{}, err
 	}
 	// The row returned is the message's, or a Failed one that was reset.
-	return r.Result(id, true), nil
+	return r.Result(id, true, leased), nil
 }
 
 // InsertReceived stores a received message claimed under a lease, or

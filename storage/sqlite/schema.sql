@@ -75,6 +75,10 @@ CREATE INDEX IF NOT EXISTS {{prefix}}received_status ON {{prefix}}received (stat
 -- before the id.
 CREATE INDEX IF NOT EXISTS {{prefix}}published_key ON {{prefix}}published (ordering_key, version, id) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
 CREATE INDEX IF NOT EXISTS {{prefix}}received_key ON {{prefix}}received (ordering_key, grp, version, id) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+-- *_key_lease: the claim's check that no row of a key is in flight (a
+-- lease ending after now, #18), one search of it; the same rows.
+CREATE INDEX IF NOT EXISTS {{prefix}}published_key_lease ON {{prefix}}published (ordering_key, version, lease_until) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+CREATE INDEX IF NOT EXISTS {{prefix}}received_key_lease ON {{prefix}}received (ordering_key, grp, version, lease_until) WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
 
 CREATE TABLE IF NOT EXISTS {{prefix}}instances (
     id        TEXT    PRIMARY KEY,

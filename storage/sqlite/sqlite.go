@@ -180,7 +180,8 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			args = append(args, g)
 		}
 	}
-	return d.base.Messages(ctx, kind, t.claimSQL(groups, req.FailedHoldsKey), append(args, req.Limit), "claiming %s messages", kind)
+	// now again: the end of the leases that hold a key (headFree).
+	return d.base.Messages(ctx, kind, t.claimSQL(groups, req.FailedHoldsKey), append(args, now, req.Limit), "claiming %s messages", kind)
 }
 
 // BlockedKeys lists the ordering keys whose head row is Failed (see

@@ -137,9 +137,11 @@ func (s *suite[TTx]) orderingPredecessorBlocks(t *testing.T) {
 	}
 }
 
-// orderingReceived: a keyed received message is stored unleased (for a
-// claim), its Failed duplicate is reset unleased, keys are per group, and
-// a claim restricted to groups keeps the rule.
+// orderingReceived: a keyed received message is stored claimed when it
+// is the head of its key (no row of its key, group and version that is
+// not Succeeded), else unleased (for a claim); its Failed duplicate is
+// reset unleased, keys are per group, and a claim restricted to groups
+// keeps the rule.
 func (s *suite[TTx]) orderingReceived(t *testing.T) {
 	d := s.h.New(t)
 	t0 := now()
@@ -153,16 +155,19 @@ func (s *suite[TTx]) orderingReceived(t *testing.T) {
 	other := s.received("k-0", "g2", "t", []byte("b"))
 	other.OrderingKey = "key"
 	free := s.received("free", "g1", "t", []byte("b"))
-	for _, m := range append(slices.Clone(g1), other) {
+	for i, m := range append(slices.Clone(g1), other) {
 		res, err := d.InsertReceived(bg, m, token, t0.Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Claimed || !res.Queued || res.ID != m.ID {
-			t.Fatalf("InsertReceived of a keyed message: %+v, want queued, not claimed, id %d", res, m.ID)
+		head := i == 0 || m == other
+		if res.Claimed != head || res.Queued == head || res.ID != m.ID {
+			t.Fatalf("InsertReceived of keyed message %d: %+v, want claimed %v (the head of its key in its group), queued %v, id %d",
+				i, res, head, !head, m.ID)
 		}
-		if r := get(t, d, storage.Received, m.ID); !r.LeaseUntil.IsZero() || r.OrderingKey != "key" || r.Status != storage.StatusScheduled {
-			t.Fatalf("stored keyed row: lease until %v, key %q, %s; want unleased, key, Scheduled", r.LeaseUntil, r.OrderingKey, r.Status)
+		r := get(t, d, storage.Received, m.ID)
+		if r.LeaseUntil.IsZero() == head || r.OrderingKey != "key" || r.Status != storage.StatusScheduled {
+			t.Fatalf("stored keyed row %d: lease until %v, key %q, %s; want leased %v, key, Scheduled", i, r.LeaseUntil, r.OrderingKey, r.Status, head)
 		}
 	}
 	if res, err := d.InsertReceived(bg, free, token, t0.Add(time.Minute)); err != nil || !res.Claimed || res.Queued {
@@ -171,16 +176,16 @@ func (s *suite[TTx]) orderingReceived(t *testing.T) {
 	if res, err := d.InsertReceived(bg, g1[1], ids.Token(), t0.Add(time.Minute)); err != nil || res.Claimed || res.Queued {
 		t.Fatalf("duplicate of a keyed Scheduled row: %+v %v, want neither claimed nor queued", res, err)
 	}
-	got := claimReq(t, d, storage.Received, t0.Add(time.Second), 100, true, []string{"g1", "g2"})
-	if !slices.Equal(sortedIDs(got), []int64{g1[0].ID, other.ID}) {
-		t.Fatalf("claim: %v, want the head of key in g1 %d and in g2 %d", sortedIDs(got), g1[0].ID, other.ID)
+	// The heads stored claimed are in flight: nothing of their keys is due.
+	if got := claimReq(t, d, storage.Received, t0.Add(time.Second), 100, true, []string{"g1", "g2"}); len(got) != 0 {
+		t.Fatalf("claim with the heads of g1 and g2 in flight since their insert: %v", idsOf(got))
 	}
-	if got := claimReq(t, d, storage.Received, t0.Add(time.Second), 100, true, []string{"g1"}); len(got) != 0 {
-		t.Fatalf("claim of g1 with its head in flight: %v", idsOf(got))
+	// The head fails for good (under the lease of its insert); a new
+	// delivery of it resets it, unleased, and it goes first again.
+	head := get(t, d, storage.Received, g1[0].ID)
+	if head.LeaseToken != token {
+		t.Fatalf("head stored claimed with lease token %d, want %d", head.LeaseToken, token)
 	}
-	// The head fails for good; a new delivery of it resets it, unleased,
-	// and it goes first again.
-	head := got0(got, g1[0].ID)
 	if _, err := d.Fail(bg, storage.Received, lease(head), storage.Failure{Error: "x", Now: t0, Permanent: true, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +199,9 @@ func (s *suite[TTx]) orderingReceived(t *testing.T) {
 		t.Fatalf("claim after the reset: %v, want the head %d", idsOf(got), g1[0].ID)
 	}
 
-	// The batch insert stores keyed rows for a claim too.
+	// A batch: the first row of a free key is its head, stored claimed;
+	// the key's next rows, and a row of a key with rows pending, are
+	// stored for a claim.
 	bi, ok := d.(storage.ReceivedBatchInserter)
 	if !ok {
 		return
@@ -202,28 +209,24 @@ func (s *suite[TTx]) orderingReceived(t *testing.T) {
 	b1, b2 := s.received("b-1", "g3", "t", []byte("b")), s.received("b-2", "g3", "t", []byte("b"))
 	b1.OrderingKey, b2.OrderingKey = "bk", "bk"
 	b3 := s.received("b-3", "g3", "t", []byte("b"))
-	rs, err := bi.InsertReceivedBatch(bg, []*storage.Message{b1, b2, b3}, ids.Token(), t0.Add(time.Minute))
+	b4 := s.received("b-4", "g1", "t", []byte("b"))
+	b4.OrderingKey = "key" // g1's key has rows pending
+	rs, err := bi.InsertReceivedBatch(bg, []*storage.Message{b1, b2, b3, b4}, ids.Token(), t0.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rs[0].Queued || rs[0].Claimed || !rs[1].Queued || rs[1].Claimed || !rs[2].Claimed || rs[2].Queued {
-		t.Fatalf("batch results %+v: want two queued keyed rows and one claimed", rs)
+	if !rs[0].Claimed || rs[0].Queued || !rs[1].Queued || rs[1].Claimed || !rs[2].Claimed || rs[2].Queued || !rs[3].Queued || rs[3].Claimed {
+		t.Fatalf("batch results %+v: want the head of bk claimed, its next row queued, the unkeyed row claimed, the row of a busy key queued", rs)
 	}
 	if r := get(t, d, storage.Received, b2.ID); !r.LeaseUntil.IsZero() || r.OrderingKey != "bk" {
-		t.Fatalf("keyed row of a batch: lease until %v key %q", r.LeaseUntil, r.OrderingKey)
+		t.Fatalf("keyed row of a batch after its head: lease until %v key %q", r.LeaseUntil, r.OrderingKey)
 	}
-	if got := claimReq(t, d, storage.Received, t0.Add(time.Second), 100, true, []string{"g3"}); !slices.Equal(idsOf(got), []int64{b1.ID}) {
-		t.Fatalf("claim of the batch's rows: %v, want %d only", idsOf(got), b1.ID)
+	if r := get(t, d, storage.Received, b1.ID); r.LeaseUntil.IsZero() || r.OrderingKey != "bk" {
+		t.Fatalf("head of a batch: lease until %v key %q, want leased", r.LeaseUntil, r.OrderingKey)
 	}
-}
-
-func got0(ms []*storage.Message, id int64) *storage.Message {
-	for _, m := range ms {
-		if m.ID == id {
-			return m
-		}
+	if got := claimReq(t, d, storage.Received, t0.Add(time.Second), 100, true, []string{"g3"}); len(got) != 0 {
+		t.Fatalf("claim of g3 with its head in flight: %v, want nothing", idsOf(got))
 	}
-	return nil
 }
 
 // orderingConcurrent: claimers racing over many keys never hold two rows

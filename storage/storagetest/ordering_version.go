@@ -86,21 +86,25 @@ func (s *suite[TTx]) orderingVersions(t *testing.T) {
 		}
 	}
 
-	// Received rows: one group, one key, two versions.
+	// Received rows: one group, one key, two versions. The first row of
+	// each version is the head of its own sequence, stored claimed.
 	token := ids.Token()
 	var rec []*storage.Message
 	for i, v := range []string{"", "v1", "v1"} {
 		m := s.received(fmt.Sprintf("r-%d", i), "g", "t", []byte("b"))
 		m.OrderingKey, m.Version = "rk", v
-		if res, err := d.InsertReceived(bg, m, token, t0.Add(time.Minute)); err != nil || !res.Queued {
-			t.Fatalf("InsertReceived of keyed row %d of version %q: %+v %v, want queued", i, v, res, err)
+		head := i < 2
+		if res, err := d.InsertReceived(bg, m, token, t0.Add(time.Minute)); err != nil || res.Claimed != head || res.Queued == head {
+			t.Fatalf("InsertReceived of keyed row %d of version %q: %+v %v, want claimed %v (the empty version's row holds no key of v1)",
+				i, v, res, err, head)
 		}
 		rec = append(rec, m)
 	}
-	if got := claimKeysOf(t, d, storage.Received, t0.Add(time.Second), "v1", []string{"g"}); !slices.Equal(idsOf(got), []int64{rec[1].ID}) {
-		t.Fatalf("claim of received rows of v1: %v, want its head %d (the empty version's row holds no key of v1)", idsOf(got), rec[1].ID)
+	if got := claimKeysOf(t, d, storage.Received, t0.Add(time.Second), "v1", []string{"g"}); len(got) != 0 {
+		t.Fatalf("claim of received rows of v1 with its head in flight: %v, want none", idsOf(got))
 	}
-	if got := claimKeysOf(t, d, storage.Received, t0.Add(time.Second), "", nil); !slices.Equal(idsOf(got), []int64{rec[0].ID}) {
-		t.Fatalf("claim of received rows of the empty version: %v, want %d", idsOf(got), rec[0].ID)
+	succeedAll(t, d, storage.Received, get(t, d, storage.Received, rec[1].ID))
+	if got := claimKeysOf(t, d, storage.Received, t0.Add(time.Second), "v1", []string{"g"}); !slices.Equal(idsOf(got), []int64{rec[2].ID}) {
+		t.Fatalf("claim of received rows of v1: %v, want its next row %d", idsOf(got), rec[2].ID)
 	}
 }

@@ -66,8 +66,12 @@
 //   - Ordering: the claim rule of ordering keys (the head of each key
 //     only; a smaller id Scheduled, Delayed, waiting for a retry or in
 //     flight holds the key; a Failed one per ClaimRequest.FailedHoldsKey;
-//     keys per group), keyed received rows stored unleased (one by one
-//     and in batches), claimers racing over many keys, and, for a Store
+//     keys per group; no row of a key while another is in flight, also a
+//     smaller id committed after a larger one was claimed), keyed
+//     received rows stored claimed as the head of their key and unleased
+//     otherwise (one by one and in batches), claimers racing over many
+//     keys, inserters and claimers racing over received keys with rows
+//     stored out of id order (ordering_inflight.go), and, for a Store
 //     that implements storage.KeyInspector, BlockedKeys; with versions
 //     (ordering_version.go), a key's sequence per version: rows of
 //     another version never hold the key, and BlockedKeys names the
@@ -202,6 +206,8 @@ func (s *suite[TTx]) areas() []area {
 			{"PredecessorBlocks", s.orderingPredecessorBlocks},
 			{"Received", s.orderingReceived},
 			{"Concurrent", s.orderingConcurrent},
+			{"LateCommit", s.orderingLateCommit},
+			{"ReceivedConcurrent", s.orderingReceivedConcurrent},
 			{"BlockedKeys", s.blockedKeys},
 			{"Versions", s.orderingVersions},
 		}},

@@ -52,28 +52,42 @@
 //
 // # Order
 //
-// RabbitMQ delivers a queue's messages in the order they were enqueued to
-// one consumer; with several consumers on one queue (other processes, or
-// the Config.Concurrency channels of one) each gets some, and they can be
-// stored out of order. A delivery whose handler failed is put back at the
-// tail of the queue (see above), behind later messages. So RabbitMQ by
-// itself keeps no order per key. What gocap adds, for messages published
-// with an ordering key (outbox.WithOrderingKey, the gocap-ordering-key
-// header): the sending outbox publishes a key's messages one at a time, in
-// publish order, each only after the broker confirmed the previous one;
-// the receiving outbox stores them for a claim and handles a key's
-// messages one at a time per group, in the order they were stored, in
-// every process. For that order to be the publish order, one consumer
-// must store a group's messages at a time: declare the group's queue as a
-// single-active-consumer queue (the queue argument
-// "x-single-active-consumer": true; RabbitMQ then delivers to one
-// consumer, and fails over to another when it goes away) and consume it
-// with Config.Concurrency 1. This transport declares its queues without
-// arguments, and RabbitMQ refuses to redeclare a queue with other
-// arguments, so such a queue cannot be declared beforehand yet; until the
-// transport can declare queue arguments, keyed messages received over
-// RabbitMQ are handled one at a time per key, but in the order they were
-// stored, which several consumers may have mixed.
+// What RabbitMQ guarantees: a queue hands its messages to one consumer in
+// the order they were enqueued, and a publisher's messages confirmed one
+// after the other are enqueued in that order. What it does not: with
+// several consumers on one queue (other processes, or the
+// Config.Concurrency channels of one, each a consumer) each gets some of
+// the messages, and they store them concurrently, so two messages of one
+// key can be stored, and handled, in the order opposite to the queue's; a
+// delivery whose handler failed is put back at the tail of the queue (see
+// above), behind later messages. RabbitMQ itself has no notion of a key.
+//
+// What gocap adds, for messages published with an ordering key
+// (outbox.WithOrderingKey, the gocap-ordering-key header): the sending
+// outbox sends a key's messages one at a time, in commit order, each only
+// after the broker confirmed the previous one and its row succeeded; the
+// receiving outbox handles a key's messages one at a time per group, in
+// the order they were stored, in every process (the claim rule of package
+// storage, "Ordering keys").
+//
+// The configuration for ordered groups: declare each group queue as a
+// single-active-consumer queue, so that RabbitMQ delivers its messages to
+// one consumer at a time (and fails over to another when it goes away):
+//
+//	rabbitmq.Config{URL: url, QueueArguments: amqp.Table{"x-single-active-consumer": true}}
+//
+// in every process that consumes the group; Concurrency and the outbox's
+// handler concurrency need not be 1 (the active consumer stores its
+// deliveries in order, and the claim rule handles each key's messages one
+// at a time while other keys go on). RabbitMQ fixes a queue's arguments
+// when it declares it: give the argument from the queue's first
+// declaration on. A queue that exists without it (declared by an earlier
+// run, by CAP, or by an operator) makes Consume return an error wrapping
+// ErrQueueMismatch; delete the queue (after it drained) or declare it
+// with the argument yourself. A failed store puts the delivery back at
+// the tail, so keep Config.RequeueDelay small against the storage's
+// outages, or accept that a message that could not be stored may come
+// after later ones of its key.
 //
 // Header values of other AMQP types than strings, as foreign publishers
 // send them, become strings: numbers and booleans in Go's format,

@@ -1,0 +1,146 @@
+package mysql
+
+// Locks of ordering keys (#18): a claim that leased keyed rows checks,
+// under the named locks of their keys (GET_LOCK), that no other row of
+// those keys is in flight, and clears the lease of the rows that fail
+// the check, before it commits. A consistent read at READ COMMITTED
+// takes its snapshot at its start, so the check, a statement after the
+// locks are taken, sees every lease that a claim holding such a lock
+// committed before releasing it: two claims never both lease a row of
+// one key. Publishers take no lock. Named locks belong to the session,
+// not to the transaction: they are released on the claim's own
+// connection after the commit, and a connection whose locks could not be
+// released is closed, which releases them.
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gocap/gocap/storage"
+)
+
+// keyLockWait bounds the wait for one key's lock, in seconds: its holder
+// runs two short statements and commits. It also ends, as a lock
+// conflict, the one wait that InnoDB cannot see as a deadlock: an insert
+// holding a key's lock that waits for the row lock of a claim waiting for
+// that key's lock (a redelivery of a message whose row is being claimed).
+const keyLockWait = 2
+
+// keyLockName is the name of the lock of an ordering key of a table: a
+// hash of table, group, version and key, within MySQL's 64 characters;
+// the group and key without trailing spaces, as the PAD SPACE collation
+// of their columns compares them (see padKey). A collision of two keys
+// only serializes their claims.
+func keyLockName(table string, m *storage.Message) string {
+	group, key := strings.TrimRight(m.Group, " "), strings.TrimRight(m.OrderingKey, " ")
+	h := sha256.Sum256([]byte(table + "\x00" + group + "\x00" + m.Version + "\x00" + key))
+	return "gocap-key:" + hex.EncodeToString(h[:20])
+}
+
+// errKeyLockTimeout is a lock of ordering keys not obtained in time: the
+// claim is retried, as after a lock conflict.
+var errKeyLockTimeout = errors.New("mysql: timed out waiting for the lock of an ordering key")
+
+// keyLocker takes named locks on one connection and releases them.
+type keyLocker struct {
+	conn  *sql.Conn
+	names []string
+}
+
+// lock takes the locks of names (sorted, so that two claims never wait
+// for each other) within tx, which runs on l's connection.
+func (l *keyLocker) lock(ctx context.Context, tx *sql.Tx, names []string) error {
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	l.names = append(l.names, names...)
+	args := make([]any, len(names))
+	for i, n := range names {
+		args[i] = n
+	}
+	query := `SELECT ` + strings.TrimSuffix(strings.Repeat(fmt.Sprintf("GET_LOCK(?, %d) + ", keyLockWait), len(names)), " + ")
+	var got sql.NullInt64
+	if err := tx.QueryRowContext(ctx, query, args...).Scan(&got); err != nil {
+		return err
+	}
+	if !got.Valid || got.Int64 != int64(len(names)) {
+		return errKeyLockTimeout
+	}
+	return nil
+}
+
+// release releases the locks taken, after the transaction ended; if it
+// cannot, it closes the connection, which releases them.
+func (l *keyLocker) release() {
+	if len(l.names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	names := slices.Compact(slices.Sorted(slices.Values(l.names)))
+	l.names = nil
+	args := make([]any, len(names))
+	for i, n := range names {
+		args[i] = n
+	}
+	query := `DO ` + strings.TrimSuffix(strings.Repeat("RELEASE_LOCK(?), ", len(names)), ", ")
+	if _, err := l.conn.ExecContext(ctx, query, args...); err != nil {
+		// Closed instead of returned to the pool with the locks.
+		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+}
+
+// retryKeyLockedTx runs f in a transaction at READ COMMITTED, where a
+// locking read takes no gap locks: at REPEATABLE READ those of the claim
+// index range deadlock with concurrent publishers' inserts. The rare
+// deadlock that remains (two claimers' lease updates on the same index
+// pages, two batches of received messages inserting the same keys), and
+// a lock of ordering keys not obtained in time, are retried a few times;
+// what names the transaction in the log. It runs on one connection, with
+// a keyLocker whose locks are released after each attempt's transaction
+// ends.
+func (d *Driver) retryKeyLockedTx(ctx context.Context, what string, f func(tx *sql.Tx, l *keyLocker) error) error {
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	l := &keyLocker{conn: conn}
+	const attempts = 4
+	for i := range attempts {
+		if i > 0 {
+			d.opts.Logger.Debug("mysql: retrying a "+what+" after a lock conflict", "err", err, "attempt", i+1)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(i) * 10 * time.Millisecond):
+			}
+		}
+		err = d.keyLockedTx(ctx, l, f)
+		if !lockConflict(err) && !errors.Is(err, errKeyLockTimeout) {
+			return err
+		}
+	}
+	return err
+}
+
+// keyLockedTx runs f in a transaction at READ COMMITTED on l's
+// connection, then releases the locks f took.
+func (d *Driver) keyLockedTx(ctx context.Context, l *keyLocker, f func(tx *sql.Tx, l *keyLocker) error) error {
+	defer l.release()
+	tx, err := l.conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return err
+	}
+	if err := f(tx, l); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
