@@ -158,6 +158,21 @@ const (
 	claimRetryMax = 2 * time.Second
 )
 
+// writeTimeout bounds a storage write that writeContext detaches.
+const writeTimeout = 10 * time.Second
+
+// writeContext returns the context of a storage write whose effect the
+// caller must see through once it has begun — a claim, the insert of
+// received rows — bounded by writeTimeout but not ended by ctx: were the
+// statement cancelled as run stops, the database could commit it while
+// the caller sees an error, leaving rows leased that nobody attempts
+// until their lease ends (and, for rows of an ordering key, every later
+// row of the key waiting behind them). What it returns is attempted or
+// released as usual.
+func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+}
+
 // askNextDue is the shortest sleep before which the idle claim loop asks
 // the storage when the next row becomes due: a shorter sleep (fast polling
 // after a notification) would only double the queries.
@@ -189,7 +204,8 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		}
 		limit := min(free, p.cfg.ClaimBatch)
 		now := time.Now().UTC()
-		msgs, err := p.store.Claim(ctx, p.kind, storage.ClaimRequest{
+		cctx, cancel := writeContext(ctx)
+		msgs, err := p.store.Claim(cctx, p.kind, storage.ClaimRequest{
 			Now:        now,
 			LeaseUntil: now.Add(p.cfg.Lease),
 			Token:      ids.Token(),
@@ -199,6 +215,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			// ordering keys (#18)
 			FailedHoldsKey: p.cfg.FailedHoldsKey,
 		})
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -255,7 +272,8 @@ func (p *processor) startAll(work context.Context, msgs []*storage.Message) {
 // startClaimed runs the attempt of a row the caller claimed itself (a
 // received message just stored), waiting for a free slot first. It returns
 // false if ctx ends before a slot is free, or the processor has stopped;
-// the row is then attempted by a claim loop when its lease ends.
+// the caller then gives the row's lease back (or a claim loop attempts it
+// when its lease ends).
 func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) bool {
 	select {
 	case p.slots <- struct{}{}:

@@ -141,9 +141,11 @@ func (r *receiver) store(ctx, work context.Context, group string, d transport.De
 	token := ids.Token()
 	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
 	var res storage.ReceivedInsert
-	err := r.proc.retryStore(ctx, func() error {
+	wctx, cancel := writeContext(ctx)
+	defer cancel()
+	err := r.proc.retryStore(wctx, func() error {
 		var err error
-		res, err = r.e.store.InsertReceived(ctx, m, token, leaseUntil)
+		res, err = r.e.store.InsertReceived(wctx, m, token, leaseUntil)
 		return err
 	})
 	if err != nil {
@@ -174,9 +176,11 @@ func (r *receiver) storeBatch(ctx, work context.Context, group string, ds []tran
 	token := ids.Token()
 	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
 	var res []storage.ReceivedInsert
-	err := r.proc.retryStore(ctx, func() error {
+	wctx, cancel := writeContext(ctx)
+	defer cancel()
+	err := r.proc.retryStore(wctx, func() error {
 		var err error
-		res, err = bi.InsertReceivedBatch(ctx, msgs, token, leaseUntil)
+		res, err = bi.InsertReceivedBatch(wctx, msgs, token, leaseUntil)
 		if err == nil && len(res) != len(msgs) {
 			err = fmt.Errorf("InsertReceivedBatch returned %d results for %d messages: %w", len(res), len(msgs), storage.ErrPermanent)
 		}
@@ -244,7 +248,13 @@ func (r *receiver) start(ctx, work context.Context, m *storage.Message, res stor
 		r.e.cfg.OnReceived(m)
 	}
 	m.LeaseToken, m.LeaseUntil = token, leaseUntil
-	r.proc.startClaimed(ctx, work, m)
+	if !r.proc.startClaimed(ctx, work, m) {
+		// The processor stopped before the handler could start: give the
+		// lease back, so that the row (and, for a keyed row, every later
+		// row of its key) does not wait for the lease to end before
+		// another process handles it.
+		r.release(ctx, []*storage.Message{m}, time.Now(), "not attempted: the processor stopped before its handler started")
+	}
 }
 
 // receivedMessage makes the row of a delivery for group, with CAP's
@@ -321,16 +331,18 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	token := ids.Token()
 	leaseUntil := time.Now().UTC().Add(r.e.cfg.Lease)
 	var res storage.ReceivedInsert
+	wctx, cancel := writeContext(ctx)
+	defer cancel()
 	insert := func() error {
 		var err error
-		res, err = r.e.store.InsertReceived(ctx, row, token, leaseUntil)
+		res, err = r.e.store.InsertReceived(wctx, row, token, leaseUntil)
 		return err
 	}
-	err := r.proc.retryStore(ctx, insert)
+	err := r.proc.retryStore(wctx, insert)
 	if err != nil && errors.Is(err, storage.ErrPermanent) && len(row.Body) > 0 {
 		row.Headers[wire.UnstorableBody] = fmt.Sprintf("%d bytes, left out: %s", len(row.Body), storage.TruncateText(err.Error(), 500))
 		row.Body = nil
-		err = r.proc.retryStore(ctx, insert)
+		err = r.proc.retryStore(wctx, insert)
 	}
 	switch {
 	case err != nil && errors.Is(err, storage.ErrPermanent):
