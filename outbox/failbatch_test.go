@@ -29,6 +29,7 @@ func TestFailBatchSQLite(t *testing.T)   { runFailBatch[*sql.Tx](t, sqliteBacken
 func runFailBatch[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("SendBatchRefused", func(t *testing.T) { testFailBatchRefused(t, be) })
 	t.Run("ShutdownWritesFailures", func(t *testing.T) { testShutdownWritesFailures(t, be) })
+	t.Run("RefusedText", func(t *testing.T) { testFailBatchRefusedText(t, be) })
 }
 
 // failCounter is a driver that counts the Fail and FailBatch calls, and
@@ -78,6 +79,8 @@ func (c *failCounter[TTx]) batchSizes() []int {
 type refusingSender struct {
 	transport.Transport
 	sent atomic.Int32
+	// mark, if set, is added to the refusal of every other message of a batch.
+	mark string
 }
 
 func (r *refusingSender) Send(context.Context, string, transport.Message) error {
@@ -90,6 +93,9 @@ func (r *refusingSender) SendBatch(_ context.Context, msgs []transport.Outgoing)
 	errs := make([]error, len(msgs))
 	for i := range errs {
 		errs[i] = fmt.Errorf("simulated: the broker refused message %d of the batch", i)
+		if r.mark != "" && i%2 == 0 {
+			errs[i] = fmt.Errorf("%w: %s", errs[i], r.mark)
+		}
 	}
 	return errs
 }
@@ -120,8 +126,9 @@ func publishFailing[TTx any](t *testing.T, env dbEnv[TTx], ob *outbox.Outbox[TTx
 
 // checkFailedOnce checks that each row has one failed attempt recorded:
 // retries 1, the broker's refusal as its error and in its history,
-// Failed (even) or Scheduled for an hour later (odd).
-func checkFailedOnce(t *testing.T, s storage.Store, ids []int64, published time.Time) {
+// Failed (even) or Scheduled for an hour later (odd). With shortened,
+// the error may be the text recorded in place of one the storage refused.
+func checkFailedOnce(t *testing.T, s storage.Store, ids []int64, published time.Time, shortened bool) {
 	t.Helper()
 	for i, id := range ids {
 		r := getRow(t, s, storage.Published, id)
@@ -129,7 +136,9 @@ func checkFailedOnce(t *testing.T, s storage.Store, ids []int64, published time.
 		if i%2 == 1 {
 			want = storage.StatusScheduled
 		}
-		if r.Retries != 1 || r.Status != want || !strings.Contains(r.LastError, "simulated: the broker refused") ||
+		refusal := strings.Contains(r.LastError, "simulated: the broker refused") ||
+			shortened && strings.HasPrefix(r.LastError, "the storage refused this attempt's error text")
+		if r.Retries != 1 || r.Status != want || !refusal ||
 			len(r.Attempts) != 1 || r.Attempts[0].Error != r.LastError || r.LeaseToken != 0 {
 			t.Fatalf("row %d (%d): %s, retries %d, error %q, %d attempts, lease %d; want %s after 1 attempt",
 				i, id, r.Status, r.Retries, r.LastError, len(r.Attempts), r.LeaseToken, want)
@@ -174,7 +183,7 @@ func testFailBatchRefused[TTx any](t *testing.T, be backend[TTx]) {
 	if got := onFailed.Load(); got != n/2 {
 		t.Errorf("OnFailed called %d times, want %d", got, n/2)
 	}
-	checkFailedOnce(t, ob.Store(), ids, published)
+	checkFailedOnce(t, ob.Store(), ids, published, false)
 }
 
 // testShutdownWritesFailures: failures handed over while a FailBatch is
@@ -216,5 +225,72 @@ func testShutdownWritesFailures[TTx any](t *testing.T, be backend[TTx]) {
 	if total != n || d.fails.Load() != 0 {
 		t.Errorf("FailBatch calls of %v rows and %d Fail calls; want %d rows in all", d.batchSizes(), d.fails.Load(), n)
 	}
-	checkFailedOnce(t, ob.Store(), ids, published)
+	checkFailedOnce(t, ob.Store(), ids, published, false)
+}
+
+// textRefuser is a driver that refuses, as a database refuses a value it
+// cannot hold, every error text containing mark: a FailBatch with such a
+// row, and a Fail of such a text.
+type textRefuser[TTx any] struct {
+	*failCounter[TTx]
+	mark    string
+	refused atomic.Int32 // FailBatch calls refused
+}
+
+func (r *textRefuser[TTx]) FailBatch(ctx context.Context, kind storage.Kind, rows []storage.FailedAttempt) ([]storage.FailOutcome, error) {
+	for _, row := range rows {
+		if strings.Contains(row.Failure.Error, r.mark) {
+			r.refused.Add(1)
+			return nil, fmt.Errorf("simulated: invalid byte sequence in row %d: %w", row.ID, storage.ErrPermanent)
+		}
+	}
+	return r.failCounter.FailBatch(ctx, kind, rows)
+}
+
+func (r *textRefuser[TTx]) Fail(ctx context.Context, kind storage.Kind, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
+	if strings.Contains(f.Error, r.mark) {
+		r.fails.Add(1)
+		return storage.FailResult{}, fmt.Errorf("simulated: invalid byte sequence: %w", storage.ErrPermanent)
+	}
+	return r.failCounter.Fail(ctx, kind, lease, f)
+}
+
+// testFailBatchRefusedText: when the storage refuses a batch for the
+// error text of some of its rows, every row is recorded alone, those
+// with a shortened text, so that each row's retry count advances.
+func testFailBatchRefusedText[TTx any](t *testing.T, be backend[TTx]) {
+	env := be.open(t)
+	const mark = "TEXT-THE-STORAGE-REFUSES"
+	d := &textRefuser[TTx]{failCounter: newFailCounter(env.driver(t)), mark: mark}
+	tr := &refusingSender{Transport: memory.New(memory.Options{}), mark: mark}
+	ob := newOutbox(t, d, tr, outbox.Options{})
+	const n = 40
+	published := time.Now().UTC()
+	ids := publishFailing(t, env, ob, n)
+	run(t, ob)
+	waitFor(t, 30*time.Second, "every row's failure recorded", func() bool {
+		for _, id := range ids {
+			if getRow(t, ob.Store(), storage.Published, id).Retries == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if d.refused.Load() == 0 {
+		t.Error("no FailBatch was refused: the test did not test the fallback")
+	}
+	checkFailedOnce(t, ob.Store(), ids, published, true)
+	shortened := 0
+	for _, id := range ids {
+		r := getRow(t, ob.Store(), storage.Published, id)
+		if strings.Contains(r.LastError, mark) {
+			t.Errorf("row %d: the refused text was stored: %q", id, r.LastError)
+		}
+		if strings.HasPrefix(r.LastError, "the storage refused this attempt's error text") {
+			shortened++
+		}
+	}
+	if shortened == 0 || shortened == n {
+		t.Errorf("%d of %d rows with a shortened error text; want those whose text was refused alone", shortened, n)
+	}
 }

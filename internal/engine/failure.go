@@ -119,10 +119,13 @@ func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f st
 	if err != nil && errors.Is(err, storage.ErrPermanent) {
 		p.log.Warn("gocap: the storage refused the error text of a failed attempt; recording a shortened one",
 			"id", lease.ID, "err", err)
+		// The attempt appended to the history carries the text too.
 		f.Error = fmt.Sprintf("the storage refused this attempt's error text (%s); its start: %q",
 			storage.TruncateText(err.Error(), 300), storage.TruncateText(f.Error, 300))
+		f.Attempt.Error = f.Error
 		if err = p.retryStore(ctx, record); err != nil && errors.Is(err, storage.ErrPermanent) {
 			f.Error = "the storage refused this attempt's error text; see the processor's log"
+			f.Attempt.Error = f.Error
 			err = p.retryStore(ctx, record)
 		}
 	}
