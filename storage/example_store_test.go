@@ -449,27 +449,9 @@ func (s *MemStore) Fail(ctx context.Context, kind storage.Kind, lease storage.Le
 	if err != nil {
 		return storage.FailResult{}, err
 	}
-	m := held(table, lease)
-	if m == nil {
+	res, ok := failHeld(table, lease, f, text)
+	if !ok {
 		return storage.FailResult{}, storage.ErrLeaseLost
 	}
-	m.Retries++
-	m.LastError = text
-	// The attempt's error is the failure's, unless the caller gave it one.
-	a := f.Attempt
-	if a.Error == "" {
-		a.Error = f.Error
-	}
-	if a.At.IsZero() {
-		a.At = f.Now
-	}
-	appendAttempt(m, a)
-	m.LeaseToken, m.LeaseUntil = 0, time.Time{}
-	if f.Permanent || (f.MaxAttempts > 0 && m.Retries >= f.MaxAttempts) {
-		m.Status = storage.StatusFailed
-		m.ExpiresAt = f.ExpiresAt.UTC()
-	} else {
-		m.NextAttemptAt = f.NextAttemptAt.UTC()
-	}
-	return storage.FailResult{Retries: m.Retries, Status: m.Status}, nil
+	return res, nil
 }

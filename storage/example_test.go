@@ -102,7 +102,7 @@ func Example_thirdPartyBackend() {
 
 // thirdPartyFiles are the files of the third-party backend, its example
 // and its conformance test.
-var thirdPartyFiles = []string{"example_store_test.go", "example_store_dashboard_test.go", "example_test.go", "example_conformance_test.go"}
+var thirdPartyFiles = []string{"example_store_test.go", "example_store_failbatch_test.go", "example_store_dashboard_test.go", "example_test.go", "example_conformance_test.go"}
 
 // TestThirdPartyBackendImports keeps the promise of issue #12 that a
 // storage written against the contract needs nothing from internal/: the

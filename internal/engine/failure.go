@@ -22,29 +22,57 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p) && p.Permanent()
 }
 
-// fail records a failed attempt of m by the row's retry policy: due again
-// after the policy's wait, Failed after its MaxAttempts or at once for a
-// permanent error, with OnFailed.
-func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.Lease, attempt storage.Attempt, cause error) {
+// pendingFailure is a failed attempt of a row with its policy's outcome
+// computed, to be recorded under the row's lease.
+type pendingFailure struct {
+	m         *storage.Message
+	lease     storage.Lease
+	cause     error
+	f         storage.Failure
+	wait      time.Duration // the policy's wait before the next attempt
+	permanent bool
+}
+
+// failure applies the row's retry policy to a failed attempt of m: the
+// wait before the next attempt, MaxAttempts, and whether cause is
+// permanent.
+func (p *processor) failure(m *storage.Message, lease storage.Lease, attempt storage.Attempt, cause error) pendingFailure {
 	policy, perr := p.policies.of(m.Policy)
 	if perr != nil {
 		p.log.Error("gocap: a row's retry policy does not decode; the default policy applies", "id", m.ID, "err", perr)
 	}
 	now := time.Now().UTC()
 	wait := policy.Wait(m.Retries + 1)
-	next := now.Add(wait)
 	permanent := IsPermanent(cause)
 	text := storage.TruncateText(cause.Error(), maxErrorText)
 	attempt.Error = text
-	res, err := p.recordFailure(ctx, lease, storage.Failure{
+	return pendingFailure{m: m, lease: lease, cause: cause, wait: wait, permanent: permanent, f: storage.Failure{
 		Error:         text,
 		Now:           now,
-		NextAttemptAt: next,
+		NextAttemptAt: now.Add(wait),
 		MaxAttempts:   policy.MaxAttempts,
 		Permanent:     permanent,
 		ExpiresAt:     now.Add(p.cfg.FailedTTL),
 		Attempt:       attempt,
-	})
+	}}
+}
+
+// fail records a failed attempt of m by the row's retry policy: due again
+// after the policy's wait, Failed after its MaxAttempts or at once for a
+// permanent error, with OnFailed. It records it at once with Store.Fail:
+// for the attempts of the worker pool, process hands failures to the
+// failer instead when the Store is a storage.FailBatcher.
+func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.Lease, attempt storage.Attempt, cause error) {
+	pf := p.failure(m, lease, attempt, cause)
+	res, err := p.recordFailure(ctx, pf.lease, pf.f)
+	p.failed(ctx, pf, res, err)
+}
+
+// failed acts on the recorded outcome of a failed attempt (err is the
+// recording's error): logs, OnFailed for a row that became Failed, and
+// the claim loop woken or told when the row is due again.
+func (p *processor) failed(ctx context.Context, pf pendingFailure, res storage.FailResult, err error) {
+	m, cause := pf.m, pf.cause
 	if err != nil {
 		if errors.Is(err, storage.ErrLeaseLost) {
 			p.log.Warn("gocap: attempt failed after its lease was lost; the row is another processor's now",
@@ -58,7 +86,7 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 	switch {
 	case res.Status == storage.StatusFailed:
 		p.log.Error("gocap: message failed for good; it stays Failed until requeued", "id", m.ID, "name", m.Name,
-			"group", m.Group, "retries", res.Retries, "permanent", permanent, "err", cause)
+			"group", m.Group, "retries", res.Retries, "permanent", pf.permanent, "err", cause)
 		if p.cfg.OnFailed != nil {
 			p.cfg.OnFailed(ctx, m, cause, res.Retries)
 		}
@@ -67,11 +95,11 @@ func (p *processor) fail(ctx context.Context, m *storage.Message, lease storage.
 		}
 	default:
 		p.log.Warn("gocap: attempt failed; retrying", "id", m.ID, "name", m.Name, "group", m.Group,
-			"retries", res.Retries, "next_attempt", next, "err", cause)
-		if wait <= 0 {
+			"retries", res.Retries, "next_attempt", pf.f.NextAttemptAt, "err", cause)
+		if pf.wait <= 0 {
 			p.Wake()
 		} else {
-			p.dueAt(next)
+			p.dueAt(pf.f.NextAttemptAt)
 		}
 	}
 }
@@ -91,10 +119,13 @@ func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f st
 	if err != nil && errors.Is(err, storage.ErrPermanent) {
 		p.log.Warn("gocap: the storage refused the error text of a failed attempt; recording a shortened one",
 			"id", lease.ID, "err", err)
+		// The attempt appended to the history carries the text too.
 		f.Error = fmt.Sprintf("the storage refused this attempt's error text (%s); its start: %q",
 			storage.TruncateText(err.Error(), 300), storage.TruncateText(f.Error, 300))
+		f.Attempt.Error = f.Error
 		if err = p.retryStore(ctx, record); err != nil && errors.Is(err, storage.ErrPermanent) {
 			f.Error = "the storage refused this attempt's error text; see the processor's log"
+			f.Attempt.Error = f.Error
 			err = p.retryStore(ctx, record)
 		}
 	}

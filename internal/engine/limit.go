@@ -91,7 +91,9 @@ func (r *receiver) limited(ctx context.Context, s Subscription, m *storage.Messa
 	}
 }
 
-// handOver ends the call of m, whose outcome err is recorded, and returns
+// handOver ends the call of m, whose outcome err is recorded or handed to
+// the completer or failer (it needs err alone, not the stored result:
+// the row keeps its lease until the outcome is written), and returns
 // the next waiting row of its subscription to run in its place. It skips
 // (releases) a waiting row whose lease would end during the call, and when
 // run is stopping it releases all waiting rows.

@@ -69,6 +69,7 @@ type processor struct {
 	workers sync.WaitGroup // worker goroutines
 
 	completer *completer
+	failer    *failer        // nil unless the Store is a storage.FailBatcher
 	policies  policies       // the retry policies of the rows
 	due       due            // the earliest known time a row becomes due
 	wg        sync.WaitGroup // attempts in flight
@@ -105,6 +106,9 @@ func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt 
 	p.pollWait = func() time.Duration { return cfg.PollInterval }
 	p.deadline = cfg.Lease / 2
 	p.completer = newCompleter(p, limit)
+	if fb, ok := cfg.Store.(storage.FailBatcher); ok {
+		p.failer = newFailer(p, fb, limit)
+	}
 	p.policies.def = cfg.Retry
 	return p
 }
@@ -135,6 +139,15 @@ func (p *processor) run(ctx, work context.Context) {
 		defer close(completerDone)
 		p.completer.run(work)
 	}()
+	failerDone := make(chan struct{})
+	if p.failer != nil {
+		go func() {
+			defer close(failerDone)
+			p.failer.run(work)
+		}()
+	} else {
+		close(failerDone)
+	}
 
 	p.claimLoop(ctx, work)
 
@@ -146,7 +159,11 @@ func (p *processor) run(ctx, work context.Context) {
 	close(p.quit)
 	p.workers.Wait()
 	p.completer.close()
+	if p.failer != nil {
+		p.failer.close()
+	}
 	<-completerDone
+	<-failerDone
 }
 
 // Backoff of the claim loop after a storage error: a few tries in the
@@ -355,11 +372,15 @@ func (p *processor) processJob(j job) {
 }
 
 // process attempts ms and records each row's outcome, with the attempt
-// in its history; it returns the attempts' errors.
+// in its history: successes through the completer, failures through the
+// failer (all of one attempt together) or, for a Store that cannot
+// record them in batches, with Store.Fail at once. It returns the
+// attempts' errors.
 func (p *processor) process(work context.Context, ms []*storage.Message) []error {
 	start := time.Now()
 	errs := p.timedAttempt(work, ms)
 	took := time.Since(start)
+	var failures []pendingFailure
 	for i, m := range ms {
 		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
 		attempt := storage.Attempt{At: start.UTC(), Duration: took}
@@ -367,9 +388,14 @@ func (p *processor) process(work context.Context, ms []*storage.Message) []error
 		case errs[i] == nil:
 			p.completer.succeeded(completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
 		case errors.Is(errs[i], errReleased), errors.Is(errs[i], errWaiting):
+		case p.failer != nil:
+			failures = append(failures, p.failure(m, lease, attempt, errs[i]))
 		default:
 			p.fail(work, m, lease, attempt, errs[i])
 		}
+	}
+	if len(failures) > 0 {
+		p.failer.add(failures) // the attempt's failures, recorded in one batch
 	}
 	return errs
 }

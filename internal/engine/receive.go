@@ -363,6 +363,9 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	}
 	row.ID = res.ID
 	row.LeaseToken, row.LeaseUntil = token, leaseUntil
+	// Recorded at once with Store.Fail, not through the failer: this runs
+	// on the consume path, outside the worker pool whose end closes the
+	// failer, and the delivery is acknowledged when this returns.
 	r.proc.fail(work, row, storage.Lease{ID: row.ID, Token: token}, storage.Attempt{At: time.Now().UTC()},
 		permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s): %w",
 			wire.UnstorableHeaders, cause)))

@@ -99,3 +99,17 @@ func BenchmarkReceivedBatch(b *testing.B) {
 		})
 	}
 }
+
+// The failed attempts of 100 leased rows recorded with one FailBatch
+// against 100 Fail calls (fails/s; ns/op per 100 failures), with and
+// without interpolateParams:
+//
+//	go test -run '^$' -bench FailBatch -count 5 ./storage/mysql/
+func BenchmarkFailBatch(b *testing.B) {
+	for _, v := range benchDSNs {
+		b.Run(v.name, func(b *testing.B) {
+			d, _, _ := driverWithParams(b, v.params)
+			storagetest.BenchFailBatch(b, d, 100)
+		})
+	}
+}

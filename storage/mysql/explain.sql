@@ -97,6 +97,16 @@ SELECT '### Received de-duplication read-back' AS q;
 EXPLAIN SELECT id, lease_token FROM gocap_xp13_received WHERE msg_id = '42' AND grp = 'billing';
 SELECT '### Cleaner' AS q;
 EXPLAIN DELETE FROM gocap_xp13_published WHERE expires_at <= UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT 1000;
+SELECT '### FailBatch: the locking read of the rows (#14)' AS q;
+EXPLAIN SELECT id, lease_token, status, retries FROM gocap_xp13_published WHERE id IN (4194304, 8388608) ORDER BY id FOR UPDATE;
+SELECT '### FailBatch: the update joined with the failures (#14)' AS q;
+EXPLAIN UPDATE gocap_xp13_published AS t JOIN (SELECT 4194304 AS id, 7 AS tok, 'x' AS err, 0 AS fin, UTC_TIMESTAMP(6) AS exp, UTC_TIMESTAMP(6) AS nxt, '{"at":"2026-11-25T10:00:00Z","ms":1.5,"err":"x"}' AS att
+    UNION ALL SELECT 8388608, 7, 'y', 1, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), '{"at":"2026-11-25T10:00:00Z","ms":2,"err":"y"}') AS v ON t.id = v.id AND t.lease_token = v.tok
+  SET t.last_error = v.err, t.expires_at = IF(v.fin, v.exp, NULL), t.next_attempt_at = IF(v.fin, t.next_attempt_at, v.nxt),
+    t.status = IF(v.fin, 'Failed', 'Scheduled'),
+    t.attempts = JSON_REMOVE(JSON_ARRAY_APPEND(t.attempts, '$', JSON_EXTRACT(v.att, '$')), IF(JSON_LENGTH(t.attempts) >= 20, '$[0]', '$[20]')),
+    t.lease_token = NULL, t.lease_until = NULL, t.retries = t.retries + 1
+  WHERE t.status = 'Scheduled';
 SELECT '### Dashboard: Failed, newest first' AS q;
 EXPLAIN SELECT id FROM gocap_xp13_published FORCE INDEX (gocap_xp13_published_status) WHERE status = 'Failed' AND id < 4000000000000 ORDER BY id DESC LIMIT 50;
 SELECT '### Dashboard: histogram of the last hour' AS q;

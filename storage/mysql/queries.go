@@ -28,6 +28,8 @@ type tableQueries struct {
 	release       string
 	fail          string
 	failResult    string
+	failLock      string // FailBatch: the rows' locking read (#14)
+	failBatch     string // FailBatch: the update joined with the rows' failures (#14)
 	nextDue       string
 	counts        string
 	countOthers   string // counts of the rows not Succeeded, from the status index
@@ -228,8 +230,26 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 				retries = retries + 1
 			WHERE id = ? AND lease_token = ? AND status = 'Scheduled'`,
 		failResult: `SELECT retries, status FROM ` + table + ` WHERE id = ?`,
-		nextDue:    `SELECT due_at FROM ` + table + ` WHERE due_at > ?` + ` AND version = ?` + ` ORDER BY due_at LIMIT 1`,
-		counts:     `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
+		// FailBatch, in one transaction: the rows, locked in primary key
+		// order, with their retry counts; then the update of those still
+		// under their lease, with their failures as a derived table joined
+		// by primary key (failBatchSQL). Whether a row becomes Failed (fin)
+		// is decided from the locked retry count: the order of the
+		// assignments of a multiple-table UPDATE is not defined, so none
+		// of them reads a column another assigns.
+		failLock: `SELECT id, lease_token, status, retries FROM ` + table + ` WHERE id IN (`,
+		failBatch: `UPDATE ` + table + ` AS t JOIN (` + succeedRows + `) AS v ON t.id = v.id AND t.lease_token = v.tok
+			SET t.last_error = v.err,
+				t.expires_at = IF(v.fin, v.exp, NULL),
+				t.next_attempt_at = IF(v.fin, t.next_attempt_at, v.nxt),
+				t.status = IF(v.fin, 'Failed', 'Scheduled'),
+				t.attempts = ` + appendAttempt("t.attempts", "v.att") + `,
+				t.lease_token = NULL,
+				t.lease_until = NULL,
+				t.retries = t.retries + 1
+			WHERE t.status = 'Scheduled'`,
+		nextDue: `SELECT due_at FROM ` + table + ` WHERE due_at > ?` + ` AND version = ?` + ` ORDER BY due_at LIMIT 1`,
+		counts:  `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		// Three ranges of the (status, id) index, read from the index alone.
 		countOthers: `SELECT status, COUNT(*) FROM ` + table + " FORCE INDEX (`" + name + "_status`)" + `
 			WHERE status IN ('Delayed', 'Scheduled', 'Failed') GROUP BY status`,
@@ -279,6 +299,20 @@ func (t *tableQueries) leaseSQL(n int) string { return t.lease + sqlstore.Placeh
 func (t *tableQueries) succeedSQL(n int) string {
 	rows := `SELECT ? AS id, ? AS tok, ? AS att` + strings.Repeat(` UNION ALL SELECT ?, ?, ?`, n-1)
 	return strings.Replace(t.succeed, succeedRows, rows, 1)
+}
+
+// failBatchSQL records n failures; its arguments are the id, token,
+// error, whether it becomes Failed, expiry, next attempt time and attempt
+// of each row.
+func (t *tableQueries) failBatchSQL(n int) string {
+	rows := `SELECT ? AS id, ? AS tok, ? AS err, ? AS fin, ? AS exp, ? AS nxt, ? AS att` +
+		strings.Repeat(` UNION ALL SELECT ?, ?, ?, ?, ?, ?, ?`, n-1)
+	return strings.Replace(t.failBatch, succeedRows, rows, 1)
+}
+
+// failLockSQL locks n rows.
+func (t *tableQueries) failLockSQL(n int) string {
+	return t.failLock + sqlstore.Placeholders(n) + `) ORDER BY id FOR UPDATE`
 }
 
 // releaseSQL releases n leases.

@@ -199,3 +199,12 @@ func BenchmarkClaim(b *testing.B) {
 	_, d, _ := benchSetup(b)
 	storagetest.BenchClaim(b, d, 100_000)
 }
+
+// The failed attempts of 100 leased rows recorded with one FailBatch
+// against 100 Fail calls (fails/s; ns/op per 100 failures):
+//
+//	go test -run '^$' -bench FailBatch -count 5 ./storage/postgres/
+func BenchmarkFailBatch(b *testing.B) {
+	_, d, _ := benchSetup(b)
+	storagetest.BenchFailBatch(b, d, 100)
+}

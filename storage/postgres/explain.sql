@@ -98,6 +98,19 @@ WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled';
 EXPLAIN UPDATE gocap_xp13.published SET retries = retries + 1, last_error = 'x', lease_token = NULL,
   attempts = jsonb_path_query_array(attempts || '{"at":"2026-11-25T10:00:00Z","ms":1.5,"err":"x"}'::jsonb, '$[last-19 to last]')
 WHERE id = 4194304 AND lease_token = 7 AND status = 'Scheduled';
+\echo '### FailBatch (batch, one row of arrays per failed attempt, #14)'
+EXPLAIN UPDATE gocap_xp13.published AS t SET retries = t.retries + 1, last_error = l.err,
+  status = CASE WHEN l.perm OR (l.max > 0 AND t.retries + 1 >= l.max) THEN 'Failed' ELSE 'Scheduled' END,
+  expires_at = CASE WHEN l.perm OR (l.max > 0 AND t.retries + 1 >= l.max) THEN l.exp END,
+  next_attempt_at = CASE WHEN l.perm OR (l.max > 0 AND t.retries + 1 >= l.max) THEN t.next_attempt_at ELSE l.next END,
+  lease_token = NULL, lease_until = NULL,
+  attempts = jsonb_path_query_array(t.attempts || l.attempt::jsonb, '$[last-19 to last]')
+FROM unnest('{4194304,8388608}'::bigint[], '{7,7}'::bigint[], '{x,y}'::text[], '{3,3}'::integer[], '{f,t}'::boolean[],
+  ARRAY[now(), now()]::timestamptz[], ARRAY[now(), now()]::timestamptz[],
+  '{"{\"at\":\"2026-11-25T10:00:00Z\",\"ms\":1.5,\"err\":\"x\"}","{\"at\":\"2026-11-25T10:00:00Z\",\"ms\":2,\"err\":\"y\"}"}'::text[])
+  AS l(id, token, err, max, perm, exp, next, attempt)
+WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'
+RETURNING t.id, t.retries, t.status;
 \echo '### Received insert (de-duplication)'
 EXPLAIN INSERT INTO gocap_xp13.received AS r (id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at)
 VALUES (1, '42', 'billing', 'n', '{}', '', 'Scheduled', 0, '', now(), now())

@@ -17,6 +17,7 @@ type tableQueries struct {
 	succeed       string
 	release       string
 	fail          string
+	failBatch     string // FailBatch: one row of arrays per failed attempt (#14)
 	nextDue       string
 	counts        string
 	countOthers   string // counts of the rows not Succeeded, from *_status_idx
@@ -195,6 +196,7 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 			RETURNING ` + cols
 	}
 	final := `$5::boolean OR ($4::integer > 0 AND retries + 1 >= $4::integer)`
+	finalOf := `l.perm OR (l.max > 0 AND t.retries + 1 >= l.max)` // final, per row of failBatch
 	// appended is the history with one more attempt, the JSON object
 	// attempt, keeping the last storage.MaxAttemptHistory.
 	appended := func(attempts, attempt string) string {
@@ -237,6 +239,22 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 				attempts = ` + appended("attempts", "$8") + `
 			WHERE id = $1 AND lease_token = $2 AND status = 'Scheduled'
 			RETURNING retries, status`,
+		// The rows' leases and failures come as arrays, one element per
+		// row, joined by primary key; every SET reads the old row, as in
+		// fail. The rows returned are those recorded: a row missing from
+		// them lost its lease.
+		failBatch: `UPDATE ` + table + ` AS t SET
+				retries = t.retries + 1,
+				last_error = l.err,
+				status = CASE WHEN ` + finalOf + ` THEN 'Failed' ELSE 'Scheduled' END,
+				expires_at = CASE WHEN ` + finalOf + ` THEN l.exp END,
+				next_attempt_at = CASE WHEN ` + finalOf + ` THEN t.next_attempt_at ELSE l.next END,
+				lease_token = NULL, lease_until = NULL,
+				attempts = ` + appended("t.attempts", "l.attempt") + `
+			FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::boolean[],
+					$6::timestamptz[], $7::timestamptz[], $8::text[]) AS l(id, token, err, max, perm, exp, next, attempt)
+			WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'Scheduled'
+			RETURNING t.id, t.retries, t.status`,
 		// One entry of the pending index: its predicate, then a bound.
 		nextDue: `SELECT next_attempt_at FROM ` + table + `
 			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > $1` + ` AND version = $2` + `

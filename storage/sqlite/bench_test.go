@@ -14,3 +14,13 @@ func BenchmarkReceivedBatch(b *testing.B) {
 	d, _ := newDriver(b)
 	storagetest.BenchReceivedBatch(b, d, 100)
 }
+
+// The failed attempts of 100 leased rows recorded with one FailBatch (one
+// transaction) against 100 Fail calls (a transaction each; fails/s, ns/op
+// per 100 failures), on a database file in a temporary directory:
+//
+//	go test -run '^$' -bench FailBatch -count 5 ./storage/sqlite/
+func BenchmarkFailBatch(b *testing.B) {
+	d, _ := newDriver(b)
+	storagetest.BenchFailBatch(b, d, 100)
+}

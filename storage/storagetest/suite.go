@@ -46,6 +46,15 @@
 //     failures, no limit), Release, DeleteExpired of what they made
 //     expire, the attempt history they append (the last 20 kept), and a
 //     Succeed of 1,000 rows;
+//   - FailBatch (failbatch.go), for a Store that implements
+//     storage.FailBatcher (skipped otherwise): rows retried, reaching
+//     their MaxAttempts (after an earlier failure too), failing
+//     permanently or without a limit, and rows whose lease was lost
+//     (taken by another claim, Succeeded), with one outcome per row in
+//     order and each row's retries, status, error, due time, expiry,
+//     lease and history; rows of other leases untouched; an empty batch;
+//     a row named twice refused; error texts stored as Fail stores them;
+//     a batch of 1,100 rows;
 //   - Received: InsertReceived's de-duplication and reset of Failed
 //     duplicates, claims restricted to consumer groups;
 //   - ReceivedBatch (batch.go), for a Store that implements
@@ -170,6 +179,14 @@ func (s *suite[TTx]) areas() []area {
 			{"DeleteExpired", s.deleteExpired},
 			{"AttemptHistory", s.attemptHistory},
 			{"SucceedBatch", s.succeedBatch},
+		}},
+		{"FailBatch", []testCase{
+			{"Mix", s.failBatchMix},
+			{"OtherToken", s.failBatchOtherToken},
+			{"Empty", s.failBatchEmpty},
+			{"Duplicate", s.failBatchDuplicate},
+			{"Text", s.failBatchText},
+			{"Large", s.failBatchLarge},
 		}},
 		{"Received", []testCase{
 			{"ReceivedDedup", s.receivedDedup},
