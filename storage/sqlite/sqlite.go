@@ -159,7 +159,9 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 }
 
 // Claim leases due Scheduled and Delayed rows, making them Scheduled, in
-// one UPDATE ... RETURNING statement (see storage.Store).
+// one UPDATE ... RETURNING statement (see storage.Store): the oldest due
+// ones among the rows without an ordering key and the heads of the keys
+// (see claimSQL).
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -168,8 +170,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if err := sqlstore.CheckClaim(req); err != nil {
 		return nil, d.base.Wrap(err)
 	}
-	now := us(req.Now)
-	args := []any{us(req.LeaseUntil), req.Token, now, now, req.Version}
+	args := []any{us(req.LeaseUntil), req.Token, us(req.Now), req.Version, req.Limit}
 	groups := 0
 	if kind == storage.Received && req.Groups != nil {
 		if len(req.Groups) == 0 {
@@ -180,8 +181,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			args = append(args, g)
 		}
 	}
-	// now again: the end of the leases that hold a key (headFree).
-	return d.base.Messages(ctx, kind, t.claimSQL(groups, req.FailedHoldsKey), append(args, now, req.Limit), "claiming %s messages", kind)
+	return d.base.Messages(ctx, kind, t.claimSQL(groups, req.FailedHoldsKey), args, "claiming %s messages", kind)
 }
 
 // BlockedKeys lists the ordering keys whose head row is Failed (see
@@ -282,7 +282,8 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 
 // NextDue returns the earliest NextAttemptAt after req.After of a
 // Scheduled or Delayed row of req.Version, or the zero time (see
-// storage.Store).
+// storage.Store): the earlier of the first rows without and with an
+// ordering key.
 func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.DueRequest) (time.Time, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -291,12 +292,15 @@ func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.Due
 	if err := sqlstore.CheckDue(req); err != nil {
 		return time.Time{}, d.base.Wrap(err)
 	}
-	var next time.Time
-	err = d.db.QueryRowContext(ctx, t.nextDue, us(req.After), req.Version).Scan(timeDest(&next))
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var unkeyed, keyed time.Time
+	err = d.db.QueryRowContext(ctx, t.nextDue, us(req.After), req.Version).Scan(timeDest(&unkeyed), timeDest(&keyed))
+	if err != nil {
 		return time.Time{}, fmt.Errorf("sqlite: next due %s message: %w", kind, classify(err))
 	}
-	return next, nil
+	if unkeyed.IsZero() || !keyed.IsZero() && keyed.Before(unkeyed) {
+		return keyed, nil
+	}
+	return unkeyed, nil
 }
 
 // Get returns one row (see storage.Store).
