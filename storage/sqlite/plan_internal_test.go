@@ -30,15 +30,16 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 	if err := d.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pub := []any{2, 7, 1, "v1", 500}
-	rec := []any{2, 7, 1, "v1", 500, "a", "b"}
+	pub := []any{1, "v1", 500}
+	rec := []any{1, "v1", 500, "a", "b"}
+	lease := []any{2, 7, 1, 10, 11, 12}
 	for _, c := range []struct {
 		name, query string
 		indexes     []string
 		args        []any
 		sorts       int
 	}{
-		{"claim published", d.q.Published.claimSQL(0, true), []string{
+		{"claim published", d.q.Published.candidatesSQL(0, true), []string{
 			"gocap_published_pending_unkeyed (version=? AND next_attempt_at<?)",
 			// the loose scan of the keys, one search from each to the next
 			"gocap_published_key (ordering_key>?)",
@@ -49,12 +50,12 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 			// no row of the key in flight: one search
 			"gocap_published_key_lease (ordering_key=? AND version=? AND lease_until>?)",
 		}, pub, 1},
-		{"claim published, skip", d.q.Published.claimSQL(0, false), []string{
+		{"claim published, skip", d.q.Published.candidatesSQL(0, false), []string{
 			"gocap_published_pending_unkeyed (version=? AND next_attempt_at<?)",
 			"gocap_published_key (ordering_key=? AND version=?)",
 			"gocap_published_key_lease (ordering_key=? AND version=? AND lease_until>?)",
 		}, pub, 1},
-		{"claim received by group", d.q.Received.claimSQL(2, false), []string{
+		{"claim received by group", d.q.Received.candidatesSQL(2, false), []string{
 			"gocap_received_pending_unkeyed (version=? AND next_attempt_at<?)",
 			// the next group of a key, else the next key
 			"gocap_received_key (ordering_key=? AND grp>?)",
@@ -64,17 +65,29 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 			"SEARCH h USING INTEGER PRIMARY KEY (rowid=?)",
 			"gocap_received_key_lease (ordering_key=? AND grp=? AND version=? AND lease_until>?)",
 		}, rec, 1},
-		{"claim received by one group", d.q.Received.claimSQL(1, true), []string{
+		{"claim received by one group", d.q.Received.candidatesSQL(1, true), []string{
 			"gocap_received_pending_unkeyed (version=? AND next_attempt_at<?)",
 			"SEARCH n USING INTEGER PRIMARY KEY (rowid=?)",
 			"gocap_received_key (ordering_key=? AND grp=? AND version=?)",
 			"SEARCH h USING INTEGER PRIMARY KEY (rowid=?)",
 			"gocap_received_key_lease (ordering_key=? AND grp=? AND version=? AND lease_until>?)",
-		}, rec[:6], 1},
-		{"claim received, all groups", d.q.Received.claimSQL(0, true), []string{
+		}, rec[:4], 1},
+		{"claim received, all groups", d.q.Received.candidatesSQL(0, true), []string{
 			"gocap_received_pending_unkeyed (version=? AND next_attempt_at<?)",
 			"gocap_received_key (ordering_key=? AND grp=? AND version=?)",
-		}, rec[:5], 1},
+		}, rec[:3], 1},
+		// The lease of the candidates: by rowid, each keyed row checked
+		// again with a search of *_key and one of *_key_lease.
+		{"lease published", d.q.Published.leaseSQL(3, true), []string{
+			"SEARCH gocap_published USING INTEGER PRIMARY KEY (rowid=?)",
+			"gocap_published_key (ordering_key=? AND version=? AND id<?)",
+			"gocap_published_key_lease (ordering_key=? AND version=? AND lease_until>?)",
+		}, lease, 0},
+		{"lease received", d.q.Received.leaseSQL(3, false), []string{
+			"SEARCH gocap_received USING INTEGER PRIMARY KEY (rowid=?)",
+			"gocap_received_key (ordering_key=? AND grp=? AND version=? AND id<?)",
+			"gocap_received_key_lease (ordering_key=? AND grp=? AND version=? AND lease_until>?)",
+		}, lease, 0},
 		{"next due published", d.q.Published.nextDue, []string{
 			"gocap_published_pending_unkeyed (version=? AND next_attempt_at>?)",
 			"gocap_published_pending_keyed (version=? AND next_attempt_at>?)",
@@ -102,7 +115,7 @@ func TestClaimAndNextDueUsePendingIndex(t *testing.T) {
 					t.Errorf("%s, %s: plan\n%s\nhas %q: want searches only", c.name, form, all, line)
 				}
 			}
-			if n := strings.Count(all, "TEMP B-TREE"); n != c.sorts {
+			if n := strings.Count(all, "TEMP B-TREE"); n != c.sorts || strings.Contains(all, "FOR IN-OPERATOR") {
 				t.Errorf("%s, %s: plan\n%s\nhas %d sorts, want %d (the claim's candidates)", c.name, form, all, n, c.sorts)
 			}
 			if testing.Verbose() {

@@ -26,6 +26,7 @@ type tableQueries struct {
 	delete        string // ends in "(": see deleteSQL
 	deleteExpired string
 	// ordering keys (#18)
+	headFree    string // the lease's re-check that a keyed row is the head of its key; {{holding}} stands for the statuses that hold a key
 	blockedKeys string
 }
 
@@ -99,6 +100,10 @@ func receivedKey(p, c string) string {
 	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
 }
 
+// holding stands for the SQL list of the statuses that hold an ordering
+// key in headFree.
+const holding = `{{holding}}`
+
 func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
@@ -153,6 +158,17 @@ func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c strin
 				expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
 			WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`,
 		delete: `DELETE FROM ` + table + ` WHERE id IN (`,
+		// No row of the key before the row holds it (from the *_key
+		// index), and no row of the key is in flight (a lease ending
+		// after now, ?3; one search of *_key_lease); both indexes'
+		// predicate is repeated (#18).
+		headFree: `
+				AND (ordering_key IS NULL OR NOT EXISTS (
+					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key WHERE ` + sameKey("p", table) + `
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN (` + holding + `) AND p.id < ` + table + `.id)
+				  AND NOT EXISTS (
+					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key_lease WHERE ` + sameKey("p", table) + `
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.lease_until > ?3))`,
 		blockedKeys: `SELECT ` + cols + `,
 				(SELECT COUNT(*) FROM ` + table + ` AS w INDEXED BY ` + table + `_key WHERE ` + sameKey("w", "c") + `
 				   AND w.ordering_key IS NOT NULL AND w.status <> 'Succeeded' AND w.status IN (` + sqlstore.PendingStatuses + `) AND w.id > c.id)
@@ -166,32 +182,33 @@ func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c strin
 	}
 }
 
-// claimSQL is a claim of due rows of the given number of consumer groups
-// (none: all rows), returning them; Failed rows hold their ordering key
-// if failedHolds. Its arguments: ?1 the lease's end, ?2 its token, ?3
-// now, ?4 the version, ?5 the limit, then the groups.
+// candidatesSQL selects the ids of up to ?3 rows to claim, due at ?1,
+// of version ?2 and of the given number of consumer groups (?4...; none:
+// all rows); Failed rows hold their ordering key if failedHolds. It is a
+// read: the claim leases the rows with leaseSQL, which checks each again
+// under SQLite's one writer, so that the writer is held only for the
+// rows found, and not at all when none is.
 //
-// A single UPDATE ... RETURNING, atomic under SQLite's one writer, of the
-// oldest due rows among two sets of candidates:
+// The candidates are the oldest due rows among two sets:
 //
-//   - rows without a key, the first ?5 due ones of *_pending_unkeyed;
+//   - rows without a key, the first ?3 due ones of *_pending_unkeyed;
 //   - the head of each ordered sequence (#18): the keys (and groups) of
 //     the rows not Succeeded are visited with a loose scan of *_key, one
-//     search per key from the previous one (keys); for each, one search
-//     of *_key finds the sequence's first row of the version in a
-//     status that holds the key, and that row is a candidate if it is
-//     due and not leased and no row of its sequence is in flight (one
-//     search of *_key_lease). A key's rows behind its head are never
-//     read: a claim costs a few searches per key with rows not
-//     Succeeded, whatever their number.
-func (t *tableQueries) claimSQL(groups int, failedHolds bool) string {
+//     search per key from the previous one (k); for each, one search of
+//     *_key finds the sequence's first row of the version in a status
+//     that holds the key, and that row is a candidate if it is due and
+//     not leased and no row of its sequence is in flight (one search of
+//     *_key_lease). A key's rows behind its head are never read: the
+//     query costs a few searches per key with rows not Succeeded,
+//     whatever their number.
+func (t *tableQueries) candidatesSQL(groups int, failedHolds bool) string {
 	holding := sqlstore.PendingStatuses
 	if failedHolds {
 		holding += `, 'Failed'`
 	}
 	inGroups := ""
 	if groups > 0 {
-		inGroups = ` AND grp IN (` + numbered(6, groups) + `)`
+		inGroups = ` AND grp IN (` + numbered(4, groups) + `)`
 	}
 	keyed := ` FROM ` + t.name + ` INDEXED BY ` + t.name + `_key WHERE ordering_key IS NOT NULL AND status <> 'Succeeded'`
 	// k: the keys (c1; for received rows, c1 and the group c2) of the
@@ -210,29 +227,45 @@ func (t *tableQueries) claimSQL(groups int, failedHolds bool) string {
 					(SELECT id` + keyed + ` AND ordering_key = k.c1 AND grp > k.c2 ORDER BY grp LIMIT 1),
 					(` + next + `, grp LIMIT 1))`
 		if groups > 0 {
-			headGroups = ` AND k.c2 IN (` + numbered(6, groups) + `)`
+			headGroups = ` AND k.c2 IN (` + numbered(4, groups) + `)`
 		}
 	}
-	return `UPDATE ` + t.name + ` SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
-		WHERE id IN (
-			WITH RECURSIVE k(` + cols + `) AS (
+	return `WITH RECURSIVE k(` + cols + `) AS (
 				` + first + `
 				UNION ALL
 				` + step + `)
 			SELECT id FROM (
 				SELECT * FROM (SELECT id, next_attempt_at FROM ` + t.name + ` INDEXED BY ` + t.name + `_pending_unkeyed
-					WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NULL AND next_attempt_at <= ?3
-					  AND (lease_until IS NULL OR lease_until <= ?3) AND version = ?4` + inGroups + `
-					ORDER BY next_attempt_at LIMIT ?5)
+					WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NULL AND next_attempt_at <= ?1
+					  AND (lease_until IS NULL OR lease_until <= ?1) AND version = ?2` + inGroups + `
+					ORDER BY next_attempt_at LIMIT ?3)
 				UNION ALL
 				SELECT h.id, h.next_attempt_at FROM k CROSS JOIN ` + t.name + ` AS h NOT INDEXED
-				WHERE h.id = (SELECT id` + keyed + ` AND ` + same + ` AND version = ?4
+				WHERE h.id = (SELECT id` + keyed + ` AND ` + same + ` AND version = ?2
 						AND status IN (` + holding + `) ORDER BY id LIMIT 1)` + headGroups + `
-				  AND h.status IN (` + sqlstore.PendingStatuses + `) AND h.next_attempt_at <= ?3 AND (h.lease_until IS NULL OR h.lease_until <= ?3)
+				  AND h.status IN (` + sqlstore.PendingStatuses + `) AND h.next_attempt_at <= ?1 AND (h.lease_until IS NULL OR h.lease_until <= ?1)
 				  AND NOT EXISTS (SELECT 1 FROM ` + t.name + ` INDEXED BY ` + t.name + `_key_lease
-					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?4
-					  AND lease_until > ?3))
-			ORDER BY next_attempt_at LIMIT ?5)
+					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?2
+					  AND lease_until > ?1))
+			ORDER BY next_attempt_at LIMIT ?3`
+}
+
+// leaseSQL leases the rows of n ids (?4...) found by candidatesSQL, until
+// ?1 with token ?2, and returns them: those still due at ?3 and not
+// leased, and for rows with an ordering key, still the head of their key
+// with no row of it in flight (two searches of *_key and *_key_lease,
+// as headFree says; Failed rows hold their key if failedHolds). A
+// single UPDATE ... RETURNING, atomic under SQLite's one writer: a row
+// another claim took since the candidates were read is left out.
+func (t *tableQueries) leaseSQL(n int, failedHolds bool) string {
+	statuses := sqlstore.PendingStatuses
+	if failedHolds {
+		statuses += `, 'Failed'`
+	}
+	return `UPDATE ` + t.name + ` SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
+		WHERE id IN (` + numbered(4, n) + `) AND status IN (` + sqlstore.PendingStatuses + `)
+			AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)` +
+		strings.Replace(t.headFree, holding, statuses, 1) + `
 		RETURNING ` + t.cols
 }
 
