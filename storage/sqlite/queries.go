@@ -13,7 +13,7 @@ type tableQueries struct {
 	cols          string // all columns, in sqlstore.ScanMessages order
 	selectAll     string // all columns, in sqlstore.ScanMessages order; append a sqlstore.List clause
 	get           string
-	claim         string // up to the groups condition: see claimSQL
+	grouped       bool   // an ordered sequence is one of a key and a group (received rows), not of a key
 	succeed       string // one lease; run once per lease in a transaction
 	release       string // one lease; run once per lease in a transaction
 	fail          string
@@ -26,7 +26,7 @@ type tableQueries struct {
 	delete        string // ends in "(": see deleteSQL
 	deleteExpired string
 	// ordering keys (#18)
-	headFree    string // the claim's condition of ordering keys; {{holding}} stands for the statuses that hold a key
+	headFree    string // the lease's re-check that a keyed row is the head of its key; {{holding}} stands for the statuses that hold a key
 	blockedKeys string
 }
 
@@ -48,8 +48,8 @@ func newQueries(prefix string) queries {
 	inst := prefix + "instances"
 	return queries{
 		Tables: sqlstore.Tables[tableQueries]{
-			Published: newTableQueries(pub, `CAST(id AS TEXT), ''`, publishedKey),
-			Received:  newTableQueries(rec, `msg_id, grp`, receivedKey),
+			Published: newTableQueries(pub, `CAST(id AS TEXT), ''`, false, publishedKey),
+			Received:  newTableQueries(rec, `msg_id, grp`, true, receivedKey),
 		},
 		schema: SchemaSQL(prefix),
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version)
@@ -104,27 +104,25 @@ func receivedKey(p, c string) string {
 // key in headFree.
 const holding = `{{holding}}`
 
-func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
+func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
 	final := `(?1 OR (?2 > 0 AND retries + 1 >= ?2))`
-	// The claim and NextDue name the partial *_pending_version index, whose
-	// leading column is the version they select (issue #17): without
-	// statistics (ANALYZE, which applications seldom run) the planner
-	// prefers the equality on status of *_status (status, id) and sorts
-	// every pending row, future ones included. A statement that could not
-	// use the index would fail to prepare rather than scan.
-	pending := ` INDEXED BY ` + table + `_pending_version`
+	// The claim and NextDue name the partial *_pending_unkeyed and
+	// *_pending_keyed indexes, whose leading column is the version they
+	// select (issue #17): without statistics (ANALYZE, which applications
+	// seldom run) the planner prefers the equality on status of *_status
+	// (status, id) and sorts every pending row, future ones included. A
+	// statement that could not use the index would fail to prepare rather
+	// than scan. The conditions on status and key are the indexes', as
+	// they are.
+	pending := ` INDEXED BY ` + table + `_pending_unkeyed WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NULL`
+	pendingKeyed := ` INDEXED BY ` + table + `_pending_keyed WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NOT NULL`
 	return tableQueries{
 		name:      table,
 		cols:      cols,
+		grouped:   grouped,
 		selectAll: `SELECT ` + cols + ` FROM ` + table,
 		get:       `SELECT ` + cols + ` FROM ` + table + ` WHERE id = ?`,
-		// A single UPDATE ... RETURNING, atomic under SQLite's one writer.
-		// The condition on status is the *_pending_version index's, as it is.
-		claim: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled'
-			WHERE id IN (SELECT id FROM ` + table + ` AS c` + pending + `
-				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)` +
-			` AND version = ?`,
 		succeed: `UPDATE ` + table + ` SET status = 'Succeeded', expires_at = ?1, lease_token = NULL, lease_until = NULL,
 				attempts = ` + appendAttempt("?2") + `
 			WHERE id = ?3 AND lease_token = ?4 AND status = 'Scheduled'`,
@@ -140,8 +138,11 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 				attempts = ` + appendAttempt("?8") + `
 			WHERE id = ?6 AND lease_token = ?7 AND status = 'Scheduled'
 			RETURNING retries, status`,
-		nextDue: `SELECT next_attempt_at FROM ` + table + pending + `
-			WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at > ?` + ` AND version = ?` + ` ORDER BY next_attempt_at LIMIT 1`,
+		// The first entry after ?1 of each index: rows without and with a
+		// key; the driver takes the earlier.
+		nextDue: `SELECT
+				(SELECT next_attempt_at FROM ` + table + pending + ` AND next_attempt_at > ?1 AND version = ?2 ORDER BY next_attempt_at LIMIT 1),
+				(SELECT next_attempt_at FROM ` + table + pendingKeyed + ` AND next_attempt_at > ?1 AND version = ?2 ORDER BY next_attempt_at LIMIT 1)`,
 		counts: `SELECT status, COUNT(*) FROM ` + table + ` GROUP BY status`,
 		// One statement, so one snapshot: three ranges of the status
 		// index, and a COUNT(*) alone in its SELECT, which SQLite answers
@@ -157,17 +158,17 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 				expires_at = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = ?
 			WHERE (status <> 'Scheduled' OR lease_until IS NULL OR lease_until <= ?) AND id IN (`,
 		delete: `DELETE FROM ` + table + ` WHERE id IN (`,
-		// No row of the key before c holds it (from the *_key index), and
-		// no row of the key is in flight (a lease ending after now, its
-		// argument; one search of *_key_lease); both indexes' predicate
-		// is repeated (#18).
+		// No row of the key before the row holds it (from the *_key
+		// index), and no row of the key is in flight (a lease ending
+		// after now, ?3; one search of *_key_lease); both indexes'
+		// predicate is repeated (#18).
 		headFree: `
-				AND (c.ordering_key IS NULL OR NOT EXISTS (
-					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key WHERE ` + sameKey("p", "c") + `
-					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN (` + holding + `) AND p.id < c.id)
+				AND (ordering_key IS NULL OR NOT EXISTS (
+					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key WHERE ` + sameKey("p", table) + `
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.status IN (` + holding + `) AND p.id < ` + table + `.id)
 				  AND NOT EXISTS (
-					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key_lease WHERE ` + sameKey("p", "c") + `
-					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.lease_until > ?))`,
+					SELECT 1 FROM ` + table + ` AS p INDEXED BY ` + table + `_key_lease WHERE ` + sameKey("p", table) + `
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded' AND p.lease_until > ?3))`,
 		blockedKeys: `SELECT ` + cols + `,
 				(SELECT COUNT(*) FROM ` + table + ` AS w INDEXED BY ` + table + `_key WHERE ` + sameKey("w", "c") + `
 				   AND w.ordering_key IS NOT NULL AND w.status <> 'Succeeded' AND w.status IN (` + sqlstore.PendingStatuses + `) AND w.id > c.id)
@@ -181,20 +182,100 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 	}
 }
 
-// claimSQL is a claim of due rows of the given number of consumer groups
-// (none: all rows), returning them; Failed rows hold their ordering key
-// if failedHolds.
-func (t *tableQueries) claimSQL(groups int, failedHolds bool) string {
-	q := t.claim
-	if groups > 0 {
-		q += ` AND grp IN (` + sqlstore.Placeholders(groups) + `)`
+// candidatesSQL selects the ids of up to ?3 rows to claim, due at ?1,
+// of version ?2 and of the given number of consumer groups (?4...; none:
+// all rows); Failed rows hold their ordering key if failedHolds. It is a
+// read: the claim leases the rows with leaseSQL, which checks each again
+// under SQLite's one writer, so that the writer is held only for the
+// rows found, and not at all when none is.
+//
+// The candidates are the oldest due rows among two sets:
+//
+//   - rows without a key, the first ?3 due ones of *_pending_unkeyed;
+//   - the head of each ordered sequence (#18): the keys (and groups) of
+//     the rows not Succeeded are visited with a loose scan of *_key, one
+//     search per key from the previous one (k); for each, one search of
+//     *_key finds the sequence's first row of the version in a status
+//     that holds the key, and that row is a candidate if it is due and
+//     not leased and no row of its sequence is in flight (one search of
+//     *_key_lease). A key's rows behind its head are never read: the
+//     query costs a few searches per key with rows not Succeeded,
+//     whatever their number.
+func (t *tableQueries) candidatesSQL(groups int, failedHolds bool) string {
+	holding := sqlstore.PendingStatuses
+	if failedHolds {
+		holding += `, 'Failed'`
 	}
+	inGroups := ""
+	if groups > 0 {
+		inGroups = ` AND grp IN (` + numbered(4, groups) + `)`
+	}
+	keyed := ` FROM ` + t.name + ` INDEXED BY ` + t.name + `_key WHERE ordering_key IS NOT NULL AND status <> 'Succeeded'`
+	// k: the keys (c1; for received rows, c1 and the group c2) of the
+	// rows not Succeeded, the next one found from the previous one by
+	// one search of *_key (for received rows, two: the key's next group,
+	// else the next key's first). same: a row of the sequence of k.
+	cols, same := `c1`, `ordering_key = k.c1`
+	first := `SELECT * FROM (SELECT ordering_key` + keyed + ` ORDER BY ordering_key LIMIT 1)`
+	next := `SELECT id` + keyed + ` AND ordering_key > k.c1 ORDER BY ordering_key`
+	step := `SELECT n.ordering_key FROM k CROSS JOIN ` + t.name + ` AS n NOT INDEXED WHERE n.id = (` + next + ` LIMIT 1)`
+	headGroups := ""
+	if t.grouped {
+		cols, same = `c1, c2`, `ordering_key = k.c1 AND grp = k.c2`
+		first = `SELECT * FROM (SELECT ordering_key, grp` + keyed + ` ORDER BY ordering_key, grp LIMIT 1)`
+		step = `SELECT n.ordering_key, n.grp FROM k CROSS JOIN ` + t.name + ` AS n NOT INDEXED WHERE n.id = coalesce(
+					(SELECT id` + keyed + ` AND ordering_key = k.c1 AND grp > k.c2 ORDER BY grp LIMIT 1),
+					(` + next + `, grp LIMIT 1))`
+		if groups > 0 {
+			headGroups = ` AND k.c2 IN (` + numbered(4, groups) + `)`
+		}
+	}
+	return `WITH RECURSIVE k(` + cols + `) AS (
+				` + first + `
+				UNION ALL
+				` + step + `)
+			SELECT id FROM (
+				SELECT * FROM (SELECT id, next_attempt_at FROM ` + t.name + ` INDEXED BY ` + t.name + `_pending_unkeyed
+					WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NULL AND next_attempt_at <= ?1
+					  AND (lease_until IS NULL OR lease_until <= ?1) AND version = ?2` + inGroups + `
+					ORDER BY next_attempt_at LIMIT ?3)
+				UNION ALL
+				SELECT h.id, h.next_attempt_at FROM k CROSS JOIN ` + t.name + ` AS h NOT INDEXED
+				WHERE h.id = (SELECT id` + keyed + ` AND ` + same + ` AND version = ?2
+						AND status IN (` + holding + `) ORDER BY id LIMIT 1)` + headGroups + `
+				  AND h.status IN (` + sqlstore.PendingStatuses + `) AND h.next_attempt_at <= ?1 AND (h.lease_until IS NULL OR h.lease_until <= ?1)
+				  AND NOT EXISTS (SELECT 1 FROM ` + t.name + ` INDEXED BY ` + t.name + `_key_lease
+					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?2
+					  AND lease_until > ?1))
+			ORDER BY next_attempt_at LIMIT ?3`
+}
+
+// leaseSQL leases the rows of n ids (?4...) found by candidatesSQL, until
+// ?1 with token ?2, and returns them: those still due at ?3 and not
+// leased, and for rows with an ordering key, still the head of their key
+// with no row of it in flight (two searches of *_key and *_key_lease,
+// as headFree says; Failed rows hold their key if failedHolds). A
+// single UPDATE ... RETURNING, atomic under SQLite's one writer: a row
+// another claim took since the candidates were read is left out.
+func (t *tableQueries) leaseSQL(n int, failedHolds bool) string {
 	statuses := sqlstore.PendingStatuses
 	if failedHolds {
 		statuses += `, 'Failed'`
 	}
-	q += strings.Replace(t.headFree, holding, statuses, 1)
-	return q + ` ORDER BY next_attempt_at LIMIT ?) RETURNING ` + t.cols
+	return `UPDATE ` + t.name + ` SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
+		WHERE id IN (` + numbered(4, n) + `) AND status IN (` + sqlstore.PendingStatuses + `)
+			AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)` +
+		strings.Replace(t.headFree, holding, statuses, 1) + `
+		RETURNING ` + t.cols
+}
+
+// numbered is n numbered placeholders from ?first.
+func numbered(first, n int) string {
+	ph := make([]string, n)
+	for i := range ph {
+		ph[i] = `?` + strconv.Itoa(first+i)
+	}
+	return strings.Join(ph, ", ")
 }
 
 // requeueSQL requeues n rows.

@@ -6,11 +6,15 @@
 -- (SQLite has no ADD COLUMN IF NOT EXISTS), and the statements below swap
 -- the indexes.
 --
--- *_pending_version serves claims (due Scheduled and Delayed rows of one
--- version, oldest first) and NextDue (the first entry of a version after a
--- time); its predicate is repeated as it is in those queries, so that the
--- planner uses it and reads only due rows. It replaces *_pending on
--- (next_attempt_at), which replaced *_due on (status, next_attempt_at).
+-- *_pending_unkeyed serves the claim of rows without an ordering key (due
+-- Scheduled and Delayed rows of one version, oldest first), and with
+-- *_pending_keyed, the same for rows with a key, NextDue (the first entry
+-- of a version after a time); their predicates are repeated as they are in
+-- those queries, so that the planner uses them and reads only due rows.
+-- Rows with a key are claimed from *_key instead, one head per key (#18).
+-- The two replace *_pending_version on (version, next_attempt_at) for
+-- all pending rows, which replaced *_pending on (next_attempt_at), which
+-- replaced *_due on (status, next_attempt_at).
 
 CREATE TABLE IF NOT EXISTS {{prefix}}published (
     id              INTEGER PRIMARY KEY,
@@ -31,7 +35,9 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     version         TEXT    NOT NULL DEFAULT ''
 );
 -- --- version isolation (issue #17) ---
-CREATE INDEX IF NOT EXISTS {{prefix}}published_pending_version ON {{prefix}}published (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+CREATE INDEX IF NOT EXISTS {{prefix}}published_pending_unkeyed ON {{prefix}}published (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed') AND ordering_key IS NULL;
+CREATE INDEX IF NOT EXISTS {{prefix}}published_pending_keyed ON {{prefix}}published (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed') AND ordering_key IS NOT NULL;
+DROP INDEX IF EXISTS {{prefix}}published_pending_version;
 DROP INDEX IF EXISTS {{prefix}}published_pending;
 -- --- end version isolation ---
 DROP INDEX IF EXISTS {{prefix}}published_due;
@@ -60,7 +66,9 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     UNIQUE (msg_id, grp)
 );
 -- --- version isolation (issue #17) ---
-CREATE INDEX IF NOT EXISTS {{prefix}}received_pending_version ON {{prefix}}received (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+CREATE INDEX IF NOT EXISTS {{prefix}}received_pending_unkeyed ON {{prefix}}received (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed') AND ordering_key IS NULL;
+CREATE INDEX IF NOT EXISTS {{prefix}}received_pending_keyed ON {{prefix}}received (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed') AND ordering_key IS NOT NULL;
+DROP INDEX IF EXISTS {{prefix}}received_pending_version;
 DROP INDEX IF EXISTS {{prefix}}received_pending;
 -- --- end version isolation ---
 DROP INDEX IF EXISTS {{prefix}}received_due;

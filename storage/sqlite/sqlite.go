@@ -158,8 +158,12 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 	return nil
 }
 
-// Claim leases due Scheduled and Delayed rows, making them Scheduled, in
-// one UPDATE ... RETURNING statement (see storage.Store).
+// Claim leases due Scheduled and Delayed rows, making them Scheduled
+// (see storage.Store): the oldest due ones among the rows without an
+// ordering key and the heads of the keys. A read finds them
+// (candidatesSQL), then one UPDATE ... RETURNING leases those still
+// free (leaseSQL): SQLite's one writer is taken only when there are rows
+// to lease, and only for them.
 func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.ClaimRequest) ([]*storage.Message, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -169,7 +173,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		return nil, d.base.Wrap(err)
 	}
 	now := us(req.Now)
-	args := []any{us(req.LeaseUntil), req.Token, now, now, req.Version}
+	args := []any{now, req.Version, req.Limit}
 	groups := 0
 	if kind == storage.Received && req.Groups != nil {
 		if len(req.Groups) == 0 {
@@ -180,8 +184,36 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 			args = append(args, g)
 		}
 	}
-	// now again: the end of the leases that hold a key (headFree).
-	return d.base.Messages(ctx, kind, t.claimSQL(groups, req.FailedHoldsKey), append(args, now, req.Limit), "claiming %s messages", kind)
+	ids, err := d.candidates(ctx, t.candidatesSQL(groups, req.FailedHoldsKey), args)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: finding %s messages to claim: %w", kind, classify(err))
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	lease := append(make([]any, 0, 3+len(ids)), us(req.LeaseUntil), req.Token, now)
+	for _, id := range ids {
+		lease = append(lease, id)
+	}
+	return d.base.Messages(ctx, kind, t.leaseSQL(len(ids), req.FailedHoldsKey), lease, "claiming %s messages", kind)
+}
+
+// candidates returns the ids the query selects.
+func (d *Driver) candidates(ctx context.Context, query string, args []any) ([]int64, error) {
+	rows, err := d.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // BlockedKeys lists the ordering keys whose head row is Failed (see
@@ -282,7 +314,8 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 
 // NextDue returns the earliest NextAttemptAt after req.After of a
 // Scheduled or Delayed row of req.Version, or the zero time (see
-// storage.Store).
+// storage.Store): the earlier of the first rows without and with an
+// ordering key.
 func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.DueRequest) (time.Time, error) {
 	t, err := d.table(kind)
 	if err != nil {
@@ -291,12 +324,15 @@ func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.Due
 	if err := sqlstore.CheckDue(req); err != nil {
 		return time.Time{}, d.base.Wrap(err)
 	}
-	var next time.Time
-	err = d.db.QueryRowContext(ctx, t.nextDue, us(req.After), req.Version).Scan(timeDest(&next))
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var unkeyed, keyed time.Time
+	err = d.db.QueryRowContext(ctx, t.nextDue, us(req.After), req.Version).Scan(timeDest(&unkeyed), timeDest(&keyed))
+	if err != nil {
 		return time.Time{}, fmt.Errorf("sqlite: next due %s message: %w", kind, classify(err))
 	}
-	return next, nil
+	if unkeyed.IsZero() || !keyed.IsZero() && keyed.Before(unkeyed) {
+		return keyed, nil
+	}
+	return unkeyed, nil
 }
 
 // Get returns one row (see storage.Store).
