@@ -307,10 +307,13 @@ func (s *suite[TTx]) orderingConcurrent(t *testing.T) {
 				// A deadlock with a claim (a backend without SKIP LOCKED)
 				// is transient: the caller retries it.
 				var n int64
-				for range 5 {
+				for try := range 8 {
 					if n, err = d.Succeed(bg, storage.Published, completed(leases), now().Add(time.Hour)); err == nil || errors.Is(err, storage.ErrPermanent) {
 						break
 					}
+					// Back off as the engine does, or the same claims
+					// collide again (seen at a load average of 13).
+					time.Sleep(time.Duration(try+1) * time.Duration(1+rng.IntN(5)) * time.Millisecond)
 				}
 				mu.Lock()
 				if err != nil || n != int64(len(got)) {
