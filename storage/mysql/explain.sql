@@ -87,7 +87,7 @@ SELECT '### Succeed (the rows of one lease token and one attempt: one batch send
 EXPLAIN UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
   attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT('{"ms":1}', '$')), IF(JSON_LENGTH(attempts) >= 20, '$[0]', '$[20]'))
 WHERE status = 'Scheduled' AND lease_token = 7 AND id IN (4194304, 8388608);
-SELECT '### Succeed (up to 8 groups of lease token and attempt, each row''s attempt by a CASE of its group)' AS q;
+SELECT '### Succeed (up to 32 groups of lease token and attempt, each row''s attempt by a CASE of its group)' AS q;
 EXPLAIN UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
   attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(CASE WHEN id IN (4194304) THEN '{"ms":1}' WHEN id IN (8388608) THEN '{"ms":2}' END, '$')),
     IF(JSON_LENGTH(attempts) >= 20, '$[0]', '$[20]'))

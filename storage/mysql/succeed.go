@@ -21,8 +21,11 @@ import (
 // group would cost O(groups) a row.
 
 // maxSucceedGroups is the most (token, attempt) groups a Succeed statement
-// picks each row's attempt among with a CASE; beyond, it joins.
-const maxSucceedGroups = 8
+// picks each row's attempt among with a CASE; beyond, it joins. A claim of
+// ClaimBatch rows (500 by default) is sent in batches of 100, each with
+// its attempt, and the completer's batch may hold the rows of a few
+// claims. Each WHEN is a lookup in a sorted list of constants.
+const maxSucceedGroups = 32
 
 // succeedGroup is the ids of the rows of a batch that share a lease token
 // and an attempt.
