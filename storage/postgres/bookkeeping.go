@@ -11,7 +11,7 @@ import (
 	"github.com/gocap/gocap/internal/sqlstore"
 )
 
-// The bookkeeping statements (Claim, Succeed, Fail, Release) without
+// The bookkeeping statements (Claim, Succeed, Fail, FailBatch, Release) without
 // waiting for the WAL flush: see "Durability of the bookkeeping" in the
 // package doc.
 

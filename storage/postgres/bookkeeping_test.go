@@ -16,8 +16,8 @@ import (
 
 // TestBookkeepingSynchronousCommit checks, with triggers that record the
 // synchronous_commit setting each write statement runs under, that
-// Claim (with its ordering keys' second check), Fail, Release and Succeed
-// run with it off, and the inserts with the server's setting; with
+// Claim (with its ordering keys' second check), Fail, FailBatch, Release
+// and Succeed run with it off, and the inserts with the server's setting; with
 // Options.DurableBookkeeping, all of them with the server's setting; and
 // that the setting does not outlive the statement's transaction on the
 // pool's one connection.
@@ -147,6 +147,18 @@ func testBookkeepingSetting(t *testing.T, durable bool) {
 		t.Fatalf("Succeed: %d, %v", n, err)
 	}
 	expect("Succeed", book, "published UPDATE")
+	if err := d.InsertPublished(ctx, []*storage.Message{msg(5, "")}, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect("InsertPublished for FailBatch", server, "published INSERT")
+	ms = claim("Claim for FailBatch", 1)
+	expect("Claim for FailBatch", book, "published UPDATE")
+	out, err := d.FailBatch(ctx, storage.Published, []storage.FailedAttempt{{Lease: lease(ms[0]),
+		Failure: storage.Failure{Error: "e", Now: now, Permanent: true, ExpiresAt: now.Add(time.Hour)}}})
+	if err != nil || len(out) != 1 || out[0].LeaseLost {
+		t.Fatalf("FailBatch: %+v, %v", out, err)
+	}
+	expect("FailBatch", book, "published UPDATE")
 
 	// A keyed row: the claim checks its key again under the key's lock.
 	if err := d.InsertPublished(ctx, []*storage.Message{msg(3, "k")}, storage.InsertOptions{}); err != nil {

@@ -38,7 +38,7 @@
 // received row before the broker's ack — commit under the server's
 // synchronous_commit setting: their rows are durable when the commit
 // returns. The engine's bookkeeping on rows already stored — Claim,
-// Succeed, Fail and Release — runs with synchronous_commit off for its own
+// Succeed, Fail, FailBatch and Release — runs with synchronous_commit off for its own
 // transaction (set_config pipelined before the statement, in one round
 // trip): the commit is visible at once but does not wait for the WAL
 // flush (the WAL writer flushes it within three times wal_writer_delay,

@@ -47,7 +47,7 @@ type Options struct {
 	// The number compared is PostgreSQL's own estimate of the table's
 	// rows. Zero means 1,000,000; a negative value estimates always.
 	ExactCountLimit int64
-	// DurableBookkeeping makes Claim, Succeed, Fail and Release wait for
+	// DurableBookkeeping makes Claim, Succeed, Fail, FailBatch and Release wait for
 	// the WAL flush like the inserts. Off, they commit with
 	// synchronous_commit off: a database crash may then lose their last
 	// commits, so that rows are sent or handled again (duplicates, never a
@@ -62,7 +62,7 @@ type Driver struct {
 	channel string
 	q       queries
 	base    sqlstore.Base
-	book    bookkeeper    // runs Claim, Succeed, Fail and Release
+	book    bookkeeper    // runs Claim, Succeed, Fail, FailBatch and Release
 	bookQ   sqlstore.Base // base, with its queries run by book
 }
 
