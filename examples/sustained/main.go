@@ -12,8 +12,9 @@
 //     waited for, and count with their full latency);
 //   - dual write: the same goroutines commit the same INSERT, then publish
 //     the message with plain amqp091-go on a confirm-mode channel of their
-//     own and wait for its confirm: msg/s and commit -> confirmed p50 and
-//     p99.
+//     own and wait for its confirm: msg/s, arrivals at the same plain
+//     consumer within the same time, and commit -> consumer p50 and p99,
+//     measured as for gocap (and commit -> confirmed p50 and p99 beside).
 //
 // Both send CAP's headers, persistent, mandatory, to a fresh durable queue
 // with a consumer, per run; each run has a fresh schema with an orders
@@ -26,6 +27,11 @@
 // Usage:
 //
 //	go run ./examples/sustained [-duration 20s] [-rounds 3] [-workers 16]
+//
+// -durable-bookkeeping sets postgres.Options.DurableBookkeeping (the
+// processor's Claim, Succeed, Fail and Release then wait for the WAL
+// flush), to compare with the default; -cpuprofile writes a CPU profile
+// of the whole run.
 //
 // GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
 package main
@@ -40,6 +46,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,8 +65,12 @@ import (
 
 const topic = "bench.sustained"
 
-// notifyInterval is the -notify-interval flag.
-var notifyInterval time.Duration
+// notifyInterval and durableBookkeeping are the -notify-interval and
+// -durable-bookkeeping flags.
+var (
+	notifyInterval     time.Duration
+	durableBookkeeping bool
+)
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -68,19 +79,33 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds of the two runs (medians are reported)")
 	workers := flag.Int("workers", 16, "committing goroutines")
 	flag.DurationVar(&notifyInterval, "notify-interval", 0, "outbox.Options.NotifyInterval (0 = default)")
+	flag.BoolVar(&durableBookkeeping, "durable-bookkeeping", false, "postgres.Options.DurableBookkeeping")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *dur, *rounds, *workers); err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
 }
 
 // result is one run's figures.
 type result struct {
-	committed, delivered float64 // msg/s within the run's time
-	p50, p99             time.Duration
-	backlog              int // committed but not yet delivered when the time was up
+	committed, delivered float64       // msg/s within the run's time
+	p50, p99             time.Duration // commit -> consumer
+	backlog              int           // committed but not yet delivered when the time was up
+	confP50, confP99     time.Duration // dual write: commit -> confirmed
 }
 
 func run(ctx context.Context, dur time.Duration, rounds, workers int) error {
@@ -105,16 +130,17 @@ func run(ctx context.Context, dur time.Duration, rounds, workers int) error {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
 		fmt.Printf("round %d: gocap committed %6.0f msg/s, delivered %6.0f msg/s, commit->consumer p50 %v p99 %v (backlog at the end %d);"+
-			" dual write %6.0f msg/s, commit->confirmed p50 %v p99 %v\n",
-			round, g.committed, g.delivered, ms(g.p50), ms(g.p99), g.backlog, d.committed, ms(d.p50), ms(d.p99))
+			" dual write %6.0f msg/s, delivered %6.0f msg/s, commit->consumer p50 %v p99 %v, commit->confirmed p50 %v p99 %v\n",
+			round, g.committed, g.delivered, ms(g.p50), ms(g.p99), g.backlog, d.committed, d.delivered, ms(d.p50), ms(d.p99), ms(d.confP50), ms(d.confP99))
 		gs, ds = append(gs, g), append(ds, d)
 	}
 	g, d := medians(gs), medians(ds)
 	fmt.Printf("medians of %d rounds of %v, %d committing goroutines:\n", rounds, dur, workers)
 	fmt.Printf("  gocap (INSERT + Publish, commit; one processor dispatches): committed %6.0f msg/s, delivered %6.0f msg/s,"+
 		" commit -> consumer p50 %v, p99 %v (target <= 50ms)\n", g.committed, g.delivered, ms(g.p50), ms(g.p99))
-	fmt.Printf("  dual write (INSERT, commit, then publish + confirm):         %6.0f msg/s, commit -> confirmed p50 %v, p99 %v\n",
-		d.committed, ms(d.p50), ms(d.p99))
+	fmt.Printf("  dual write (INSERT, commit, then publish + confirm):         committed %6.0f msg/s, delivered %6.0f msg/s,"+
+		" commit -> consumer p50 %v, p99 %v (commit -> confirmed p50 %v, p99 %v)\n",
+		d.committed, d.delivered, ms(d.p50), ms(d.p99), ms(d.confP50), ms(d.confP99))
 	fmt.Printf("  gocap committed / dual write = %.0f%%, gocap delivered / dual write = %.0f%% (target >= 100%%)\n",
 		100*g.committed/d.committed, 100*g.delivered/d.committed)
 	return nil
@@ -302,7 +328,7 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 		return result{}, err
 	}
 	defer tr.Close()
-	ob, err := outbox.New(postgres.New(b.pool, postgres.Options{Schema: schema, Logger: quiet}), tr, outbox.Options{Logger: quiet, NotifyInterval: notifyInterval})
+	ob, err := outbox.New(postgres.New(b.pool, postgres.Options{Schema: schema, Logger: quiet, DurableBookkeeping: durableBookkeeping}), tr, outbox.Options{Logger: quiet, NotifyInterval: notifyInterval})
 	if err != nil {
 		return result{}, err
 	}
@@ -333,10 +359,17 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	return b.arrived(ctx, got, commits, start, end, dur)
+}
+
+// arrived returns the figures of a run whose commits were made between
+// start and end: the rate of the commits, of their arrivals at the
+// consumer by end, and the latency from each commit to its arrival (the
+// messages still on their way at end are waited for, a minute at most).
+func (b *bench) arrived(ctx context.Context, got *arrivals, commits []sample, start, end time.Time, dur time.Duration) (result, error) {
 	_, inTime := got.count(end)
 	r := result{committed: float64(len(commits)) / end.Sub(start).Seconds(), delivered: float64(inTime) / end.Sub(start).Seconds(),
 		backlog: len(commits) - inTime}
-	// Wait for the messages still on their way, bounded.
 	deadline := time.Now().Add(dur + time.Minute)
 	for {
 		all, _ := got.count(end)
@@ -366,7 +399,7 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 // dualWrite runs the load as commit, then a publish with confirm on the
 // goroutine's own channel.
 func (b *bench) dualWrite(ctx context.Context, dur time.Duration) (result, error) {
-	schema, _, stopConsumer, err := b.setup(ctx)
+	schema, got, stopConsumer, err := b.setup(ctx)
 	if err != nil {
 		return result{}, err
 	}
@@ -416,9 +449,11 @@ func (b *bench) dualWrite(ctx context.Context, dur time.Duration) (result, error
 	if err != nil {
 		return result{}, err
 	}
-	r := result{committed: float64(len(commits)) / end.Sub(start).Seconds()}
-	r.delivered = r.committed
-	r.p50, r.p99 = percentiles(slices.Concat(lats...))
+	r, err := b.arrived(ctx, got, commits, start, end, dur)
+	if err != nil {
+		return result{}, err
+	}
+	r.confP50, r.confP99 = percentiles(slices.Concat(lats...))
 	return r, nil
 }
 
@@ -444,6 +479,8 @@ func medians(rs []result) result {
 		delivered: pick(func(r result) float64 { return r.delivered }),
 		p50:       time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
 		p99:       time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		confP50:   time.Duration(pick(func(r result) float64 { return float64(r.confP50) })),
+		confP99:   time.Duration(pick(func(r result) float64 { return float64(r.confP99) })),
 	}
 }
 

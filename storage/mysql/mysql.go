@@ -204,12 +204,8 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.
 	var total int64
 	for start := 0; start < len(done); start += succeedBatch {
 		batch := done[start:min(start+succeedBatch, len(done))]
-		args := make([]any, 0, 1+3*len(batch))
-		for i, a := range sqlstore.AttemptJSONs(batch) {
-			args = append(args, batch[i].ID, batch[i].Token, a)
-		}
-		args = append(args, dbTime(expiresAt))
-		res, err := d.db.ExecContext(ctx, t.succeedSQL(len(batch)), args...)
+		query, args := t.succeedStatement(batch, dbTime(expiresAt))
+		res, err := d.db.ExecContext(ctx, query, args...)
 		n, err := d.base.Affected(res, err, "marking %d %s messages succeeded", len(batch), kind)
 		if err != nil {
 			return total, err

@@ -23,7 +23,7 @@ func (d *Driver) FailBatch(ctx context.Context, kind storage.Kind, rows []storag
 		return nil, fmt.Errorf("postgres: recording %d failures of %s messages: %w", len(rows), kind, err)
 	}
 	a := sqlstore.FailBatchColumns(rows, maxErrorBytes)
-	res, err := d.pool.Query(ctx, t.failBatch, a.IDs, a.Tokens, a.Errors, a.MaxAttempts, a.Permanent, a.ExpiresAt, a.Next, a.Attempts)
+	res, err := d.book.Query(ctx, t.failBatch, a.IDs, a.Tokens, a.Errors, a.MaxAttempts, a.Permanent, a.ExpiresAt, a.Next, a.Attempts)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: recording %d failures of %s messages: %w", len(rows), kind, classify(err))
 	}

@@ -30,6 +30,9 @@ func (d *Driver) unclaim(ctx context.Context, t *tableQueries, msgs []*storage.M
 	}
 	var dropped []int64
 	var b pgx.Batch
+	if d.book.async {
+		b.Queue(setAsyncCommit) // part of Claim's bookkeeping
+	}
 	b.Queue(t.lockKeys, groups, versions, keys)
 	b.Queue(t.unclaim, keyed, req.Token, req.Now.UTC()).Query(func(rows pgx.Rows) error {
 		var err error

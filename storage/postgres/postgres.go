@@ -1,36 +1,3 @@
-// Package postgres is gocap's PostgreSQL storage, on pgx/v5.
-//
-// [New] returns a [Driver] that implements storage.Driver[pgx.Tx]: Publish
-// takes the application's pgx.Tx, so the message row commits or rolls back
-// with the business data. [NewSQL] returns the same storage for
-// applications on database/sql (GORM, sqlx, ent, bun): an [SQLDriver],
-// whose Publish takes a *sql.Tx opened through pgx's stdlib driver.
-//
-// # Notifications
-//
-// An insert whose storage.InsertOptions ask for it (Notify) also issues a
-// NOTIFY on the same transaction, in the same statement; PostgreSQL
-// delivers it only on commit, and the processor, which LISTENs on a
-// connection of its own ([Driver.Listen]), sends the message within
-// milliseconds. Which publishes notify is the outbox's policy, not the
-// driver's: PostgreSQL commits notifying transactions one at a time, so
-// the outbox sets Notify on at most one publish per
-// outbox.Options.NotifyInterval (2 ms by default) and polls for a while
-// after a notification to find the rows of the others. Polling at the
-// outbox's PollInterval remains as the fallback, so nothing depends on a
-// notification arriving. Options.DisableNotify turns notifications off
-// whatever the outbox asks.
-//
-// # Schema
-//
-// The tables live in their own schema (Options.Schema, default "gocap"):
-// published, received and instances. [Driver.Migrate] creates them; it is
-// idempotent and serialized by an advisory lock, so several instances may
-// run it at once. Teams that run their own migrations apply [SchemaSQL]
-// instead. Every background query is an index scan: see QUERY_PLANS.md.
-//
-// Claims use UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) in
-// one statement, so no transaction stays open while a message is sent.
 package postgres
 
 import (
@@ -80,6 +47,12 @@ type Options struct {
 	// The number compared is PostgreSQL's own estimate of the table's
 	// rows. Zero means 1,000,000; a negative value estimates always.
 	ExactCountLimit int64
+	// DurableBookkeeping makes Claim, Succeed, Fail, FailBatch and Release wait for
+	// the WAL flush like the inserts. Off, they commit with
+	// synchronous_commit off: a database crash may then lose their last
+	// commits, so that rows are sent or handled again (duplicates, never a
+	// loss); see "Durability of the bookkeeping" in the package doc.
+	DurableBookkeeping bool
 }
 
 // Driver is the PostgreSQL storage. It is safe for concurrent use.
@@ -89,6 +62,8 @@ type Driver struct {
 	channel string
 	q       queries
 	base    sqlstore.Base
+	book    bookkeeper    // runs Claim, Succeed, Fail, FailBatch and Release
+	bookQ   sqlstore.Base // base, with its queries run by book
 }
 
 var (
@@ -115,6 +90,9 @@ func New(pool *pgxpool.Pool, opts Options) *Driver {
 	d := &Driver{pool: pool, opts: opts, channel: opts.Schema + "_published"}
 	d.q = newQueries(opts.Schema, d.channel)
 	d.base = sqlstore.Base{Name: "postgres", Query: d.query, Classify: classify, TimeDest: timeDest}
+	d.book = bookkeeper{pool: pool, async: !opts.DurableBookkeeping}
+	d.bookQ = d.base
+	d.bookQ.Query = d.book.query
 	return d
 }
 
@@ -222,7 +200,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
 	args = append(args, req.FailedHoldsKey)
-	msgs, err := d.base.Messages(ctx, kind, query, args, "claiming %s messages", kind)
+	msgs, err := d.bookQ.Messages(ctx, kind, query, args, "claiming %s messages", kind)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +228,7 @@ func (d *Driver) Succeed(ctx context.Context, kind storage.Kind, done []storage.
 		return 0, err
 	}
 	ids, tokens := sqlstore.CompletedArrays(done)
-	tag, err := d.pool.Exec(ctx, t.succeed, ids, tokens, expiresAt.UTC(), sqlstore.AttemptJSONs(done))
+	tag, err := d.book.Exec(ctx, t.succeed, ids, tokens, expiresAt.UTC(), sqlstore.AttemptJSONs(done))
 	if err != nil {
 		return 0, fmt.Errorf("postgres: marking %d %s messages succeeded: %w", len(done), kind, classify(err))
 	}
@@ -264,7 +242,7 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 		return 0, err
 	}
 	ids, tokens := sqlstore.LeaseArrays(leases)
-	tag, err := d.pool.Exec(ctx, t.release, ids, tokens, next.UTC(), storage.TruncateText(reason, maxErrorBytes))
+	tag, err := d.book.Exec(ctx, t.release, ids, tokens, next.UTC(), storage.TruncateText(reason, maxErrorBytes))
 	if err != nil {
 		return 0, fmt.Errorf("postgres: releasing %d %s messages: %w", len(leases), kind, classify(err))
 	}
@@ -283,7 +261,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	var res storage.FailResult
 	var status string
-	err = d.pool.QueryRow(ctx, t.fail, lease.ID, lease.Token, storage.TruncateText(f.Error, maxErrorBytes), f.MaxAttempts, f.Permanent,
+	err = d.book.QueryRow(ctx, t.fail, lease.ID, lease.Token, storage.TruncateText(f.Error, maxErrorBytes), f.MaxAttempts, f.Permanent,
 		f.ExpiresAt.UTC(), f.NextAttemptAt.UTC(), sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))).Scan(&res.Retries, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, fmt.Errorf("postgres: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
