@@ -32,10 +32,8 @@ func (d *Driver) FailBatch(ctx context.Context, kind storage.Kind, rows []storag
 		}
 		defer stmt.Close()
 		for i, r := range rows {
-			f := r.Failure
 			var status string
-			err := stmt.QueryRowContext(ctx, f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes),
-				us(f.ExpiresAt), us(f.NextAttemptAt), r.ID, r.Token, sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))).Scan(&out[i].Retries, &status)
+			err := stmt.QueryRowContext(ctx, failArgs(r.Lease, r.Failure)...).Scan(&out[i].Retries, &status)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				out[i] = storage.FailOutcome{LeaseLost: true}

@@ -300,8 +300,7 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	var res storage.FailResult
 	var status string
-	err = d.db.QueryRowContext(ctx, t.fail, f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes),
-		us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token, sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))).Scan(&res.Retries, &status)
+	err = d.db.QueryRowContext(ctx, t.fail, failArgs(lease, f)...).Scan(&res.Retries, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
@@ -310,6 +309,13 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	res.Status = storage.Status(status)
 	return res, nil
+}
+
+// failArgs are the arguments of the fail statement (tableQueries.fail)
+// for a failure of the row under lease, as Fail and FailBatch run it.
+func failArgs(lease storage.Lease, f storage.Failure) []any {
+	return []any{f.Permanent, f.MaxAttempts, storage.TruncateText(f.Error, maxErrorBytes),
+		us(f.ExpiresAt), us(f.NextAttemptAt), lease.ID, lease.Token, sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))}
 }
 
 // NextDue returns the earliest NextAttemptAt after req.After of a
