@@ -145,20 +145,31 @@ func newOutbox[TTx any](t *testing.T, d storage.Driver[TTx], tr transport.Transp
 // run starts ob.Run and stops it when the test ends.
 func run[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) {
 	t.Helper()
+	t.Cleanup(startRun(t, ob))
+}
+
+// startRun starts ob.Run and returns what stops it: it ends Run's context
+// and waits for Run to return (at most 40 s), once however often it is
+// called.
+func startRun[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ob.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(40 * time.Second):
+				t.Errorf("Run did not return after its context ended")
 			}
-		case <-time.After(40 * time.Second):
-			t.Errorf("Run did not return after its context ended")
-		}
-	})
+		})
+	}
 }
 
 // waitFor polls cond every 20ms until it holds, failing after d.

@@ -44,23 +44,7 @@ func testOrderingRestart[TTx any](t *testing.T, be backend[TTx]) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- ob.Run(ctx) }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cancel()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("Run: %v", err)
-					}
-				case <-time.After(40 * time.Second):
-					t.Errorf("Run did not return after its context ended")
-				}
-			})
-		}
+		stop := startRun(t, ob)
 		t.Cleanup(stop)
 		return instance{ob: ob, stop: stop}
 	}
