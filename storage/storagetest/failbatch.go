@@ -293,15 +293,7 @@ func (s *suite[TTx]) failBatchLarge(t *testing.T) {
 	d, b := s.failBatcher(t)
 	t0 := now()
 	const n = 1100
-	msgs := make([]*storage.Message, n)
-	for i := range msgs {
-		msgs[i] = s.msg("fb.large", t0.Add(-time.Second))
-	}
-	s.insert(t, d, msgs...)
-	c := claim(t, d, storage.Published, t0, time.Minute, n)
-	if len(c) != n {
-		t.Fatalf("claimed %d rows, want %d", len(c), n)
-	}
+	c := s.insertClaimed(t, d, "fb.large", t0, n)
 	rows := make([]storage.FailedAttempt, n)
 	for i, m := range c {
 		l := lease(m)

@@ -322,15 +322,7 @@ func (s *suite[TTx]) succeedBatch(t *testing.T) {
 	d := s.h.New(t)
 	t0 := now()
 	const n = 1000
-	msgs := make([]*storage.Message, n)
-	for i := range msgs {
-		msgs[i] = s.msg("batch", t0.Add(-time.Second))
-	}
-	s.insert(t, d, msgs...)
-	c := claim(t, d, storage.Published, t0, time.Minute, n)
-	if len(c) != n {
-		t.Fatalf("claimed %d rows, want %d", len(c), n)
-	}
+	c := s.insertClaimed(t, d, "batch", t0, n)
 	done := make([]storage.Completed, n)
 	want := map[int64]storage.Attempt{}
 	for i, m := range c {

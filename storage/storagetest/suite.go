@@ -293,6 +293,23 @@ func (s *suite[TTx]) insert(t *testing.T, d storage.Store, msgs ...*storage.Mess
 	}
 }
 
+// insertClaimed publishes n messages of topic name due a second before
+// at, and claims all of them at at under a lease of a minute, or fails the
+// test.
+func (s *suite[TTx]) insertClaimed(t *testing.T, d storage.Driver[TTx], name string, at time.Time, n int) []*storage.Message {
+	t.Helper()
+	msgs := make([]*storage.Message, n)
+	for i := range msgs {
+		msgs[i] = s.msg(name, at.Add(-time.Second))
+	}
+	s.insert(t, d, msgs...)
+	c := claim(t, d, storage.Published, at, time.Minute, n)
+	if len(c) != n {
+		t.Fatalf("claimed %d rows, want %d", len(c), n)
+	}
+	return c
+}
+
 func claim(t *testing.T, d storage.Store, kind storage.Kind, at time.Time, lease time.Duration, limit int) []*storage.Message {
 	t.Helper()
 	got, err := d.Claim(bg, kind, storage.ClaimRequest{Now: at, LeaseUntil: at.Add(lease), Token: ids.Token(), Limit: limit})
