@@ -135,15 +135,21 @@ func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f st
 // release gives up the leases of rows whose attempt did not take place,
 // without counting it, so that they are due again at once.
 func (p *processor) release(ctx context.Context, leases []storage.Lease, cause error) {
-	reason := "not sent, not counted as an attempt: " + cause.Error()
-	err := p.retryStore(ctx, func() error {
-		_, err := p.store.Release(ctx, p.kind, leases, time.Now().UTC(), storage.TruncateText(reason, maxErrorText))
-		return err
-	})
-	if err != nil {
+	if err := p.releaseAt(ctx, leases, time.Now(), "not sent, not counted as an attempt: "+cause.Error()); err != nil {
 		p.log.Error("gocap: releasing rows that were not attempted failed; they are due again after their lease ends",
 			"count", len(leases), "err", err)
 	}
+}
+
+// releaseAt gives up the leases of rows that were not attempted: due
+// again at at, their retry count unchanged, reason their last error. A
+// transient error is retried (retryStore): a lease left behind holds its
+// row, and the later rows of its ordering key, until it ends.
+func (p *processor) releaseAt(ctx context.Context, leases []storage.Lease, at time.Time, reason string) error {
+	return p.retryStore(ctx, func() error {
+		_, err := p.store.Release(ctx, p.kind, leases, at.UTC(), storage.TruncateText(reason, maxErrorText))
+		return err
+	})
 }
 
 // Tries of a storage write whose outcome must not be lost (recording a

@@ -123,18 +123,19 @@ func (r *receiver) handOver(m *storage.Message, err error, closing bool) *storag
 	}
 }
 
-// release gives the leases of waiting rows back to the storage: they are
-// due again at at, their retry count unchanged.
+// release gives the leases of rows that were not attempted (waiting for
+// a concurrency limit, or stored as the processor stopped) back to the
+// storage: they are due again at at, their retry count unchanged.
 func (r *receiver) release(ctx context.Context, ms []*storage.Message, at time.Time, reason string) {
 	leases := make([]storage.Lease, len(ms))
 	for i, m := range ms {
 		leases[i] = storage.Lease{ID: m.ID, Token: m.LeaseToken}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := writeContext(ctx)
 	defer cancel()
-	if _, err := r.e.store.Release(ctx, storage.Received, leases, at.UTC(), reason); err != nil {
+	if err := r.proc.releaseAt(ctx, leases, at, reason); err != nil {
 		// The rows stay leased: a claim loop takes them when the lease ends.
-		r.e.log.Warn("gocap: releasing rows waiting for a concurrency limit failed; they run after their lease",
+		r.e.log.Warn("gocap: releasing rows that were not attempted failed; they run after their lease",
 			"count", len(ms), "err", err)
 		return
 	}
