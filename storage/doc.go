@@ -15,7 +15,9 @@
 // lease token and LeaseUntil, the end of the lease, and the row is
 // invisible to other claims until the lease ends. The holder of the lease
 // then reports the outcome with [Store.Succeed] or [Store.Fail] (or, for
-// many failures at once, [FailBatcher.FailBatch]); all are
+// many failures at once, [FailBatcher.FailBatch]; for successes that
+// also claim the next row of their ordering keys,
+// [NextClaimer.SucceedClaimNext]); all are
 // guarded by the lease token, so a processor whose lease ran out cannot
 // overwrite the work of the processor that took the row over. A row whose
 // holder died simply becomes due again when its lease ends.

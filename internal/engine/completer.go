@@ -9,10 +9,14 @@ import (
 
 // completer records successes in batches: while one batch is written, the
 // next one gathers. Every success handed to it before close is written
-// before run returns. Once a batch with rows of ordering keys is written,
-// it wakes the claim loop: the next row of each key became due (#18).
+// before run returns. A success of a row of an ordering key makes the
+// next row of its key due (#18): with a Store that can claim those rows
+// in the transaction of the Succeed (storage.NextClaimer), the completer
+// does so, on slots it reserves, and starts them; otherwise, or for the
+// keys it could not serve, it wakes the claim loop.
 type completer struct {
 	p    *processor
+	next storage.NextClaimer // nil if the Store is none
 	done chan completion
 }
 
@@ -24,7 +28,9 @@ type completion struct {
 }
 
 func newCompleter(p *processor, capacity int) *completer {
-	return &completer{p: p, done: make(chan completion, capacity)}
+	c := &completer{p: p, done: make(chan completion, capacity)}
+	c.next, _ = p.store.(storage.NextClaimer)
+	return c
 }
 
 // succeeded hands over a row whose attempt succeeded.
@@ -36,11 +42,16 @@ func (c *completer) close() { close(c.done) }
 // maxCompleteBatch bounds the rows one Succeed statement marks.
 const maxCompleteBatch = 1000
 
+// run writes the successes handed over until close; the rows it claims
+// run under ctx.
 func (c *completer) run(ctx context.Context) {
 	batch := make([]storage.Completed, 0, maxCompleteBatch)
 	for first := range c.done {
 		batch = append(batch[:0], first.Completed)
-		keyed := first.keyed
+		keyed := 0
+		if first.keyed {
+			keyed++
+		}
 	gather:
 		for len(batch) < maxCompleteBatch {
 			select {
@@ -49,26 +60,50 @@ func (c *completer) run(ctx context.Context) {
 					break gather
 				}
 				batch = append(batch, l.Completed)
-				keyed = keyed || l.keyed
+				if l.keyed {
+					keyed++
+				}
 			default:
 				break gather
 			}
 		}
-		c.write(ctx, batch)
-		if keyed {
+		if c.write(ctx, batch, keyed) < keyed {
 			c.p.Wake()
 		}
 	}
 }
 
-func (c *completer) write(ctx context.Context, batch []storage.Completed) {
+// write records batch, which holds keyed rows of ordering keys, and
+// returns how many rows of their keys it claimed and started.
+func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed int) int {
 	p := c.p
+	expires := time.Now().UTC().Add(p.cfg.SucceededTTL)
+	if keyed > 0 && c.next != nil {
+		if reserved := p.reserve(keyed); reserved > 0 {
+			var next []*storage.Message
+			err := p.retryStore(ctx, func() (err error) {
+				_, next, err = c.next.SucceedClaimNext(ctx, p.kind, batch, expires, p.claimRequest(time.Now().UTC(), reserved))
+				return err
+			})
+			p.startReserved(ctx, reserved, next)
+			if err != nil {
+				c.failed(batch, err)
+			}
+			return len(next)
+		}
+	}
 	err := p.retryStore(ctx, func() error {
-		_, err := p.store.Succeed(ctx, p.kind, batch, time.Now().UTC().Add(p.cfg.SucceededTTL))
+		_, err := p.store.Succeed(ctx, p.kind, batch, expires)
 		return err
 	})
 	if err != nil {
-		p.log.Error("gocap: recording successes failed; these rows will be attempted again when their lease ends",
-			"count", len(batch), "err", err)
+		c.failed(batch, err)
 	}
+	return 0
+}
+
+// failed logs a batch whose successes could not be recorded.
+func (c *completer) failed(batch []storage.Completed, err error) {
+	c.p.log.Error("gocap: recording successes failed; these rows will be attempted again when their lease ends",
+		"count", len(batch), "err", err)
 }

@@ -222,16 +222,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		limit := min(free, p.cfg.ClaimBatch)
 		now := time.Now().UTC()
 		cctx, cancel := writeContext(ctx)
-		msgs, err := p.store.Claim(cctx, p.kind, storage.ClaimRequest{
-			Now:        now,
-			LeaseUntil: now.Add(p.cfg.Lease),
-			Token:      ids.Token(),
-			Limit:      limit,
-			Groups:     p.groups,
-			Version:    p.cfg.Version,
-			// ordering keys (#18)
-			FailedHoldsKey: p.cfg.FailedHoldsKey,
-		})
+		msgs, err := p.store.Claim(cctx, p.kind, p.claimRequest(now, limit))
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -268,6 +259,72 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		case <-p.wake:
 		case <-poll.C:
 		case <-ctx.Done():
+		}
+	}
+}
+
+// claimRequest is the request of a claim of up to limit rows at now.
+func (p *processor) claimRequest(now time.Time, limit int) storage.ClaimRequest {
+	return storage.ClaimRequest{
+		Now:        now,
+		LeaseUntil: now.Add(p.cfg.Lease),
+		Token:      ids.Token(),
+		Limit:      limit,
+		Groups:     p.groups,
+		Version:    p.cfg.Version,
+		// ordering keys (#18)
+		FailedHoldsKey: p.cfg.FailedHoldsKey,
+	}
+}
+
+// reserve takes up to n of the free slots, without waiting, for rows the
+// caller is about to claim, and returns how many it took: none while
+// claiming is paused or once run stops taking attempts. The caller hands
+// them back with startReserved, which run waits for.
+func (p *processor) reserve(n int) int {
+	if p.pause != nil && p.pause() > 0 {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return 0
+	}
+	got := 0
+take:
+	for got < n {
+		select {
+		case p.slots <- struct{}{}:
+			got++
+		default:
+			break take
+		}
+	}
+	if got > 0 {
+		p.wg.Add(1) // until startReserved: run waits for the rows
+	}
+	return got
+}
+
+// startReserved runs the attempts of msgs, at most reserved rows, on the
+// slots that reserve took, in batches of batchSize, and frees the slots
+// left over.
+func (p *processor) startReserved(work context.Context, reserved int, msgs []*storage.Message) {
+	defer p.wg.Done()
+	left := reserved - len(msgs)
+	for len(msgs) > 0 {
+		n := min(len(msgs), p.batchSize)
+		p.wg.Add(1)
+		p.launch(work, msgs[:n:n])
+		msgs = msgs[n:]
+	}
+	if left > 0 {
+		for range left {
+			<-p.slots
+		}
+		select {
+		case p.freed <- struct{}{}:
+		default:
 		}
 	}
 }

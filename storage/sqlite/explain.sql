@@ -204,10 +204,10 @@ WITH RECURSIVE k(c1) AS (
       ORDER BY next_attempt_at LIMIT 500);
 .stats off
 .timer off
-SELECT '### Ordering keys: the lease of the candidates (published; here of three ids)';
+SELECT '### Ordering keys: the lease of the candidates (published; here of three ids, a JSON array as the driver passes them)';
 EXPLAIN QUERY PLAN
-UPDATE gocap_xp13_published SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
-    WHERE id IN (1, 2, 3) AND status IN ('Scheduled', 'Delayed')
+UPDATE gocap_xp13_published NOT INDEXED SET lease_until = 1764000060000000, lease_token = 7, status = 'Scheduled'
+    WHERE id IN (SELECT value FROM json_each('[1,2,3]')) AND status IN ('Scheduled', 'Delayed')
       AND next_attempt_at <= 1764000000000000 AND (lease_until IS NULL OR lease_until <= 1764000000000000)
         AND (ordering_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM gocap_xp13_published AS p INDEXED BY gocap_xp13_published_key WHERE p.ordering_key = gocap_xp13_published.ordering_key AND p.version = gocap_xp13_published.version
@@ -251,6 +251,41 @@ SELECT changes() AS leased;
 .stats off
 .timer off
 ROLLBACK;
+SELECT '### Ordering keys: the next rows of the keys of a Succeed (SucceedClaimNext, published, version v1): 100 heads in flight marked Succeeded, then the heads of their keys';
+-- The ids of the Succeed are a JSON array (one statement text whatever
+-- their number, prepared once by the driver): here 100 heads in flight.
+.parameter set @done "(SELECT json_group_array(id) FROM gocap_xp13_published WHERE id > 4503599627370496 AND id <= 4503599627370496 + 101 AND id <> 4503599627370496 + 100)"
+EXPLAIN QUERY PLAN
+WITH k(c1) AS (
+        SELECT DISTINCT ordering_key FROM gocap_xp13_published WHERE id IN (SELECT value FROM json_each(@done))
+          AND ordering_key IS NOT NULL AND version = 'v1')
+      SELECT id FROM (SELECT h.id, h.next_attempt_at FROM k CROSS JOIN gocap_xp13_published AS h NOT INDEXED
+        WHERE h.id = (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_key WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ordering_key = k.c1 AND version = 'v1'
+            AND status IN ('Scheduled', 'Delayed', 'Failed') ORDER BY id LIMIT 1)
+          AND h.status IN ('Scheduled', 'Delayed') AND h.next_attempt_at <= 1764000000000000 AND (h.lease_until IS NULL OR h.lease_until <= 1764000000000000)
+          AND NOT EXISTS (SELECT 1 FROM gocap_xp13_published INDEXED BY gocap_xp13_published_key_lease
+          WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ordering_key = k.c1 AND version = 'v1'
+            AND lease_until > 1764000000000000))
+      ORDER BY next_attempt_at LIMIT 100;
+BEGIN;
+UPDATE gocap_xp13_published SET status = 'Succeeded', lease_token = NULL, lease_until = NULL WHERE id IN (SELECT value FROM json_each(@done));
+.timer on
+.stats stmt
+SELECT COUNT(*) AS candidates FROM (WITH k(c1) AS (
+        SELECT DISTINCT ordering_key FROM gocap_xp13_published WHERE id IN (SELECT value FROM json_each(@done))
+          AND ordering_key IS NOT NULL AND version = 'v1')
+      SELECT id FROM (SELECT h.id, h.next_attempt_at FROM k CROSS JOIN gocap_xp13_published AS h NOT INDEXED
+        WHERE h.id = (SELECT id FROM gocap_xp13_published INDEXED BY gocap_xp13_published_key WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ordering_key = k.c1 AND version = 'v1'
+            AND status IN ('Scheduled', 'Delayed', 'Failed') ORDER BY id LIMIT 1)
+          AND h.status IN ('Scheduled', 'Delayed') AND h.next_attempt_at <= 1764000000000000 AND (h.lease_until IS NULL OR h.lease_until <= 1764000000000000)
+          AND NOT EXISTS (SELECT 1 FROM gocap_xp13_published INDEXED BY gocap_xp13_published_key_lease
+          WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ordering_key = k.c1 AND version = 'v1'
+            AND lease_until > 1764000000000000))
+      ORDER BY next_attempt_at LIMIT 100);
+.stats off
+.timer off
+ROLLBACK;
+.parameter clear
 SELECT '### Ordering keys: for comparison, the claim before the loose scan: every due keyed row of the version, and a search of *_key for each';
 .timer on
 .stats stmt

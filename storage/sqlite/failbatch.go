@@ -25,26 +25,25 @@ func (d *Driver) FailBatch(ctx context.Context, kind storage.Kind, rows []storag
 		return nil, fmt.Errorf("sqlite: recording %d failures of %s messages: %w", len(rows), kind, err)
 	}
 	out := make([]storage.FailOutcome, len(rows))
-	err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, t.fail)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i, r := range rows {
-			var status string
-			err := stmt.QueryRowContext(ctx, failArgs(r.Lease, r.Failure)...).Scan(&out[i].Retries, &status)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				out[i] = storage.FailOutcome{LeaseLost: true}
-			case err != nil:
-				return err
-			default:
-				out[i].Status = storage.Status(status)
+	fail, err := d.st.get(ctx, t.fail)
+	if err == nil {
+		err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+			stmt := tx.StmtContext(ctx, fail)
+			for i, r := range rows {
+				var status string
+				err := stmt.QueryRowContext(ctx, failArgs(r.Lease, r.Failure)...).Scan(&out[i].Retries, &status)
+				switch {
+				case errors.Is(err, sql.ErrNoRows):
+					out[i] = storage.FailOutcome{LeaseLost: true}
+				case err != nil:
+					return err
+				default:
+					out[i].Status = storage.Status(status)
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: recording %d failures of %s messages: %w", len(rows), kind, classify(err))
 	}

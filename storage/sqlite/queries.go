@@ -194,18 +194,11 @@ func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c strin
 //   - rows without a key, the first ?3 due ones of *_pending_unkeyed;
 //   - the head of each ordered sequence (#18): the keys (and groups) of
 //     the rows not Succeeded are visited with a loose scan of *_key, one
-//     search per key from the previous one (k); for each, one search of
-//     *_key finds the sequence's first row of the version in a status
-//     that holds the key, and that row is a candidate if it is due and
-//     not leased and no row of its sequence is in flight (one search of
-//     *_key_lease). A key's rows behind its head are never read: the
+//     search per key from the previous one (k); for each, headsSQL's
+//     few searches. A key's rows behind its head are never read: the
 //     query costs a few searches per key with rows not Succeeded,
 //     whatever their number.
 func (t *tableQueries) candidatesSQL(groups int, failedHolds bool) string {
-	holding := sqlstore.PendingStatuses
-	if failedHolds {
-		holding += `, 'Failed'`
-	}
 	inGroups := ""
 	if groups > 0 {
 		inGroups = ` AND grp IN (` + numbered(4, groups) + `)`
@@ -214,21 +207,17 @@ func (t *tableQueries) candidatesSQL(groups int, failedHolds bool) string {
 	// k: the keys (c1; for received rows, c1 and the group c2) of the
 	// rows not Succeeded, the next one found from the previous one by
 	// one search of *_key (for received rows, two: the key's next group,
-	// else the next key's first). same: a row of the sequence of k.
-	cols, same := `c1`, `ordering_key = k.c1`
+	// else the next key's first).
+	cols := `c1`
 	first := `SELECT * FROM (SELECT ordering_key` + keyed + ` ORDER BY ordering_key LIMIT 1)`
 	next := `SELECT id` + keyed + ` AND ordering_key > k.c1 ORDER BY ordering_key`
 	step := `SELECT n.ordering_key FROM k CROSS JOIN ` + t.name + ` AS n NOT INDEXED WHERE n.id = (` + next + ` LIMIT 1)`
-	headGroups := ""
 	if t.grouped {
-		cols, same = `c1, c2`, `ordering_key = k.c1 AND grp = k.c2`
+		cols = `c1, c2`
 		first = `SELECT * FROM (SELECT ordering_key, grp` + keyed + ` ORDER BY ordering_key, grp LIMIT 1)`
 		step = `SELECT n.ordering_key, n.grp FROM k CROSS JOIN ` + t.name + ` AS n NOT INDEXED WHERE n.id = coalesce(
 					(SELECT id` + keyed + ` AND ordering_key = k.c1 AND grp > k.c2 ORDER BY grp LIMIT 1),
 					(` + next + `, grp LIMIT 1))`
-		if groups > 0 {
-			headGroups = ` AND k.c2 IN (` + numbered(4, groups) + `)`
-		}
 	}
 	return `WITH RECURSIVE k(` + cols + `) AS (
 				` + first + `
@@ -240,30 +229,72 @@ func (t *tableQueries) candidatesSQL(groups int, failedHolds bool) string {
 					  AND (lease_until IS NULL OR lease_until <= ?1) AND version = ?2` + inGroups + `
 					ORDER BY next_attempt_at LIMIT ?3)
 				UNION ALL
-				SELECT h.id, h.next_attempt_at FROM k CROSS JOIN ` + t.name + ` AS h NOT INDEXED
-				WHERE h.id = (SELECT id` + keyed + ` AND ` + same + ` AND version = ?2
-						AND status IN (` + holding + `) ORDER BY id LIMIT 1)` + headGroups + `
-				  AND h.status IN (` + sqlstore.PendingStatuses + `) AND h.next_attempt_at <= ?1 AND (h.lease_until IS NULL OR h.lease_until <= ?1)
-				  AND NOT EXISTS (SELECT 1 FROM ` + t.name + ` INDEXED BY ` + t.name + `_key_lease
-					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?2
-					  AND lease_until > ?1))
+				` + t.headsSQL(4, groups, failedHolds) + `)
 			ORDER BY next_attempt_at LIMIT ?3`
 }
 
-// leaseSQL leases the rows of n ids (?4...) found by candidatesSQL, until
+// nextCandidatesSQL selects, as candidatesSQL does, the ids of up to ?3
+// rows to claim, due at ?1, of version ?2 and of the given number of
+// consumer groups (?5...; none: all rows), among the heads of the
+// sequences of the rows of the ids of the JSON array ?4 only
+// (SucceedClaimNext): k is their keys (and groups), read by id.
+func (t *tableQueries) nextCandidatesSQL(groups int, failedHolds bool) string {
+	cols, sel := `c1`, `ordering_key`
+	if t.grouped {
+		cols, sel = `c1, c2`, `ordering_key, grp`
+	}
+	return `WITH k(` + cols + `) AS (
+				SELECT DISTINCT ` + sel + ` FROM ` + t.name + ` WHERE id IN (SELECT value FROM json_each(?4))
+				  AND ordering_key IS NOT NULL AND version = ?2)
+			SELECT id FROM (` + t.headsSQL(5, groups, failedHolds) + `)
+			ORDER BY next_attempt_at LIMIT ?3`
+}
+
+// headsSQL selects the id and due time of the head of each sequence of
+// k (#18), keys c1 and, for received rows, groups c2 (those of the given
+// number of groups, ?first...; none: all): for each, one search of
+// *_key finds the sequence's first row of version ?2 in a status that
+// holds the key (Failed too if failedHolds), and that row is selected if
+// it is due at ?1 and not leased and no row of its sequence is in
+// flight (one search of *_key_lease).
+func (t *tableQueries) headsSQL(first, groups int, failedHolds bool) string {
+	holding := sqlstore.PendingStatuses
+	if failedHolds {
+		holding += `, 'Failed'`
+	}
+	same, headGroups := `ordering_key = k.c1`, ""
+	if t.grouped {
+		same = `ordering_key = k.c1 AND grp = k.c2`
+		if groups > 0 {
+			headGroups = ` AND k.c2 IN (` + numbered(first, groups) + `)`
+		}
+	}
+	return `SELECT h.id, h.next_attempt_at FROM k CROSS JOIN ` + t.name + ` AS h NOT INDEXED
+				WHERE h.id = (SELECT id FROM ` + t.name + ` INDEXED BY ` + t.name + `_key WHERE ordering_key IS NOT NULL AND status <> 'Succeeded'
+						AND ` + same + ` AND version = ?2 AND status IN (` + holding + `) ORDER BY id LIMIT 1)` + headGroups + `
+				  AND h.status IN (` + sqlstore.PendingStatuses + `) AND h.next_attempt_at <= ?1 AND (h.lease_until IS NULL OR h.lease_until <= ?1)
+				  AND NOT EXISTS (SELECT 1 FROM ` + t.name + ` INDEXED BY ` + t.name + `_key_lease
+					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?2
+					  AND lease_until > ?1)`
+}
+
+// leaseSQL leases the rows of the ids of the JSON array ?4 found by
+// candidatesSQL (one text for any number of ids: see statements), until
 // ?1 with token ?2, and returns them: those still due at ?3 and not
 // leased, and for rows with an ordering key, still the head of their key
 // with no row of it in flight (two searches of *_key and *_key_lease,
 // as headFree says; Failed rows hold their key if failedHolds). A
 // single UPDATE ... RETURNING, atomic under SQLite's one writer: a row
-// another claim took since the candidates were read is left out.
-func (t *tableQueries) leaseSQL(n int, failedHolds bool) string {
+// another claim took since the candidates were read is left out. NOT
+// INDEXED: each row by its rowid (the planner would otherwise search
+// *_status for each id and pending status).
+func (t *tableQueries) leaseSQL(failedHolds bool) string {
 	statuses := sqlstore.PendingStatuses
 	if failedHolds {
 		statuses += `, 'Failed'`
 	}
-	return `UPDATE ` + t.name + ` SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
-		WHERE id IN (` + numbered(4, n) + `) AND status IN (` + sqlstore.PendingStatuses + `)
+	return `UPDATE ` + t.name + ` NOT INDEXED SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
+		WHERE id IN (SELECT value FROM json_each(?4)) AND status IN (` + sqlstore.PendingStatuses + `)
 			AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)` +
 		strings.Replace(t.headFree, holding, statuses, 1) + `
 		RETURNING ` + t.cols

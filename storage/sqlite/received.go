@@ -42,10 +42,11 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	if err != nil {
 		return storage.ReceivedInsert{}, err
 	}
-	insert := func(ctx context.Context, args ...any) *sql.Row {
-		return d.db.QueryRowContext(ctx, d.q.insertReceived, args...)
+	insert, err := d.st.get(ctx, d.q.insertReceived)
+	if err != nil {
+		return storage.ReceivedInsert{}, d.base.Err(err, "storing received message %q for group %q", r.MsgID, r.Group)
 	}
-	res, err := insertReceived(ctx, insert, &r, token, leaseUntil)
+	res, err := insertReceived(ctx, insert.QueryRowContext, &r, token, leaseUntil)
 	if err != nil {
 		return res, d.base.Err(err, "storing received message %q for group %q", r.MsgID, r.Group)
 	}
@@ -59,12 +60,12 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 // whole cost of a batch: its commit is paid once instead of per message.
 func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Message, token int64, leaseUntil time.Time) ([]storage.ReceivedInsert, error) {
 	return d.base.InsertReceivedBatch(msgs, token, storage.ValidText, storage.ValidText, func(b *sqlstore.ReceivedBatch, res []storage.ReceivedInsert) error {
+		insert, err := d.st.get(ctx, d.q.insertReceived)
+		if err != nil {
+			return err
+		}
 		return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-			stmt, err := tx.PrepareContext(ctx, d.q.insertReceived)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
+			stmt := tx.StmtContext(ctx, insert)
 			for i := range b.Rows {
 				if res[i], err = insertReceived(ctx, stmt.QueryRowContext, &b.Rows[i], token, leaseUntil); err != nil {
 					return err

@@ -90,6 +90,7 @@ type Driver struct {
 	opts Options
 	q    queries
 	base sqlstore.Base
+	st   *statements
 }
 
 var (
@@ -112,7 +113,7 @@ func New(db *sql.DB, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix),
+	return &Driver{db: db, opts: opts, q: newQueries(opts.TablePrefix), st: &statements{db: db},
 		base: sqlstore.Base{Name: "sqlite", Query: sqlstore.QueryDB(db), Classify: classify, TimeDest: timeDest}}
 }
 
@@ -131,16 +132,26 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 	if err := sqlstore.CheckTx(tx); err != nil {
 		return d.base.Wrap(err)
 	}
-	return d.insertPublished(ctx, tx, msgs)
+	return d.insertPublished(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
+		return tx.ExecContext(ctx, d.q.insertPublished, args...)
+	}, msgs)
 }
 
 // InsertPublished inserts msgs in a transaction of its own. opts.Notify
 // is ignored.
 func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _ storage.InsertOptions) error {
-	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
+	insert, err := d.st.get(ctx, d.q.insertPublished)
+	if err != nil {
+		return fmt.Errorf("sqlite: inserting %d published messages: %w", len(msgs), classify(err))
+	}
+	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
+		return d.insertPublished(ctx, tx.StmtContext(ctx, insert).ExecContext, msgs)
+	})
 }
 
-func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []*storage.Message) error {
+// insertPublished inserts msgs with exec, which runs the insertPublished
+// statement.
+func (d *Driver) insertPublished(ctx context.Context, exec func(ctx context.Context, args ...any) (sql.Result, error), msgs []*storage.Message) error {
 	for _, m := range msgs {
 		h, err := sqlstore.HeadersJSON(m)
 		if err != nil {
@@ -150,7 +161,7 @@ func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []
 		if err != nil {
 			return d.base.Wrap(err)
 		}
-		if _, err := e.ExecContext(ctx, d.q.insertPublished, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body),
+		if _, err := exec(ctx, m.ID, storage.ValidText(m.Name), h, sqlstore.NonNil(m.Body),
 			sqlstore.InsertStatus(m), us(m.Added), us(m.NextAttemptAt), storage.ValidText(m.Policy), sqlstore.OrderingKey(m), version); err != nil {
 			return fmt.Errorf("sqlite: inserting published message %d: %w", m.ID, classify(err))
 		}
@@ -172,35 +183,71 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if err := sqlstore.CheckClaim(req); err != nil {
 		return nil, d.base.Wrap(err)
 	}
-	now := us(req.Now)
-	args := []any{now, req.Version, req.Limit}
-	groups := 0
-	if kind == storage.Received && req.Groups != nil {
-		if len(req.Groups) == 0 {
-			return nil, nil
-		}
-		groups = len(req.Groups)
-		for _, g := range sqlstore.ValidTexts(req.Groups) {
-			args = append(args, g)
-		}
+	groups, ok := claimGroups(kind, req)
+	if !ok {
+		return nil, nil
 	}
-	ids, err := d.candidates(ctx, t.candidatesSQL(groups, req.FailedHoldsKey), args)
+	find, err := d.st.get(ctx, t.candidatesSQL(len(groups), req.FailedHoldsKey))
+	var ids []int64
+	if err == nil {
+		ids, err = candidates(ctx, find, claimArgs(req, nil, groups))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: finding %s messages to claim: %w", kind, classify(err))
 	}
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	lease := append(make([]any, 0, 3+len(ids)), us(req.LeaseUntil), req.Token, now)
-	for _, id := range ids {
-		lease = append(lease, id)
+	lease, err := d.st.get(ctx, t.leaseSQL(req.FailedHoldsKey))
+	var msgs []*storage.Message
+	if err == nil {
+		msgs, err = leased(ctx, lease, kind, req, ids)
 	}
-	return d.base.Messages(ctx, kind, t.leaseSQL(len(ids), req.FailedHoldsKey), lease, "claiming %s messages", kind)
+	if err != nil {
+		return nil, d.base.Err(err, "claiming %s messages", kind)
+	}
+	return msgs, nil
 }
 
-// candidates returns the ids the query selects.
-func (d *Driver) candidates(ctx context.Context, query string, args []any) ([]int64, error) {
-	rows, err := d.db.QueryContext(ctx, query, args...)
+// leased runs lease, the statement of leaseSQL, on the candidates ids,
+// and returns the rows it leased.
+func leased(ctx context.Context, lease *sql.Stmt, kind storage.Kind, req storage.ClaimRequest, ids []int64) ([]*storage.Message, error) {
+	rows, err := lease.QueryContext(ctx, us(req.LeaseUntil), req.Token, us(req.Now), idList(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return sqlstore.ScanMessages(rows, kind, timeDest)
+}
+
+// claimGroups returns the groups a claim of kind under req selects from
+// (nil: all), and false when it selects nothing (an empty list of
+// groups), as their text is stored.
+func claimGroups(kind storage.Kind, req storage.ClaimRequest) ([]string, bool) {
+	if kind != storage.Received || req.Groups == nil {
+		return nil, true
+	}
+	return sqlstore.ValidTexts(req.Groups), len(req.Groups) > 0
+}
+
+// claimArgs are the arguments of candidatesSQL (ids nil) and
+// nextCandidatesSQL: the due time, version and limit of req, the list of
+// ids if any, then groups.
+func claimArgs(req storage.ClaimRequest, ids []int64, groups []string) []any {
+	args := append(make([]any, 0, 4+len(groups)), us(req.Now), req.Version, req.Limit)
+	if ids != nil {
+		args = append(args, idList(ids))
+	}
+	for _, g := range groups {
+		args = append(args, g)
+	}
+	return args
+}
+
+// candidates returns the ids that find, the statement of candidatesSQL
+// or nextCandidatesSQL, selects.
+func candidates(ctx context.Context, find *sql.Stmt, args []any) ([]int64, error) {
+	rows, err := find.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -264,27 +311,34 @@ func (d *Driver) Release(ctx context.Context, kind storage.Kind, leases []storag
 // transaction, the ith time with the arguments args(i), and returns how
 // many rows it changed in all.
 func (d *Driver) perRow(ctx context.Context, query string, n int, args func(i int) []any) (int64, error) {
+	stmt, err := d.st.get(ctx, query)
+	if err != nil {
+		return 0, err
+	}
 	var total int64
-	err := sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, query)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i := range n {
-			res, err := stmt.ExecContext(ctx, args(i)...)
-			if err != nil {
-				return err
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
+	err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) (err error) {
+		total, err = perRowStmt(ctx, tx.StmtContext(ctx, stmt), n, args)
+		return err
 	})
 	return total, err
+}
+
+// perRowStmt runs stmt n times, the ith time with the arguments args(i),
+// and returns how many rows it changed in all.
+func perRowStmt(ctx context.Context, stmt *sql.Stmt, n int, args func(i int) []any) (int64, error) {
+	var total int64
+	for i := range n {
+		res, err := stmt.ExecContext(ctx, args(i)...)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // maxErrorBytes bounds a stored error text (LastError, and the reason of
@@ -300,7 +354,10 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	var res storage.FailResult
 	var status string
-	err = d.db.QueryRowContext(ctx, t.fail, failArgs(lease, f)...).Scan(&res.Retries, &status)
+	fail, err := d.st.get(ctx, t.fail)
+	if err == nil {
+		err = fail.QueryRowContext(ctx, failArgs(lease, f)...).Scan(&res.Retries, &status)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("sqlite: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)
 	}
@@ -331,7 +388,10 @@ func (d *Driver) NextDue(ctx context.Context, kind storage.Kind, req storage.Due
 		return time.Time{}, d.base.Wrap(err)
 	}
 	var unkeyed, keyed time.Time
-	err = d.db.QueryRowContext(ctx, t.nextDue, us(req.After), req.Version).Scan(timeDest(&unkeyed), timeDest(&keyed))
+	next, err := d.st.get(ctx, t.nextDue)
+	if err == nil {
+		err = next.QueryRowContext(ctx, us(req.After), req.Version).Scan(timeDest(&unkeyed), timeDest(&keyed))
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("sqlite: next due %s message: %w", kind, classify(err))
 	}

@@ -55,6 +55,14 @@
 //     lease and history; rows of other leases untouched; an empty batch;
 //     a row named twice refused; error texts stored as Fail stores them;
 //     a batch of 1,100 rows;
+//   - NextClaim (nextclaim.go), for a Store that implements
+//     storage.NextClaimer (skipped otherwise): SucceedClaimNext claims
+//     the next row of the keys of the rows it marks Succeeded and nothing
+//     else (not rows without a key, other keys' heads, rows not due,
+//     beyond the limit, the earliest due first), leased under the
+//     request; received keys per group and the request's groups; a row
+//     whose lease was lost is not marked and still holds its key; a zero
+//     limit refused;
 //   - Received: InsertReceived's de-duplication and reset of Failed
 //     duplicates, claims restricted to consumer groups;
 //   - ReceivedBatch (batch.go), for a Store that implements
@@ -187,6 +195,11 @@ func (s *suite[TTx]) areas() []area {
 			{"Duplicate", s.failBatchDuplicate},
 			{"Text", s.failBatchText},
 			{"Large", s.failBatchLarge},
+		}},
+		{"NextClaim", []testCase{
+			{"Published", s.nextClaimPublished},
+			{"LeaseLost", s.nextClaimLeaseLost},
+			{"Received", s.nextClaimReceived},
 		}},
 		{"Received", []testCase{
 			{"ReceivedDedup", s.receivedDedup},
