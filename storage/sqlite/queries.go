@@ -182,6 +182,14 @@ func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c strin
 	}
 }
 
+// claimLimit is the limit of the claim's statements, ?3, as an expression
+// and not the bare parameter: SQLite (built with STAT4, as modernc's is)
+// plans a statement for the value bound to a bare LIMIT ?, and prepares
+// it again whenever that value changes, which for a claim (its limit is
+// the free slots) is on most runs: five times the cost of a run of the
+// candidates' statement in a measurement.
+const claimLimit = `CAST(?3 AS INTEGER)`
+
 // candidatesSQL selects the ids of up to ?3 rows to claim, due at ?1,
 // of version ?2 and of the given number of consumer groups (?4...; none:
 // all rows); Failed rows hold their ordering key if failedHolds. It is a
@@ -227,10 +235,10 @@ func (t *tableQueries) candidatesSQL(groups int, failedHolds bool) string {
 				SELECT * FROM (SELECT id, next_attempt_at FROM ` + t.name + ` INDEXED BY ` + t.name + `_pending_unkeyed
 					WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NULL AND next_attempt_at <= ?1
 					  AND (lease_until IS NULL OR lease_until <= ?1) AND version = ?2` + inGroups + `
-					ORDER BY next_attempt_at LIMIT ?3)
+					ORDER BY next_attempt_at LIMIT ` + claimLimit + `)
 				UNION ALL
 				` + t.headsSQL(4, groups, failedHolds) + `)
-			ORDER BY next_attempt_at LIMIT ?3`
+			ORDER BY next_attempt_at LIMIT ` + claimLimit
 }
 
 // nextCandidatesSQL selects, as candidatesSQL does, the ids of up to ?3
@@ -247,7 +255,7 @@ func (t *tableQueries) nextCandidatesSQL(groups int, failedHolds bool) string {
 				SELECT DISTINCT ` + sel + ` FROM ` + t.name + ` WHERE id IN (SELECT value FROM json_each(?4))
 				  AND ordering_key IS NOT NULL AND version = ?2)
 			SELECT id FROM (` + t.headsSQL(5, groups, failedHolds) + `)
-			ORDER BY next_attempt_at LIMIT ?3`
+			ORDER BY next_attempt_at LIMIT ` + claimLimit
 }
 
 // headsSQL selects the id and due time of the head of each sequence of

@@ -57,7 +57,8 @@ func SchemaSQL(prefix string) string {
 // SQLITE_BUSY), synchronous NORMAL (durable in WAL mode up to the last
 // checkpointed commit on power loss; use synchronous(FULL) in your own DSN
 // for more), and BEGIN IMMEDIATE for transactions, so a transaction that
-// reads then writes cannot deadlock on the lock upgrade.
+// reads then writes cannot deadlock on the lock upgrade; it keeps up to 16
+// idle connections (database/sql's default is 2).
 func Open(ctx context.Context, path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -73,8 +74,17 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, classify(err))
 	}
+	db.SetMaxIdleConns(maxIdleConns)
 	return db, nil
 }
+
+// maxIdleConns is the number of idle connections that Open's *sql.DB
+// keeps. database/sql keeps two by default; a busy outbox uses more at
+// once (publishers, the claim loops, the completers, the receivers), and
+// a connection closed as it becomes idle and opened again a moment later
+// costs its opening (the file, the WAL index, the pragmas) and the
+// preparation of every statement on it again (see statements).
+const maxIdleConns = 16
 
 // Options configure a [Driver].
 type Options struct {
