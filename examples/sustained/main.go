@@ -33,6 +33,15 @@
 // flush), to compare with the default; -cpuprofile writes a CPU profile
 // of the whole run.
 //
+// -publish-only adds a third run to each round: the same goroutines commit
+// the same INSERT + ob.Publish with no processor running (nothing is
+// dispatched), which is the rate of gocap's publishing transaction alone
+// on this database, beside the two others. -breakdown splits gocap's
+// commit -> consumer latency: it times each batch the processor hands to
+// the transport (a wrapper around it), and prints commit -> handed to the
+// transport and handed -> every message of the batch confirmed, p50 and
+// p99, and the mean batch size.
+//
 // GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
 package main
 
@@ -59,17 +68,21 @@ import (
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage/postgres"
+	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
 	"github.com/gocap/gocap/wire"
 )
 
 const topic = "bench.sustained"
 
-// notifyInterval and durableBookkeeping are the -notify-interval and
-// -durable-bookkeeping flags.
+// notifyInterval, durableBookkeeping, publishOnly and breakdown are the
+// -notify-interval, -durable-bookkeeping, -publish-only and -breakdown
+// flags.
 var (
 	notifyInterval     time.Duration
 	durableBookkeeping bool
+	publishOnly        bool
+	breakdown          bool
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -80,6 +93,8 @@ func main() {
 	workers := flag.Int("workers", 16, "committing goroutines")
 	flag.DurationVar(&notifyInterval, "notify-interval", 0, "outbox.Options.NotifyInterval (0 = default)")
 	flag.BoolVar(&durableBookkeeping, "durable-bookkeeping", false, "postgres.Options.DurableBookkeeping")
+	flag.BoolVar(&publishOnly, "publish-only", false, "add a run of gocap's publishing alone, with no processor, to each round")
+	flag.BoolVar(&breakdown, "breakdown", false, "time the processor's batches at the transport (commit -> handed over -> confirmed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -106,6 +121,11 @@ type result struct {
 	p50, p99             time.Duration // commit -> consumer
 	backlog              int           // committed but not yet delivered when the time was up
 	confP50, confP99     time.Duration // dual write: commit -> confirmed
+
+	// -breakdown, gocap: commit -> handed to the transport, handed ->
+	// confirmed (the whole batch), and the mean batch size.
+	handP50, handP99, sendP50, sendP99 time.Duration
+	batch                              float64
 }
 
 func run(ctx context.Context, dur time.Duration, rounds, workers int) error {
@@ -114,35 +134,53 @@ func run(ctx context.Context, dur time.Duration, rounds, workers int) error {
 		return err
 	}
 	defer b.close()
-	var gs, ds []result
+	var gs, ds, ps []result
 	for round := 1; round <= rounds; round++ {
-		var g, d result
-		if round%2 == 1 {
-			if g, err = b.gocap(ctx, dur); err == nil {
-				d, err = b.dualWrite(ctx, dur)
-			}
-		} else {
-			if d, err = b.dualWrite(ctx, dur); err == nil {
-				g, err = b.gocap(ctx, dur)
-			}
+		var g, d, p result
+		// The runs of a round, in turn: each round starts with the next.
+		runs := []func() error{
+			func() (err error) { g, err = b.gocap(ctx, dur, true); return err },
+			func() (err error) { d, err = b.dualWrite(ctx, dur); return err },
 		}
-		if err != nil {
-			return fmt.Errorf("round %d: %w", round, err)
+		if publishOnly {
+			runs = append(runs, func() (err error) { p, err = b.gocap(ctx, dur, false); return err })
+		}
+		for i := range runs {
+			if err := runs[(round-1+i)%len(runs)](); err != nil {
+				return fmt.Errorf("round %d: %w", round, err)
+			}
 		}
 		fmt.Printf("round %d: gocap committed %6.0f msg/s, delivered %6.0f msg/s, commit->consumer p50 %v p99 %v (backlog at the end %d);"+
 			" dual write %6.0f msg/s, delivered %6.0f msg/s, commit->consumer p50 %v p99 %v, commit->confirmed p50 %v p99 %v\n",
 			round, g.committed, g.delivered, ms(g.p50), ms(g.p99), g.backlog, d.committed, d.delivered, ms(d.p50), ms(d.p99), ms(d.confP50), ms(d.confP99))
-		gs, ds = append(gs, g), append(ds, d)
+		if publishOnly {
+			fmt.Printf("         gocap publishing alone (no processor) committed %6.0f msg/s\n", p.committed)
+		}
+		if breakdown {
+			fmt.Printf("         gocap: commit->handed to the transport p50 %v p99 %v; handed->batch confirmed p50 %v p99 %v; mean batch %.1f\n",
+				ms(g.handP50), ms(g.handP99), ms(g.sendP50), ms(g.sendP99), g.batch)
+		}
+		gs, ds, ps = append(gs, g), append(ds, d), append(ps, p)
 	}
-	g, d := medians(gs), medians(ds)
+	g, d, p := medians(gs), medians(ds), medians(ps)
 	fmt.Printf("medians of %d rounds of %v, %d committing goroutines:\n", rounds, dur, workers)
 	fmt.Printf("  gocap (INSERT + Publish, commit; one processor dispatches): committed %6.0f msg/s, delivered %6.0f msg/s,"+
 		" commit -> consumer p50 %v, p99 %v (target <= 50ms)\n", g.committed, g.delivered, ms(g.p50), ms(g.p99))
 	fmt.Printf("  dual write (INSERT, commit, then publish + confirm):         committed %6.0f msg/s, delivered %6.0f msg/s,"+
 		" commit -> consumer p50 %v, p99 %v (commit -> confirmed p50 %v, p99 %v)\n",
 		d.committed, d.delivered, ms(d.p50), ms(d.p99), ms(d.confP50), ms(d.confP99))
+	if publishOnly {
+		fmt.Printf("  gocap publishing alone (INSERT + Publish, commit; no processor): committed %6.0f msg/s\n", p.committed)
+	}
+	if breakdown {
+		fmt.Printf("  gocap: commit -> handed to the transport p50 %v, p99 %v; handed -> batch confirmed p50 %v, p99 %v; mean batch %.1f\n",
+			ms(g.handP50), ms(g.handP99), ms(g.sendP50), ms(g.sendP99), g.batch)
+	}
 	fmt.Printf("  gocap committed / dual write = %.0f%%, gocap delivered / dual write = %.0f%% (target >= 100%%)\n",
 		100*g.committed/d.committed, 100*g.delivered/d.committed)
+	if publishOnly {
+		fmt.Printf("  gocap publishing alone / dual write = %.0f%%\n", 100*p.committed/d.committed)
+	}
 	return nil
 }
 
@@ -316,8 +354,10 @@ func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx conte
 	return slices.Concat(per...), start, end, nil
 }
 
-// gocap runs the load through ob.Publish while one processor dispatches.
-func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
+// gocap runs the load through ob.Publish while one processor dispatches,
+// or, if dispatch is false, with no processor (the rate of committing
+// alone: only result.committed is set).
+func (b *bench) gocap(ctx context.Context, dur time.Duration, dispatch bool) (result, error) {
 	schema, got, stopConsumer, err := b.setup(ctx)
 	if err != nil {
 		return result{}, err
@@ -328,7 +368,13 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 		return result{}, err
 	}
 	defer tr.Close()
-	ob, err := outbox.New(postgres.New(b.pool, postgres.Options{Schema: schema, Logger: quiet, DurableBookkeeping: durableBookkeeping}), tr, outbox.Options{Logger: quiet, NotifyInterval: notifyInterval})
+	var obTr transport.Transport = tr
+	var timed *timedTransport
+	if breakdown && dispatch {
+		timed = &timedTransport{Transport: tr, sent: map[string][2]time.Time{}}
+		obTr = timed
+	}
+	ob, err := outbox.New(postgres.New(b.pool, postgres.Options{Schema: schema, Logger: quiet, DurableBookkeeping: durableBookkeeping}), obTr, outbox.Options{Logger: quiet, NotifyInterval: notifyInterval})
 	if err != nil {
 		return result{}, err
 	}
@@ -336,10 +382,14 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ob.Run(runCtx)
-	}()
+	if dispatch {
+		go func() {
+			defer wg.Done()
+			ob.Run(runCtx)
+		}()
+	} else {
+		wg.Done()
+	}
 	defer func() { stop(); wg.Wait() }()
 	time.Sleep(300 * time.Millisecond) // let the processor start listening
 
@@ -359,7 +409,58 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return b.arrived(ctx, got, commits, start, end, dur)
+	if !dispatch {
+		return result{committed: float64(len(commits)) / end.Sub(start).Seconds()}, nil
+	}
+	r, err := b.arrived(ctx, got, commits, start, end, dur)
+	if err == nil && timed != nil {
+		timed.figures(&r, commits)
+	}
+	return r, err
+}
+
+// timedTransport is the -breakdown wrapper: it records when each message
+// was handed to SendBatch and when its batch returned (every message
+// confirmed or failed).
+type timedTransport struct {
+	*rabbitmq.Transport
+	mu      sync.Mutex
+	sent    map[string][2]time.Time // message id -> handed over, batch returned
+	batches int
+	msgs    int
+}
+
+func (t *timedTransport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
+	handed := time.Now()
+	errs := t.Transport.SendBatch(ctx, msgs)
+	done := time.Now()
+	t.mu.Lock()
+	t.batches++
+	t.msgs += len(msgs)
+	for _, m := range msgs {
+		t.sent[m.Message.Headers[wire.MsgID]] = [2]time.Time{handed, done}
+	}
+	t.mu.Unlock()
+	return errs
+}
+
+// figures sets r's breakdown from the committed messages' records.
+func (t *timedTransport) figures(r *result, commits []sample) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	hand := make([]time.Duration, 0, len(commits))
+	send := make([]time.Duration, 0, len(commits))
+	for _, c := range commits {
+		if s, ok := t.sent[c.id]; ok {
+			hand = append(hand, max(s[0].Sub(c.at), 0))
+			send = append(send, s[1].Sub(s[0]))
+		}
+	}
+	r.handP50, r.handP99 = percentiles(hand)
+	r.sendP50, r.sendP99 = percentiles(send)
+	if t.batches > 0 {
+		r.batch = float64(t.msgs) / float64(t.batches)
+	}
 }
 
 // arrived returns the figures of a run whose commits were made between
@@ -481,6 +582,11 @@ func medians(rs []result) result {
 		p99:       time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
 		confP50:   time.Duration(pick(func(r result) float64 { return float64(r.confP50) })),
 		confP99:   time.Duration(pick(func(r result) float64 { return float64(r.confP99) })),
+		handP50:   time.Duration(pick(func(r result) float64 { return float64(r.handP50) })),
+		handP99:   time.Duration(pick(func(r result) float64 { return float64(r.handP99) })),
+		sendP50:   time.Duration(pick(func(r result) float64 { return float64(r.sendP50) })),
+		sendP99:   time.Duration(pick(func(r result) float64 { return float64(r.sendP99) })),
+		batch:     pick(func(r result) float64 { return r.batch }),
 	}
 }
 
