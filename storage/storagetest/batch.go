@@ -15,18 +15,6 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// batchStore returns a fresh store as a ReceivedBatchInserter, or skips
-// the test when the storage has none.
-func (s *suite[TTx]) batchStore(t *testing.T) (storage.Driver[TTx], storage.ReceivedBatchInserter) {
-	t.Helper()
-	d := s.h.New(t)
-	b, ok := d.(storage.ReceivedBatchInserter)
-	if !ok {
-		t.Skip("the storage does not implement storage.ReceivedBatchInserter")
-	}
-	return d, b
-}
-
 // insertBatch stores msgs under a fresh token and returns the results
 // and the token.
 func insertBatch(t *testing.T, b storage.ReceivedBatchInserter, msgs ...*storage.Message) ([]storage.ReceivedInsert, int64) {
@@ -74,7 +62,7 @@ func receivedRows(t *testing.T, d storage.Store) int64 {
 }
 
 func (s *suite[TTx]) batchNew(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	var msgs []*storage.Message
 	for i := range 5 {
 		msgs = append(msgs, s.received(fmt.Sprintf("new-%d", i), "billing", "order.paid", []byte(`{}`)))
@@ -95,7 +83,7 @@ func (s *suite[TTx]) batchNew(t *testing.T) {
 }
 
 func (s *suite[TTx]) batchEmpty(t *testing.T) {
-	_, b := s.batchStore(t)
+	_, b := newAs[storage.ReceivedBatchInserter](t, s)
 	for _, msgs := range [][]*storage.Message{nil, {}} {
 		if res, err := b.InsertReceivedBatch(bg, msgs, ids.Token(), now().Add(time.Minute)); err != nil || len(res) != 0 {
 			t.Errorf("empty batch: %v, %v", res, err)
@@ -107,7 +95,7 @@ func (s *suite[TTx]) batchEmpty(t *testing.T) {
 }
 
 func (s *suite[TTx]) batchDuplicateInBatch(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	first, again := s.received("dup", "billing", "t", []byte(`1`)), s.received("dup", "billing", "t", []byte(`2`))
 	res, _ := insertBatch(t, b, first, again, s.received("dup", "billing", "t", nil))
 	checkResults(t, "one id thrice", res, want{claimed: true, id: first.ID}, want{id: first.ID}, want{id: first.ID})
@@ -120,7 +108,7 @@ func (s *suite[TTx]) batchDuplicateInBatch(t *testing.T) {
 }
 
 func (s *suite[TTx]) batchDuplicateAcrossBatches(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	single := s.received("x", "g", "t", nil)
 	if res, err := d.InsertReceived(bg, single, ids.Token(), now().Add(time.Minute)); err != nil || !res.Claimed {
 		t.Fatalf("InsertReceived: %+v %v", res, err)
@@ -157,7 +145,7 @@ func (s *suite[TTx]) failed(t *testing.T, d storage.Store, msgID string) int64 {
 }
 
 func (s *suite[TTx]) batchResetFailed(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	id := s.failed(t, d, "f")
 	again := s.received("f", "g", "t", []byte(`redelivered`))
 	res, tok := insertBatch(t, b, again, s.received("f", "g", "t", nil))
@@ -173,7 +161,7 @@ func (s *suite[TTx]) batchResetFailed(t *testing.T) {
 }
 
 func (s *suite[TTx]) batchMix(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	failedID := s.failed(t, d, "failed")
 	stored := s.received("stored", "g", "t", nil)
 	if _, err := d.InsertReceived(bg, stored, ids.Token(), now().Add(time.Minute)); err != nil {
@@ -192,7 +180,7 @@ func (s *suite[TTx]) batchMix(t *testing.T) {
 }
 
 func (s *suite[TTx]) batchLongMsgID(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	long := incompressible(10_000)
 	first := s.received(long, "g", "long.id", nil)
 	res, _ := insertBatch(t, b, first, s.received(long, "g", "long.id", nil))
@@ -210,7 +198,7 @@ func (s *suite[TTx]) batchLongMsgID(t *testing.T) {
 // A batch whose message cannot be stored (its id is that of a stored
 // row) fails whole: nothing of it is stored.
 func (s *suite[TTx]) batchAtomic(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	stored := s.received("a", "g", "t", nil)
 	if _, err := d.InsertReceived(bg, stored, ids.Token(), now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -233,7 +221,7 @@ func (s *suite[TTx]) batchAtomic(t *testing.T) {
 // Batches from several goroutines with overlapping ids: each (message id,
 // group) is stored once, and claimed by exactly one of them.
 func (s *suite[TTx]) batchConcurrent(t *testing.T) {
-	d, b := s.batchStore(t)
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
 	const workers, batches, size, keys = 4, 5, 40, 60
 	type claim struct {
 		id, token int64

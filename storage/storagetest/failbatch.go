@@ -14,18 +14,6 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// failBatcher returns a fresh store as a FailBatcher, or skips the test
-// when the storage has none.
-func (s *suite[TTx]) failBatcher(t *testing.T) (storage.Driver[TTx], storage.FailBatcher) {
-	t.Helper()
-	d := s.h.New(t)
-	b, ok := d.(storage.FailBatcher)
-	if !ok {
-		t.Skip("the storage does not implement storage.FailBatcher")
-	}
-	return d, b
-}
-
 // claimAll claims the n due rows of kind at at, or fails the test.
 func claimAll(t *testing.T, d storage.Store, kind storage.Kind, at time.Time, n int) map[int64]*storage.Message {
 	t.Helper()
@@ -59,7 +47,7 @@ func failBatch(t *testing.T, b storage.FailBatcher, kind storage.Kind, rows []st
 // claim; Succeeded meanwhile), in an order that is not the rows' id
 // order, and checks each row's outcome, in order, and state.
 func (s *suite[TTx]) failBatchMix(t *testing.T) {
-	d, b := s.failBatcher(t)
+	d, b := newAs[storage.FailBatcher](t, s)
 	t0 := now()
 	retry, final, earlier, perm, unlimited, taken, done := s.msg("fb.retry", t0.Add(-time.Minute)),
 		s.msg("fb.final", t0.Add(-time.Minute)), s.msg("fb.earlier", t0.Add(-3*time.Minute)),
@@ -178,7 +166,7 @@ func hasIDs(got []int64, want ...int64) bool {
 // still held under the batch's leases: rows claimed under another token
 // and listed with a wrong one, and rows not listed, keep their state.
 func (s *suite[TTx]) failBatchOtherToken(t *testing.T) {
-	d, b := s.failBatcher(t)
+	d, b := newAs[storage.FailBatcher](t, s)
 	t0 := now()
 	mine, theirs, other := s.msg("fb.mine", t0.Add(-time.Second)), s.msg("fb.theirs", t0.Add(-time.Second)), s.msg("fb.other", t0.Add(-time.Second))
 	s.insert(t, d, mine, theirs, other)
@@ -212,7 +200,7 @@ func (s *suite[TTx]) failBatchOtherToken(t *testing.T) {
 // failBatchEmpty checks that an empty batch records nothing and returns
 // no outcome, without an error.
 func (s *suite[TTx]) failBatchEmpty(t *testing.T) {
-	_, b := s.failBatcher(t)
+	_, b := newAs[storage.FailBatcher](t, s)
 	for _, rows := range [][]storage.FailedAttempt{nil, {}} {
 		out, err := b.FailBatch(bg, storage.Published, rows)
 		if err != nil || len(out) != 0 {
@@ -224,7 +212,7 @@ func (s *suite[TTx]) failBatchEmpty(t *testing.T) {
 // failBatchDuplicate checks that a batch naming a row twice is refused
 // as storage.ErrPermanent and records nothing.
 func (s *suite[TTx]) failBatchDuplicate(t *testing.T) {
-	d, b := s.failBatcher(t)
+	d, b := newAs[storage.FailBatcher](t, s)
 	t0 := now()
 	m, n := s.msg("fb.dup", t0.Add(-time.Second)), s.msg("fb.dup", t0.Add(-time.Second))
 	s.insert(t, d, m, n)
@@ -247,7 +235,7 @@ func (s *suite[TTx]) failBatchDuplicate(t *testing.T) {
 // invalid UTF-8 and NUL as Fail stores it, in a batch whose texts differ
 // in length (a later row's longer than the first's), on received rows.
 func (s *suite[TTx]) failBatchText(t *testing.T) {
-	d, b := s.failBatcher(t)
+	d, b := newAs[storage.FailBatcher](t, s)
 	long := "\x00\xff " + strings.Repeat("日本", 100_000/6)
 	texts := []string{"short", "a longer text than the first row's, é ü ß, " + strings.Repeat("x", 900), long}
 	var single, batch []*storage.Message
@@ -290,7 +278,7 @@ func (s *suite[TTx]) failBatchText(t *testing.T) {
 // failBatchLarge fails 1,100 rows in one batch (past a statement's rows
 // in a driver that splits a batch), every other one under a lost lease.
 func (s *suite[TTx]) failBatchLarge(t *testing.T) {
-	d, b := s.failBatcher(t)
+	d, b := newAs[storage.FailBatcher](t, s)
 	t0 := now()
 	const n = 1100
 	c := s.insertClaimed(t, d, "fb.large", t0, n)

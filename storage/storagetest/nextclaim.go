@@ -13,18 +13,6 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// nextClaimer returns a fresh store as a NextClaimer, or skips the test
-// when the storage has none.
-func (s *suite[TTx]) nextClaimer(t *testing.T) (storage.Driver[TTx], storage.NextClaimer) {
-	t.Helper()
-	d := s.h.New(t)
-	nc, ok := d.(storage.NextClaimer)
-	if !ok {
-		t.Skip("the storage does not implement storage.NextClaimer")
-	}
-	return d, nc
-}
-
 // succeedClaimNext runs SucceedClaimNext of done at at, with a lease of a
 // minute, and checks that it marked want rows and that the rows it
 // claimed are leased under its token.
@@ -64,7 +52,7 @@ func succeedClaimNext(t *testing.T, d storage.Store, nc storage.NextClaimer, kin
 // heads of other keys, nor a next row not yet due; at most the limit,
 // the earliest due first; the rows are Succeeded as by Succeed.
 func (s *suite[TTx]) nextClaimPublished(t *testing.T) {
-	d, nc := s.nextClaimer(t)
+	d, nc := newAs[storage.NextClaimer](t, s)
 	t0 := now()
 	a1, a2, a3 := s.keyed("a", t0.Add(-5*time.Second)), s.keyed("a", t0.Add(-4*time.Second)), s.keyed("a", t0.Add(-4*time.Second))
 	b1, b2 := s.keyed("b", t0.Add(-5*time.Second)), s.keyed("b", t0.Add(-3*time.Second))
@@ -115,7 +103,7 @@ func (s *suite[TTx]) nextClaimPublished(t *testing.T) {
 // still holds its key: nothing is claimed after it. A zero limit is
 // refused, and nothing is marked.
 func (s *suite[TTx]) nextClaimLeaseLost(t *testing.T) {
-	d, nc := s.nextClaimer(t)
+	d, nc := newAs[storage.NextClaimer](t, s)
 	t0 := now()
 	k1, k2 := s.keyed("k", t0.Add(-2*time.Second)), s.keyed("k", t0.Add(-time.Second))
 	s.insert(t, d, k1, k2)
@@ -144,7 +132,7 @@ func (s *suite[TTx]) nextClaimLeaseLost(t *testing.T) {
 // nextClaimReceived: received keys are per group; the next row is
 // claimed only in the request's groups.
 func (s *suite[TTx]) nextClaimReceived(t *testing.T) {
-	d, nc := s.nextClaimer(t)
+	d, nc := newAs[storage.NextClaimer](t, s)
 	t0 := now()
 	token := ids.Token()
 	var g1, g2 []*storage.Message

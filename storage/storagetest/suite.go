@@ -107,6 +107,7 @@ package storagetest
 
 import (
 	"context"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -252,6 +253,19 @@ func (s *suite[TTx]) areas() []area {
 			{"ListAndClean", s.versionListAndClean},
 		}},
 	}
+}
+
+// newAs returns a fresh store, and the same store as T, an optional
+// interface of the storage contract, or skips the test when the storage
+// does not implement T.
+func newAs[T any, TTx any](t *testing.T, s *suite[TTx]) (storage.Driver[TTx], T) {
+	t.Helper()
+	d := s.h.New(t)
+	v, ok := d.(T)
+	if !ok {
+		t.Skipf("the storage does not implement %v", reflect.TypeFor[T]())
+	}
+	return d, v
 }
 
 type suite[TTx any] struct {
