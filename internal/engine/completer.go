@@ -12,8 +12,8 @@ import (
 // before run returns. A success of a row of an ordering key makes the
 // next row of its key due (#18): with a Store that can claim those rows
 // in the transaction of the Succeed (storage.NextClaimer), the completer
-// does so, on slots it reserves, and starts them; otherwise, or for the
-// keys it could not serve, it wakes the claim loop.
+// does so, on slots it reserves, and starts them; otherwise, or when it
+// had fewer slots than keys, it wakes the claim loop.
 type completer struct {
 	p    *processor
 	next storage.NextClaimer // nil if the Store is none
@@ -67,15 +67,20 @@ func (c *completer) run(ctx context.Context) {
 				break gather
 			}
 		}
-		if c.write(ctx, batch, keyed) < keyed {
+		if c.write(ctx, batch, keyed) {
 			c.p.Wake()
 		}
 	}
 }
 
 // write records batch, which holds keyed rows of ordering keys, and
-// returns how many rows of their keys it claimed and started.
-func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed int) int {
+// reports whether the claim loop is to look for the next rows of their
+// keys: when it did not claim them itself, or could not claim one for
+// each key (fewer slots were free). A key whose next row it did not find
+// needs no claim: that row is not there yet (its insert wakes the claim
+// loop, or stores it claimed), is in flight elsewhere, or waits for its
+// due time, which the claim loop knows of.
+func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed int) (wake bool) {
 	p := c.p
 	expires := time.Now().UTC().Add(p.cfg.SucceededTTL)
 	if keyed > 0 && c.next != nil {
@@ -89,7 +94,7 @@ func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed 
 			if err != nil {
 				c.failed(batch, err)
 			}
-			return len(next)
+			return err != nil || reserved < keyed
 		}
 	}
 	err := p.retryStore(ctx, func() error {
@@ -99,7 +104,7 @@ func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed 
 	if err != nil {
 		c.failed(batch, err)
 	}
-	return 0
+	return keyed > 0
 }
 
 // failed logs a batch whose successes could not be recorded.
