@@ -116,6 +116,11 @@ func insertReceivedSQL(table string, n int) string {
 				status = IF(status = 'Failed', 'Scheduled', status)`
 }
 
+// receivedReturning ends an insert of received messages on MariaDB: it
+// returns what receivedTokens reads.
+const receivedReturning = `
+			RETURNING id, msg_id, grp, lease_token, lease_until IS NOT NULL`
+
 // receivedTokensSQL reads the id, key and lease token of the received
 // rows of n (msg_id, grp) pairs.
 func (q *queries) receivedTokensSQL(n int) string {
