@@ -215,6 +215,48 @@ func TestInsertReceivedIDOfAnotherRow(t *testing.T) {
 	}
 }
 
+// A batch of received messages larger than one INSERT (1,000 rows) is
+// stored in several, in one transaction, each read back (MariaDB: by its
+// RETURNING): a message stored before and a duplicate of a message in an
+// earlier statement of the batch are not claimed, every other one is.
+func TestInsertReceivedBatchOverSeveralStatements(t *testing.T) {
+	d, db, prefix := driverWithParams(t, "")
+	ctx := context.Background()
+	rec := func(msgID string) *storage.Message {
+		return &storage.Message{ID: gen.Next(), Kind: storage.Received, MsgID: msgID, Group: "g", Name: "n",
+			Headers: map[string]string{}, Body: []byte("b"), Added: time.Now().UTC()}
+	}
+	if res, err := d.InsertReceived(ctx, rec("before"), ids.Token(), time.Now().UTC().Add(time.Minute)); err != nil || !res.Claimed {
+		t.Fatalf("storing a message before the batch: %+v, %v", res, err)
+	}
+	const n = 2300
+	msgs := make([]*storage.Message, n)
+	for i := range msgs {
+		msgs[i] = rec("m-" + strconv.Itoa(i))
+	}
+	msgs[1500] = rec("m-5") // a duplicate of a row of the first statement
+	msgs[2200] = rec("before")
+	res, err := d.InsertReceivedBatch(ctx, msgs, ids.Token(), time.Now().UTC().Add(time.Minute))
+	if err != nil || len(res) != n {
+		t.Fatalf("InsertReceivedBatch: %d results, %v", len(res), err)
+	}
+	for i, r := range res {
+		if want := i != 1500 && i != 2200; r.Claimed != want || r.Queued || r.Reset {
+			t.Errorf("message %d (%s): %+v, want claimed %v", i, msgs[i].MsgID, r, want)
+		}
+		if r.Claimed && r.ID != msgs[i].ID {
+			t.Errorf("message %d: id %d, want %d", i, r.ID, msgs[i].ID)
+		}
+	}
+	var stored int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+prefix+"received`").Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != n-1 {
+		t.Errorf("%d rows stored, want %d", stored, n-1)
+	}
+}
+
 // Claims and publishes running at the same time must not fail with lock
 // errors (deadlocks, lock wait timeouts) nor hand a row out twice.
 func TestClaimWhilePublishing(t *testing.T) {
