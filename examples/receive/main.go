@@ -27,6 +27,10 @@
 //
 //	go run ./examples/receive [-n 10000] [-rounds 3] [-db postgres|mysql] [-workers 8] [-timeout 10m]
 //
+// For profiling, -only raw|inbox|gocap runs that measurement alone, once a
+// round (each round's rate is printed, no ratios), and -cpuprofile FILE
+// writes a CPU profile of the whole run.
+//
 // GOCAP_POSTGRES_URL, GOCAP_MYSQL_DSN and GOCAP_AMQP_URL override the local
 // defaults.
 package main
@@ -41,6 +45,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"time"
@@ -53,6 +58,9 @@ import (
 
 const topic = "bench.receive"
 
+// onlyMode is the -only flag: one measurement alone, for profiling.
+var onlyMode string
+
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func main() {
@@ -61,10 +69,24 @@ func main() {
 	db := flag.String("db", "postgres", "database of the inbox and of gocap: postgres or mysql")
 	workers := flag.Int("workers", 8, "worker goroutines of the hand-rolled inbox")
 	timeout := flag.Duration("timeout", 10*time.Minute, "longest time one measurement may take")
+	only := flag.String("only", "", "run only this measurement (raw, inbox or gocap), for profiling")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	onlyMode = *only
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *db, *n, *rounds, *workers, *timeout); err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
 }
@@ -92,6 +114,22 @@ func run(ctx context.Context, dbName string, n, rounds, workers int, timeout tim
 		run  func(context.Context) (float64, error)
 	}
 	modes := []mode{{"raw", b.raw}, {"inbox", b.inbox}, {"gocap", b.gocap}}
+	if onlyMode != "" {
+		modes = slices.DeleteFunc(modes, func(m mode) bool { return m.name != onlyMode })
+		if len(modes) == 0 {
+			return fmt.Errorf("-only %q: want raw, inbox or gocap", onlyMode)
+		}
+		for _, m := range modes {
+			for round := 1; round <= rounds; round++ {
+				r, err := m.run(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("round %d: %s %6.0f msg/s\n", round, m.name, r)
+			}
+		}
+		return nil
+	}
 	rates := map[string][]float64{}
 	for round := 1; round <= rounds; round++ {
 		line := fmt.Sprintf("round %d:", round)

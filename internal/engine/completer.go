@@ -27,6 +27,14 @@ type completion struct {
 	keyed bool
 }
 
+// newCompleter returns the completer of p. capacity is the successes it
+// holds while it writes a batch: at least a whole batch, so that the
+// workers hand theirs over without waiting for the write before. With
+// room for only the rows in flight (16 handler calls by default), a
+// batch held at most twice that many rows and the handlers waited on
+// every write: 10,000 received messages took 314 Succeed statements of
+// 32 rows one after the other on MariaDB, where the completer was busy
+// for the whole run (#14).
 func newCompleter(p *processor, capacity int) *completer {
 	c := &completer{p: p, done: make(chan completion, capacity)}
 	c.next, _ = p.store.(storage.NextClaimer)

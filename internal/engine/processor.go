@@ -105,7 +105,7 @@ func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt 
 	}
 	p.pollWait = func() time.Duration { return cfg.PollInterval }
 	p.deadline = cfg.Lease / 2
-	p.completer = newCompleter(p, limit)
+	p.completer = newCompleter(p, max(limit, maxCompleteBatch))
 	if fb, ok := cfg.Store.(storage.FailBatcher); ok {
 		p.failer = newFailer(p, fb, limit)
 	}

@@ -31,10 +31,27 @@ func TestSupportsSkipLocked(t *testing.T) {
 	}
 }
 
+func TestSupportsInsertReturning(t *testing.T) {
+	for v, want := range map[string]bool{
+		"10.11.19-MariaDB-0+deb12u1": true,
+		"10.5.23-MariaDB-log":        true,
+		"10.4.32-MariaDB":            false,
+		"5.5.5-10.4.1-MariaDB":       false,
+		"11.4.2-MariaDB":             true,
+		"8.0.36":                     false,
+		"9.1.0":                      false,
+	} {
+		if got := supportsInsertReturning(v); got != want {
+			t.Errorf("supportsInsertReturning(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
 // On a server without SKIP LOCKED, claims use a plain FOR UPDATE: claimers
 // wait for each other, and still never get the same row. The whole
 // conformance suite runs on that path (its ConcurrentClaims case is the
-// one that matters here).
+// one that matters here), and without INSERT ... RETURNING, as on MySQL:
+// received rows are read back with a SELECT.
 func TestConformanceWithoutSkipLocked(t *testing.T) {
 	dbs := map[storage.Driver[*sql.Tx]]*sql.DB{}
 	storagetest.Run(t, storagetest.Harness[*sql.Tx]{
@@ -51,13 +68,16 @@ func TestConformanceWithoutSkipLocked(t *testing.T) {
 				db.Close()
 			})
 			d := New(db, Options{TablePrefix: prefix})
-			d.versionRead = true // as if VERSION() said 5.7: no SKIP LOCKED
+			d.versionRead = true // as if VERSION() said 5.7: no SKIP LOCKED, no RETURNING
 			ctx := context.Background()
 			if err := d.Migrate(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if lock, err := d.lockClause(ctx); err != nil || lock != "" {
 				t.Fatalf("lock clause %q, %v; want the fallback", lock, err)
+			}
+			if returns, err := d.insertReturns(ctx); err != nil || returns {
+				t.Fatalf("insert returns %v, %v; want the SELECT", returns, err)
 			}
 			dbs[d] = db
 			return d

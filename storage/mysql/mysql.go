@@ -37,9 +37,11 @@
 //     due_at, a virtual column that is next_attempt_at for Scheduled and
 //     Delayed rows and NULL for the others (see schema.sql).
 //   - UPDATE ... RETURNING exists on neither (MariaDB has INSERT/DELETE
-//     RETURNING only): Fail reads the row back in its transaction,
-//     InsertReceived reads back the lease token of the (msg_id, grp) row,
-//     and InsertReceivedBatch those of its batch, in its transaction.
+//     RETURNING only): Fail reads the row back in its transaction. On
+//     MySQL, InsertReceived reads back the lease token of the (msg_id,
+//     grp) row, and InsertReceivedBatch those of its batch, in its
+//     transaction; on MariaDB (10.5+: the version read before the first
+//     claim or insert) their INSERT returns them (one round trip fewer).
 //   - Row aliases in ON DUPLICATE KEY UPDATE (INSERT ... AS new) are MySQL
 //     8.0.19+ only; VALUES() is used, which MySQL 8.0.20+ deprecates (a
 //     warning) and MariaDB keeps.
@@ -126,9 +128,10 @@ type Driver struct {
 	q    queries
 	base sqlstore.Base
 
-	mu          sync.Mutex // guards the two fields below
+	mu          sync.Mutex // guards the three fields below
 	versionRead bool       // the server version has been read
 	skipLocked  string     // skipLockedSQL where the server has it
+	returning   bool       // the server has INSERT ... RETURNING (MariaDB)
 }
 
 var (

@@ -3,6 +3,7 @@ package mysql_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,84 @@ func TestInsertReceivedConcurrentDuplicates(t *testing.T) {
 		if claimed != 1 {
 			t.Errorf("round %d: %d callers hold the lease, want 1", r, claimed)
 		}
+	}
+}
+
+// A received message whose id is that of a stored row of another message
+// is not stored: ON DUPLICATE KEY UPDATE meets the primary key, not the
+// (msg_id, grp) key, and leaves the other row alone (it is not Failed).
+// InsertReceived and InsertReceivedBatch report it as a permanent error,
+// whether they read the row back with a SELECT or (MariaDB) with the
+// INSERT's RETURNING; the batch stores none of its rows.
+func TestInsertReceivedIDOfAnotherRow(t *testing.T) {
+	d, db, prefix := driverWithParams(t, "")
+	ctx := context.Background()
+	rec := func(id int64, msgID string) *storage.Message {
+		return &storage.Message{ID: id, Kind: storage.Received, MsgID: msgID, Group: "g", Name: "n",
+			Headers: map[string]string{}, Body: []byte("b"), Added: time.Now().UTC()}
+	}
+	stored := rec(gen.Next(), "first")
+	token := ids.Token()
+	if res, err := d.InsertReceived(ctx, stored, token, time.Now().UTC().Add(time.Minute)); err != nil || !res.Claimed {
+		t.Fatalf("storing the first message: %+v, %v", res, err)
+	}
+	if _, err := d.InsertReceived(ctx, rec(stored.ID, "second"), ids.Token(), time.Now().UTC().Add(time.Minute)); !errors.Is(err, storage.ErrPermanent) {
+		t.Errorf("InsertReceived with the id of another row: %v, want a permanent error", err)
+	}
+	other := rec(gen.Next(), "third")
+	_, err := d.InsertReceivedBatch(ctx, []*storage.Message{other, rec(stored.ID, "second")}, ids.Token(), time.Now().UTC().Add(time.Minute))
+	if !errors.Is(err, storage.ErrPermanent) {
+		t.Errorf("InsertReceivedBatch with the id of another row: %v, want a permanent error", err)
+	}
+	var n int
+	var tok int64
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*), MAX(lease_token) FROM `"+prefix+"received`").Scan(&n, &tok); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || tok != token {
+		t.Errorf("%d rows stored, the first one's token %d; want 1 row, token %d", n, tok, token)
+	}
+}
+
+// A batch of received messages larger than one INSERT (1,000 rows) is
+// stored in several, in one transaction, each read back (MariaDB: by its
+// RETURNING): a message stored before and a duplicate of a message in an
+// earlier statement of the batch are not claimed, every other one is.
+func TestInsertReceivedBatchOverSeveralStatements(t *testing.T) {
+	d, db, prefix := driverWithParams(t, "")
+	ctx := context.Background()
+	rec := func(msgID string) *storage.Message {
+		return &storage.Message{ID: gen.Next(), Kind: storage.Received, MsgID: msgID, Group: "g", Name: "n",
+			Headers: map[string]string{}, Body: []byte("b"), Added: time.Now().UTC()}
+	}
+	if res, err := d.InsertReceived(ctx, rec("before"), ids.Token(), time.Now().UTC().Add(time.Minute)); err != nil || !res.Claimed {
+		t.Fatalf("storing a message before the batch: %+v, %v", res, err)
+	}
+	const n = 2300
+	msgs := make([]*storage.Message, n)
+	for i := range msgs {
+		msgs[i] = rec("m-" + strconv.Itoa(i))
+	}
+	msgs[1500] = rec("m-5") // a duplicate of a row of the first statement
+	msgs[2200] = rec("before")
+	res, err := d.InsertReceivedBatch(ctx, msgs, ids.Token(), time.Now().UTC().Add(time.Minute))
+	if err != nil || len(res) != n {
+		t.Fatalf("InsertReceivedBatch: %d results, %v", len(res), err)
+	}
+	for i, r := range res {
+		if want := i != 1500 && i != 2200; r.Claimed != want || r.Queued || r.Reset {
+			t.Errorf("message %d (%s): %+v, want claimed %v", i, msgs[i].MsgID, r, want)
+		}
+		if r.Claimed && r.ID != msgs[i].ID {
+			t.Errorf("message %d: id %d, want %d", i, r.ID, msgs[i].ID)
+		}
+	}
+	var stored int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+prefix+"received`").Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != n-1 {
+		t.Errorf("%d rows stored, want %d", stored, n-1)
 	}
 }
 

@@ -69,14 +69,31 @@ func (d *Driver) Migrate(ctx context.Context) error {
 // lockClause returns " SKIP LOCKED" if the server supports it. The server
 // version is read once; a failed read is tried again on the next call.
 func (d *Driver) lockClause(ctx context.Context) (string, error) {
+	if err := d.readVersion(ctx); err != nil {
+		return "", err
+	}
+	return d.skipLocked, nil
+}
+
+// insertReturns tells whether the server has INSERT ... RETURNING
+// (MariaDB 10.5+; no MySQL has it), reading its version first if needed.
+func (d *Driver) insertReturns(ctx context.Context) (bool, error) {
+	if err := d.readVersion(ctx); err != nil {
+		return false, err
+	}
+	return d.returning, nil
+}
+
+// readVersion reads the server version once, and what it supports.
+func (d *Driver) readVersion(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.versionRead {
-		return d.skipLocked, nil
+		return nil
 	}
 	var version string
 	if err := d.db.QueryRowContext(ctx, versionSQL).Scan(&version); err != nil {
-		return "", fmt.Errorf("mysql: reading the server version: %w", classify(err))
+		return fmt.Errorf("mysql: reading the server version: %w", classify(err))
 	}
 	d.versionRead = true
 	if supportsSkipLocked(version) {
@@ -84,11 +101,28 @@ func (d *Driver) lockClause(ctx context.Context) (string, error) {
 	} else {
 		d.opts.Logger.Warn("gocap: this MySQL server has no SKIP LOCKED; claims wait for each other", "version", version)
 	}
-	return d.skipLocked, nil
+	d.returning = supportsInsertReturning(version)
+	return nil
 }
 
 // supportsSkipLocked reads a VERSION() string: MariaDB 10.6+, MySQL 8.0.1+.
 func supportsSkipLocked(version string) bool {
+	major, minor, patch, mariadb := parseVersion(version)
+	if mariadb {
+		return major > 10 || (major == 10 && minor >= 6)
+	}
+	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
+}
+
+// supportsInsertReturning reads a VERSION() string: MariaDB 10.5+.
+func supportsInsertReturning(version string) bool {
+	major, minor, _, mariadb := parseVersion(version)
+	return mariadb && (major > 10 || (major == 10 && minor >= 5))
+}
+
+// parseVersion reads a VERSION() string: its first three numbers, and
+// whether it is MariaDB's.
+func parseVersion(version string) (major, minor, patch int, mariadb bool) {
 	nums := strings.SplitN(strings.SplitN(version, "-", 2)[0], ".", 3)
 	part := func(i int) int {
 		if i >= len(nums) {
@@ -97,9 +131,5 @@ func supportsSkipLocked(version string) bool {
 		n, _ := strconv.Atoi(nums[i])
 		return n
 	}
-	major, minor, patch := part(0), part(1), part(2)
-	if strings.Contains(strings.ToLower(version), "mariadb") {
-		return major > 10 || (major == 10 && minor >= 6)
-	}
-	return major > 8 || (major == 8 && (minor > 0 || patch >= 1))
+	return part(0), part(1), part(2), strings.Contains(strings.ToLower(version), "mariadb")
 }
