@@ -58,24 +58,37 @@ func SchemaSQL(prefix string) string {
 // checkpointed commit on power loss; use synchronous(FULL) in your own DSN
 // for more), and BEGIN IMMEDIATE for transactions, so a transaction that
 // reads then writes cannot deadlock on the lock upgrade; it keeps up to 16
-// idle connections (database/sql's default is 2).
+// idle connections (database/sql's default is 2). Its transactions that
+// may write take turns, in the order they begin, rather than meeting in
+// SQLite's busy handler (see turns.go): the processor's writes are not
+// starved by an application's many. A transaction that begins another on
+// the same *sql.DB before it ends waits for the busy timeout and fails, as
+// it would in SQLite's busy handler; one that never ends holds the turn,
+// as it would hold SQLite's lock. [sql.Conn.Raw] sees this package's
+// connection, not modernc.org/sqlite's.
 func Open(ctx context.Context, path string) (*sql.DB, error) {
-	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "foreign_keys(ON)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	drv, err := registeredDriver()
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, classify(err))
 	}
+	db := sql.OpenDB(&connector{driver: drv, dsn: dsn(path), turns: newTurns()})
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, classify(err))
 	}
 	db.SetMaxIdleConns(maxIdleConns)
 	return db, nil
+}
+
+// dsn is the data source name of Open's connections to path.
+func dsn(path string) string {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
 }
 
 // maxIdleConns is the number of idle connections that Open's *sql.DB
@@ -211,7 +224,11 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	lease, err := d.st.get(ctx, t.leaseSQL(req.FailedHoldsKey))
 	var msgs []*storage.Message
 	if err == nil {
-		msgs, err = leased(ctx, lease, kind, req, ids)
+		// In a transaction, so that it takes its turn to write (turns.go).
+		err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) (err error) {
+			msgs, err = leased(ctx, tx.StmtContext(ctx, lease), kind, req, ids)
+			return err
+		})
 	}
 	if err != nil {
 		return nil, d.base.Err(err, "claiming %s messages", kind)
