@@ -24,7 +24,7 @@
 //     beside -rows Succeeded rows, publishers and one processor churn
 //     messages for -churn (3 min), first with the server's autovacuum
 //     defaults on the published table, then with the parameters Migrate
-//     sets; every -sample (10 s) it prints the table's dead rows and
+//     sets (the other way round with -gocap-first); every -sample (10 s) it prints the table's dead rows and
 //     autovacuum count and the buffers of one claim (EXPLAIN ANALYZE,
 //     rolled back), then a summary of both runs.
 //
@@ -74,6 +74,7 @@ type config struct {
 	rows, expired, immediate, rounds, backlog int
 	parts                                     string
 	timeout, churn, sample                    time.Duration
+	gocapFirst                                bool
 }
 
 func main() {
@@ -86,6 +87,7 @@ func main() {
 	flag.StringVar(&c.parts, "parts", "abcd", "parts to run: a, b, c, d, e (e is not in the default: it needs autovacuum on)")
 	flag.DurationVar(&c.churn, "churn", 3*time.Minute, "length of each churn run (e)")
 	flag.DurationVar(&c.sample, "sample", 10*time.Second, "sampling interval of the churn runs (e)")
+	flag.BoolVar(&c.gocapFirst, "gocap-first", false, "run (e) with gocap's parameters first, then with the server's defaults")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "longest time one dispatch or receive may take")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

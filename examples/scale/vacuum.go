@@ -57,7 +57,11 @@ func (b *bench) churn(ctx context.Context, c config) error {
 		buffers, ms, old    []float64
 	}
 	var results []result
-	for _, mode := range []string{"server defaults", "gocap's parameters"} {
+	modes := []string{"server defaults", "gocap's parameters"}
+	if c.gocapFirst {
+		slices.Reverse(modes)
+	}
+	for _, mode := range modes {
 		if mode == "server defaults" {
 			if _, err := b.pool.Exec(ctx, "ALTER TABLE "+schema+".published RESET ("+autovacuumParams+")"); err != nil {
 				return err
