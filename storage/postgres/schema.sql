@@ -108,8 +108,8 @@ CREATE INDEX IF NOT EXISTS received_key_idx ON {{schema}}.received (ordering_key
 -- Autovacuum of the queue tables (#14, scale). A message's Succeed (or
 -- Failed) changes its status, so its row is not a HOT update: the row's
 -- entry in *_pending_version_idx stays, dead, until VACUUM removes it,
--- and every claim and NextDue reads the dead entries of all the rows
--- completed since the last VACUUM before the first due one (see
+-- and every claim, an idle poll too, reads the dead entries of all the
+-- rows completed since the last VACUUM before the first due one (see
 -- QUERY_PLANS.md, "Dead index entries and autovacuum"). With the
 -- server's defaults autovacuum waits for 20% of the table's rows to be
 -- dead, two million on a 10,000,000-row table. These tables churn like
