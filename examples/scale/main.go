@@ -19,7 +19,14 @@
 //     while one processor dispatches a backlog of -backlog (1,000,000)
 //     Scheduled rows, and while one subscriber receives those messages
 //     from its queue until every received row is Succeeded (target
-//     < 200 MB each), with the rates.
+//     < 200 MB each), with the rates;
+//   - (e), only when asked (-parts e), on a server with autovacuum on:
+//     beside -rows Succeeded rows, publishers and one processor churn
+//     messages for -churn (3 min), first with the server's autovacuum
+//     defaults on the published table, then with the parameters Migrate
+//     sets (the other way round with -gocap-first); every -sample (10 s) it prints the table's dead rows and
+//     autovacuum count and the buffers of one claim (EXPLAIN ANALYZE,
+//     rolled back), then a summary of both runs.
 //
 // Every dispatch round starts from the same state: its rows are deleted
 // and the table vacuumed after it. -parts picks some of a,b,c,d (c alone
@@ -28,7 +35,7 @@
 //
 // Usage:
 //
-//	go run ./examples/scale [-rows 10000000] [-expired 1000000] [-immediate 20000] [-rounds 3] [-backlog 1000000] [-parts abcd]
+//	go run ./examples/scale [-rows 10000000] [-expired 1000000] [-immediate 20000] [-rounds 3] [-backlog 1000000] [-parts abcd] [-churn 3m] [-sample 10s]
 //
 // A quicker run: -rows 2000000 -backlog 200000. GOCAP_POSTGRES_URL and
 // GOCAP_AMQP_URL override the local defaults.
@@ -66,7 +73,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 type config struct {
 	rows, expired, immediate, rounds, backlog int
 	parts                                     string
-	timeout                                   time.Duration
+	timeout, churn, sample                    time.Duration
+	gocapFirst                                bool
 }
 
 func main() {
@@ -76,7 +84,10 @@ func main() {
 	flag.IntVar(&c.immediate, "immediate", 20000, "messages per dispatch round (a, b)")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of each comparison (medians are reported)")
 	flag.IntVar(&c.backlog, "backlog", 1_000_000, "backlog dispatched, then received, for the peak RSS (d)")
-	flag.StringVar(&c.parts, "parts", "abcd", "parts to run: a, b, c, d")
+	flag.StringVar(&c.parts, "parts", "abcd", "parts to run: a, b, c, d, e (e is not in the default: it needs autovacuum on)")
+	flag.DurationVar(&c.churn, "churn", 3*time.Minute, "length of each churn run (e)")
+	flag.DurationVar(&c.sample, "sample", 10*time.Second, "sampling interval of the churn runs (e)")
+	flag.BoolVar(&c.gocapFirst, "gocap-first", false, "run (e) with gocap's parameters first, then with the server's defaults")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "longest time one dispatch or receive may take")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -106,6 +117,11 @@ func run(ctx context.Context, c config) error {
 	if strings.Contains(c.parts, "d") {
 		if err := b.memory(ctx, c.backlog); err != nil {
 			return fmt.Errorf("(d) peak RSS: %w", err)
+		}
+	}
+	if strings.Contains(c.parts, "e") {
+		if err := b.churn(ctx, c); err != nil {
+			return fmt.Errorf("(e) autovacuum under churn: %w", err)
 		}
 	}
 	return nil

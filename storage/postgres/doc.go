@@ -32,6 +32,28 @@
 // Claims use UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) in
 // one statement, so no transaction stays open while a message is sent.
 //
+// # Autovacuum
+//
+// The published and received tables churn like queues: every message is
+// inserted, claimed and marked Succeeded, and the Succeed leaves a dead
+// entry in the claim's partial index that only VACUUM removes; each claim
+// reads the dead entries of every row completed since the table's last
+// VACUUM. With the server's defaults (autovacuum_vacuum_scale_factor 0.2)
+// autovacuum waits for a fifth of the table to be dead, two million rows
+// on a ten-million-row table. So Migrate sets, on these two tables,
+// autovacuum_vacuum_scale_factor = 0 and autovacuum_vacuum_threshold =
+// 10000 (a VACUUM after 10,000 updated or deleted rows, whatever the
+// table's size), and the same for inserts
+// (autovacuum_vacuum_insert_scale_factor = 0,
+// autovacuum_vacuum_insert_threshold = 10000). It sets each parameter only
+// when the table has no value for it: an operator's ALTER TABLE ... SET
+// (...) of one of them is kept by later Migrates, while an ALTER TABLE
+// ... RESET (...) is undone by the next one; to run these tables under
+// the server's settings, SET the parameters to them explicitly. Autovacuum
+// still wakes only every autovacuum_naptime (one minute by default), and
+// does nothing if the server runs with autovacuum off. QUERY_PLANS.md has
+// the measurements.
+//
 // # Durability of the bookkeeping
 //
 // The inserts — a published row in the application's transaction, a

@@ -105,6 +105,46 @@ CREATE INDEX IF NOT EXISTS published_key_idx ON {{schema}}.published (ordering_k
 CREATE INDEX IF NOT EXISTS received_key_idx ON {{schema}}.received (ordering_key, grp, version, id)
     WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
 
+-- Autovacuum of the queue tables (#14, scale). A message's Succeed (or
+-- Failed) changes its status, so its row is not a HOT update: the row's
+-- entry in *_pending_version_idx stays, dead, until VACUUM removes it,
+-- and every claim, an idle poll too, reads the dead entries of all the
+-- rows completed since the last VACUUM before the first due one (see
+-- QUERY_PLANS.md, "Dead index entries and autovacuum"). With the
+-- server's defaults autovacuum waits for 20% of the table's rows to be
+-- dead, two million on a 10,000,000-row table. These tables churn like
+-- queues: each is vacuumed after a fixed 10,000 dead rows, or 10,000
+-- inserted ones, whatever its size (scale factors 0; the insert ones are
+-- PostgreSQL 13+), and each VACUUM removes the dead index entries
+-- however few they are (vacuum_index_cleanup on, PostgreSQL 14+: its
+-- default, auto, skips the indexes while under 2% of the table's pages
+-- hold dead rows, which on a big table is again hundreds of thousands of
+-- rows). VACUUM skips the pages the visibility map marks all-visible, so
+-- on a large, mostly Succeeded table it reads the changed pages, and
+-- every index once. Each parameter is set only when the table has no
+-- value for it, so an operator's own ALTER TABLE ... SET (...) is kept by
+-- every later Migrate; an ALTER TABLE ... RESET (...) is not (the next
+-- Migrate sets gocap's value again): to keep the server's defaults, SET
+-- them explicitly. It takes the table's SHARE UPDATE EXCLUSIVE lock only
+-- when it sets something (reads and writes go on).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT t.tbl, o.opt
+        FROM unnest(ARRAY['{{schema}}.published', '{{schema}}.received']::regclass[]) AS t(tbl),
+             (VALUES ('autovacuum_vacuum_scale_factor=0', 0), ('autovacuum_vacuum_threshold=10000', 0),
+                     ('autovacuum_vacuum_insert_scale_factor=0', 130000), ('autovacuum_vacuum_insert_threshold=10000', 130000),
+                     ('vacuum_index_cleanup=on', 140000)) AS o(opt, since)
+        WHERE current_setting('server_version_num')::integer >= o.since
+          AND NOT EXISTS (SELECT 1 FROM pg_class c, unnest(c.reloptions) AS s(setting)
+                          WHERE c.oid = t.tbl AND split_part(s.setting, '=', 1) = split_part(o.opt, '=', 1))
+    LOOP
+        EXECUTE format('ALTER TABLE %s SET (%s)', r.tbl, r.opt);
+    END LOOP;
+END $$;
+
 CREATE TABLE IF NOT EXISTS {{schema}}.instances (
     id        text        PRIMARY KEY,
     hostname  text        NOT NULL,

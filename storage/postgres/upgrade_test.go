@@ -27,12 +27,19 @@ var schemaV1 string
 //go:embed testdata/schema_v2.sql
 var schemaV2 string
 
+// schemaV3 is the schema before the queue tables' autovacuum parameters
+// (#14, scale), as git show 5eb6cf3:storage/postgres/schema.sql gives it.
+//
+//go:embed testdata/schema_v3.sql
+var schemaV3 string
+
 // Migrate upgrades tables made by the previous schema, with rows in them:
 // several processes at once, then again; the rows read back with the new
 // columns' defaults and follow the new contract.
 func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 	t.Run("v1", func(t *testing.T) { testUpgradeFrom(t, schemaV1) })
 	t.Run("v2", func(t *testing.T) { testUpgradeFrom(t, schemaV2) })
+	t.Run("v3", func(t *testing.T) { testUpgradeFrom(t, schemaV3) })
 }
 
 // testUpgradeFrom runs the upgrade test from the schema schemaOld.
@@ -58,6 +65,11 @@ func testUpgradeFrom(t *testing.T, schemaOld string) {
 	if _, err := pool.Exec(ctx, `INSERT INTO `+schema+`.received (id, msg_id, grp, name, headers, body, status, added, next_attempt_at)
 		VALUES (2, 'm', 'g', 'old', '{}', 'body', 'Scheduled', $1, $1)`, t0.Add(-time.Second)); err != nil {
 		t.Fatal(err)
+	}
+	for _, table := range []string{"published", "received"} {
+		if got := reloptions(t, pool, schema, table); got["autovacuum_vacuum_threshold"] != "" {
+			t.Fatalf("%s of the previous schema already has autovacuum parameters: %v", table, got)
+		}
 	}
 	d := postgres.New(pool, postgres.Options{Schema: schema})
 	errs := make(chan error, 3)
@@ -88,5 +100,6 @@ func testUpgradeFrom(t *testing.T, schemaOld string) {
 	if rows.Err() != nil || strings.Join(idx, ",") != "published_pending_version_idx,received_pending_version_idx" {
 		t.Errorf("due indexes after the upgrade: %v %v; want the two pending_version ones only", idx, rows.Err())
 	}
+	checkAutovacuum(t, pool, schema, wantAutovacuum)
 	storagetest.CheckUpgraded(t, d, t0)
 }
