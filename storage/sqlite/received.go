@@ -46,12 +46,7 @@ func (d *Driver) InsertReceived(ctx context.Context, m *storage.Message, token i
 	if err != nil {
 		return storage.ReceivedInsert{}, d.base.Err(err, "storing received message %q for group %q", r.MsgID, r.Group)
 	}
-	var res storage.ReceivedInsert
-	// In a transaction, so that it takes its turn to write (turns.go).
-	err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) (err error) {
-		res, err = insertReceived(ctx, tx.StmtContext(ctx, insert).QueryRowContext, &r, token, leaseUntil)
-		return err
-	})
+	res, err := insertReceived(ctx, insert.QueryRowContext, &r, token, leaseUntil)
 	if err != nil {
 		return res, d.base.Err(err, "storing received message %q for group %q", r.MsgID, r.Group)
 	}

@@ -61,7 +61,8 @@ func SchemaSQL(prefix string) string {
 // idle connections (database/sql's default is 2). Its transactions that
 // may write take turns, in the order they begin, rather than meeting in
 // SQLite's busy handler (see turns.go): the processor's writes are not
-// starved by an application's many. A transaction that begins another on
+// starved by an application's many. A statement outside a transaction
+// takes no turn. A transaction that begins another on
 // the same *sql.DB before it ends waits for the busy timeout and fails, as
 // it would in SQLite's busy handler; one that never ends holds the turn,
 // as it would hold SQLite's lock. [sql.Conn.Raw] sees this package's
@@ -224,11 +225,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	lease, err := d.st.get(ctx, t.leaseSQL(req.FailedHoldsKey))
 	var msgs []*storage.Message
 	if err == nil {
-		// In a transaction, so that it takes its turn to write (turns.go).
-		err = sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) (err error) {
-			msgs, err = leased(ctx, tx.StmtContext(ctx, lease), kind, req, ids)
-			return err
-		})
+		msgs, err = leased(ctx, lease, kind, req, ids)
 	}
 	if err != nil {
 		return nil, d.base.Err(err, "claiming %s messages", kind)
