@@ -71,7 +71,10 @@ func TestWriteTurns(t *testing.T) {
 				t.Error(err)
 			}
 		}()
-		time.Sleep(50 * time.Millisecond) // it waits for its turn now
+		// It waits for its turn by now (a connection opened, BEGIN asked):
+		// a generous pause, so that the order of arrival is the order of i
+		// on a loaded machine too.
+		time.Sleep(200 * time.Millisecond)
 	}
 	mu.Lock()
 	if len(order) != 0 {
