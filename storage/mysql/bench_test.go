@@ -118,10 +118,8 @@ func BenchmarkFailBatch(b *testing.B) {
 // The processor's cycle on MariaDB/MySQL, per row: a Claim of 100 due
 // rows (GOCAP_BENCH_CLAIM rows if set), then one Succeed of them (the
 // completer's batch; each 100 rows share an attempt, as the rows of a
-// batch send do, or with GOCAP_BENCH_DISTINCT set each row has its own,
-// as received rows' handler calls do), on a table of 20,000 rows
-// published beforehand; ns/claimed and ns/succeeded are the two
-// statements' time per row:
+// batch send do), on a table of 20,000 rows published beforehand;
+// ns/claimed and ns/succeeded are the two statements' time per row:
 //
 //	go test -run '^$' -bench ClaimSucceed -benchtime 200x -count 3 ./storage/mysql/
 func BenchmarkClaimSucceed(b *testing.B) {
@@ -152,7 +150,7 @@ func BenchmarkClaimSucceed(b *testing.B) {
 		claimed += time.Since(start)
 		done := make([]storage.Completed, len(ms))
 		for j, m := range ms {
-			done[j] = storage.Completed{Lease: storage.Lease{ID: m.ID, Token: m.LeaseToken}, Attempt: storage.Attempt{At: now, Duration: benchDuration(j)}}
+			done[j] = storage.Completed{Lease: storage.Lease{ID: m.ID, Token: m.LeaseToken}, Attempt: storage.Attempt{At: now, Duration: time.Duration(1+j/100) * time.Millisecond}}
 		}
 		start = time.Now()
 		if n, err := d.Succeed(ctx, storage.Published, done, now.Add(time.Hour)); err != nil || n != int64(batch) {
@@ -172,13 +170,3 @@ var benchClaimBatch = func() int {
 	}
 	return 100
 }()
-
-// benchDuration is the attempt duration of the j-th row of a claim: one
-// per 100 rows (a batch send), or with GOCAP_BENCH_DISTINCT set one per
-// row (handler calls, each timed on its own).
-func benchDuration(j int) time.Duration {
-	if os.Getenv("GOCAP_BENCH_DISTINCT") != "" {
-		return time.Duration(1000+j) * time.Microsecond
-	}
-	return time.Duration(1+j/100) * time.Millisecond
-}

@@ -83,10 +83,13 @@ SELECT due_at > UTC_TIMESTAMP(6) AS future FROM gocap_xp13_published WHERE due_a
 SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_key', 'Handler_read_next', 'Handler_read_rnd_next');
 SELECT '### NextDue (received, version v1)' AS q;
 ANALYZE SELECT due_at FROM gocap_xp13_received WHERE due_at > UTC_TIMESTAMP(6) AND version = 'v1' ORDER BY due_at LIMIT 1;
-SELECT '### Succeed (the rows by (id, lease token) read by primary key, each row''s attempt by a CASE of its id)' AS q;
-EXPLAIN UPDATE gocap_xp13_published FORCE INDEX (PRIMARY)
-  SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
-  attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(CASE id WHEN 4194304 THEN '{"ms":1}' WHEN 8388608 THEN '{"ms":2}' END, '$')),
+SELECT '### Succeed (the rows of one lease token and one attempt: one batch send)' AS q;
+EXPLAIN UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
+  attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT('{"ms":1}', '$')), IF(JSON_LENGTH(attempts) >= 20, '$[0]', '$[20]'))
+WHERE status = 'Scheduled' AND lease_token = 7 AND id IN (4194304, 8388608);
+SELECT '### Succeed (up to 32 groups of lease token and attempt, each row''s attempt by a CASE of its group)' AS q;
+EXPLAIN UPDATE gocap_xp13_published SET status = 'Succeeded', expires_at = UTC_TIMESTAMP(6), lease_token = NULL, lease_until = NULL,
+  attempts = JSON_REMOVE(JSON_ARRAY_APPEND(attempts, '$', JSON_EXTRACT(CASE WHEN id IN (4194304) THEN '{"ms":1}' WHEN id IN (8388608) THEN '{"ms":2}' END, '$')),
     IF(JSON_LENGTH(attempts) >= 20, '$[0]', '$[20]'))
 WHERE status = 'Scheduled' AND (id, lease_token) IN ((4194304, 7), (8388608, 8));
 SELECT '### Fail' AS q;

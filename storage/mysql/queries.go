@@ -24,7 +24,7 @@ type tableQueries struct {
 	get           string
 	claim         string // the locking read of due rows, up to the groups condition
 	lease         string
-	succeed       string // up to the attempt: see succeedStatement
+	succeed       string
 	release       string
 	fail          string
 	failResult    string
@@ -127,9 +127,9 @@ func (q *queries) receivedTokensSQL(n int) string {
 	return q.receivedTokens + sqlstore.PairPlaceholders(n) + `)`
 }
 
-// derivedRows stands for the derived table of a FailBatch: one row of
-// (id, lease token, failure) per failed lease; failBatchSQL writes it out.
-const derivedRows = `{{rows}}`
+// succeedRows stands for the derived table of a Succeed: one row of (id,
+// lease token, attempt JSON) per completed lease; succeedSQL writes it out.
+const succeedRows = `{{rows}}`
 
 // appendAttempt is the history column with one more attempt, the JSON
 // object attempt (SQL text), keeping the last storage.MaxAttemptHistory:
@@ -211,10 +211,12 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 				ORDER BY p.id LIMIT 1)
 			ORDER BY c.id LIMIT ?`,
 		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
-		// The rows by primary key, each with its attempt (see
-		// succeedStatement, which writes the rest).
-		succeed: `UPDATE ` + table + ` FORCE INDEX (PRIMARY)
-			SET status = 'Succeeded', expires_at = ?, lease_token = NULL, lease_until = NULL, attempts = `,
+		// The rows, their tokens and attempts come as a derived table the
+		// update joins by primary key (see succeedSQL).
+		succeed: `UPDATE ` + table + ` AS t JOIN (` + succeedRows + `) AS v ON t.id = v.id AND t.lease_token = v.tok
+			SET t.status = 'Succeeded', t.expires_at = ?, t.lease_token = NULL, t.lease_until = NULL,
+				t.attempts = ` + appendAttempt("t.attempts", "v.att") + `
+			WHERE t.status = 'Scheduled'`,
 		release: `UPDATE ` + table + ` SET next_attempt_at = ?, last_error = ?, lease_token = NULL, lease_until = NULL
 			WHERE status = 'Scheduled' AND (id, lease_token) IN (`,
 		// No assignment reads a column assigned before it (retries is
@@ -241,7 +243,7 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 		// assignments of a multiple-table UPDATE is not defined, so none
 		// of them reads a column another assigns.
 		failLock: `SELECT id, lease_token, status, retries FROM ` + table + ` WHERE id IN (`,
-		failBatch: `UPDATE ` + table + ` AS t JOIN (` + derivedRows + `) AS v ON t.id = v.id AND t.lease_token = v.tok
+		failBatch: `UPDATE ` + table + ` AS t JOIN (` + succeedRows + `) AS v ON t.id = v.id AND t.lease_token = v.tok
 			SET t.last_error = v.err,
 				t.expires_at = IF(v.fin, v.exp, NULL),
 				t.next_attempt_at = IF(v.fin, t.next_attempt_at, v.nxt),
@@ -295,13 +297,22 @@ func (t *tableQueries) claimSQL(groups int, lock string, failedHolds bool) strin
 // leaseSQL sets the lease of n claimed rows.
 func (t *tableQueries) leaseSQL(n int) string { return t.lease + sqlstore.Placeholders(n) + `)` }
 
+// succeedSQL marks n leased rows Succeeded; its arguments are the id,
+// token and attempt of each row, then the expiry. A join by primary key
+// with a derived table costs O(n), where a CASE picking each row's attempt
+// cost O(n²).
+func (t *tableQueries) succeedSQL(n int) string {
+	rows := `SELECT ? AS id, ? AS tok, ? AS att` + strings.Repeat(` UNION ALL SELECT ?, ?, ?`, n-1)
+	return strings.Replace(t.succeed, succeedRows, rows, 1)
+}
+
 // failBatchSQL records n failures; its arguments are the id, token,
 // error, whether it becomes Failed, expiry, next attempt time and attempt
 // of each row.
 func (t *tableQueries) failBatchSQL(n int) string {
 	rows := `SELECT ? AS id, ? AS tok, ? AS err, ? AS fin, ? AS exp, ? AS nxt, ? AS att` +
 		strings.Repeat(` UNION ALL SELECT ?, ?, ?, ?, ?, ?, ?`, n-1)
-	return strings.Replace(t.failBatch, derivedRows, rows, 1)
+	return strings.Replace(t.failBatch, succeedRows, rows, 1)
 }
 
 // failLockSQL locks n rows.

@@ -10,8 +10,8 @@ import (
 
 // TestSucceedGroups marks batches whose rows share lease tokens and
 // attempts in groups — one group (the rows of one batch send), a few
-// groups (several sends, two claims), and each row its own attempt (the
-// received rows' handler calls) — with a row of each batch under
+// groups (several sends, two claims), and more groups than a statement
+// picks among (each row its own attempt) — with a row of each batch under
 // a lease token that is not its own: every other row becomes Succeeded
 // with its own attempt last in its history, and that row is left alone.
 func TestSucceedGroups(t *testing.T) {
@@ -28,7 +28,7 @@ func TestSucceedGroups(t *testing.T) {
 	}{
 		{"one group", []int{0, 0, 0, 0}, []int{1, 1, 1, 1}},
 		{"groups", []int{0, 0, 1, 1, 0, 1}, []int{1, 2, 1, 1, 2, 3}},
-		{"each its own attempt", make([]int, 40), make([]int, 40)}, // as received rows, each handler call timed on its own
+		{"each its own attempt", make([]int, 40), make([]int, 40)}, // more groups than a CASE picks among
 	}
 	last := &cases[len(cases)-1]
 	for i := range last.attempts {
