@@ -173,10 +173,15 @@ type Options struct {
 	// NodeID is the snowflake node id (1..1023) of this process, embedded in
 	// every message id it makes. Zero picks one at random at New. Two
 	// processes that share a node id can make the same id in the same
-	// millisecond; the primary key then rejects the second insert, so
-	// Publish fails instead of losing a message. With k processes on random
-	// node ids the chance that any two share one is about k²/2048; give each
-	// instance its own NodeID (from a pod ordinal, say) to rule it out.
+	// millisecond. The storage then stores nothing of the second insert and
+	// reports the id taken (storage.ErrIDTaken); the outbox moves to a
+	// random node, logs a warning naming both nodes, and inserts the
+	// message again under a new id (at most 3 times), so that neither a
+	// Publish nor a delivery fails or is lost for it, and the application's
+	// transaction is not aborted. With k processes on random node ids the
+	// chance that any two share one is about k²/2048; give each instance
+	// its own NodeID (from a pod ordinal, say) to avoid the warnings and
+	// the retried inserts.
 	NodeID int64
 
 	// Serializer turns payloads into bodies and back. Nil means JSON.

@@ -93,7 +93,10 @@ func (o *Outbox[TTx]) Publish(ctx context.Context, tx TTx, topic string, payload
 	}
 	ctx, end := o.tel.StartPublish(ctx, m)
 	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
-	err = o.driver.InsertPublishedTx(ctx, tx, []*storage.Message{m}, in)
+	msgs := []*storage.Message{m}
+	err = o.e.InsertWithFreshIDs(msgs, reIDPublished, func() error {
+		return o.driver.InsertPublishedTx(ctx, tx, msgs, in)
+	})
 	end(err)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
@@ -113,7 +116,10 @@ func (o *Outbox[TTx]) PublishWithoutTx(ctx context.Context, topic string, payloa
 	}
 	ctx, end := o.tel.StartPublish(ctx, m)
 	in := storage.InsertOptions{Notify: o.e.ShouldNotify()}
-	err = o.driver.InsertPublished(ctx, []*storage.Message{m}, in)
+	msgs := []*storage.Message{m}
+	err = o.e.InsertWithFreshIDs(msgs, reIDPublished, func() error {
+		return o.driver.InsertPublished(ctx, msgs, in)
+	})
 	end(err)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: publish to %q: storing the message: %w", topic, err)
@@ -124,6 +130,17 @@ func (o *Outbox[TTx]) PublishWithoutTx(ctx context.Context, topic string, payloa
 	}
 	o.e.Wake(storage.Published)
 	return m.ID, nil
+}
+
+// reIDPublished gives a published row, made by newMessage, a new id: its
+// message id and cap-msg-id are the id, and so is cap-corr-id unless the
+// publisher set it.
+func reIDPublished(m *storage.Message, id int64) {
+	old, sid := m.MsgID, strconv.FormatInt(id, 10)
+	m.ID, m.MsgID, m.Headers[wire.MsgID] = id, sid, sid
+	if m.Headers[wire.CorrelationID] == old {
+		m.Headers[wire.CorrelationID] = sid
+	}
 }
 
 // newMessage checks a publish and makes its row, with CAP's headers.

@@ -91,7 +91,7 @@ func (s *MemStore) Begin() *Tx { return &Tx{store: s} }
 
 // Commit makes the rows inserted in tx visible, all of them or, if one of
 // their ids has been stored meanwhile, none (with an error that is
-// storage.ErrPermanent).
+// storage.ErrIDTaken).
 func (tx *Tx) Commit() error {
 	s := tx.store
 	s.mu.Lock()
@@ -241,14 +241,15 @@ func insertStatus(s storage.Status) storage.Status {
 	return storage.StatusScheduled
 }
 
-// checkNewIDs returns an error that is storage.ErrPermanent when one of
-// rows has the id of a stored row of kind or of another of rows: the
-// data itself is refused, and retrying cannot help. s.mu is held.
+// checkNewIDs returns an error that is storage.ErrIDTaken (and so
+// storage.ErrPermanent) when one of rows has the id of a stored row of
+// kind or of another of rows: retrying the same call cannot help, the
+// caller stores the message under a new id. s.mu is held.
 func (s *MemStore) checkNewIDs(kind storage.Kind, rows []*storage.Message) error {
 	seen := make(map[int64]bool, len(rows))
 	for _, m := range rows {
 		if _, ok := s.rows[kind][m.ID]; ok || seen[m.ID] {
-			return fmt.Errorf("memstore: %s message %d already stored: %w", kind, m.ID, storage.ErrPermanent)
+			return fmt.Errorf("memstore: %s message %d already stored: %w: %w", kind, m.ID, storage.ErrIDTaken, storage.ErrPermanent)
 		}
 		seen[m.ID] = true
 	}

@@ -288,6 +288,13 @@ var (
 	// A backend wraps such errors so that errors.Is(err, ErrPermanent)
 	// holds; callers retry only the other ones.
 	ErrPermanent = errors.New("storage: permanent error")
+	// ErrIDTaken: the id of a message to insert is that of a stored row of
+	// another message (two processes made the same id: they share a
+	// snowflake node id). Nothing of the insert is stored, and a
+	// transaction of the application stays usable, so the caller inserts
+	// the message again under a new id. An error that is ErrIDTaken is
+	// also ErrPermanent: the same call cannot succeed.
+	ErrIDTaken = errors.New("storage: id taken by another message")
 )
 
 // Store is everything a backend does outside the application's transactions.
@@ -301,7 +308,9 @@ type Store interface {
 	// (for Publish outside an application transaction): each with the
 	// Status of its Message, Scheduled or Delayed, due at NextAttemptAt,
 	// and with its Policy and Version (a Version that fails
-	// [CheckVersion] is an error, and nothing is inserted).
+	// [CheckVersion] is an error, and nothing is inserted). If the ID of
+	// one of msgs is stored already, it returns an error that is
+	// [ErrIDTaken] and inserts none of msgs.
 	InsertPublished(ctx context.Context, msgs []*Message, opts InsertOptions) error
 
 	// InsertReceived stores a received message m (ID, MsgID, Name, Group,
@@ -324,6 +333,10 @@ type Store interface {
 	// keyed message is reset for a claim (Queued). A Store may store every
 	// keyed message for a claim (the head's extra claim costs a round
 	// trip, not order).
+	//
+	// If m.ID is the id of a stored row of another MsgID or Group, it
+	// stores nothing, leaves that row alone and returns an error that is
+	// [ErrIDTaken].
 	InsertReceived(ctx context.Context, m *Message, token int64, leaseUntil time.Time) (ReceivedInsert, error)
 
 	// Claim leases up to req.Limit due rows of kind and of version
@@ -418,7 +431,11 @@ type Driver[TTx any] interface {
 	Store
 	// InsertPublishedTx inserts published rows using tx, as
 	// InsertPublished does. The rows become visible, and are sent, only if
-	// tx commits. A nil tx is an error.
+	// tx commits. A nil tx is an error. An id stored already (by a
+	// committed transaction, or by one in flight that commits) is an
+	// error that is [ErrIDTaken], as for InsertPublished: none of msgs is
+	// inserted, and tx stays usable (on PostgreSQL, it is not aborted), so
+	// that the caller can insert them under new ids and commit.
 	InsertPublishedTx(ctx context.Context, tx TTx, msgs []*Message, opts InsertOptions) error
 }
 
@@ -435,7 +452,8 @@ type ReceivedBatchInserter interface {
 	// duplicate of it (not Claimed). Of the keyed messages of one
 	// sequence in a batch, only the one with the smallest ID can be
 	// stored claimed (as its head); the others are Queued. On error
-	// nothing is stored.
+	// nothing is stored; a message whose ID is that of a stored row of
+	// another MsgID or Group is an error that is [ErrIDTaken].
 	InsertReceivedBatch(ctx context.Context, msgs []*Message, token int64, leaseUntil time.Time) ([]ReceivedInsert, error)
 }
 

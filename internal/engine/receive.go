@@ -143,10 +143,13 @@ func (r *receiver) store(ctx, work context.Context, group string, d transport.De
 	var res storage.ReceivedInsert
 	wctx, cancel := writeContext(ctx)
 	defer cancel()
+	msgs := []*storage.Message{m}
 	err := r.proc.retryStore(wctx, func() error {
-		var err error
-		res, err = r.e.store.InsertReceived(wctx, m, token, leaseUntil)
-		return err
+		return r.e.InsertWithFreshIDs(msgs, reIDReceived, func() error {
+			var err error
+			res, err = r.e.store.InsertReceived(wctx, m, token, leaseUntil)
+			return err
+		})
 	})
 	if err != nil {
 		return r.notStored(ctx, work, m, err)
@@ -179,12 +182,14 @@ func (r *receiver) storeBatch(ctx, work context.Context, group string, ds []tran
 	wctx, cancel := writeContext(ctx)
 	defer cancel()
 	err := r.proc.retryStore(wctx, func() error {
-		var err error
-		res, err = bi.InsertReceivedBatch(wctx, msgs, token, leaseUntil)
-		if err == nil && len(res) != len(msgs) {
-			err = fmt.Errorf("InsertReceivedBatch returned %d results for %d messages: %w", len(res), len(msgs), storage.ErrPermanent)
-		}
-		return err
+		return r.e.InsertWithFreshIDs(msgs, reIDReceived, func() error {
+			var err error
+			res, err = bi.InsertReceivedBatch(wctx, msgs, token, leaseUntil)
+			if err == nil && len(res) != len(msgs) {
+				err = fmt.Errorf("InsertReceivedBatch returned %d results for %d messages: %w", len(res), len(msgs), storage.ErrPermanent)
+			}
+			return err
+		})
 	})
 	switch {
 	case err != nil && ctx.Err() == nil && errors.Is(err, storage.ErrPermanent):
@@ -333,10 +338,13 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	var res storage.ReceivedInsert
 	wctx, cancel := writeContext(ctx)
 	defer cancel()
+	rows := []*storage.Message{row}
 	insert := func() error {
-		var err error
-		res, err = r.e.store.InsertReceived(wctx, row, token, leaseUntil)
-		return err
+		return r.e.InsertWithFreshIDs(rows, reIDReceived, func() error {
+			var err error
+			res, err = r.e.store.InsertReceived(wctx, row, token, leaseUntil)
+			return err
+		})
 	}
 	err := r.proc.retryStore(wctx, insert)
 	if err != nil && errors.Is(err, storage.ErrPermanent) && len(row.Body) > 0 {

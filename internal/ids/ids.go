@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/bwmarrin/snowflake"
 )
@@ -14,9 +15,30 @@ import (
 const MaxNode = 1023
 
 // Generator makes unique ids for one node. It is safe for concurrent use.
+//
+// Ids of two generators are unique as long as their nodes differ. When two
+// live generators share a node (two processes configured alike, or two
+// random picks that met), a store reports the id it was given as taken;
+// Renew then moves this generator to another node.
 type Generator struct {
-	node *snowflake.Node
-	id   int64
+	cur atomic.Pointer[node]
+}
+
+// node is one snowflake node and its number.
+type node struct {
+	sf *snowflake.Node
+	id int64
+}
+
+func newNode(id int64) (*node, error) {
+	if id < 0 || id > MaxNode {
+		return nil, fmt.Errorf("ids: node id %d out of range 0..%d", id, MaxNode)
+	}
+	n, err := snowflake.NewNode(id)
+	if err != nil {
+		return nil, fmt.Errorf("ids: node id %d: %w", id, err)
+	}
+	return &node{sf: n, id: id}, nil
 }
 
 // NewGenerator returns a generator for node id node (0..1023). A negative
@@ -25,21 +47,45 @@ func NewGenerator(node int64) (*Generator, error) {
 	if node < 0 {
 		node = RandomNode()
 	}
-	if node > MaxNode {
-		return nil, fmt.Errorf("ids: node id %d out of range 0..%d", node, MaxNode)
-	}
-	n, err := snowflake.NewNode(node)
+	n, err := newNode(node)
 	if err != nil {
-		return nil, fmt.Errorf("ids: node id %d: %w", node, err)
+		return nil, err
 	}
-	return &Generator{node: n, id: node}, nil
+	g := &Generator{}
+	g.cur.Store(n)
+	return g, nil
 }
 
 // Next returns a new id.
-func (g *Generator) Next() int64 { return g.node.Generate().Int64() }
+func (g *Generator) Next() int64 { return g.cur.Load().sf.Generate().Int64() }
 
 // Node returns the generator's node id.
-func (g *Generator) Node() int64 { return g.id }
+func (g *Generator) Node() int64 { return g.cur.Load().id }
+
+// Renew moves the generator to a random node other than collided, if it
+// is still on collided (a concurrent Renew for the same collision has not
+// moved it yet). It returns the node the generator is on afterwards, and
+// whether this call moved it. An id made before the call and found taken
+// is remade with Next after it.
+func (g *Generator) Renew(collided int64) (node int64, moved bool) {
+	for {
+		cur := g.cur.Load()
+		if cur.id != collided {
+			return cur.id, false
+		}
+		id := RandomNode()
+		if id == collided {
+			continue
+		}
+		n, err := newNode(id)
+		if err != nil { // cannot happen: id is in range
+			panic(err)
+		}
+		if g.cur.CompareAndSwap(cur, n) {
+			return id, true
+		}
+	}
+}
 
 // RandomNode returns a random node id in 0..MaxNode.
 func RandomNode() int64 {
@@ -62,3 +108,6 @@ func Token() int64 {
 		}
 	}
 }
+
+// NodeOf returns the node of a generator that made id.
+func NodeOf(id int64) int64 { return snowflake.ParseInt64(id).Node() }

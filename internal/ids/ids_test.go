@@ -26,3 +26,26 @@ func TestIDsEncodeTheirTime(t *testing.T) {
 		t.Error("zero token")
 	}
 }
+
+func TestRenew(t *testing.T) {
+	g, err := NewGenerator(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := g.Next()
+	if got := NodeOf(id); got != 7 {
+		t.Fatalf("NodeOf(an id of node 7) = %d", got)
+	}
+	node, moved := g.Renew(7)
+	if !moved || node == 7 || node < 0 || node > MaxNode || g.Node() != node {
+		t.Fatalf("Renew(7) on node 7 = %d, %v; Node() = %d; want a move to another node in range", node, moved, g.Node())
+	}
+	if got := NodeOf(g.Next()); got != node {
+		t.Errorf("an id after Renew is of node %d, want %d", got, node)
+	}
+	// A second Renew for the same collision (a concurrent caller that
+	// also found an id of node 7 taken) leaves the generator where it is.
+	if again, moved := g.Renew(7); moved || again != node {
+		t.Errorf("Renew(7) again = %d, %v; want %d, false", again, moved, node)
+	}
+}

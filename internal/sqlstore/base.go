@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -176,6 +177,23 @@ func (b *Base) Affected(res sql.Result, err error, format string, args ...any) (
 // either, in the application's transaction or in autocommit.
 type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Savepoint runs f under a savepoint of the transaction that exec runs
+// statements on: rolled back to if f fails, so that a failed statement of
+// f (a taken id, see storage.ErrIDTaken) undoes what f did without
+// aborting the transaction, and released if f succeeds.
+func Savepoint(ctx context.Context, exec func(ctx context.Context, query string) error, f func() error) error {
+	if err := exec(ctx, "SAVEPOINT gocap_insert"); err != nil {
+		return err
+	}
+	if err := f(); err != nil {
+		if rerr := exec(ctx, "ROLLBACK TO SAVEPOINT gocap_insert"); rerr != nil {
+			return errors.Join(err, fmt.Errorf("rolling back to the savepoint: %w", rerr))
+		}
+		return err
+	}
+	return exec(ctx, "RELEASE SAVEPOINT gocap_insert")
 }
 
 // InTx runs f in a transaction of db with options opts (nil: the

@@ -112,6 +112,12 @@ func Permanent(err error) error {
 	return fmt.Errorf("%w: %w", storage.ErrPermanent, err)
 }
 
+// IDTaken wraps err, a driver's report that the id of a message to insert
+// is stored already, with storage.ErrIDTaken (and so ErrPermanent).
+func IDTaken(err error) error {
+	return fmt.Errorf("%w: %w: %w", storage.ErrIDTaken, storage.ErrPermanent, err)
+}
+
 // NonNil returns b, or an empty slice for nil, for NOT NULL body columns.
 func NonNil(b []byte) []byte {
 	if b == nil {

@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -17,9 +18,10 @@ import (
 //     character string, 1364 no default value, 1366 incorrect string value
 //     (invalid UTF-8), 1406 data too long, 3140 invalid JSON, 3819 and
 //     4025 check constraint;
-//   - integrity: 1062 duplicate key (a published id stored already; the
-//     received duplicates the driver expects are resolved by ON DUPLICATE
-//     KEY UPDATE and raise none), 1451 and 1452 foreign key;
+//   - integrity: 1062 duplicate key (the received duplicates the driver
+//     expects are resolved by ON DUPLICATE KEY UPDATE and raise none; a
+//     duplicate of a PRIMARY key, an id stored already, is also
+//     storage.ErrIDTaken), 1451 and 1452 foreign key;
 //   - size: 1153 packet bigger than max_allowed_packet, and
 //     mysql.ErrPktTooLarge, the client's own refusal;
 //   - the statement: 1054 unknown column, 1064 syntax error, 1146 no such
@@ -36,6 +38,10 @@ func classify(err error) error {
 	var me *mysql.MySQLError
 	if !errors.As(err, &me) {
 		return err
+	}
+	if me.Number == 1062 && strings.HasSuffix(me.Message, "PRIMARY'") {
+		// MariaDB: for key 'PRIMARY'; MySQL 8: for key 'table.PRIMARY'.
+		return sqlstore.IDTaken(err)
 	}
 	switch me.Number {
 	case 1048, 1264, 1265, 1292, 1300, 1364, 1366, 1406, 1690, 3140, 3819, 4025,

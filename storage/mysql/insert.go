@@ -16,6 +16,15 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 	if err := sqlstore.CheckTx(tx); err != nil {
 		return d.base.Wrap(err)
 	}
+	if len(insertBatches(msgs)) > 1 {
+		// A statement that fails (a taken id, see storage.ErrIDTaken) is
+		// undone by itself, but not the statements before it: those are
+		// undone with the savepoint, and tx stays usable.
+		return sqlstore.Savepoint(ctx, func(ctx context.Context, query string) error {
+			_, err := tx.ExecContext(ctx, query)
+			return classify(err)
+		}, func() error { return d.insertPublished(ctx, tx, msgs) })
+	}
 	return d.insertPublished(ctx, tx, msgs)
 }
 

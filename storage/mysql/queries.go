@@ -99,21 +99,25 @@ const receivedValues = `(?, ?, ?, ?, ?, ?, 'Scheduled', 0, '', ?, ?, ?, ?, ?, ?,
 
 // insertReceivedSQL inserts n received messages into table: each is
 // inserted, or, when its (msg_id, grp) is stored already, a Failed row is
-// reset and claimed and any other row left alone. MySQL evaluates the
+// reset and claimed and any other row left alone. ON DUPLICATE KEY
+// UPDATE also meets a row whose id (the primary key) is the message's
+// but whose (msg_id, grp) is another's: that row is left alone too, and
+// the caller sees the id taken (errIDOfAnother). MySQL evaluates the
 // assignments left to right: status last, so that the others still see
 // the old status.
 func insertReceivedSQL(table string, n int) string {
+	const reset = `status = 'Failed' AND msg_id = VALUES(msg_id) AND grp = VALUES(grp)`
 	return `INSERT INTO ` + table + `
 			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
 			VALUES ` + strings.TrimSuffix(strings.Repeat(receivedValues+", ", n), ", ") + `
 			ON DUPLICATE KEY UPDATE
-				retries = IF(status = 'Failed', 0, retries),
-				last_error = IF(status = 'Failed', '', last_error),
-				expires_at = IF(status = 'Failed', NULL, expires_at),
-				next_attempt_at = IF(status = 'Failed', VALUES(next_attempt_at), next_attempt_at),
-				lease_token = IF(status = 'Failed', VALUES(lease_token), lease_token),
-				lease_until = IF(status = 'Failed', VALUES(lease_until), lease_until),
-				status = IF(status = 'Failed', 'Scheduled', status)`
+				retries = IF(` + reset + `, 0, retries),
+				last_error = IF(` + reset + `, '', last_error),
+				expires_at = IF(` + reset + `, NULL, expires_at),
+				next_attempt_at = IF(` + reset + `, VALUES(next_attempt_at), next_attempt_at),
+				lease_token = IF(` + reset + `, VALUES(lease_token), lease_token),
+				lease_until = IF(` + reset + `, VALUES(lease_until), lease_until),
+				status = IF(` + reset + `, 'Scheduled', status)`
 }
 
 // receivedReturning ends an insert of received messages on MariaDB: it

@@ -139,9 +139,10 @@ func (d *Driver) InsertReceivedBatch(ctx context.Context, msgs []*storage.Messag
 
 // errIDOfAnother is the error of a received row that was not stored: its
 // id is that of a stored row of another key, which ON DUPLICATE KEY
-// UPDATE took for its duplicate. It is permanent.
+// UPDATE took for its duplicate (and left alone: see insertReceivedSQL).
+// It is storage.ErrIDTaken.
 func errIDOfAnother(r *sqlstore.ReceivedRow) error {
-	return sqlstore.Permanent(fmt.Errorf("received message %q for group %q was not stored: its id %d is that of another stored row", r.MsgID, r.Group, r.ID))
+	return sqlstore.IDTaken(fmt.Errorf("received message %q for group %q was not stored: its id %d is that of another stored row", r.MsgID, r.Group, r.ID))
 }
 
 // padKey is k as the unique key on (msg_id, grp) compares it: utf8mb4_bin

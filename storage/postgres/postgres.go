@@ -121,10 +121,30 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// querier is what pgx.Tx and *pgxpool.Pool have in common.
+// querier runs the statements of an insert of published rows: on the
+// application's transaction (a pgx.Tx or a *sql.Tx) or on the pool.
 type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	// exec runs sql and returns how many rows it affected or returned.
+	exec(ctx context.Context, sql string, args ...any) (int64, error)
+	// inTx reports whether the statements run in the application's
+	// transaction, which an error must not abort.
+	inTx() bool
 }
+
+// pgxQuerier runs statements on a pgx.Tx (tx true) or on the pool.
+type pgxQuerier struct {
+	q interface {
+		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	}
+	tx bool
+}
+
+func (p pgxQuerier) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := p.q.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+func (p pgxQuerier) inTx() bool { return p.tx }
 
 // InsertPublishedTx inserts msgs with the application's transaction, in one
 // round trip that also notifies the processors (delivered on commit) when
@@ -133,12 +153,12 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx pgx.Tx, msgs []*stora
 	if err := sqlstore.CheckTx(tx); err != nil {
 		return d.base.Wrap(err)
 	}
-	return d.insertPublished(ctx, tx, msgs, opts)
+	return d.insertPublished(ctx, pgxQuerier{q: tx, tx: true}, msgs, opts)
 }
 
 // InsertPublished inserts msgs in a transaction of its own.
 func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, opts storage.InsertOptions) error {
-	return d.insertPublished(ctx, d.pool, msgs, opts)
+	return d.insertPublished(ctx, pgxQuerier{q: d.pool}, msgs, opts)
 }
 
 func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage.Message, opts storage.InsertOptions) error {
@@ -174,13 +194,34 @@ func (d *Driver) insertPublished(ctx context.Context, q querier, msgs []*storage
 		insertOne, insertMany = d.q.insertOneNotify, d.q.insertManyNotify
 	}
 	if n == 1 {
-		_, err := q.Exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0], keys[0], versions[0])
+		// ON CONFLICT (id) DO NOTHING: an id stored already inserts no
+		// row instead of aborting the application's transaction.
+		inserted, err := q.exec(ctx, insertOne, ids[0], names[0], headers[0], bodies[0], added[0], next[0], statuses[0], policies[0], keys[0], versions[0])
+		if err == nil && inserted == 0 {
+			err = sqlstore.IDTaken(fmt.Errorf("id %d is stored already", ids[0]))
+		}
 		if err != nil {
 			return fmt.Errorf("postgres: inserting published message %d: %w", ids[0], classify(err))
 		}
 		return nil
 	}
-	if _, err := q.Exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies, keys, versions); err != nil {
+	insert := func() error {
+		_, err := q.exec(ctx, insertMany, ids, names, headers, bodies, added, next, statuses, policies, keys, versions)
+		return err
+	}
+	var err error
+	if q.inTx() {
+		// A taken id fails the statement (an insert of several rows takes
+		// all of them or none): under a savepoint, so that it does not
+		// abort the application's transaction.
+		err = sqlstore.Savepoint(ctx, func(ctx context.Context, query string) error {
+			_, err := q.exec(ctx, query)
+			return err
+		}, insert)
+	} else {
+		err = insert()
+	}
+	if err != nil {
 		return fmt.Errorf("postgres: inserting %d published messages: %w", n, classify(err))
 	}
 	return nil

@@ -63,7 +63,7 @@ func newQueries(schema, channel string) queries {
 	// The ordering key ($9, #18; NULL for none) and the version ($10,
 	// issue #17) are the last columns of each insert.
 	insert := `INSERT INTO ` + pub + ` (id, name, headers, body, status, added, next_attempt_at, policy, ordering_key, version)`
-	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9, $10)`
+	q.insertOne = insert + ` VALUES ($1, $2, $3::jsonb, $4, $7, $5, $6, $8, $9, $10) ON CONFLICT (id) DO NOTHING`
 	q.insertMany = insert + ` SELECT id, name, headers::jsonb, body, status, added, next_attempt_at, policy, ordering_key, version
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[])
 		AS m(id, name, headers, body, added, next_attempt_at, status, policy, ordering_key, version)`

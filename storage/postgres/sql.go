@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gocap/gocap/internal/sqlstore"
@@ -71,9 +70,15 @@ func (d *SQLDriver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*s
 // sqlTx runs the driver's statements on a *sql.Tx, as a querier.
 type sqlTx struct{ tx *sql.Tx }
 
-// Exec runs sql on the transaction. database/sql keeps no command tag,
-// so the tag returned is empty: the insert, its only caller, reads none.
-func (s sqlTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	_, err := s.tx.ExecContext(ctx, sql, args...)
-	return pgconn.CommandTag{}, err
+// exec runs sql on the transaction and returns how many rows it
+// affected (for a SELECT through pgx's stdlib driver: returned).
+func (s sqlTx) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	res, err := s.tx.ExecContext(ctx, sql, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
+
+// inTx reports that the statements run in the application's transaction.
+func (sqlTx) inTx() bool { return true }

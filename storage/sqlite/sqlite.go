@@ -156,9 +156,21 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 	if err := sqlstore.CheckTx(tx); err != nil {
 		return d.base.Wrap(err)
 	}
-	return d.insertPublished(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
-		return tx.ExecContext(ctx, d.q.insertPublished, args...)
-	}, msgs)
+	insert := func() error {
+		return d.insertPublished(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
+			return tx.ExecContext(ctx, d.q.insertPublished, args...)
+		}, msgs)
+	}
+	if len(msgs) > 1 {
+		// One statement per message: a failed one (a taken id, see
+		// storage.ErrIDTaken) is undone by itself, the ones before it
+		// with the savepoint, and tx stays usable.
+		return sqlstore.Savepoint(ctx, func(ctx context.Context, query string) error {
+			_, err := tx.ExecContext(ctx, query)
+			return classify(err)
+		}, insert)
+	}
+	return insert()
 }
 
 // InsertPublished inserts msgs in a transaction of its own. opts.Notify

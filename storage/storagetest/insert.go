@@ -98,19 +98,6 @@ func (s *suite[TTx]) largeAndNonASCII(t *testing.T) {
 	}
 }
 
-func (s *suite[TTx]) permanentError(t *testing.T) {
-	d := s.h.New(t)
-	m := s.msg("perm.err", now())
-	s.insert(t, d, m)
-	err := d.InsertPublished(bg, []*storage.Message{m}, storage.InsertOptions{})
-	if err == nil {
-		t.Fatal("InsertPublished of an id already stored: no error")
-	}
-	if !errors.Is(err, storage.ErrPermanent) {
-		t.Errorf("InsertPublished of an id already stored: %v; want an error that is storage.ErrPermanent", err)
-	}
-}
-
 // policyRoundTrip: the Policy a row is inserted with is returned by every
 // read, and kept by the changes of its life, on both tables.
 func (s *suite[TTx]) policyRoundTrip(t *testing.T) {

@@ -36,9 +36,13 @@
 // The areas, each in the file of its name unless named:
 //
 //   - Insert: InsertPublished and InsertPublishedTx (commit and rollback,
-//     InsertOptions, large, binary and non-ASCII content, a duplicate id
-//     being storage.ErrPermanent);
+//     InsertOptions, large, binary and non-ASCII content);
 //   - Insert also: the Policy of a row, kept through its whole life;
+//   - IDTaken (idtaken.go): an insert of an id stored already, published
+//     (alone, with another message, in a transaction that stays usable and
+//     commits the rest) or received (another message id or group, a
+//     Failed row left Failed, a batch), stores nothing and is
+//     storage.ErrIDTaken;
 //   - Claim: due rows only, oldest first, leases that hide a row until
 //     they end, concurrent claimers never sharing a row, argument checks,
 //     Delayed rows claimed when due (and made Scheduled), NextDue;
@@ -170,8 +174,13 @@ func (s *suite[TTx]) areas() []area {
 			{"TxCommitAndRollback", s.txCommitAndRollback},
 			{"InsertWithoutTx", s.insertWithoutTx},
 			{"LargeAndNonASCII", s.largeAndNonASCII},
-			{"PermanentError", s.permanentError},
 			{"PolicyRoundTrip", s.policyRoundTrip},
+		}},
+		{"IDTaken", []testCase{
+			{"Published", s.idTakenPublished},
+			{"PublishedTx", s.idTakenPublishedTx},
+			{"Received", s.idTakenReceived},
+			{"ReceivedBatch", s.idTakenReceivedBatch},
 		}},
 		{"Claim", []testCase{
 			{"ClaimDueOnly", s.claimDueOnly},
