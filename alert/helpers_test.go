@@ -1,7 +1,6 @@
 package alert_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gocap/gocap/alert"
+	"github.com/gocap/gocap/internal/testlog"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 )
@@ -103,27 +103,9 @@ func failed(id int64, topic, group, err string) outbox.FailedMessage {
 	}
 }
 
-// logBuffer is an slog destination tests read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	var b logBuffer
-	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})), &b
+func newLogger() (*slog.Logger, *testlog.Buffer) {
+	var b testlog.Buffer
+	return b.Logger(slog.LevelDebug), &b
 }
 
 // start makes a notifier for cfg and runs it until the test ends.

@@ -1,7 +1,6 @@
 package dashboard_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,12 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gocap/gocap/dashboard"
+	"github.com/gocap/gocap/internal/testlog"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/sqlite"
 )
@@ -30,24 +29,6 @@ type storeSource struct {
 
 func (s *storeSource) Store() storage.Store   { return s.store }
 func (s *storeSource) Wake(kind storage.Kind) { s.wakes.Add(1) }
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // delayedFixture holds published rows in every state, Delayed ones among
 // them, and one with an attempt history, on a real SQLite database.
@@ -298,8 +279,8 @@ func unchanged(t *testing.T, what string, before, after *storage.Message) {
 
 func TestSendNowAndCancel(t *testing.T) {
 	f := newDelayedFixture(t)
-	var log syncBuffer
-	h := dashboard.New(f.src, dashboard.Options{Prefix: "/gocap", Logger: slog.New(slog.NewTextHandler(&log, nil)),
+	var log testlog.Buffer
+	h := dashboard.New(f.src, dashboard.Options{Prefix: "/gocap", Logger: log.Logger(slog.LevelInfo),
 		Authorize: func(*http.Request) (string, error) { return "ops-anna", nil }})
 	ctx := context.Background()
 	others := []int64{f.scheduled, f.failed, f.tried, f.soon}

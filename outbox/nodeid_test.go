@@ -1,7 +1,6 @@
 package outbox_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,32 +11,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gocap/gocap/internal/testlog"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/transport/memory"
 )
 
-// renewalLog is a logger that counts the engine's warnings that it moved
-// to another snowflake node.
-type renewalLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// renewalLog is a log that counts the engine's warnings that it moved to
+// another snowflake node.
+type renewalLog struct{ testlog.Buffer }
 
-func (l *renewalLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+func (l *renewalLog) logger() *slog.Logger { return l.Logger(slog.LevelWarn) }
 
-func (l *renewalLog) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-func (l *renewalLog) renewals() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), "moved to a random node")
-}
+func (l *renewalLog) renewals() int { return strings.Count(l.String(), "moved to a random node") }
 
 // testSharedNodeID: two live outboxes configured with the same NodeID make
 // the same ids; neither a Publish fails nor a delivery is lost for it. Two

@@ -1,7 +1,6 @@
 package rabbitmq_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gocap/gocap/internal/testenv"
+	"github.com/gocap/gocap/internal/testlog"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/rabbitmq"
 	"github.com/gocap/gocap/wire"
@@ -137,34 +137,16 @@ func TestBatchAcknowledged(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestBatchAckSparesWaitingRetries checks that an all-nil batch on a
 // channel where a failed delivery waits to be handed back does not
 // acknowledge that delivery with a multiple ack: it comes again, the
 // others come once, and the channel is not closed by the broker (as a
 // second acknowledgement of one delivery tag would have it).
 func TestBatchAckSparesWaitingRetries(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	tr, _ := newTransport(t, rabbitmq.Config{
 		Concurrency: 1, RequeueDelay: time.Second,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: logs.Logger(slog.LevelWarn),
 	})
 	var (
 		mu    sync.Mutex
