@@ -206,7 +206,12 @@ func (t *Telemetry) StartPublish(ctx context.Context, m *storage.Message) (conte
 		m.Headers = map[string]string{}
 	}
 	t.prop.Inject(ctx, carrier(m.Headers))
+	msgID := m.MsgID
 	return ctx, func(err error) {
+		if m.MsgID != msgID && span.IsRecording() {
+			// Stored under a new id: the first was taken (storage.ErrIDTaken).
+			span.SetAttributes(semconv.MessagingMessageID(m.MsgID))
+		}
 		if err != nil {
 			fail(span, err)
 		} else if t.published.Enabled(ctx) {
