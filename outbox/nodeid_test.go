@@ -26,7 +26,8 @@ func (l *renewalLog) renewals() int { return strings.Count(l.String(), "moved to
 
 // testSharedNodeID: two live outboxes configured with the same NodeID make
 // the same ids; neither a Publish fails nor a delivery is lost for it. Two
-// publishers on one node publish concurrently, two subscribers of one
+// publishers on one node publish concurrently (a quarter of the messages
+// in an application transaction beside a business row), two subscribers of one
 // group on another node store the deliveries concurrently, until each
 // side has met a collision (seen as the engine's warning that it moved to
 // another node); every message is then handled exactly once.
@@ -71,9 +72,26 @@ func testSharedNodeID[TTx any](t *testing.T, be backend[TTx]) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				ob := publishers[g%2]
 				for i := g; i < perRound; i += 8 {
-					if _, err := publishers[g%2].PublishWithoutTx(ctx, "shared.node", total+i); err != nil {
+					if g%4 != 0 {
+						if _, err := ob.PublishWithoutTx(ctx, "shared.node", total+i); err != nil {
+							errs <- err
+							return
+						}
+						continue
+					}
+					// In the application's transaction, beside a business
+					// row: a taken id must not abort it.
+					tx, commit, rollback := env.begin(t)
+					env.exec(t, tx, fmt.Sprint(total+i))
+					if _, err := ob.Publish(ctx, tx, "shared.node", total+i); err != nil {
+						rollback()
 						errs <- err
+						return
+					}
+					if err := commit(); err != nil {
+						errs <- fmt.Errorf("commit: %w", err)
 						return
 					}
 				}
