@@ -109,5 +109,7 @@ func Token() int64 {
 	}
 }
 
-// NodeOf returns the node of a generator that made id.
-func NodeOf(id int64) int64 { return snowflake.ParseInt64(id).Node() }
+// NodeOf returns the node of a generator that made id. (Not
+// snowflake.ID.Node, which reads package variables that every NewNode
+// writes: a data race with Renew.)
+func NodeOf(id int64) int64 { return id >> snowflake.StepBits & (1<<snowflake.NodeBits - 1) }

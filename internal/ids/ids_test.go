@@ -49,3 +49,29 @@ func TestRenew(t *testing.T) {
 		t.Errorf("Renew(7) again = %d, %v; want %d, false", again, moved, node)
 	}
 }
+
+// Renew, Next and NodeOf from several goroutines at once (run with -race:
+// NodeOf once read variables of the snowflake package that a renewal
+// writes).
+func TestRenewConcurrent(t *testing.T) {
+	g, err := NewGenerator(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 200 {
+				id := g.Next()
+				g.Renew(NodeOf(id))
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if n := g.Node(); n < 0 || n > MaxNode {
+		t.Errorf("node %d out of range", n)
+	}
+}
