@@ -1,14 +1,15 @@
 -- The claim's cost after many rows were marked Succeeded (#14, scale):
 -- does InnoDB's purge remove the delete-marked entries the way VACUUM
 -- has to on PostgreSQL? 200,000 rows Scheduled, then Succeeded in one
--- UPDATE, in the driver's table (due_at VIRTUAL, gocap_xpp_) and in the
--- same table with due_at STORED (gocap_xps_); after 30 s and 180 s, the
+-- UPDATE, in a table of the schema before 2026-12-07 (due_at VIRTUAL,
+-- gocap_xpp_, from testdata/schema_v3.sql) and in the driver's table
+-- (due_at STORED since then, gocap_xps_); after 30 s and 180 s, the
 -- index pages in the buffer pool, then ANALYZE of an idle claim (nothing
 -- due: it reads only what the Succeeded rows left in the index) on both;
 -- then a second batch of 200,000 the same way, and the idle claims again.
 -- MariaDB 10.11 (seq_1_to_200000). Run from the repository root:
---   sed 's/{{prefix}}/gocap_xpp_/g' storage/mysql/schema.sql | mariadb -h127.0.0.1 -uroot test
---   sed 's/{{prefix}}/gocap_xps_/g; s/next_attempt_at)), NULL)) VIRTUAL,/next_attempt_at)), NULL)) STORED,/' storage/mysql/schema.sql | mariadb -h127.0.0.1 -uroot test
+--   sed 's/{{prefix}}/gocap_xpp_/g' storage/mysql/testdata/schema_v3.sql | mariadb -h127.0.0.1 -uroot test
+--   sed 's/{{prefix}}/gocap_xps_/g' storage/mysql/schema.sql | mariadb -h127.0.0.1 -uroot test
 --   mariadb -h127.0.0.1 -uroot -t test < storage/mysql/explain_purge.sql
 -- It drops the tables at the end. BENCHMARKS.md ("(e)") holds its output.
 INSERT INTO gocap_xpp_published (id, name, headers, body, status, last_error, added, next_attempt_at, version)

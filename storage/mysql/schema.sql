@@ -14,11 +14,18 @@
 --   *_key      (key_held[, grp], version, id)  claims of keyed rows: the first row
 --                                          of the key that holds it (#18); blocked keys
 --
--- key_held is, like due_at, a virtual column: the ordering key of a row that
+-- key_held is, like due_at, a generated column: the ordering key of a row that
 -- may hold its key (Scheduled, Delayed or Failed), NULL for the others, so
 -- that *_key holds no Succeeded row and no unkeyed one (NULL entries only).
 --
--- MySQL has no partial index: due_at is a virtual column, for Scheduled
+-- Both are STORED, not VIRTUAL: on MariaDB 10.11 InnoDB's purge left the
+-- delete-marked entries of an index on a VIRTUAL column in place, so that
+-- an idle claim read 958 index pages (51 ms) after 400,000 rows had been
+-- completed, against 2 pages with due_at STORED (BENCHMARKS.md, "(e)";
+-- explain_purge.sql); a claim's cost grew with every message completed
+-- since the table was last rebuilt.
+--
+-- MySQL has no partial index: due_at is a generated column, for Scheduled
 -- and Delayed rows the time they may be claimed — next_attempt_at, or the
 -- end of the lease of a row in flight — and NULL for the others, so that
 -- its index holds the pending rows in due order and a range "due_at <=
@@ -29,8 +36,9 @@
 --
 -- Tables of an earlier gocap are upgraded by Migrate, not by this file:
 -- it adds the columns policy, attempts, due_at, version, ordering_key and
--- key_held and the *_pending_version and *_key indexes, and drops the *_due
--- and *_pending indexes (see upgradeTable in upgrade.go).
+-- key_held and the *_pending_version and *_key indexes, drops the *_due
+-- and *_pending indexes, and makes a VIRTUAL due_at or key_held STORED
+-- (see upgradeTable in upgrade.go).
 --
 -- version (issue #17) is the Options.Version of the processor that
 -- published or received the row ('' without one); claims and NextDue read
@@ -53,11 +61,11 @@ CREATE TABLE IF NOT EXISTS {{prefix}}published (
     lease_until     DATETIME(6)  NULL,
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
-    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
+    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) STORED,
     version         VARCHAR(20)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
     -- ordering keys (#18)
     ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
-    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL,
+    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) STORED,
     KEY {{prefix}}published_key (key_held, version, id),
     PRIMARY KEY (id),
     KEY {{prefix}}published_pending_version (version, due_at),
@@ -82,11 +90,11 @@ CREATE TABLE IF NOT EXISTS {{prefix}}received (
     lease_until     DATETIME(6)  NULL,
     policy          TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT (''),
     attempts        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ('[]'),
-    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) VIRTUAL,
+    due_at          DATETIME(6)  AS (IF(status IN ('Scheduled', 'Delayed'), GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)), NULL)) STORED,
     version         VARCHAR(20)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
     -- ordering keys (#18)
     ordering_key    VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
-    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) VIRTUAL,
+    key_held        VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin AS (IF(status IN ('Scheduled', 'Delayed', 'Failed'), ordering_key, NULL)) STORED,
     KEY {{prefix}}received_key (key_held, grp, version, id),
     PRIMARY KEY (id),
     UNIQUE KEY {{prefix}}received_msg (msg_id, grp),

@@ -27,12 +27,21 @@ var schemaV1 string
 //go:embed testdata/schema_v2.sql
 var schemaV2 string
 
+// schemaV3 is the schema with due_at and key_held VIRTUAL, before they
+// were made STORED (InnoDB's purge left the delete-marked entries of their
+// indexes in place on MariaDB), as git show 44b399d:storage/mysql/schema.sql
+// gives it.
+//
+//go:embed testdata/schema_v3.sql
+var schemaV3 string
+
 // Migrate upgrades tables made by the previous schema, with rows in them:
 // several processes at once, then again; the rows read back with the new
 // columns' defaults and follow the new contract.
 func TestMigrateUpgradesPreviousSchema(t *testing.T) {
 	t.Run("v1", func(t *testing.T) { testUpgradeFrom(t, schemaV1) })
 	t.Run("v2", func(t *testing.T) { testUpgradeFrom(t, schemaV2) })
+	t.Run("v3", func(t *testing.T) { testUpgradeFrom(t, schemaV3) })
 }
 
 // testUpgradeFrom runs the upgrade test from the schema schemaOld.
@@ -101,6 +110,43 @@ func testUpgradeFrom(t *testing.T, schemaOld string) {
 	sort.Strings(idx)
 	if rows.Err() != nil || strings.Join(idx, ",") != "published_pending_version,received_pending_version" {
 		t.Errorf("due indexes after the upgrade: %v %v; want the two pending_version ones only", idx, rows.Err())
+	}
+	generated, err := db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND EXTRA LIKE '%GENERATED%' ORDER BY TABLE_NAME, COLUMN_NAME`,
+		prefix+"published", prefix+"received")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer generated.Close()
+	var cols []string
+	for generated.Next() {
+		var table, col, extra string
+		if err := generated.Scan(&table, &col, &extra); err != nil {
+			t.Fatal(err)
+		}
+		cols = append(cols, strings.TrimPrefix(table, prefix)+"."+col+" "+extra)
+	}
+	want := "published.due_at STORED GENERATED,published.key_held STORED GENERATED,received.due_at STORED GENERATED,received.key_held STORED GENERATED"
+	if generated.Err() != nil || strings.Join(cols, ",") != want {
+		t.Errorf("generated columns after the upgrade: %v %v; want %s", cols, generated.Err(), want)
+	}
+	rows, err = db.QueryContext(ctx, `SELECT TABLE_NAME, INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND INDEX_NAME LIKE '%key' GROUP BY TABLE_NAME, INDEX_NAME ORDER BY TABLE_NAME`,
+		prefix+"published", prefix+"received")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var table, index, columns string
+		if err := rows.Scan(&table, &index, &columns); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, strings.TrimPrefix(index, prefix)+"("+columns+")")
+	}
+	if want := "published_key(key_held,version,id),received_key(key_held,grp,version,id)"; rows.Err() != nil || strings.Join(keys, ",") != want {
+		t.Errorf("key indexes after the upgrade: %v %v; want %s", keys, rows.Err(), want)
 	}
 	storagetest.CheckUpgraded(t, d, t0)
 }
