@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/bwmarrin/snowflake"
 )
@@ -28,6 +29,10 @@ type Generator struct {
 type node struct {
 	sf *snowflake.Node
 	id int64
+	// floor is the least id the node may hand out: a node that replaced
+	// another one (Renew) starts in a later millisecond than the last id
+	// of the one it replaced, so that ids keep growing.
+	floor int64
 }
 
 func newNode(id int64) (*node, error) {
@@ -56,8 +61,21 @@ func NewGenerator(node int64) (*Generator, error) {
 	return g, nil
 }
 
-// Next returns a new id.
-func (g *Generator) Next() int64 { return g.cur.Load().sf.Generate().Int64() }
+// Next returns a new id, larger than every id the generator made before.
+func (g *Generator) Next() int64 {
+	n := g.cur.Load()
+	id := n.sf.Generate().Int64()
+	for id < n.floor { // within 2 ms of a renewal
+		time.Sleep(100 * time.Microsecond)
+		id = n.sf.Generate().Int64()
+	}
+	return id
+}
+
+// renewalGap is how far the first id of a renewed node lies past the
+// renewal: past every id of the node it replaced, including ids made by
+// calls of Next that loaded the old node just before the renewal.
+const renewalGap = 2 * time.Millisecond
 
 // Node returns the generator's node id.
 func (g *Generator) Node() int64 { return g.cur.Load().id }
@@ -66,7 +84,8 @@ func (g *Generator) Node() int64 { return g.cur.Load().id }
 // is still on collided (a concurrent Renew for the same collision has not
 // moved it yet). It returns the node the generator is on afterwards, and
 // whether this call moved it. An id made before the call and found taken
-// is remade with Next after it.
+// is remade with Next after it. Ids made after it are larger than those
+// made before it (the first ones wait up to renewalGap for that).
 func (g *Generator) Renew(collided int64) (node int64, moved bool) {
 	for {
 		cur := g.cur.Load()
@@ -81,6 +100,10 @@ func (g *Generator) Renew(collided int64) (node int64, moved bool) {
 		if err != nil { // cannot happen: id is in range
 			panic(err)
 		}
+		// An id's time is milliseconds since snowflake.Epoch, above the
+		// node's and the step's bits.
+		ms := time.Now().Add(renewalGap).UnixMilli() - snowflake.Epoch
+		n.floor = ms << (snowflake.NodeBits + snowflake.StepBits)
 		if g.cur.CompareAndSwap(cur, n) {
 			return id, true
 		}

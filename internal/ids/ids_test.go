@@ -75,3 +75,21 @@ func TestRenewConcurrent(t *testing.T) {
 		t.Errorf("node %d out of range", n)
 	}
 }
+
+// Ids keep growing across a renewal: a key's sequence is the order of its
+// messages' ids, and the node's bits lie below the time's, so an id of the
+// new node made in the millisecond of the old one's last could be
+// smaller.
+func TestRenewKeepsIDsIncreasing(t *testing.T) {
+	for range 20 {
+		g, err := NewGenerator(MaxNode) // every other node is smaller
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := g.Next()
+		g.Renew(MaxNode)
+		if after := g.Next(); after <= before {
+			t.Fatalf("id after the renewal %d (node %d) <= id before it %d (node %d)", after, NodeOf(after), before, NodeOf(before))
+		}
+	}
+}
