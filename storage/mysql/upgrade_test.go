@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	_ "embed"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -92,61 +91,57 @@ func testUpgradeFrom(t *testing.T, schemaOld string) {
 	if err := d.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate again: %v", err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND (INDEX_NAME LIKE '%due' OR INDEX_NAME LIKE '%pending%')`,
-		prefix+"published", prefix+"received")
-	if err != nil {
-		t.Fatal(err)
+	tables := []any{prefix + "published", prefix + "received"}
+	idx := schemaFacts(t, db, prefix, `SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND (INDEX_NAME LIKE '%due' OR INDEX_NAME LIKE '%pending%')
+		ORDER BY INDEX_NAME`, tables...)
+	if want := "published_pending_version,received_pending_version"; strings.Join(idx, ",") != want {
+		t.Errorf("due indexes after the upgrade: %v; want the two pending_version ones only", idx)
 	}
-	defer rows.Close()
-	var idx []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		idx = append(idx, strings.TrimPrefix(n, prefix))
+	cols := schemaFacts(t, db, prefix, `SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND EXTRA LIKE '%GENERATED%' ORDER BY TABLE_NAME, COLUMN_NAME`, tables...)
+	if want := "published due_at STORED GENERATED,published key_held STORED GENERATED," +
+		"received due_at STORED GENERATED,received key_held STORED GENERATED"; strings.Join(cols, ",") != want {
+		t.Errorf("generated columns after the upgrade: %v; want %s", cols, want)
 	}
-	sort.Strings(idx)
-	if rows.Err() != nil || strings.Join(idx, ",") != "published_pending_version,received_pending_version" {
-		t.Errorf("due indexes after the upgrade: %v %v; want the two pending_version ones only", idx, rows.Err())
-	}
-	generated, err := db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS
-		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND EXTRA LIKE '%GENERATED%' ORDER BY TABLE_NAME, COLUMN_NAME`,
-		prefix+"published", prefix+"received")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer generated.Close()
-	var cols []string
-	for generated.Next() {
-		var table, col, extra string
-		if err := generated.Scan(&table, &col, &extra); err != nil {
-			t.Fatal(err)
-		}
-		cols = append(cols, strings.TrimPrefix(table, prefix)+"."+col+" "+extra)
-	}
-	want := "published.due_at STORED GENERATED,published.key_held STORED GENERATED,received.due_at STORED GENERATED,received.key_held STORED GENERATED"
-	if generated.Err() != nil || strings.Join(cols, ",") != want {
-		t.Errorf("generated columns after the upgrade: %v %v; want %s", cols, generated.Err(), want)
-	}
-	rows, err = db.QueryContext(ctx, `SELECT TABLE_NAME, INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND INDEX_NAME LIKE '%key' GROUP BY TABLE_NAME, INDEX_NAME ORDER BY TABLE_NAME`,
-		prefix+"published", prefix+"received")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var keys []string
-	for rows.Next() {
-		var table, index, columns string
-		if err := rows.Scan(&table, &index, &columns); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, strings.TrimPrefix(index, prefix)+"("+columns+")")
-	}
-	if want := "published_key(key_held,version,id),received_key(key_held,grp,version,id)"; rows.Err() != nil || strings.Join(keys, ",") != want {
-		t.Errorf("key indexes after the upgrade: %v %v; want %s", keys, rows.Err(), want)
+	keys := schemaFacts(t, db, prefix, `SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND INDEX_NAME LIKE '%key' GROUP BY INDEX_NAME ORDER BY INDEX_NAME`, tables...)
+	if want := "published_key key_held,version,id;received_key key_held,grp,version,id"; strings.Join(keys, ";") != want {
+		t.Errorf("key indexes after the upgrade: %v; want %s", keys, want)
 	}
 	storagetest.CheckUpgraded(t, d, t0)
+}
+
+// schemaFacts runs query, which reads information_schema, and returns its
+// rows, each as its text columns without prefix, joined by spaces.
+func schemaFacts(t *testing.T, db *sql.DB, prefix, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]string, len(names))
+		dest := make([]any, len(names))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			vals[i] = strings.TrimPrefix(v, prefix)
+		}
+		out = append(out, strings.Join(vals, " "))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
