@@ -16,26 +16,28 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 	if err := sqlstore.CheckTx(tx); err != nil {
 		return d.base.Wrap(err)
 	}
-	if len(insertBatches(msgs)) > 1 {
+	batches := insertBatches(msgs)
+	if len(batches) > 1 {
 		// A statement that fails (a taken id, see storage.ErrIDTaken) is
 		// undone by itself, but not the statements before it: those are
 		// undone with the savepoint, and tx stays usable.
 		return sqlstore.Savepoint(ctx, func(ctx context.Context, query string) error {
 			_, err := tx.ExecContext(ctx, query)
 			return classify(err)
-		}, func() error { return d.insertPublished(ctx, tx, msgs) })
+		}, func() error { return d.insertPublished(ctx, tx, batches) })
 	}
-	return d.insertPublished(ctx, tx, msgs)
+	return d.insertPublished(ctx, tx, batches)
 }
 
 // InsertPublished inserts msgs in a transaction of its own: one statement
 // in autocommit when they fit in one, else a transaction around several.
 // opts.Notify is ignored.
 func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _ storage.InsertOptions) error {
-	if len(insertBatches(msgs)) <= 1 {
-		return d.insertPublished(ctx, d.db, msgs)
+	batches := insertBatches(msgs)
+	if len(batches) <= 1 {
+		return d.insertPublished(ctx, d.db, batches)
 	}
-	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, msgs) })
+	return sqlstore.InTx(ctx, d.db, nil, func(tx *sql.Tx) error { return d.insertPublished(ctx, tx, batches) })
 }
 
 // Limits of one multi-row INSERT: rows (10 placeholders each; a prepared
@@ -70,8 +72,9 @@ func batches[T any](rows []T, bodyLen func(T) int) [][]T {
 	return out
 }
 
-func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, msgs []*storage.Message) error {
-	for _, batch := range insertBatches(msgs) {
+// insertPublished runs one INSERT per batch of insertBatches on e.
+func (d *Driver) insertPublished(ctx context.Context, e sqlstore.Execer, batches [][]*storage.Message) error {
+	for _, batch := range batches {
 		var sb strings.Builder
 		sb.WriteString(d.q.insertPublished)
 		args := make([]any, 0, 10*len(batch))
