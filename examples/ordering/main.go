@@ -14,7 +14,7 @@
 //
 // Usage:
 //
-//	go run ./examples/ordering [-db postgres|mysql|sqlite] [-n 10000] [-keys 100] [-rounds 3]
+//	go run ./examples/ordering [-db postgres|mysql|sqlite] [-n 10000] [-keys 100] [-rounds 3] [-cpuprofile file]
 //
 // GOCAP_POSTGRES_URL and GOCAP_MYSQL_DSN override the local defaults.
 package main
@@ -27,6 +27,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -64,7 +65,18 @@ func main() {
 	n := flag.Int("n", 10000, "messages per round")
 	keys := flag.Int("keys", 100, "ordering keys")
 	rounds := flag.Int("rounds", 3, "rounds of each kind (medians are reported)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	sc := scenario{n: *n, keys: *keys, publishers: 8, concurrency: 16}
 	ctx := context.Background()
 	var err error
@@ -79,6 +91,7 @@ func main() {
 		err = fmt.Errorf("-db %q: want postgres, mysql or sqlite", *db)
 	}
 	if err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
 }
