@@ -324,6 +324,7 @@ func runOrdering[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("FailureBlocks", func(t *testing.T) { testOrderingFailure(t, be, outbox.BlockKey) })
 	t.Run("FailureSkips", func(t *testing.T) { testOrderingFailure(t, be, outbox.SkipKey) })
 	t.Run("Unstorable", func(t *testing.T) { testOrderingUnstorable(t, be) })
+	t.Run("Backlog", func(t *testing.T) { testOrderingBacklog(t, be) })
 }
 
 func TestOrderingPostgres(t *testing.T) { runOrdering[pgx.Tx](t, postgresBackend) }
