@@ -27,11 +27,11 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/gocap/gocap/examples/internal/cpuprofile"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/transport/memory"
@@ -67,19 +67,13 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds of each kind (medians are reported)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(*cpuProfile)
+	if err != nil {
+		log.Fatal(err)
 	}
+	defer stopProfile()
 	sc := scenario{n: *n, keys: *keys, publishers: 8, concurrency: 16}
 	ctx := context.Background()
-	var err error
 	switch *db {
 	case "postgres":
 		err = measure(ctx, *db, sc, *rounds, postgresTables(env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")))
@@ -91,7 +85,7 @@ func main() {
 		err = fmt.Errorf("-db %q: want postgres, mysql or sqlite", *db)
 	}
 	if err != nil {
-		pprof.StopCPUProfile()
+		stopProfile()
 		log.Fatal(err)
 	}
 }

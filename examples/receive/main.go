@@ -45,13 +45,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/examples/internal/cpuprofile"
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/wire"
 )
@@ -70,23 +70,18 @@ func main() {
 	workers := flag.Int("workers", 8, "worker goroutines of the hand-rolled inbox")
 	timeout := flag.Duration("timeout", 10*time.Minute, "longest time one measurement may take")
 	only := flag.String("only", "", "run only this measurement (raw, inbox or gocap), for profiling")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	profilePath := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(*profilePath)
+	if err != nil {
+		log.Fatal(err)
 	}
+	defer stopProfile()
 	onlyMode = *only
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *db, *n, *rounds, *workers, *timeout); err != nil {
-		pprof.StopCPUProfile()
+		stopProfile()
 		log.Fatal(err)
 	}
 }

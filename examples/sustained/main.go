@@ -55,7 +55,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -65,6 +64,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/examples/internal/cpuprofile"
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage/postgres"
@@ -97,20 +97,15 @@ func main() {
 	flag.BoolVar(&breakdown, "breakdown", false, "time the processor's batches at the transport (commit -> handed over -> confirmed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(*cpuProfile)
+	if err != nil {
+		log.Fatal(err)
 	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *dur, *rounds, *workers); err != nil {
-		pprof.StopCPUProfile()
+		stopProfile()
 		log.Fatal(err)
 	}
 }
