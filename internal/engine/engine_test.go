@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/storage"
 )
 
@@ -77,5 +78,28 @@ func TestIsPermanent(t *testing.T) {
 	wrapped := errors.Join(errors.New("ctx"), permanent(errors.New("x")))
 	if !IsPermanent(wrapped) {
 		t.Error("a wrapped permanent error is not permanent")
+	}
+}
+
+// TestPassKeyedMillis: the wait ends after the millisecond of the newest
+// keyed row's id, and there is none without keyed rows.
+func TestPassKeyedMillis(t *testing.T) {
+	gen, err := ids.NewGenerator(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		keyed := &storage.Message{ID: gen.Next(), OrderingKey: "k"}
+		plain := &storage.Message{ID: gen.Next()}
+		passKeyedMillis([]*storage.Message{plain, keyed})
+		if now := time.Now().UnixMilli(); now <= storage.IDMillis(keyed.ID) {
+			t.Fatalf("returned at %d ms, within the millisecond %d of a keyed row's id", now, storage.IDMillis(keyed.ID))
+		}
+		later := &storage.Message{ID: gen.Next()}
+		start := time.Now()
+		passKeyedMillis([]*storage.Message{later})
+		if d := time.Since(start); d > time.Millisecond {
+			t.Fatalf("waited %v without keyed rows", d)
+		}
 	}
 }

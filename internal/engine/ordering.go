@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/wire"
@@ -16,7 +17,8 @@ import (
 // storage.Store.InsertReceived), and the claim rule of the storage hands
 // the key's rows to one handler at a time, in the order they were
 // stored, in every process. Rows get their ids in delivery order
-// (receivedMessage), also within a batch.
+// (receivedMessage), also within a batch, and across processes
+// (passKeyedMillis).
 
 // orderingKey returns the ordering key of a delivery's headers, made
 // storable: valid UTF-8 of at most storage.MaxOrderingKeyBytes, so that
@@ -51,4 +53,29 @@ func (r *receiver) queued(m *storage.Message, res storage.ReceivedInsert) {
 func unstorableTurn(m *storage.Message) error {
 	return permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s); ordering key %q",
 		wire.UnstorableHeaders, m.OrderingKey))
+}
+
+// passKeyedMillis returns once the millisecond of every keyed row of msgs
+// (their ids' time) is over, so that a key's next delivery, which the
+// broker hands over only after these are acknowledged — to this consumer
+// or, after a handover, to another one — gets a larger id. A key's order
+// is its rows' id order, and the ids of two processes made in one
+// millisecond are ordered by their snowflake nodes, not by time: without
+// this wait, a key's next message stored by another process within the
+// millisecond of its predecessor could take the smaller id and be handled
+// first. The wait is under a millisecond, and only when the store took
+// less than that. Across hosts it holds as far as their clocks agree.
+func passKeyedMillis(msgs []*storage.Message) {
+	var last int64
+	for _, m := range msgs {
+		if m.OrderingKey != "" {
+			last = max(last, storage.IDMillis(m.ID))
+		}
+	}
+	if last == 0 {
+		return
+	}
+	if wait := time.Until(time.UnixMilli(last + 1)); wait > 0 {
+		time.Sleep(wait)
+	}
 }

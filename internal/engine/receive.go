@@ -155,6 +155,7 @@ func (r *receiver) store(ctx, work context.Context, group string, d transport.De
 		return r.notStored(ctx, work, m, err)
 	}
 	r.start(ctx, work, m, res, token, leaseUntil)
+	passKeyedMillis(msgs)
 	return nil
 }
 
@@ -206,6 +207,7 @@ func (r *receiver) storeBatch(ctx, work context.Context, group string, ds []tran
 		for i, m := range msgs {
 			r.start(ctx, work, m, res[i], token, leaseUntil)
 		}
+		passKeyedMillis(msgs)
 	}
 	return errs
 }
@@ -363,12 +365,14 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 			msgID, m.Group, err)
 	case res.Queued:
 		// A keyed row behind others of its key: its turn fails it.
+		passKeyedMillis(rows)
 		r.e.log.Warn("gocap: a keyed delivery could not be stored; it fails at its turn, holding its key",
 			"group", m.Group, "topic", m.Name, "ordering_key", m.OrderingKey, "cause", cause)
 		return nil
 	case !res.Claimed:
 		return nil // stored before, by an earlier delivery of it
 	}
+	passKeyedMillis(rows)
 	row.ID = res.ID
 	row.LeaseToken, row.LeaseUntil = token, leaseUntil
 	// Recorded at once with Store.Fail, not through the failer: this runs
