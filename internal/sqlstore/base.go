@@ -196,6 +196,16 @@ func Savepoint(ctx context.Context, exec func(ctx context.Context, query string)
 	return exec(ctx, "RELEASE SAVEPOINT gocap_insert")
 }
 
+// TxSavepoint is Savepoint on tx, an application's *sql.Tx, with the
+// errors of the savepoint's statements passed through classify (the
+// driver's).
+func TxSavepoint(ctx context.Context, tx *sql.Tx, classify func(error) error, f func() error) error {
+	return Savepoint(ctx, func(ctx context.Context, query string) error {
+		_, err := tx.ExecContext(ctx, query)
+		return classify(err)
+	}, f)
+}
+
 // InTx runs f in a transaction of db with options opts (nil: the
 // defaults), committed if f returns nil and rolled back otherwise.
 func InTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(tx *sql.Tx) error) error {

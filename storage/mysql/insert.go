@@ -21,10 +21,7 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 		// A statement that fails (a taken id, see storage.ErrIDTaken) is
 		// undone by itself, but not the statements before it: those are
 		// undone with the savepoint, and tx stays usable.
-		return sqlstore.Savepoint(ctx, func(ctx context.Context, query string) error {
-			_, err := tx.ExecContext(ctx, query)
-			return classify(err)
-		}, func() error { return d.insertPublished(ctx, tx, batches) })
+		return sqlstore.TxSavepoint(ctx, tx, classify, func() error { return d.insertPublished(ctx, tx, batches) })
 	}
 	return d.insertPublished(ctx, tx, batches)
 }

@@ -165,10 +165,7 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 		// One statement per message: a failed one (a taken id, see
 		// storage.ErrIDTaken) is undone by itself, the ones before it
 		// with the savepoint, and tx stays usable.
-		return sqlstore.Savepoint(ctx, func(ctx context.Context, query string) error {
-			_, err := tx.ExecContext(ctx, query)
-			return classify(err)
-		}, insert)
+		return sqlstore.TxSavepoint(ctx, tx, classify, insert)
 	}
 	return insert()
 }
