@@ -354,6 +354,9 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 		row.Body = nil
 		err = r.proc.retryStore(wctx, insert)
 	}
+	if err == nil {
+		passKeyedMillis(rows)
+	}
 	switch {
 	case err != nil && errors.Is(err, storage.ErrPermanent):
 		r.e.log.Error("gocap: a delivery could not be stored, not even as Failed; it is discarded",
@@ -365,14 +368,12 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 			msgID, m.Group, err)
 	case res.Queued:
 		// A keyed row behind others of its key: its turn fails it.
-		passKeyedMillis(rows)
 		r.e.log.Warn("gocap: a keyed delivery could not be stored; it fails at its turn, holding its key",
 			"group", m.Group, "topic", m.Name, "ordering_key", m.OrderingKey, "cause", cause)
 		return nil
 	case !res.Claimed:
 		return nil // stored before, by an earlier delivery of it
 	}
-	passKeyedMillis(rows)
 	row.ID = res.ID
 	row.LeaseToken, row.LeaseUntil = token, leaseUntil
 	// Recorded at once with Store.Fail, not through the failer: this runs
