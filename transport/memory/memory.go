@@ -259,16 +259,17 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 			continue
 		}
 		errs := adapter.Results(h(ctx, batch), len(batch))
-		var done []transport.Delivery
+		var done, failed []transport.Delivery
 		for i, err := range errs {
 			if err != nil && !errors.Is(err, transport.ErrDiscard) {
-				// Not acknowledged: back to the queue after a pause; its
-				// key stays held until then.
-				later.schedule(batch[i])
+				failed = append(failed, batch[i])
 			} else {
 				done = append(done, batch[i])
 			}
 		}
+		// Not acknowledged: back to the head of the queue after a pause,
+		// together and in their order; their keys stay held until then.
+		later.schedule(failed)
 		b.release(q, done)
 		batch, deadline = make([]transport.Delivery, 0, max), time.Time{}
 	}
@@ -337,15 +338,14 @@ type requeuer struct {
 	later *adapter.Later
 }
 
-func (r *requeuer) schedule(d transport.Delivery) {
-	r.later.After(func() { r.requeue(d) })
-}
-
-func (r *requeuer) requeue(d transport.Delivery) {
-	r.b.mu.Lock()
-	r.q.msgs = append([]transport.Delivery{d}, r.q.msgs...)
-	r.b.mu.Unlock()
-	r.b.release(r.q, []transport.Delivery{d})
+// schedule puts ds, the failed messages of one batch, back at the head of
+// the queue after the delay, in their order: as RabbitMQ requeues a nack's
+// messages to their places, a key's messages come again in the order they
+// came first, ahead of the key's later ones.
+func (r *requeuer) schedule(ds []transport.Delivery) {
+	if len(ds) > 0 {
+		r.later.After(func() { r.putBack(ds) })
+	}
 }
 
 // putBack puts ds, taken but not handled, back at the head of the queue,

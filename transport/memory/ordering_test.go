@@ -90,3 +90,56 @@ func TestOrderingKeyOneConsumerAtATime(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// A batch whose handler failed comes back whole and in its order, ahead
+// of the later messages of its keys: the keys' order holds across the
+// redelivery (a requeue of each message on its own put them back last
+// first).
+func TestFailedBatchRequeuedInOrder(t *testing.T) {
+	tr := memory.New(memory.Options{RequeueDelay: time.Millisecond})
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 20
+	var got []int
+	failures := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tr.ConsumeBatch(ctx, "g", []string{"t"}, 8, 50*time.Millisecond, func(_ context.Context, ds []transport.Delivery) []error {
+			errs := make([]error, len(ds))
+			if failures < 3 {
+				// The store of the batch failed: every delivery fails.
+				failures++
+				for i := range errs {
+					errs[i] = fmt.Errorf("store failed")
+				}
+				return errs
+			}
+			for _, d := range ds {
+				seq, _ := strconv.Atoi(string(d.Body))
+				got = append(got, seq)
+			}
+			if len(got) >= n {
+				cancel()
+			}
+			return errs
+		})
+	}()
+	time.Sleep(10 * time.Millisecond) // bind the group before sending
+	for i := range n {
+		m := transport.Message{Headers: map[string]string{wire.OrderingKey: "k"}, Body: []byte(strconv.Itoa(i))}
+		if err := tr.Send(ctx, "t", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	if len(got) != n {
+		t.Fatalf("handled %d of %d messages: %v", len(got), n, got)
+	}
+	for i, seq := range got {
+		if seq != i {
+			t.Fatalf("handled in the order %v, want 0 to %d", got, n-1)
+		}
+	}
+}
