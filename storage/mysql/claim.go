@@ -72,39 +72,54 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 }
 
 // unclaim checks the keyed rows of msgs, just leased in tx, again under
-// the locks of their keys (see keyLockName): those of a key with another
-// row in flight lose their lease, and msgs without them is returned.
+// the locks of their keys (see keyLockName), which it only tries (see
+// keylock.go): those of a key whose lock another session holds, and those
+// of a key with another row in flight, lose their lease, and msgs without
+// them is returned.
 func (d *Driver) unclaim(ctx context.Context, tx *sql.Tx, l *keyLocker, t *tableQueries, msgs []*storage.Message, req storage.ClaimRequest) ([]*storage.Message, error) {
-	var keyed []int64
-	var names []string
+	names := map[int64]string{}
+	var all []string
 	for _, m := range msgs {
 		if m.OrderingKey != "" {
-			keyed = append(keyed, m.ID)
-			names = append(names, keyLockName(t.table, m))
+			names[m.ID] = keyLockName(t.table, m)
+			all = append(all, names[m.ID])
 		}
 	}
-	if len(keyed) == 0 {
+	if len(names) == 0 {
 		return msgs, nil
 	}
-	if err := l.lock(ctx, tx, names); err != nil {
-		return nil, err
-	}
-	rows, err := tx.QueryContext(ctx, t.unclaimable+sqlstore.Placeholders(len(keyed))+`)`, sqlstore.IDArgs(keyed, dbTime(req.Now))...)
+	busy, err := l.tryLock(ctx, tx, all)
 	if err != nil {
 		return nil, err
 	}
-	var dropped []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
+	var dropped, check []int64
+	for id, name := range names {
+		if busy[name] {
+			dropped = append(dropped, id)
+		} else {
+			check = append(check, id)
+		}
+	}
+	if len(check) > 0 {
+		rows, err := tx.QueryContext(ctx, t.unclaimable+sqlstore.Placeholders(len(check))+`)`, sqlstore.IDArgs(check, dbTime(req.Now))...)
+		if err != nil {
 			return nil, err
 		}
-		dropped = append(dropped, id)
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			dropped = append(dropped, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(dropped) == 0 {
-		return msgs, err
+	if len(dropped) == 0 {
+		return msgs, nil
 	}
 	if _, err := tx.ExecContext(ctx, t.unclaim+sqlstore.Placeholders(len(dropped))+`)`, sqlstore.IDArgs(dropped, req.Token)...); err != nil {
 		return nil, err

@@ -11,6 +11,19 @@ package mysql
 // not to the transaction: they are released on the claim's own
 // connection after the commit, and a connection whose locks could not be
 // released is closed, which releases them.
+//
+// InnoDB's deadlock detector does not see named locks, so no transaction
+// waits for one while it holds row locks: a claim, which has locked and
+// leased its rows by then, only tries the locks of its keys, and gives
+// up the rows of a key whose lock another session holds (they are
+// claimed later); a batch of received messages waits for the locks of its
+// keys first, before its INSERT takes any row lock. A claim that waited
+// instead made a cycle with a batch holding such a lock and waiting, in
+// its INSERT, for a row lock of a Succeed that waited for the claim's
+// rows: each of the claim's locks ended the wait after keyLockWait, and
+// with tens of keys a round of MariaDB's ordering example stood still
+// for ten seconds and more (BENCHMARKS.md, "A stall of MariaDB's ordered
+// rounds").
 
 import (
 	"context"
@@ -27,11 +40,9 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// keyLockWait bounds the wait for one key's lock, in seconds: its holder
-// runs two short statements and commits. It also ends, as a lock
-// conflict, the one wait that InnoDB cannot see as a deadlock: an insert
-// holding a key's lock that waits for the row lock of a claim waiting for
-// that key's lock (a redelivery of a message whose row is being claimed).
+// keyLockWait bounds, in seconds, the wait of a batch of received
+// messages for the locks of its keys, all of them together: a holder
+// runs two short statements and commits.
 const keyLockWait = 2
 
 // keyLockName is the name of the lock of an ordering key of a table: a
@@ -46,7 +57,7 @@ func keyLockName(table string, m *storage.Message) string {
 }
 
 // errKeyLockTimeout is a lock of ordering keys not obtained in time: the
-// claim is retried, as after a lock conflict.
+// batch is retried, as after a lock conflict.
 var errKeyLockTimeout = errors.New("mysql: timed out waiting for the lock of an ordering key")
 
 // keyLocker takes named locks on one connection and releases them.
@@ -55,24 +66,60 @@ type keyLocker struct {
 	names []string
 }
 
-// lock takes the locks of names (sorted, so that two claims never wait
-// for each other) within tx, which runs on l's connection.
-func (l *keyLocker) lock(ctx context.Context, tx *sql.Tx, names []string) error {
+// lockArgs sorts and compacts names, records them for release, and
+// returns them with their statement arguments.
+func (l *keyLocker) lockArgs(names []string) ([]string, []any) {
 	names = slices.Compact(slices.Sorted(slices.Values(names)))
 	l.names = append(l.names, names...)
 	args := make([]any, len(names))
 	for i, n := range names {
 		args[i] = n
 	}
-	query := `SELECT ` + strings.TrimSuffix(strings.Repeat(fmt.Sprintf("GET_LOCK(?, %d) + ", keyLockWait), len(names)), " + ")
+	return names, args
+}
+
+// lock takes the locks of names within tx, which runs on l's connection
+// and holds no row lock yet, waiting keyLockWait seconds in all: in
+// sorted order, so that two sessions never wait for each other, and each
+// only once those before it are held (AND stops at the first that is
+// not).
+func (l *keyLocker) lock(ctx context.Context, tx *sql.Tx, names []string) error {
+	names, args := l.lockArgs(names)
+	query := `SELECT ` + strings.TrimSuffix(strings.Repeat(fmt.Sprintf("GET_LOCK(?, %d) AND ", keyLockWait), len(names)), " AND ")
 	var got sql.NullInt64
 	if err := tx.QueryRowContext(ctx, query, args...).Scan(&got); err != nil {
 		return err
 	}
-	if !got.Valid || got.Int64 != int64(len(names)) {
+	if !got.Valid || got.Int64 != 1 {
 		return errKeyLockTimeout
 	}
 	return nil
+}
+
+// tryLock takes, without waiting, the locks of names that no other
+// session holds, within tx on l's connection, and returns the names it
+// did not get.
+func (l *keyLocker) tryLock(ctx context.Context, tx *sql.Tx, names []string) (map[string]bool, error) {
+	names, args := l.lockArgs(names)
+	query := `SELECT ` + strings.TrimSuffix(strings.Repeat("GET_LOCK(?, 0), ", len(names)), ", ")
+	got := make([]sql.NullInt64, len(names))
+	dest := make([]any, len(names))
+	for i := range got {
+		dest[i] = &got[i]
+	}
+	if err := tx.QueryRowContext(ctx, query, args...).Scan(dest...); err != nil {
+		return nil, err
+	}
+	var busy map[string]bool
+	for i, g := range got {
+		if !g.Valid || g.Int64 != 1 {
+			if busy == nil {
+				busy = map[string]bool{}
+			}
+			busy[names[i]] = true
+		}
+	}
+	return busy, nil
 }
 
 // release releases the locks taken, after the transaction ended; if it
@@ -101,7 +148,7 @@ func (l *keyLocker) release() {
 // index range deadlock with concurrent publishers' inserts. The rare
 // deadlock that remains (two claimers' lease updates on the same index
 // pages, two batches of received messages inserting the same keys), and
-// a lock of ordering keys not obtained in time, are retried a few times;
+// a batch's locks of ordering keys not obtained in time, are retried a few times;
 // what names the transaction in the log. It runs on one connection, with
 // a keyLocker whose locks are released after each attempt's transaction
 // ends.

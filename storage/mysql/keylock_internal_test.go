@@ -1,0 +1,95 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/internal/ids"
+	"github.com/gocap/gocap/internal/testenv"
+	"github.com/gocap/gocap/storage"
+)
+
+// A claim does not wait for the lock of an ordering key that another
+// session holds, since it holds the row locks of its claim by then (see
+// keylock.go): it gives up that key's head, leaving it unleased, claims
+// the other rows, and claims the head once the lock is free. A claim that
+// waited returned an error after its retries, each wait of keyLockWait
+// seconds, and left every other row unclaimed meanwhile.
+func TestClaimGivesUpRowsOfLockedKey(t *testing.T) {
+	ctx := context.Background()
+	db, err := sql.Open("mysql", testenv.MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := testenv.Name("gocap_kl") + "_"
+	t.Cleanup(func() {
+		for _, tb := range []string{"published", "received", "instances"} {
+			db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
+		}
+		db.Close()
+	})
+	d := New(db, Options{TablePrefix: prefix})
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := ids.NewGenerator(ids.RandomNode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Add(-time.Second)
+	msg := func(key string) *storage.Message {
+		id := gen.Next()
+		return &storage.Message{ID: id, Kind: storage.Published, MsgID: strconv.FormatInt(id, 10), Name: "t",
+			Headers: map[string]string{"cap-msg-id": strconv.FormatInt(id, 10), "cap-msg-name": "t"},
+			Body:    []byte(`{}`), Status: storage.StatusScheduled, Added: t0, NextAttemptAt: t0, OrderingKey: key}
+	}
+	a, b, free := msg("a"), msg("b"), msg("")
+	if err := d.InsertPublished(ctx, []*storage.Message{a, b, free}, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another session holds the lock of key a.
+	other, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	name := keyLockName(d.q.Published.table, a)
+	var got int
+	if err := other.QueryRowContext(ctx, `SELECT GET_LOCK(?, 0)`, name).Scan(&got); err != nil || got != 1 {
+		t.Fatalf("GET_LOCK in the other session: %d, %v", got, err)
+	}
+	claim := func() []int64 {
+		t.Helper()
+		now := time.Now().UTC()
+		ms, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: now, LeaseUntil: now.Add(time.Minute),
+			Token: ids.Token(), Limit: 10})
+		if err != nil {
+			t.Fatalf("Claim while another session holds the lock of a key: %v", err)
+		}
+		var out []int64
+		for _, m := range ms {
+			out = append(out, m.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []int64{b.ID, free.ID}
+	slices.Sort(want)
+	if ids := claim(); !slices.Equal(ids, want) {
+		t.Fatalf("claimed %v while key a's lock is held elsewhere; want b and the unkeyed row %v", ids, want)
+	}
+	if m, err := d.Get(ctx, storage.Published, a.ID); err != nil || !m.LeaseUntil.IsZero() || m.LeaseToken != 0 {
+		t.Fatalf("a after the claim that gave it up: %+v, %v; want it unleased", m, err)
+	}
+	if _, err := other.ExecContext(ctx, `DO RELEASE_LOCK(?)`, name); err != nil {
+		t.Fatal(err)
+	}
+	if ids := claim(); !slices.Equal(ids, []int64{a.ID}) {
+		t.Fatalf("claimed %v once key a's lock is free; want a (%d)", ids, a.ID)
+	}
+}
