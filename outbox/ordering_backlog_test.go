@@ -31,9 +31,11 @@ func (f failingSends) Send(ctx context.Context, name string, msg transport.Messa
 	return f.Transport.Send(ctx, name, msg)
 }
 
-// testOrderingBacklog: a key's backlog, on both sides, keeps its order
-// through a send that fails and a handler call that fails in the middle of
-// it: nothing after the failed message is sent or handled before it. Ten
+// testOrderingBacklog: a key's backlog — which SQLite claims as runs, a
+// head with the rows after it (storage.ClaimRequest.Run), on both sides —
+// keeps its order through a send that fails and a handler call that fails
+// in the middle of it: nothing after the failed message is sent or handled
+// before it (the rows of a run after it are given back). Ten
 // messages of one key commit in one transaction before the outbox runs,
 // and the handler holds the first until all ten are stored, so that the
 // others wait behind it.
@@ -94,8 +96,16 @@ func testOrderingBacklog[TTx any](t *testing.T, be backend[TTx]) {
 	if err := commit(); err != nil {
 		t.Fatal(err)
 	}
+	// The group's queue is bound before the outbox runs: a send racing its
+	// subscription's first Consume would find no queue (ErrUnroutable),
+	// and message 0 would wait a minute for its retry.
+	bound, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := broker.Transport().Consume(bound, "g", []string{"ordered.t"}, nil); err != nil {
+		t.Fatal(err)
+	}
 	run(t, ob)
-	waitFor(t, 20*time.Second, "the ten messages stored on the receive side", func() bool {
+	stored := func() bool {
 		c, err := d.Counts(ctx, storage.Received)
 		if err != nil {
 			return false
@@ -105,7 +115,12 @@ func testOrderingBacklog[TTx any](t *testing.T, be backend[TTx]) {
 			n += v
 		}
 		return n == 10
-	})
+	}
+	for deadline := time.Now().Add(20 * time.Second); !stored(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20s waiting for the ten messages stored on the receive side; the rows:\n%s", dumpRows(t, d))
+		}
+	}
 	close(release)
 	want := []string{"0", "1", "2", "3", "4", "5!", "5", "6", "7", "8", "9"}
 	waitFor(t, 20*time.Second, "the ten messages handled", func() bool {
@@ -119,4 +134,22 @@ func testOrderingBacklog[TTx any](t *testing.T, be backend[TTx]) {
 	if !sendFailed || !slices.Equal(calls, want) {
 		t.Fatalf("handler calls %s (a failed send: %v); want %s", strings.Join(calls, " "), sendFailed, strings.Join(want, " "))
 	}
+}
+
+// dumpRows describes the rows of both tables of s, for a failure message.
+func dumpRows(t *testing.T, s storage.Store) string {
+	var b strings.Builder
+	for _, kind := range []storage.Kind{storage.Published, storage.Received} {
+		ms, err := s.List(context.Background(), storage.Filter{Kind: kind, Limit: 100})
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", kind, err)
+			continue
+		}
+		for _, m := range slices.Backward(ms) {
+			fmt.Fprintf(&b, "%s %d %s retries %d next %s lease %d until %s key %q error %q body %s\n", kind, m.ID, m.Status, m.Retries,
+				m.NextAttemptAt.Format("15:04:05.000"), m.LeaseToken, m.LeaseUntil.Format("15:04:05.000"), m.OrderingKey, m.LastError, m.Body)
+		}
+	}
+	fmt.Fprintf(&b, "now %s", time.Now().UTC().Format("15:04:05.000"))
+	return b.String()
 }

@@ -45,7 +45,10 @@
 // ends after ClaimRequest.Now. So at most one row of a key is in flight
 // anywhere, always; a row waiting for its retry holds its key, and the
 // next row of a key becomes due when the previous one's Succeed commits.
-// Rows without a key are not affected.
+// Rows without a key are not affected. The one exception is a run
+// (ClaimRequest.Run): rows of a key that one claim leases together, under
+// one token, to one holder that attempts them one after the other in id
+// order; to every other claim the run is one row in flight.
 //
 // The order of a key is the order in which its rows become visible to
 // the claim: among the rows visible together, the order of their ids

@@ -59,8 +59,9 @@ type NextClaimer interface {
 	// sequence's first row that holds the key, if it is due and no row
 	// of the sequence is in flight. Nothing else is claimed: not rows
 	// without a key, nor the heads of other sequences; at most
-	// req.Limit rows, which must be positive, the earliest due first. It
-	// returns the number of rows marked Succeeded and the rows claimed.
+	// req.Limit heads, which must be positive, the earliest due first,
+	// each with its run when req.Run asks for runs (see ClaimRequest.Run).
+	// It returns the number of rows marked Succeeded and the rows claimed.
 	// On an error nothing is marked and nothing is claimed.
 	SucceedClaimNext(ctx context.Context, kind Kind, done []Completed, expiresAt time.Time, req ClaimRequest) (int64, []*Message, error)
 }

@@ -175,6 +175,18 @@ type ClaimRequest struct {
 	// processor's "block" policy). When false a Failed row releases its
 	// key ("skip").
 	FailedHoldsKey bool
+	// Run, when above 1, lets the claim lease with the head of a sequence
+	// the rows that follow it in that sequence, up to Run rows in all: a
+	// run. The rows of a run are consecutive in the sequence's id order,
+	// each due and not leased (the first row that is not stops the run:
+	// a row due later, leased, or Failed while Failed rows hold their
+	// key), and are leased under Token like their head; the rows a run
+	// adds do not count against Limit. The holder attempts them one after
+	// the other in id order, and releases ([Store.Release]) those after
+	// one that failed, without attempting them. A Store may ignore Run
+	// and lease heads alone: runs save the writes of a claim per row, not
+	// order.
+	Run int
 
 	// --- version isolation (issue #17) ---
 

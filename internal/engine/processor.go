@@ -39,6 +39,7 @@ type processor struct {
 
 	attempt   attemptFunc
 	batchSize int      // rows per attempt at most
+	maxRun    int      // rows of a run at most (storage.ClaimRequest.Run; runs.go)
 	groups    []string // for received rows: the groups to claim rows of
 	// pollWait returns how long to wait for a wake-up before polling
 	// again; pause, if set, how long claiming must still wait.
@@ -50,6 +51,10 @@ type processor struct {
 	claiming atomic.Bool
 	// deadline bounds each attempt: half the lease unless set otherwise.
 	deadline time.Duration
+	// attemptTime, if set, is the longest an attempt of m may take, when
+	// less than deadline: a row of a run is attempted only while its lease
+	// outlasts it.
+	attemptTime func(m *storage.Message) time.Duration
 	// handOver, if set, is told the outcome of each single-row attempt
 	// (and whether run is stopping), and may return a row to attempt next
 	// in the same worker and slot.
@@ -78,11 +83,14 @@ type processor struct {
 	closing bool // set when run stops taking attempts; guarded by mu
 }
 
-// job is one attempt, of one row or of a batch, handed to a worker. It
-// holds one slot per row.
+// job is one attempt, of one row or of a batch, or the attempts of a run
+// one after the other, handed to a worker. It holds slots slots: one per
+// row, or one for a run.
 type job struct {
-	work context.Context
-	ms   []*storage.Message
+	work  context.Context
+	ms    []*storage.Message
+	slots int
+	run   bool
 }
 
 // workerIdle is how long a worker waits for its next job before it exits.
@@ -96,6 +104,7 @@ func newProcessor(kind storage.Kind, cfg *Config, limit, batchSize int, attempt 
 		log:       cfg.Logger.With("table", kind.String()),
 		attempt:   attempt,
 		batchSize: batchSize,
+		maxRun:    maxRun,
 		limit:     limit,
 		slots:     make(chan struct{}, limit),
 		freed:     make(chan struct{}, 1),
@@ -272,6 +281,7 @@ func (p *processor) claimRequest(now time.Time, limit int) storage.ClaimRequest 
 		Limit:      limit,
 		Groups:     p.groups,
 		Version:    p.cfg.Version,
+		Run:        p.maxRun,
 		// ordering keys (#18)
 		FailedHoldsKey: p.cfg.FailedHoldsKey,
 	}
@@ -306,17 +316,26 @@ take:
 	return got
 }
 
-// startReserved runs the attempts of msgs, at most reserved rows, on the
-// slots that reserve took, in batches of batchSize, and frees the slots
-// left over.
+// startReserved runs the attempts of msgs on the slots that reserve
+// took, reserved of them: in batches of batchSize, a slot per row, and
+// each run on one slot (see units); it frees the slots left over. Rows
+// beyond the reserved slots, which a Store that claimed more than it was
+// asked to would give, are released.
 func (p *processor) startReserved(work context.Context, reserved int, msgs []*storage.Message) {
 	defer p.wg.Done()
-	left := reserved - len(msgs)
-	for len(msgs) > 0 {
-		n := min(len(msgs), p.batchSize)
+	left := reserved
+	var over []*storage.Message
+	for _, u := range p.units(msgs) {
+		if u.slots > left {
+			over = append(over, u.ms...)
+			continue
+		}
+		left -= u.slots
 		p.wg.Add(1)
-		p.launch(work, msgs[:n:n])
-		msgs = msgs[n:]
+		p.launch(work, u)
+	}
+	if len(over) > 0 {
+		p.releaseRest(work, over, "not attempted: claimed beyond the free slots")
 	}
 	if left > 0 {
 		for range left {
@@ -329,17 +348,16 @@ func (p *processor) startReserved(work context.Context, reserved int, msgs []*st
 	}
 }
 
-// startAll runs the attempts of claimed rows in batches of batchSize. The
-// caller has checked that a slot is free for each row.
+// startAll runs the attempts of claimed rows in batches of batchSize,
+// and each run on a slot of its own (see units). The caller has checked
+// that a slot is free for each row or run.
 func (p *processor) startAll(work context.Context, msgs []*storage.Message) {
-	for len(msgs) > 0 {
-		n := min(len(msgs), p.batchSize)
-		for range n {
+	for _, u := range p.units(msgs) {
+		for range u.slots {
 			p.slots <- struct{}{}
 		}
 		p.wg.Add(1)
-		p.launch(work, msgs[:n:n])
-		msgs = msgs[n:]
+		p.launch(work, u)
 	}
 }
 
@@ -362,15 +380,15 @@ func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) 
 	}
 	p.wg.Add(1)
 	p.mu.Unlock()
-	p.launch(work, []*storage.Message{m})
+	p.launch(work, job{ms: []*storage.Message{m}, slots: 1})
 	return true
 }
 
-// launch processes ms on an idle worker, or on a new one if none is idle.
-// The worker holds the slots the caller took, and the caller's count in wg,
-// and releases them when done.
-func (p *processor) launch(work context.Context, ms []*storage.Message) {
-	j := job{work: work, ms: ms}
+// launch processes j under work on an idle worker, or on a new one if
+// none is idle. The worker holds the slots the caller took, and the
+// caller's count in wg, and releases them when done.
+func (p *processor) launch(work context.Context, j job) {
+	j.work = work
 	select {
 	case p.jobs <- j:
 	default:
@@ -387,8 +405,12 @@ func (p *processor) worker(j job) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		p.processJob(j)
-		for range j.ms {
+		if j.run {
+			p.processRun(j.work, j.ms)
+		} else {
+			p.processJob(j)
+		}
+		for range j.slots {
 			<-p.slots
 		}
 		select {
@@ -411,29 +433,38 @@ func (p *processor) worker(j job) {
 // processJob attempts j's rows, then each row that handOver gives in
 // their place, in the same slot.
 func (p *processor) processJob(j job) {
-	ms := j.ms
+	errs := p.process(j.work, j.ms, nil)
+	if len(j.ms) == 1 {
+		p.handOverFrom(j.work, j.ms[0], errs[0])
+	}
+}
+
+// handOverFrom tells handOver, if set, the outcome of m's attempt, and
+// attempts each row it gives in m's place, in the same worker and slot.
+func (p *processor) handOverFrom(work context.Context, m *storage.Message, err error) {
+	if p.handOver == nil {
+		return
+	}
 	for {
-		errs := p.process(j.work, ms)
-		if p.handOver == nil || len(ms) != 1 {
-			return
-		}
 		p.mu.Lock()
 		closing := p.closing
 		p.mu.Unlock()
-		next := p.handOver(ms[0], errs[0], closing)
+		next := p.handOver(m, err, closing)
 		if next == nil {
 			return
 		}
-		ms = []*storage.Message{next}
+		m = next
+		err = p.process(work, []*storage.Message{m}, nil)[0]
 	}
 }
 
 // process attempts ms and records each row's outcome, with the attempt
-// in its history: successes through the completer, failures through the
+// in its history: successes through the completer (or, when held is not
+// nil, appended to it for the caller to hand over), failures through the
 // failer (all of one attempt together) or, for a Store that cannot
 // record them in batches, with Store.Fail at once. It returns the
 // attempts' errors.
-func (p *processor) process(work context.Context, ms []*storage.Message) []error {
+func (p *processor) process(work context.Context, ms []*storage.Message, held *[]completion) []error {
 	start := time.Now()
 	errs := p.timedAttempt(work, ms)
 	took := time.Since(start)
@@ -442,6 +473,8 @@ func (p *processor) process(work context.Context, ms []*storage.Message) []error
 		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
 		attempt := storage.Attempt{At: start.UTC(), Duration: took}
 		switch {
+		case errs[i] == nil && held != nil:
+			*held = append(*held, completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
 		case errs[i] == nil:
 			p.completer.succeeded(completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
 		case errors.Is(errs[i], errReleased), errors.Is(errs[i], errWaiting):

@@ -36,6 +36,12 @@ func newReceiver(e *Engine) *receiver {
 	// Each handler call bounds itself (Subscription.Timeout, below the
 	// lease); the attempt's own deadline is the lease.
 	r.proc.deadline = e.cfg.Lease
+	r.proc.attemptTime = func(m *storage.Message) time.Duration {
+		if s, ok := r.subscriptionFor(m.Group, m.Name); ok && s.Timeout > 0 {
+			return s.Timeout
+		}
+		return e.cfg.Lease
+	}
 	r.proc.handOver = r.handOver
 	return r
 }

@@ -28,6 +28,7 @@ type tableQueries struct {
 	// ordering keys (#18)
 	headFree    string // the lease's re-check that a keyed row is the head of its key; {{holding}} stands for the statuses that hold a key
 	blockedKeys string
+	sameKey     func(p, c string) string // rows p and c are of one sequence
 }
 
 // queries holds every statement of the driver, built once per prefix.
@@ -118,6 +119,7 @@ func newTableQueries(table, idCols string, grouped bool, sameKey func(p, c strin
 	pending := ` INDEXED BY ` + table + `_pending_unkeyed WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NULL`
 	pendingKeyed := ` INDEXED BY ` + table + `_pending_keyed WHERE status IN (` + sqlstore.PendingStatuses + `) AND ordering_key IS NOT NULL`
 	return tableQueries{
+		sameKey:   sameKey,
 		name:      table,
 		cols:      cols,
 		grouped:   grouped,
@@ -284,6 +286,33 @@ func (t *tableQueries) headsSQL(first, groups int, failedHolds bool) string {
 				  AND NOT EXISTS (SELECT 1 FROM ` + t.name + ` INDEXED BY ` + t.name + `_key_lease
 					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?2
 					  AND lease_until > ?1)`
+}
+
+// runSQL selects, in id order, up to ?3 rows that follow the leased head
+// ?1 in its sequence and hold its key (Failed ones too if failedHolds),
+// with what decides whether each may join the head's run (see
+// storage.ClaimRequest.Run): one search of *_key from the head's
+// position, whose predicate it repeats.
+func (t *tableQueries) runSQL(failedHolds bool) string {
+	statuses := sqlstore.PendingStatuses
+	if failedHolds {
+		statuses += `, 'Failed'`
+	}
+	return `SELECT r.id, r.status, r.next_attempt_at, r.lease_until
+		FROM ` + t.name + ` AS h NOT INDEXED JOIN ` + t.name + ` AS r INDEXED BY ` + t.name + `_key ON ` + t.sameKey("r", "h") + `
+			AND r.ordering_key IS NOT NULL AND r.status <> 'Succeeded' AND r.status IN (` + statuses + `) AND r.id > h.id
+		WHERE h.id = ?1 AND h.lease_token = ?2
+		ORDER BY r.id LIMIT CAST(?3 AS INTEGER)`
+}
+
+// runLeaseSQL leases the rows of a run, the ids of the JSON array ?4 that
+// runSQL found, as leaseSQL does, those still pending, due at ?3 and not
+// leased; the head's lease keeps every other claim away from them.
+func (t *tableQueries) runLeaseSQL() string {
+	return `UPDATE ` + t.name + ` NOT INDEXED SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
+		WHERE id IN (SELECT value FROM json_each(?4)) AND status IN (` + sqlstore.PendingStatuses + `)
+			AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)
+		RETURNING ` + t.cols
 }
 
 // leaseSQL leases the rows of the ids of the JSON array ?4 found by

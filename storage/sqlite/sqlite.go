@@ -239,6 +239,15 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if err != nil {
 		return nil, d.base.Err(err, "claiming %s messages", kind)
 	}
+	if req.Run > 1 {
+		// The runs of the keyed heads (storage.ClaimRequest.Run): should
+		// this fail, the heads are claimed alone.
+		if st, err := d.st.all(ctx, t.runSQL(req.FailedHoldsKey), t.runLeaseSQL()); err == nil {
+			if more, err := runs(ctx, st[0], st[1], kind, req, msgs); err == nil {
+				msgs = append(msgs, more...)
+			}
+		}
+	}
 	return msgs, nil
 }
 

@@ -15,7 +15,8 @@ var _ storage.NextClaimer = (*Driver)(nil)
 // SucceedClaimNext marks done Succeeded and claims the next row of each
 // of their ordering keys in one transaction (see storage.NextClaimer):
 // Succeed's statement for each row, then nextCandidatesSQL, a read of
-// the heads of those keys only, and leaseSQL, as Claim does. Under
+// the heads of those keys only, and leaseSQL, as Claim does, with the
+// heads' runs when req.Run asks for them (runSQL, runLeaseSQL). Under
 // SQLite's one writer, a turn of a key takes one write transaction
 // instead of two (a Succeed, then a claim).
 func (d *Driver) SucceedClaimNext(ctx context.Context, kind storage.Kind, done []storage.Completed, expiresAt time.Time, req storage.ClaimRequest) (int64, []*storage.Message, error) {
@@ -30,7 +31,8 @@ func (d *Driver) SucceedClaimNext(ctx context.Context, kind storage.Kind, done [
 		return 0, nil, nil
 	}
 	groups, claims := claimGroups(kind, req)
-	stmts, err := d.st.all(ctx, t.succeed, t.nextCandidatesSQL(len(groups), req.FailedHoldsKey), t.leaseSQL(req.FailedHoldsKey))
+	stmts, err := d.st.all(ctx, t.succeed, t.nextCandidatesSQL(len(groups), req.FailedHoldsKey), t.leaseSQL(req.FailedHoldsKey),
+		t.runSQL(req.FailedHoldsKey), t.runLeaseSQL())
 	var n int64
 	var next []*storage.Message
 	if err == nil {
@@ -51,7 +53,11 @@ func (d *Driver) SucceedClaimNext(ctx context.Context, kind storage.Kind, done [
 			if err != nil || len(ids) == 0 {
 				return err
 			}
-			next, err = leased(ctx, tx.StmtContext(ctx, stmts[2]), kind, req, ids)
+			if next, err = leased(ctx, tx.StmtContext(ctx, stmts[2]), kind, req, ids); err != nil {
+				return err
+			}
+			more, err := runs(ctx, tx.StmtContext(ctx, stmts[3]), tx.StmtContext(ctx, stmts[4]), kind, req, next)
+			next = append(next, more...)
 			return err
 		})
 	}

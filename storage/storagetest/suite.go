@@ -96,7 +96,9 @@
 //     that implements storage.KeyInspector, BlockedKeys; with versions
 //     (ordering_version.go), a key's sequence per version: rows of
 //     another version never hold the key, and BlockedKeys names the
-//     version.
+//     version; with ClaimRequest.Run (ordering_runs.go), a head and the
+//     rows that follow it, or the head alone, never past a row that
+//     cannot join, the run holding its key, Limit counting heads.
 //   - TxRead (txread.go), for a Store that implements storage.TxReader
 //     (skipped otherwise): ListPublishedTx sees the transaction's own
 //     uncommitted rows with the committed ones, filtered and paged as
@@ -250,6 +252,7 @@ func (s *suite[TTx]) areas() []area {
 			{"ReceivedConcurrent", s.orderingReceivedConcurrent},
 			{"BlockedKeys", s.blockedKeys},
 			{"Versions", s.orderingVersions},
+			{"Runs", s.orderingRuns},
 		}},
 		{"TxRead", []testCase{
 			{"ListPublishedTx", s.txRead},
