@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -67,20 +68,10 @@ func (p *processor) units(msgs []*storage.Message) []job {
 	}
 	for _, k := range order {
 		run := runs[k]
-		slices.SortFunc(run, func(a, b *storage.Message) int { return compareInt64(a.ID, b.ID) })
+		slices.SortFunc(run, func(a, b *storage.Message) int { return cmp.Compare(a.ID, b.ID) })
 		out = append(out, job{ms: run, slots: 1, run: true})
 	}
 	return out
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // processRun attempts the rows of a run one after the other, in id order,

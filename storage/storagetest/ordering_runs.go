@@ -6,6 +6,7 @@
 package storagetest
 
 import (
+	"cmp"
 	"slices"
 	"testing"
 	"time"
@@ -51,23 +52,13 @@ func runPrefix(t *testing.T, what string, got, seq []*storage.Message, most int)
 			of = append(of, m)
 		}
 	}
-	slices.SortFunc(of, func(a, b *storage.Message) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(of, func(a, b *storage.Message) int { return cmp.Compare(a.ID, b.ID) })
 	n := len(of)
 	if n < 1 || n > most || !slices.Equal(idsOf(of), idsOf(seq[:n])) {
 		t.Fatalf("%s: claimed %v of the sequence %v; want its first row and at most %d rows in all, consecutive",
 			what, idsOf(of), idsOf(seq), most)
 	}
 	return of
-}
-
-func compareIDs(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // orderingRuns: Run lets a claim lease a head's following rows, up to Run
