@@ -23,10 +23,11 @@ import (
 // after the other (one transaction after another). Messages of one key
 // published by concurrent transactions have no order between them.
 //
-// Where a key has messages waiting, a storage that supports it (SQLite)
-// hands a key's next messages, up to 16, to one worker together: it sends
-// or handles them one after the other and records them with one write;
-// after one fails, it gives the rest back untouched, to go after it.
+// Where a key has messages waiting, a storage that supports it (SQLite,
+// MySQL/MariaDB) hands a key's next messages, up to 16, to one worker
+// together: it sends or handles them one after the other and records
+// them with one write; after one fails, it gives the rest back
+// untouched, to go after it.
 // Should the process die in the middle, the run's messages that were
 // already sent or handled are sent or handled again (at least once, as
 // always), in order.

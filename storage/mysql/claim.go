@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"strings"
 
 	"github.com/gocap/gocap/internal/sqlstore"
 	"github.com/gocap/gocap/storage"
@@ -58,7 +59,11 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		if _, err = tx.ExecContext(ctx, t.leaseSQL(len(ids)), sqlstore.IDArgs(ids, dbTime(req.LeaseUntil), req.Token)...); err != nil {
 			return err
 		}
-		msgs, err = d.unclaim(ctx, tx, l, t, msgs, req)
+		more, err := d.runs(ctx, tx, t, kind, msgs, req, lock)
+		if err != nil {
+			return err
+		}
+		msgs, err = d.unclaim(ctx, tx, l, t, append(msgs, more...), req)
 		return err
 	})
 	if err != nil {
@@ -69,6 +74,90 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 		m.LeaseToken, m.LeaseUntil, m.Status = req.Token, req.LeaseUntil.UTC(), storage.StatusScheduled
 	}
 	return msgs, nil
+}
+
+// runs leases, in tx, after the heads of msgs were leased under req, the
+// rows that follow each keyed head in its sequence, up to req.Run rows
+// with the head (storage.ClaimRequest.Run), and returns them. A head's
+// run ends at the first following row that is not due and free, or that
+// another session holds locked (SKIP LOCKED): its rows are consecutive.
+// unclaim then checks them with their heads: a key that loses its head
+// loses its run.
+func (d *Driver) runs(ctx context.Context, tx *sql.Tx, t *tableQueries, kind storage.Kind, msgs []*storage.Message, req storage.ClaimRequest, lock string) ([]*storage.Message, error) {
+	if req.Run < 2 {
+		return nil, nil
+	}
+	statuses := sqlstore.PendingStatuses
+	if req.FailedHoldsKey {
+		statuses += `, 'Failed'`
+	}
+	query := strings.Replace(t.runRows, holding, statuses, 1)
+	now := dbTime(req.Now)
+	var seqs [][]int64 // the candidate rows of each run, in id order
+	var all []int64
+	for _, h := range msgs {
+		if h.OrderingKey == "" {
+			continue
+		}
+		rows, err := tx.QueryContext(ctx, query, now, now, h.ID, req.Run-1)
+		if err != nil {
+			return nil, err
+		}
+		var seq []int64
+		for rows.Next() {
+			var id int64
+			var joins bool
+			if err := rows.Scan(&id, &joins); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if !joins {
+				break
+			}
+			seq = append(seq, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if len(seq) > 0 {
+			seqs, all = append(seqs, seq), append(all, seq...)
+		}
+	}
+	if len(all) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.QueryContext(ctx, t.runLockSQL(len(all), lock), sqlstore.IDArgs(all, now, now)...)
+	if err != nil {
+		return nil, err
+	}
+	locked, err := sqlstore.ScanMessages(rows, kind, timeDest)
+	rows.Close()
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*storage.Message, len(locked))
+	for _, m := range locked {
+		byID[m.ID] = m
+	}
+	var run []*storage.Message
+	var ids []int64
+	for _, seq := range seqs {
+		for _, id := range seq {
+			m := byID[id]
+			if m == nil {
+				break // taken or changed since the read: the run ends before it
+			}
+			run, ids = append(run, m), append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, t.leaseSQL(len(ids)), sqlstore.IDArgs(ids, dbTime(req.LeaseUntil), req.Token)...); err != nil {
+		return nil, err
+	}
+	return run, nil
 }
 
 // unclaim checks the keyed rows of msgs, just leased in tx, again under
@@ -101,7 +190,7 @@ func (d *Driver) unclaim(ctx context.Context, tx *sql.Tx, l *keyLocker, t *table
 		}
 	}
 	if len(check) > 0 {
-		rows, err := tx.QueryContext(ctx, t.unclaimable+sqlstore.Placeholders(len(check))+`)`, sqlstore.IDArgs(check, dbTime(req.Now))...)
+		rows, err := tx.QueryContext(ctx, t.unclaimable+sqlstore.Placeholders(len(check))+`)`, sqlstore.IDArgs(check, req.Token, dbTime(req.Now))...)
 		if err != nil {
 			return nil, err
 		}

@@ -45,6 +45,8 @@ type tableQueries struct {
 	unclaimable string // claimed keyed rows whose key has another row in flight; ids appended (#18)
 	unclaim     string // clears the lease of claimed rows; token, then ids appended (#18)
 	blockedKeys string
+	runRows     string // the rows after a head in its sequence, with whether each may join its run; {{holding}} (#18)
+	runLock     string // the locking read of a run's rows; ids appended, see runLockSQL (#18)
 }
 
 // queries holds every statement of the driver, built once per prefix.
@@ -195,12 +197,13 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 			  AND NOT EXISTS (
 				SELECT 1 FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
 				  AND p.id > c.id AND p.status = 'Scheduled' AND p.lease_until > ?))`,
-		// The claimed keyed rows (ids appended) of a key with another row
-		// in flight (leased beyond the first argument): read under the
-		// keys' locks, after the claim's lease update (#18).
+		// The claimed keyed rows (ids appended) of a key with a row in
+		// flight under another lease than the claim's (first argument:
+		// its token; a run's rows share it) beyond the second: read under
+		// the keys' locks, after the claim's lease update (#18).
 		unclaimable: `SELECT c.id FROM ` + table + ` AS c WHERE EXISTS (
 				SELECT 1 FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
-				  AND p.id <> c.id AND p.status = 'Scheduled' AND p.lease_until > ?)
+				  AND p.lease_token <> ? AND p.status = 'Scheduled' AND p.lease_until > ?)
 			AND c.id IN (`,
 		unclaim: `UPDATE ` + table + ` SET lease_until = NULL, lease_token = NULL WHERE lease_token = ? AND id IN (`,
 		// Failed keyed rows (from the status index) with no row of their
@@ -214,7 +217,17 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
 				ORDER BY p.id LIMIT 1)
 			ORDER BY c.id LIMIT ?`,
-		lease: `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
+		// Runs (storage.ClaimRequest.Run): the rows that follow the head h
+		// in its sequence, in id order, from the *_key entries of its key
+		// that hold it, each with whether it may join the head's run (due
+		// and not leased, as a claim's rows): a consistent read, of rows
+		// that the head's lease keeps every other claim away from.
+		runRows: `SELECT r.id, COALESCE(r.due_at <= ? AND (r.lease_until IS NULL OR r.lease_until <= ?), 0)
+			FROM ` + table + ` AS h JOIN ` + table + " AS r FORCE INDEX (`" + name + "_key`)" + ` ON ` + sameHeld("r", "h") + `
+				AND r.status IN (` + holding + `) AND r.id > h.id
+			WHERE h.id = ? ORDER BY r.id LIMIT ?`,
+		runLock: `SELECT ` + cols + ` FROM ` + table + ` WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) AND id IN (`,
+		lease:   `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
 		// The rows, their tokens and attempts come as a derived table the
 		// update joins by primary key (see succeedSQL).
 		succeed: `UPDATE ` + table + ` AS t JOIN (` + succeedRows + `) AS v ON t.id = v.id AND t.lease_token = v.tok
@@ -334,3 +347,9 @@ func (t *tableQueries) requeueSQL(n int) string { return t.requeue + sqlstore.Pl
 
 // deleteSQL deletes n rows.
 func (t *tableQueries) deleteSQL(n int) string { return t.delete + sqlstore.Placeholders(n) + `)` }
+
+// runLockSQL is the locking read of the n rows of runs, in id order; its
+// arguments are now twice, then the ids.
+func (t *tableQueries) runLockSQL(n int, lock string) string {
+	return t.runLock + sqlstore.Placeholders(n) + `) ORDER BY id FOR UPDATE` + lock
+}
