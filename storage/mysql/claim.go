@@ -99,7 +99,11 @@ func (d *Driver) runs(ctx context.Context, tx *sql.Tx, t *tableQueries, kind sto
 		if h.OrderingKey == "" {
 			continue
 		}
-		rows, err := tx.QueryContext(ctx, query, now, now, h.ID, req.Run-1)
+		args := []any{now, now, h.OrderingKey}
+		if kind == storage.Received {
+			args = append(args, h.Group)
+		}
+		rows, err := tx.QueryContext(ctx, query, append(args, h.Version, h.ID, req.Run-1)...)
 		if err != nil {
 			return nil, err
 		}

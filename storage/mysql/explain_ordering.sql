@@ -31,4 +31,13 @@ WHERE due_at <= UTC_TIMESTAMP(6) AND (lease_until IS NULL OR lease_until <= UTC_
       AND p.id > c.id AND p.status = 'Scheduled' AND p.lease_until > UTC_TIMESTAMP(6)))
 ORDER BY due_at LIMIT 100 FOR UPDATE SKIP LOCKED;
 ROLLBACK;
+
+-- A run (ClaimRequest.Run): the rows after a claimed head in its
+-- sequence, up to 15, from the head's entries of *_key.
+SET @head = (SELECT MIN(id) FROM gocap_xp18_published WHERE key_held = 'order-1' AND version = 'v1');
+SELECT '### Claim (published, version v1): the run of one head, up to 15 rows' AS q;
+ANALYZE FORMAT=JSON SELECT r.id, COALESCE(r.due_at <= UTC_TIMESTAMP(6) AND (r.lease_until IS NULL OR r.lease_until <= UTC_TIMESTAMP(6)), 0)
+FROM gocap_xp18_published AS r FORCE INDEX (gocap_xp18_published_key)
+WHERE r.key_held = 'order-1' AND r.version = 'v1' AND r.status IN ('Scheduled', 'Delayed', 'Failed') AND r.id > @head
+ORDER BY r.id LIMIT 15;
 DROP TABLE gocap_xp18_published, gocap_xp18_received, gocap_xp18_instances;

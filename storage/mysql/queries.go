@@ -74,8 +74,8 @@ func newQueries(prefix string) queries {
 	inst := "`" + prefix + "instances`"
 	return queries{
 		Tables: sqlstore.Tables[tableQueries]{
-			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''", publishedKey),
-			Received:  newTableQueries(prefix+"received", "msg_id, grp", receivedKey),
+			Published: newTableQueries(prefix+"published", "CAST(id AS CHAR), ''", "ordering_key, version", publishedKey),
+			Received:  newTableQueries(prefix+"received", "msg_id, grp", "ordering_key, grp, version", receivedKey),
 		},
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version) VALUES `,
 		insertReceived:  insertReceivedSQL(rec, 1),
@@ -158,11 +158,30 @@ func receivedKey(p, c string) string {
 	return p + `.ordering_key = ` + c + `.ordering_key AND ` + p + `.grp = ` + c + `.grp AND ` + p + `.version = ` + c + `.version`
 }
 
+// heldKeyIs is the condition that row r holds the key of the sequence
+// given as arguments, one per column of keyCols ("ordering_key,
+// version" or "ordering_key, grp, version"), in that order: the
+// ordering key compared with key_held, the column of the *_key index.
+func heldKeyIs(r, keyCols string) string {
+	var conds []string
+	for _, col := range strings.Split(keyCols, ", ") {
+		if col == "ordering_key" {
+			col = "key_held"
+		}
+		conds = append(conds, r+"."+col+" = ?")
+	}
+	return strings.Join(conds, " AND ")
+}
+
 // holding stands for the SQL list of the statuses that hold an ordering
 // key in headFree.
 const holding = `{{holding}}`
 
-func newTableQueries(name, idCols string, sameKey func(p, c string) string) tableQueries {
+// newTableQueries builds the statements of table name: idCols are the
+// columns that give a row's msg_id and group, keyCols the columns of an
+// ordered sequence in the order of the *_key index, and sameKey the
+// condition that two rows are of one sequence.
+func newTableQueries(name, idCols, keyCols string, sameKey func(p, c string) string) tableQueries {
 	table := "`" + name + "`"
 	// sameHeld: row p holds the key of row c (see schema.sql's key_held).
 	sameHeld := func(p, c string) string {
@@ -217,15 +236,17 @@ func newTableQueries(name, idCols string, sameKey func(p, c string) string) tabl
 				SELECT p.id FROM ` + table + " AS p FORCE INDEX (`" + name + "_key`)" + ` WHERE ` + sameHeld("p", "c") + `
 				ORDER BY p.id LIMIT 1)
 			ORDER BY c.id LIMIT ?`,
-		// Runs (storage.ClaimRequest.Run): the rows that follow the head h
-		// in its sequence, in id order, from the *_key entries of its key
-		// that hold it, each with whether it may join the head's run (due
-		// and not leased, as a claim's rows): a consistent read, of rows
-		// that the head's lease keeps every other claim away from.
+		// Runs (storage.ClaimRequest.Run): the rows that follow a head in
+		// its sequence (its key, group and version, then its id, are the
+		// arguments after now twice), in id order, from the *_key entries
+		// of its key that hold it, each with whether it may join the head's
+		// run (due and not leased, as a claim's rows): a consistent read,
+		// of rows that the head's lease keeps every other claim away from.
+		// The range is read in the index's order and stops at the limit.
 		runRows: `SELECT r.id, COALESCE(r.due_at <= ? AND (r.lease_until IS NULL OR r.lease_until <= ?), 0)
-			FROM ` + table + ` AS h JOIN ` + table + " AS r FORCE INDEX (`" + name + "_key`)" + ` ON ` + sameHeld("r", "h") + `
-				AND r.status IN (` + holding + `) AND r.id > h.id
-			WHERE h.id = ? ORDER BY r.id LIMIT ?`,
+			FROM ` + table + " AS r FORCE INDEX (`" + name + "_key`)" + `
+			WHERE ` + heldKeyIs("r", keyCols) + `
+				AND r.status IN (` + holding + `) AND r.id > ? ORDER BY r.id LIMIT ?`,
 		runLock: `SELECT ` + cols + ` FROM ` + table + ` WHERE due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) AND id IN (`,
 		lease:   `UPDATE ` + table + ` SET lease_until = ?, lease_token = ?, status = 'Scheduled' WHERE id IN (`,
 		// The rows, their tokens and attempts come as a derived table the

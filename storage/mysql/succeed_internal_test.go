@@ -14,7 +14,7 @@ import (
 // more — and the join with a derived table beyond; and that every
 // placeholder has its argument.
 func TestSucceedStatementForm(t *testing.T) {
-	q := newTableQueries("p_published", "CAST(id AS CHAR), ''", publishedKey)
+	q := newTableQueries("p_published", "CAST(id AS CHAR), ''", "ordering_key, version", publishedKey)
 	at := time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)
 	batch := func(groups int) []storage.Completed {
 		var out []storage.Completed
