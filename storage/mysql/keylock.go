@@ -41,8 +41,9 @@ import (
 )
 
 // keyLockWait bounds, in seconds, the wait of a batch of received
-// messages for the locks of its keys, all of them together: a holder
-// runs two short statements and commits.
+// messages for each lock of its keys; the first lock it does not get
+// ends the batch's attempt. A holder runs two short statements and
+// commits.
 const keyLockWait = 2
 
 // keyLockName is the name of the lock of an ordering key of a table: a
@@ -79,10 +80,10 @@ func (l *keyLocker) lockArgs(names []string) ([]string, []any) {
 }
 
 // lock takes the locks of names within tx, which runs on l's connection
-// and holds no row lock yet, waiting keyLockWait seconds in all: in
-// sorted order, so that two sessions never wait for each other, and each
-// only once those before it are held (AND stops at the first that is
-// not).
+// and holds no row lock yet: in sorted order, so that two sessions never
+// wait for each other, each waiting up to keyLockWait seconds, and none
+// after the first it does not get (AND stops there; with "+", as before,
+// every lock waited its time in turn).
 func (l *keyLocker) lock(ctx context.Context, tx *sql.Tx, names []string) error {
 	names, args := l.lockArgs(names)
 	query := `SELECT ` + strings.TrimSuffix(strings.Repeat(fmt.Sprintf("GET_LOCK(?, %d) AND ", keyLockWait), len(names)), " AND ")
