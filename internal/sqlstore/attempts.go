@@ -118,3 +118,13 @@ func InsertStatus(m *storage.Message) string {
 // predicate of the partial due index of PostgreSQL and SQLite, which a
 // query must repeat as it is for the planner to use that index.
 const PendingStatuses = `'Scheduled', 'Delayed'`
+
+// HoldingStatuses is the SQL list of the statuses of a row that holds
+// its ordering key (#18): the pending ones, and Failed when failedHolds
+// (the "block" policy; see storage.ClaimRequest.FailedHoldsKey).
+func HoldingStatuses(failedHolds bool) string {
+	if failedHolds {
+		return PendingStatuses + `, 'Failed'`
+	}
+	return PendingStatuses
+}

@@ -87,11 +87,7 @@ func (d *Driver) runs(ctx context.Context, tx *sql.Tx, t *tableQueries, kind sto
 	if req.Run < 2 {
 		return nil, nil
 	}
-	statuses := sqlstore.PendingStatuses
-	if req.FailedHoldsKey {
-		statuses += `, 'Failed'`
-	}
-	query := strings.Replace(t.runRows, holding, statuses, 1)
+	query := strings.Replace(t.runRows, holding, sqlstore.HoldingStatuses(req.FailedHoldsKey), 1)
 	now := dbTime(req.Now)
 	var seqs [][]int64 // the candidate rows of each run, in id order
 	var all []int64

@@ -321,11 +321,7 @@ func (t *tableQueries) claimSQL(groups int, lock string, failedHolds bool) strin
 	if groups > 0 {
 		q += ` AND grp IN (` + sqlstore.Placeholders(groups) + `)`
 	}
-	statuses := sqlstore.PendingStatuses
-	if failedHolds {
-		statuses += `, 'Failed'`
-	}
-	q += strings.Replace(t.headFree, holding, statuses, 1)
+	q += strings.Replace(t.headFree, holding, sqlstore.HoldingStatuses(failedHolds), 1)
 	// Ordered by due_at, the pending index's own order: ordered by
 	// next_attempt_at the server sorted every due row of a backlog for
 	// each claim (and on small tables chose a full scan).

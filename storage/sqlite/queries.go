@@ -268,10 +268,7 @@ func (t *tableQueries) nextCandidatesSQL(groups int, failedHolds bool) string {
 // it is due at ?1 and not leased and no row of its sequence is in
 // flight (one search of *_key_lease).
 func (t *tableQueries) headsSQL(first, groups int, failedHolds bool) string {
-	holding := sqlstore.PendingStatuses
-	if failedHolds {
-		holding += `, 'Failed'`
-	}
+	statuses := sqlstore.HoldingStatuses(failedHolds)
 	same, headGroups := `ordering_key = k.c1`, ""
 	if t.grouped {
 		same = `ordering_key = k.c1 AND grp = k.c2`
@@ -281,7 +278,7 @@ func (t *tableQueries) headsSQL(first, groups int, failedHolds bool) string {
 	}
 	return `SELECT h.id, h.next_attempt_at FROM k CROSS JOIN ` + t.name + ` AS h NOT INDEXED
 				WHERE h.id = (SELECT id FROM ` + t.name + ` INDEXED BY ` + t.name + `_key WHERE ordering_key IS NOT NULL AND status <> 'Succeeded'
-						AND ` + same + ` AND version = ?2 AND status IN (` + holding + `) ORDER BY id LIMIT 1)` + headGroups + `
+						AND ` + same + ` AND version = ?2 AND status IN (` + statuses + `) ORDER BY id LIMIT 1)` + headGroups + `
 				  AND h.status IN (` + sqlstore.PendingStatuses + `) AND h.next_attempt_at <= ?1 AND (h.lease_until IS NULL OR h.lease_until <= ?1)
 				  AND NOT EXISTS (SELECT 1 FROM ` + t.name + ` INDEXED BY ` + t.name + `_key_lease
 					WHERE ordering_key IS NOT NULL AND status <> 'Succeeded' AND ` + same + ` AND version = ?2
@@ -294,10 +291,7 @@ func (t *tableQueries) headsSQL(first, groups int, failedHolds bool) string {
 // storage.ClaimRequest.Run): one search of *_key from the head's
 // position, whose predicate it repeats.
 func (t *tableQueries) runSQL(failedHolds bool) string {
-	statuses := sqlstore.PendingStatuses
-	if failedHolds {
-		statuses += `, 'Failed'`
-	}
+	statuses := sqlstore.HoldingStatuses(failedHolds)
 	return `SELECT r.id, r.status, r.next_attempt_at, r.lease_until
 		FROM ` + t.name + ` AS h NOT INDEXED JOIN ` + t.name + ` AS r INDEXED BY ` + t.name + `_key ON ` + t.sameKey("r", "h") + `
 			AND r.ordering_key IS NOT NULL AND r.status <> 'Succeeded' AND r.status IN (` + statuses + `) AND r.id > h.id
@@ -326,10 +320,7 @@ func (t *tableQueries) runLeaseSQL() string {
 // INDEXED: each row by its rowid (the planner would otherwise search
 // *_status for each id and pending status).
 func (t *tableQueries) leaseSQL(failedHolds bool) string {
-	statuses := sqlstore.PendingStatuses
-	if failedHolds {
-		statuses += `, 'Failed'`
-	}
+	statuses := sqlstore.HoldingStatuses(failedHolds)
 	return `UPDATE ` + t.name + ` NOT INDEXED SET lease_until = ?1, lease_token = ?2, status = 'Scheduled'
 		WHERE id IN (SELECT value FROM json_each(?4)) AND status IN (` + sqlstore.PendingStatuses + `)
 			AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)` +
