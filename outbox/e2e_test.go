@@ -175,9 +175,19 @@ func startRun[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) (stop func()) {
 // waitFor polls cond every 20ms until it holds, failing after d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitForExplained(t, d, what, cond, nil)
+}
+
+// waitForExplained is waitFor whose failure also says what explain
+// returns, if it is not nil (the state that did not come to pass).
+func waitForExplained(t *testing.T, d time.Duration, what string, cond func() bool, explain func() string) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if explain != nil {
+				t.Fatalf("timed out after %v waiting for %s; %s", d, what, explain())
+			}
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)

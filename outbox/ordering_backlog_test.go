@@ -105,7 +105,7 @@ func testOrderingBacklog[TTx any](t *testing.T, be backend[TTx]) {
 		t.Fatal(err)
 	}
 	run(t, ob)
-	stored := func() bool {
+	waitForExplained(t, 20*time.Second, "the ten messages stored on the receive side", func() bool {
 		c, err := d.Counts(ctx, storage.Received)
 		if err != nil {
 			return false
@@ -115,12 +115,7 @@ func testOrderingBacklog[TTx any](t *testing.T, be backend[TTx]) {
 			n += v
 		}
 		return n == 10
-	}
-	for deadline := time.Now().Add(20 * time.Second); !stored(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 20s waiting for the ten messages stored on the receive side; the rows:\n%s", dumpRows(t, d))
-		}
-	}
+	}, func() string { return "the rows:\n" + dumpRows(t, d) })
 	close(release)
 	want := []string{"0", "1", "2", "3", "4", "5!", "5", "6", "7", "8", "9"}
 	waitFor(t, 20*time.Second, "the ten messages handled", func() bool {

@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"testing"
 
-	_ "github.com/go-sql-driver/mysql"
-
-	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/storagetest"
 )
@@ -56,17 +53,7 @@ func TestConformanceWithoutSkipLocked(t *testing.T) {
 	dbs := map[storage.Driver[*sql.Tx]]*sql.DB{}
 	storagetest.Run(t, storagetest.Harness[*sql.Tx]{
 		New: func(t *testing.T) storage.Driver[*sql.Tx] {
-			db, err := sql.Open("mysql", testenv.MySQLDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			prefix := testenv.Name("gocap_fb") + "_"
-			t.Cleanup(func() {
-				for _, tb := range []string{"published", "received", "instances"} {
-					db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
-				}
-				db.Close()
-			})
+			db, prefix := openTestTables(t, "gocap_fb")
 			d := New(db, Options{TablePrefix: prefix})
 			d.versionRead = true // as if VERSION() said 5.7: no SKIP LOCKED, no RETURNING
 			ctx := context.Background()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gocap/gocap/internal/ids"
-	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/storage"
 )
 
@@ -17,17 +16,7 @@ import (
 // when the test ends, and its database.
 func newKeyDriver(t *testing.T) (*Driver, *sql.DB) {
 	t.Helper()
-	db, err := sql.Open("mysql", testenv.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := testenv.Name("gocap_kl") + "_"
-	t.Cleanup(func() {
-		for _, tb := range []string{"published", "received", "instances"} {
-			db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
-		}
-		db.Close()
-	})
+	db, prefix := openTestTables(t, "gocap_kl")
 	d := New(db, Options{TablePrefix: prefix})
 	if err := d.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
