@@ -11,12 +11,13 @@
 // (wire.OrderingKey, set by outbox.WithOrderingKey) that it has not
 // finished, the others pass over the key's next messages, so a key's
 // messages reach the handlers one batch after another, in queue order.
-// A handler error hands the message back to the head of
-// the queue after Options.RequeueDelay, with the other failed messages of
-// its batch, in their order (a key's messages stay held meanwhile); the
-// consumer handles the following messages of other keys meanwhile. A handler error wrapping transport.ErrDiscard (see
-// transport.Discard) drops the message. Nothing survives the process: it
-// is no substitute for a broker between services.
+// A handler error hands the message back to the head of the queue after
+// Options.RequeueDelay, with the other failed messages of its batch, in
+// their order; until then its key stays held, and the consumer handles
+// the following messages of other keys. A handler error wrapping
+// transport.ErrDiscard (see transport.Discard) drops the message. Nothing
+// survives the process: it is no substitute for a broker between
+// services.
 //
 // Several [Transport] values made by one [Broker] share its queues, so two
 // "services" in one process can talk through it.
