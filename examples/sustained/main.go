@@ -33,6 +33,10 @@
 // flush), to compare with the default; -cpuprofile writes a CPU profile
 // of the whole run.
 //
+// -cpu prints, for each run, the CPU time used during its load per
+// committed message: the whole machine's, PostgreSQL's, RabbitMQ's
+// (beam.smp), this process's and the rest's (Linux only, from /proc).
+//
 // -publish-only adds a third run to each round: the same goroutines commit
 // the same INSERT + ob.Publish with no processor running (nothing is
 // dispatched), which is the rate of gocap's publishing transaction alone
@@ -65,6 +69,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gocap/gocap/examples/internal/cpuprofile"
+	"github.com/gocap/gocap/examples/internal/cpuuse"
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage/postgres"
@@ -75,15 +80,20 @@ import (
 
 const topic = "bench.sustained"
 
-// notifyInterval, durableBookkeeping, publishOnly and breakdown are the
-// -notify-interval, -durable-bookkeeping, -publish-only and -breakdown
-// flags.
+// notifyInterval, durableBookkeeping, publishOnly, breakdown and cpu are
+// the -notify-interval, -durable-bookkeeping, -publish-only, -breakdown
+// and -cpu flags.
 var (
 	notifyInterval     time.Duration
 	durableBookkeeping bool
 	publishOnly        bool
 	breakdown          bool
+	cpu                bool
 )
+
+// servers are the processes whose CPU time -cpu shows: PostgreSQL's and
+// RabbitMQ's.
+var servers = []string{"postgres", "beam.smp"}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -95,6 +105,7 @@ func main() {
 	flag.BoolVar(&durableBookkeeping, "durable-bookkeeping", false, "postgres.Options.DurableBookkeeping")
 	flag.BoolVar(&publishOnly, "publish-only", false, "add a run of gocap's publishing alone, with no processor, to each round")
 	flag.BoolVar(&breakdown, "breakdown", false, "time the processor's batches at the transport (commit -> handed over -> confirmed)")
+	flag.BoolVar(&cpu, "cpu", false, "print the CPU time per committed message of each run (machine, postgres, RabbitMQ, this process; Linux)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	stopProfile, err := cpuprofile.Start(*cpuProfile)
@@ -121,6 +132,8 @@ type result struct {
 	// confirmed (the whole batch), and the mean batch size.
 	handP50, handP99, sendP50, sendP99 time.Duration
 	batch                              float64
+
+	cpu string // -cpu: the CPU time per committed message during the load
 }
 
 func run(ctx context.Context, dur time.Duration, rounds, workers int) error {
@@ -150,6 +163,12 @@ func run(ctx context.Context, dur time.Duration, rounds, workers int) error {
 			round, g.committed, g.delivered, ms(g.p50), ms(g.p99), g.backlog, d.committed, d.delivered, ms(d.p50), ms(d.p99), ms(d.confP50), ms(d.confP99))
 		if publishOnly {
 			fmt.Printf("         gocap publishing alone (no processor) committed %6.0f msg/s\n", p.committed)
+		}
+		if cpu {
+			fmt.Printf("         gocap %s\n         dual write %s\n", g.cpu, d.cpu)
+			if publishOnly {
+				fmt.Printf("         gocap publishing alone %s\n", p.cpu)
+			}
 		}
 		if breakdown {
 			fmt.Printf("         gocap: commit->handed to the transport p50 %v p99 %v; handed->batch confirmed p50 %v p99 %v; mean batch %.1f\n",
@@ -318,7 +337,14 @@ type sample struct {
 
 // load runs b.workers goroutines that each call work in a loop until the
 // run's time is up, and returns what they committed.
-func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx context.Context, w int) (sample, error)) ([]sample, time.Time, time.Time, error) {
+func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx context.Context, w int) (sample, error)) ([]sample, time.Time, time.Time, string, error) {
+	var before cpuuse.Use
+	if cpu {
+		var err error
+		if before, err = cpuuse.Read(servers...); err != nil {
+			return nil, time.Time{}, time.Time{}, "", err
+		}
+	}
 	start := time.Now()
 	end := start.Add(dur)
 	// A commit or a confirm that hangs (RabbitMQ's flow control, say)
@@ -343,10 +369,25 @@ func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx conte
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
-		return nil, start, end, err
+	var used string
+	if cpu {
+		after, err := cpuuse.Read(servers...)
+		if err != nil {
+			return nil, start, end, "", err
+		}
+		used = cpuuse.PerMessage(before, after, sumLen(per), servers...)
 	}
-	return slices.Concat(per...), start, end, nil
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil, start, end, "", err
+	}
+	return slices.Concat(per...), start, end, used, nil
+}
+
+func sumLen(per [][]sample) (n int) {
+	for _, p := range per {
+		n += len(p)
+	}
+	return n
 }
 
 // gocap runs the load through ob.Publish while one processor dispatches,
@@ -389,7 +430,7 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration, dispatch bool) (re
 	time.Sleep(300 * time.Millisecond) // let the processor start listening
 
 	payload := map[string]any{"customer": 42, "amount": "9.90", "currency": "EUR"}
-	commits, start, end, err := b.load(ctx, dur, func(ctx context.Context, w int) (sample, error) {
+	commits, start, end, used, err := b.load(ctx, dur, func(ctx context.Context, w int) (sample, error) {
 		var id int64
 		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, "INSERT INTO "+schema+".orders (customer, amount) VALUES ($1, 9.90)", w); err != nil {
@@ -405,12 +446,13 @@ func (b *bench) gocap(ctx context.Context, dur time.Duration, dispatch bool) (re
 		return result{}, err
 	}
 	if !dispatch {
-		return result{committed: float64(len(commits)) / end.Sub(start).Seconds()}, nil
+		return result{committed: float64(len(commits)) / end.Sub(start).Seconds(), cpu: used}, nil
 	}
 	r, err := b.arrived(ctx, got, commits, start, end, dur)
 	if err == nil && timed != nil {
 		timed.figures(&r, commits)
 	}
+	r.cpu = used
 	return r, err
 }
 
@@ -514,7 +556,7 @@ func (b *bench) dualWrite(ctx context.Context, dur time.Duration) (result, error
 	}
 	body := []byte(`{"amount":"9.90","currency":"EUR","customer":42}`)
 	lats := make([][]time.Duration, b.workers)
-	commits, start, end, err := b.load(ctx, dur, func(ctx context.Context, w int) (sample, error) {
+	commits, start, end, used, err := b.load(ctx, dur, func(ctx context.Context, w int) (sample, error) {
 		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, "INSERT INTO "+schema+".orders (customer, amount) VALUES ($1, 9.90)", w)
 			return err
@@ -550,6 +592,7 @@ func (b *bench) dualWrite(ctx context.Context, dur time.Duration) (result, error
 		return result{}, err
 	}
 	r.confP50, r.confP99 = percentiles(slices.Concat(lats...))
+	r.cpu = used
 	return r, nil
 }
 

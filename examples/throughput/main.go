@@ -58,6 +58,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/gocap/gocap/examples/internal/cpuuse"
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
@@ -69,6 +70,7 @@ import (
 var (
 	claimBatch, sendConcurrency int
 	profilePath                 string
+	cpuFlag                     bool // -cpu
 )
 
 // telemetry is the OpenTelemetry SDK of an -otel run: every span recorded
@@ -110,6 +112,7 @@ func main() {
 	flag.IntVar(&claimBatch, "batch", 0, "Options.ClaimBatch (0 = default)")
 	flag.IntVar(&sendConcurrency, "concurrency", 0, "Options.SendConcurrency (0 = default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch run to this file")
+	flag.BoolVar(&cpuFlag, "cpu", false, "print the CPU time per message of the raw same-messages and dispatch runs (machine, databases, RabbitMQ, this process; Linux)")
 	withOtel := flag.Bool("otel", false, "also run each dispatch round with the OpenTelemetry SDK recording every span")
 	db := flag.String("db", "postgres", "database of the dispatch rounds: postgres or mysql")
 	driver := flag.String("driver", "pgx", "pgx: as above; sql: only latency runs, PostgreSQL's pgx.Tx driver beside its *sql.Tx one")
@@ -144,8 +147,10 @@ func main() {
 	for round := 1; round <= *rounds; round++ {
 		light, err := rawConfirmRate(ctx, amqpURL, "", *n)
 		check("raw amqp091 run", err)
+		rawCPU := cpuWindow("raw same messages:")
 		raw, err := rawConfirmRate(ctx, amqpURL, b.exchange, *n)
 		check("raw amqp091 run", err)
+		rawCPU(*n)
 		// With -otel, the run with the SDK goes first in even rounds.
 		order := []bool{false}
 		if *withOtel {
@@ -183,6 +188,25 @@ func main() {
 	check("latency run", err)
 	fmt.Printf("commit -> broker -> consumer latency at %d msg/s over %v (%d msgs): p50 %v, p99 %v\n",
 		*rate, *dur, count, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+}
+
+// servers are the processes whose CPU time -cpu shows.
+var servers = []string{"postgres", "mariadbd", "beam.smp"}
+
+// cpuWindow starts measuring, for -cpu, the CPU time of a run; the
+// function it returns prints it per message of n, under label. Without
+// -cpu both do nothing.
+func cpuWindow(label string) (done func(n int)) {
+	if !cpuFlag {
+		return func(int) {}
+	}
+	before, err := cpuuse.Read(servers...)
+	check("-cpu", err)
+	return func(n int) {
+		after, err := cpuuse.Read(servers...)
+		check("-cpu", err)
+		fmt.Printf("  %s %s\n", label, cpuuse.PerMessage(before, after, n, servers...))
+	}
 }
 
 // processCPU returns the user and system CPU time this process has used.
@@ -365,6 +389,7 @@ func (b *bench) dispatchRate(ctx context.Context, n int, sdk bool) (float64, flo
 	var wg sync.WaitGroup
 	wg.Add(1)
 	cpu0 := processCPU()
+	cpuDone := cpuWindow("dispatch (postgres):")
 	start := time.Now()
 	go func() {
 		defer wg.Done()
@@ -392,6 +417,7 @@ func (b *bench) dispatchRate(ctx context.Context, n int, sdk bool) (float64, flo
 	}
 	elapsed := time.Since(start)
 	cpu := processCPU() - cpu0
+	cpuDone(n)
 	stop()
 	wg.Wait()
 	label := "dispatch"

@@ -103,6 +103,7 @@ func (m *mysqlBench) dispatchRate(ctx context.Context, n int, sdk bool) (float64
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
+	cpuDone := cpuWindow("dispatch (mysql):")
 	start := time.Now()
 	go func() {
 		defer wg.Done()
@@ -126,6 +127,7 @@ func (m *mysqlBench) dispatchRate(ctx context.Context, n int, sdk bool) (float64
 		time.Sleep(20 * time.Millisecond)
 	}
 	rate := float64(n) / time.Since(start).Seconds()
+	cpuDone(n)
 	c, err := ob.Store().Counts(ctx, storage.Published)
 	if err != nil {
 		return 0, 0, err
