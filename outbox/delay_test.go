@@ -94,11 +94,7 @@ func testDelayedSentWhenDue[TTx any](t *testing.T, be backend[TTx]) {
 }
 
 func testDelayedRolledBack[TTx any](t *testing.T, be backend[TTx]) {
-	url := testenv.AMQPURL(t)
-	env := be.open(t)
-	b := newBroker(t, url)
-	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
-	run(t, ob)
+	env, b, ob := runDefault(t, be)
 	tx, _, rollback := env.begin(t)
 	id, err := ob.Publish(context.Background(), tx, "order.unpaid.timeout", orderPaid{ID: 2}, outbox.WithDelay(300*time.Millisecond))
 	if err != nil {

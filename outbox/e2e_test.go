@@ -151,6 +151,18 @@ func run[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) {
 // startRun starts ob.Run and returns what stops it: it ends Run's context
 // and waits for Run to return (at most 40 s), once however often it is
 // called.
+// runDefault opens be, a broker, and an outbox with the default options
+// on them, run until the test ends.
+func runDefault[TTx any](t *testing.T, be backend[TTx]) (dbEnv[TTx], *broker, *outbox.Outbox[TTx]) {
+	t.Helper()
+	url := testenv.AMQPURL(t)
+	env := be.open(t)
+	b := newBroker(t, url)
+	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
+	run(t, ob)
+	return env, b, ob
+}
+
 func startRun[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,6 +222,7 @@ type orderPaid struct {
 
 func runCore[TTx any](t *testing.T, be backend[TTx]) {
 	t.Run("CommitDelivered", func(t *testing.T) { testCommitDelivered(t, be) })
+	t.Run("LateCommitDelivered", func(t *testing.T) { testLateCommit(t, be) })
 	t.Run("RollbackNotDelivered", func(t *testing.T) { testRollback(t, be) })
 	t.Run("BrokerDownRetried", func(t *testing.T) { testBrokerDown(t, be) })
 	t.Run("PermanentFailure", func(t *testing.T) { testPermanentFailure(t, be) })
@@ -225,11 +238,7 @@ func runCore[TTx any](t *testing.T, be backend[TTx]) {
 }
 
 func testCommitDelivered[TTx any](t *testing.T, be backend[TTx]) {
-	url := testenv.AMQPURL(t)
-	env := be.open(t)
-	b := newBroker(t, url)
-	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
-	run(t, ob)
+	env, b, ob := runDefault(t, be)
 
 	tx, commit, _ := env.begin(t)
 	env.exec(t, tx, "order 7 paid")
@@ -276,12 +285,50 @@ func testCommitDelivered[TTx any](t *testing.T, be backend[TTx]) {
 	}
 }
 
+// testLateCommit: a message whose transaction commits well after its
+// Publish (so it is due from before the claims' floor, see
+// internal/engine/floor.go), while other messages flow, is sent soon
+// after the commit all the same.
+func testLateCommit[TTx any](t *testing.T, be backend[TTx]) {
+	env, b, ob := runDefault(t, be)
+
+	tx, commit, _ := env.begin(t)
+	late, err := ob.Publish(context.Background(), tx, "order.paid", orderPaid{ID: 1, Amount: "1.00"})
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	want := map[string]bool{strconv.FormatInt(late, 10): true}
+	for i := range 25 { // 2.5 s of other messages, each sent at once: the floor passes the late one's due time
+		id, err := ob.PublishWithoutTx(context.Background(), "order.paid", orderPaid{ID: i + 2, Amount: "1.00"})
+		if err != nil {
+			t.Fatalf("PublishWithoutTx: %v", err)
+		}
+		want[strconv.FormatInt(id, 10)] = true
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := commit(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	committed := time.Now()
+	for len(want) > 0 {
+		m := b.next(t, 10*time.Second)
+		id := fmt.Sprint(m.Headers[wire.MsgID])
+		if !want[id] {
+			t.Fatalf("message %s arrived, not one of those published (or twice)", id)
+		}
+		delete(want, id)
+		if id == strconv.FormatInt(late, 10) {
+			// A claim from the start comes within fullClaimEvery (1 s),
+			// at the next poll (PollInterval, 1 s) if idle.
+			if d := time.Since(committed); d > 4*time.Second {
+				t.Errorf("the late commit's message arrived %v after the commit", d)
+			}
+		}
+	}
+}
+
 func testRollback[TTx any](t *testing.T, be backend[TTx]) {
-	url := testenv.AMQPURL(t)
-	env := be.open(t)
-	b := newBroker(t, url)
-	ob := newOutbox(t, env.driver(t), b.transport(t, url), outbox.Options{})
-	run(t, ob)
+	env, b, ob := runDefault(t, be)
 
 	tx, _, rollback := env.begin(t)
 	id, err := ob.Publish(context.Background(), tx, "order.paid", orderPaid{ID: 1})

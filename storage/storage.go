@@ -175,6 +175,16 @@ type ClaimRequest struct {
 	// processor's "block" policy). When false a Failed row releases its
 	// key ("skip").
 	FailedHoldsKey bool
+	// DueFrom, when not zero, lets the claim leave out the rows due before
+	// it (NextAttemptAt < DueFrom): the caller found them in an earlier
+	// claim that read from the start, and claims from the start again
+	// (DueFrom zero) now and then for the rows that became claimable
+	// there since (a transaction that committed late, the end of another
+	// holder's lease). It is a bound a Store may use or ignore: on
+	// PostgreSQL it spares the claim the pending index's entries of the
+	// rows completed since the table's last VACUUM, which lie before the
+	// rows still due.
+	DueFrom time.Time
 	// Run, when above 1, lets the claim lease with the head of a sequence
 	// the rows that follow it in that sequence, up to Run rows in all: a
 	// run. The rows of a run are consecutive in the sequence's id order,

@@ -77,6 +77,7 @@ type processor struct {
 	failer    *failer        // nil unless the Store is a storage.FailBatcher
 	policies  policies       // the retry policies of the rows
 	due       due            // the earliest known time a row becomes due
+	floor     dueFloor       // where claims start (the claim loop's)
 	wg        sync.WaitGroup // attempts in flight
 
 	mu      sync.Mutex
@@ -231,7 +232,9 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 		limit := min(free, p.cfg.ClaimBatch)
 		now := time.Now().UTC()
 		cctx, cancel := writeContext(ctx)
-		msgs, err := p.store.Claim(cctx, p.kind, p.claimRequest(now, limit))
+		req := p.claimRequest(now, limit)
+		req.DueFrom = p.floor.from(now)
+		msgs, err := p.store.Claim(cctx, p.kind, req)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -243,6 +246,7 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			continue
 		}
 		retry.Reset()
+		p.floor.claimed(now, req.DueFrom, msgs, limit, p.cfg.Lease)
 		if p.claimed != nil {
 			p.claimed(len(msgs))
 		}

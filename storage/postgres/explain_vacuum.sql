@@ -7,8 +7,8 @@
 -- 10,000,000 Succeeded rows, vacuumed; then batches of rows published
 -- (Scheduled, due), claimed and Succeeded the way the driver does it,
 -- with no VACUUM in between; then EXPLAIN (ANALYZE, BUFFERS) of the claim
--- of 500 due rows after 20,000 and after 200,000 such rows, and after a
--- VACUUM. Autovacuum must not run during it (it is off on the machine
+-- of 500 due rows after 20,000 and after 200,000 such rows (there also
+-- from a floor, ClaimRequest.DueFrom), and after a VACUUM. Autovacuum must not run during it (it is off on the machine
 -- these figures come from; else run it on a table with
 -- autovacuum_enabled = off). Run from the repository root:
 --   sed 's/{{schema}}/gocap_xpvac/g' storage/postgres/schema.sql > /tmp/gocap_xpvac_schema.sql
@@ -60,6 +60,7 @@ BEGIN
     FROM generate_series(1, 500) AS g;
 END $$;
 
+\set from '''-infinity'''
 \echo '### Claim of 500 due rows, 0 rows Succeeded since the last VACUUM (then VACUUM)'
 CALL gocap_xpvac.churn(0);
 VACUUM gocap_xpvac.published;
@@ -90,6 +91,13 @@ CALL gocap_xpvac.churn(180000);
 \set bound '(now() - interval ''30 minutes'')'
 \echo '(idle poll, nothing due)'
 \ir explain_vacuum_claim.sql
+\echo '(the same two from a floor two minutes ago: after the Succeeded rows, an hour old, before the due ones)'
+\set from '(now() - interval ''2 minutes'')'
+\set bound now()
+\ir explain_vacuum_claim.sql
+\set bound '(now() - interval ''90 seconds'')'
+\ir explain_vacuum_claim.sql
+\set from '''-infinity'''
 SELECT n_dead_tup, n_tup_upd, n_tup_hot_upd, last_vacuum, last_autovacuum FROM pg_stat_user_tables WHERE relid = 'gocap_xpvac.published'::regclass;
 
 \echo '### The same after VACUUM (VERBOSE: whether it vacuumed the indexes)'

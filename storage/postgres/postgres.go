@@ -240,7 +240,7 @@ func (d *Driver) Claim(ctx context.Context, kind storage.Kind, req storage.Claim
 	if kind == storage.Received && req.Groups != nil {
 		query, args = t.claimGroups, append(args, sqlstore.ValidTexts(req.Groups))
 	}
-	args = append(args, req.FailedHoldsKey)
+	args = append(args, req.FailedHoldsKey, req.DueFrom.UTC())
 	msgs, err := d.bookQ.Messages(ctx, kind, query, args, "claiming %s messages", kind)
 	if err != nil {
 		return nil, err

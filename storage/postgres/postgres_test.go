@@ -187,3 +187,31 @@ func TestDisableNotify(t *testing.T) {
 		t.Error("notified with DisableNotify")
 	}
 }
+
+// TestClaimDueFromLeavesOutEarlierRows: the driver uses
+// ClaimRequest.DueFrom as the lower end of the claim's range of the
+// pending index (QUERY_PLANS.md, "Claims from a floor"), so that a claim
+// from it reads no entry before it.
+func TestClaimDueFromLeavesOutEarlierRows(t *testing.T) {
+	d, _ := newDriver(t)
+	ctx := context.Background()
+	t0 := time.Now().UTC()
+	early, late := benchMessage(1), benchMessage(2)
+	early.NextAttemptAt, late.NextAttemptAt = t0.Add(-time.Hour), t0.Add(-time.Second)
+	if err := d.InsertPublished(ctx, []*storage.Message{early, late}, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	claimFrom := func(from time.Time) []*storage.Message {
+		got, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: 7, Limit: 10, DueFrom: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := claimFrom(t0.Add(-time.Minute)); len(got) != 1 || got[0].ID != late.ID {
+		t.Fatalf("claim from a minute ago: %d rows, want row %d alone", len(got), late.ID)
+	}
+	if got := claimFrom(time.Time{}); len(got) != 1 || got[0].ID != early.ID {
+		t.Fatalf("claim from the start: %d rows, want row %d", len(got), early.ID)
+	}
+}

@@ -184,11 +184,15 @@ const versionCond = ` AND c.version = $5`
 
 func newTableQueries(table, idCols string, sameKey func(p, c string) string) tableQueries {
 	cols := `id, ` + idCols + `, ` + sqlstore.MessageColumns
-	claim := func(extra, failedHolds string) string {
+	// The claim's range of the pending index is [from, $1]: from is
+	// ClaimRequest.DueFrom (the zero time when unset), which skips the
+	// dead entries of rows completed since the last VACUUM (QUERY_PLANS.md,
+	// "Claims from a floor").
+	claim := func(extra, failedHolds, from string) string {
 		return `UPDATE ` + table + ` SET lease_until = $3, lease_token = $4, status = 'Scheduled'
 			WHERE id IN (
 				SELECT id FROM ` + table + ` c
-				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1
+				WHERE status IN (` + sqlstore.PendingStatuses + `) AND next_attempt_at <= $1 AND next_attempt_at >= ` + from + `
 				  AND (lease_until IS NULL OR lease_until <= $1)` + versionCond + extra + headFree(table, sameKey, failedHolds) + `
 				ORDER BY next_attempt_at
 				LIMIT $2
@@ -205,8 +209,8 @@ func newTableQueries(table, idCols string, sameKey func(p, c string) string) tab
 	return tableQueries{
 		selectAll:   `SELECT ` + cols + ` FROM ` + table,
 		get:         `SELECT ` + cols + ` FROM ` + table + ` WHERE id = $1`,
-		claim:       claim("", "$6"),
-		claimGroups: claim(` AND grp = ANY($6::text[])`, "$7"),
+		claim:       claim("", "$6", "$7"),
+		claimGroups: claim(` AND grp = ANY($6::text[])`, "$7", "$8"),
 		// The locks of the keys of claimed rows (groups, versions, keys),
 		// in the order of their hashes, so that two holders never wait for
 		// each other: see keyLock.

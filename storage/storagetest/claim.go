@@ -4,6 +4,7 @@ package storagetest
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,44 @@ func (s *suite[TTx]) claimDueOnly(t *testing.T) {
 	}
 	if _, err := d.Claim(bg, storage.Published, storage.ClaimRequest{Now: t0, LeaseUntil: t0, Token: 1, Limit: 0}); err == nil {
 		t.Error("Claim with a zero limit: no error")
+	}
+}
+
+// claimDueFrom: a claim with ClaimRequest.DueFrom takes the rows due at
+// or after it, oldest first, as any claim (those due before it it may
+// leave out, or not), and one without it takes the others.
+func (s *suite[TTx]) claimDueFrom(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	old, from, mid := s.msg("from", t0.Add(-time.Hour)), s.msg("from", t0.Add(-2*time.Minute)), s.msg("from", t0.Add(-time.Minute))
+	future := s.msg("from", t0.Add(time.Hour))
+	s.insert(t, d, future, mid, from, old)
+	claimFrom := func(limit int) []int64 {
+		t.Helper()
+		got, err := d.Claim(bg, storage.Published, storage.ClaimRequest{Now: t0, LeaseUntil: t0.Add(time.Minute), Token: ids.Token(), Limit: limit,
+			DueFrom: t0.Add(-2 * time.Minute)})
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		return idsOf(got)
+	}
+	first := claimFrom(1)
+	if !slices.Equal(first, []int64{old.ID}) && !slices.Equal(first, []int64{from.ID}) {
+		t.Fatalf("claim of 1 from %v: %v, want %d (the oldest due from it) or %d (the oldest due)", t0.Add(-2*time.Minute), first, from.ID, old.ID)
+	}
+	got := append(first, claimFrom(10)...)
+	slices.Sort(got)
+	want := []int64{from.ID, mid.ID}
+	if len(got) == 3 {
+		want = append(want, old.ID) // a Store that ignores DueFrom
+	}
+	if slices.Sort(want); !slices.Equal(got, want) {
+		t.Fatalf("claims from %v: %v, want %v (the rows due from it, and not the future one)", t0.Add(-2*time.Minute), got, want)
+	}
+	if len(got) == 2 {
+		if rest := claim(t, d, storage.Published, t0, time.Minute, 10); !slices.Equal(idsOf(rest), []int64{old.ID}) {
+			t.Fatalf("claim from the start: %v, want %d, the row due before the other claim's DueFrom", idsOf(rest), old.ID)
+		}
 	}
 }
 

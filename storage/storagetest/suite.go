@@ -186,6 +186,7 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Claim", []testCase{
 			{"ClaimDueOnly", s.claimDueOnly},
+			{"ClaimDueFrom", s.claimDueFrom},
 			{"LeaseHidesAndExpires", s.leaseHidesAndExpires},
 			{"ConcurrentClaims", s.concurrentClaims},
 			{"Delayed", s.claimDelayed},
