@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/gocap/gocap/storage"
@@ -26,21 +27,35 @@ import (
 //
 // Rows of an ordering key wait behind their key's head and become
 // claimable when it is done, with their own, earlier, NextAttemptAt: a
-// processor that claimed a keyed row within the last lease claims from
-// the start (the rows of keys whose heads another process holds are that
-// process's to follow).
+// processor that claimed or attempted a keyed row within the last lease
+// (received heads are attempted without a claim) claims from the start
+// (the rows of keys whose heads another process holds are that process's
+// to follow).
 const (
 	fullClaimEvery = time.Second
 	lateCommit     = time.Second
 )
 
 // dueFloor is the claim loop's floor: it tells each claim where to start
-// (from) and learns from its outcome (claimed). Only the claim loop uses
-// it.
+// (from) and learns from its outcome (claimed); only the claim loop calls
+// these two. keyed is told of the keyed rows attempted.
 type dueFloor struct {
-	floor      time.Time // claims may start here; zero: from the start
-	lastFull   time.Time // the last claim from the start
-	keyedUntil time.Time // no floor before then: a keyed row was claimed
+	floor    time.Time // claims may start here; zero: from the start
+	lastFull time.Time // the last claim from the start
+	// keyedUntil: no floor before then (Unix nanoseconds), as a keyed
+	// row was claimed or attempted; set by any goroutine (keyed).
+	keyedUntil atomic.Int64
+}
+
+// keyed turns the floor off for lease after now if one of ms has an
+// ordering key. Safe for concurrent use.
+func (f *dueFloor) keyed(now time.Time, ms []*storage.Message, lease time.Duration) {
+	for _, m := range ms {
+		if m.OrderingKey != "" {
+			f.keyedUntil.Store(now.Add(lease).UnixNano())
+			return
+		}
+	}
 }
 
 // from returns the DueFrom of a claim at now: zero (from the start)
@@ -48,7 +63,7 @@ type dueFloor struct {
 // claim from the start was fullClaimEvery ago or more (or the clock went
 // back).
 func (f *dueFloor) from(now time.Time) time.Time {
-	if f.floor.IsZero() || now.Before(f.keyedUntil) || now.Sub(f.lastFull) >= fullClaimEvery || now.Before(f.lastFull) {
+	if f.floor.IsZero() || now.UnixNano() < f.keyedUntil.Load() || now.Sub(f.lastFull) >= fullClaimEvery || now.Before(f.lastFull) {
 		return time.Time{}
 	}
 	return f.floor
@@ -62,12 +77,7 @@ func (f *dueFloor) from(now time.Time) time.Time {
 // claims read from the start until the backlog is gone. A keyed row among
 // msgs turns the floor off for a lease.
 func (f *dueFloor) claimed(now, from time.Time, msgs []*storage.Message, limit int, lease time.Duration) {
-	for _, m := range msgs {
-		if m.OrderingKey != "" {
-			f.keyedUntil = now.Add(lease)
-			break
-		}
-	}
+	f.keyed(now, msgs, lease)
 	if !from.IsZero() {
 		return
 	}

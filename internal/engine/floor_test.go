@@ -10,7 +10,8 @@ import (
 // TestDueFloor: claims start from the start until one from the start
 // finds fewer rows than its limit, then from lateCommit before it, with
 // one from the start again every fullClaimEvery; a full batch from the
-// start (a backlog) and a keyed row (for a lease) turn the floor off.
+// start (a backlog) and a keyed row, claimed or attempted (for a lease),
+// turn the floor off.
 func TestDueFloor(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	lease := 30 * time.Second
@@ -44,4 +45,10 @@ func TestDueFloor(t *testing.T) {
 	step(1030*time.Millisecond+lease, 0, 10, "", none) // then a claim from the start sets it again
 	step(1040*time.Millisecond+lease, 0, 10, "", t0.Add(1030*time.Millisecond+lease).Add(-lateCommit))
 	step(500*time.Millisecond+lease, 0, 10, "", none) // the clock went back: from the start
+	step(2*lease, 0, 10, "", none)                    // the keyed row's lease is over
+	step(2*lease+10*time.Millisecond, 0, 10, "", t0.Add(2*lease).Add(-lateCommit))
+	// A keyed row attempted without a claim (a received head) turns it
+	// off too.
+	f.keyed(t0.Add(2*lease+20*time.Millisecond), rows(1, "k"), lease)
+	step(2*lease+30*time.Millisecond, 0, 10, "", none)
 }

@@ -470,6 +470,7 @@ func (p *processor) handOverFrom(work context.Context, m *storage.Message, err e
 // attempts' errors.
 func (p *processor) process(work context.Context, ms []*storage.Message, held *[]completion) []error {
 	start := time.Now()
+	p.floor.keyed(start, ms, p.cfg.Lease)
 	errs := p.timedAttempt(work, ms)
 	took := time.Since(start)
 	var failures []pendingFailure
