@@ -305,6 +305,12 @@ type Options struct {
 	// transaction roll back, or commit long after the others, their rows
 	// wait at most for the next notification or PollInterval. Zero means
 	// 2 ms; a negative value notifies from every publish.
+	//
+	// Under a sustained load the processor claims and completes a batch
+	// every NotifyInterval, and each batch costs the database about as
+	// much as a few messages do: on a small machine a longer interval
+	// (10–25 ms) buys throughput with latency (BENCHMARKS.md, "CPU time
+	// per message").
 	NotifyInterval time.Duration
 
 	// OnFailed, if set, is called once for each message that becomes Failed
