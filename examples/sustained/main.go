@@ -336,7 +336,8 @@ type sample struct {
 }
 
 // load runs b.workers goroutines that each call work in a loop until the
-// run's time is up, and returns what they committed.
+// run's time is up, and returns what they committed, when the run began
+// and ended, and, with -cpu, the CPU time it used per commit.
 func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx context.Context, w int) (sample, error)) ([]sample, time.Time, time.Time, string, error) {
 	var before cpuuse.Use
 	if cpu {
@@ -369,25 +370,19 @@ func (b *bench) load(ctx context.Context, dur time.Duration, work func(ctx conte
 		}()
 	}
 	wg.Wait()
+	commits := slices.Concat(per...)
 	var used string
 	if cpu {
 		after, err := cpuuse.Read(servers...)
 		if err != nil {
 			return nil, start, end, "", err
 		}
-		used = cpuuse.PerMessage(before, after, sumLen(per), servers...)
+		used = cpuuse.PerMessage(before, after, len(commits), servers...)
 	}
 	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
 		return nil, start, end, "", err
 	}
-	return slices.Concat(per...), start, end, used, nil
-}
-
-func sumLen(per [][]sample) (n int) {
-	for _, p := range per {
-		n += len(p)
-	}
-	return n
+	return commits, start, end, used, nil
 }
 
 // gocap runs the load through ob.Publish while one processor dispatches,
