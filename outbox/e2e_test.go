@@ -148,9 +148,6 @@ func run[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) {
 	t.Cleanup(startRun(t, ob))
 }
 
-// startRun starts ob.Run and returns what stops it: it ends Run's context
-// and waits for Run to return (at most 40 s), once however often it is
-// called.
 // runDefault opens be, a broker, and an outbox with the default options
 // on them, run until the test ends.
 func runDefault[TTx any](t *testing.T, be backend[TTx]) (dbEnv[TTx], *broker, *outbox.Outbox[TTx]) {
@@ -163,6 +160,9 @@ func runDefault[TTx any](t *testing.T, be backend[TTx]) (dbEnv[TTx], *broker, *o
 	return env, b, ob
 }
 
+// startRun starts ob.Run and returns what stops it: it ends Run's context
+// and waits for Run to return (at most 40 s), once however often it is
+// called.
 func startRun[TTx any](t *testing.T, ob *outbox.Outbox[TTx]) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -297,7 +297,8 @@ func testLateCommit[TTx any](t *testing.T, be backend[TTx]) {
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
-	want := map[string]bool{strconv.FormatInt(late, 10): true}
+	lateID := strconv.FormatInt(late, 10)
+	want := map[string]bool{lateID: true}
 	for i := range 25 { // 2.5 s of other messages, each sent at once: the floor passes the late one's due time
 		id, err := ob.PublishWithoutTx(context.Background(), "order.paid", orderPaid{ID: i + 2, Amount: "1.00"})
 		if err != nil {
@@ -317,7 +318,7 @@ func testLateCommit[TTx any](t *testing.T, be backend[TTx]) {
 			t.Fatalf("message %s arrived, not one of those published (or twice)", id)
 		}
 		delete(want, id)
-		if id == strconv.FormatInt(late, 10) {
+		if id == lateID {
 			// A claim from the start comes within fullClaimEvery (1 s),
 			// at the next poll (PollInterval, 1 s) if idle.
 			if d := time.Since(committed); d > 4*time.Second {
