@@ -26,8 +26,20 @@ import (
 // send is not an attempt of the message: the processor does not count it
 // against the message's retry policy, pauses dispatch and tries again as
 // soon as the transport can reach the broker. Every other send error
-// counts as a failed attempt.
+// but [ErrBusy] counts as a failed attempt.
 var ErrUnavailable = errors.New("transport: broker unavailable")
+
+// ErrBusy marks a send that the transport did not make because a limit
+// of its own on the message's destination was reached — the webhook
+// transport's requests in flight and waiting sends of one host, say — or
+// because ctx ended while the send waited for such a limit: the message
+// never left the process. A transport wraps such errors so that
+// errors.Is(err, ErrBusy) holds. Like a send that failed with
+// [ErrUnavailable], it is not an attempt of the message: the processor
+// gives the row's lease back without counting it, and the row is due
+// again a moment later. Unlike it, it pauses nothing: messages to other
+// destinations go on.
+var ErrBusy = errors.New("transport: destination busy, not sent")
 
 // ErrMisconfigured marks an error of Consume (or ConsumeBatch) that no
 // retry can fix while the configuration stays as it is: the broker refused

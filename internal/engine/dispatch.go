@@ -72,28 +72,42 @@ func sendBatch(bs transport.BatchSender) SendFunc {
 	}
 }
 
+// busyRetry is how long after a send the transport refused as busy
+// (transport.ErrBusy) its row is due again.
+const busyRetry = time.Second
+
 // attempt sends ms. A send that failed with transport.ErrUnavailable did
 // not reach the broker: it is no attempt, so its row's lease is released
 // without counting it, and dispatch pauses until a probe finds the
-// transport back.
+// transport back. A send that failed with transport.ErrBusy did not
+// leave the process either: its row's lease is released without counting
+// it, due again after busyRetry, and nothing pauses.
 func (d *dispatcher) attempt(ctx context.Context, ms []*storage.Message) []error {
 	errs := d.send(ctx, ms)
 	if len(errs) != len(ms) {
 		return errs // the processor reports the mismatch
 	}
 	var (
-		notSent     []storage.Lease
-		unavailable error
-		reached     bool
+		notSent, busy        []storage.Lease
+		unavailable, busyErr error
+		reached              bool
 	)
 	for i, err := range errs {
-		if err != nil && errors.Is(err, transport.ErrUnavailable) {
+		switch {
+		case err != nil && errors.Is(err, transport.ErrUnavailable):
 			notSent = append(notSent, storage.Lease{ID: ms[i].ID, Token: ms[i].LeaseToken})
 			unavailable = err
 			errs[i] = errReleased
-		} else {
+		case err != nil && errors.Is(err, transport.ErrBusy):
+			busy = append(busy, storage.Lease{ID: ms[i].ID, Token: ms[i].LeaseToken})
+			busyErr = err
+			errs[i] = errReleased
+		default:
 			reached = true
 		}
+	}
+	if len(busy) > 0 {
+		d.releaseBusy(context.WithoutCancel(ctx), busy, busyErr)
 	}
 	log := d.proc.log
 	if reached {
@@ -110,6 +124,21 @@ func (d *dispatcher) attempt(ctx context.Context, ms []*storage.Message) []error
 		d.proc.release(context.WithoutCancel(ctx), notSent, unavailable)
 	}
 	return errs
+}
+
+// releaseBusy gives back the leases of rows whose sends the transport
+// refused as busy, without counting an attempt: they are due again after
+// busyRetry, and the claim loop wakes then.
+func (d *dispatcher) releaseBusy(ctx context.Context, leases []storage.Lease, cause error) {
+	at := time.Now().Add(busyRetry)
+	if err := d.proc.releaseAt(ctx, leases, at, "not sent, not counted as an attempt: "+cause.Error()); err != nil {
+		d.proc.log.Error("gocap: releasing rows the transport refused as busy failed; they are due again after their lease ends",
+			"count", len(leases), "err", err)
+		return
+	}
+	d.proc.log.Debug("gocap: the transport refused sends as busy; released, not counted as attempts",
+		"count", len(leases), "retry_in", busyRetry, "err", cause)
+	d.proc.dueAt(at)
 }
 
 // fastPollWindow is how long the claim loop polls every fastPoll after a

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/gocap/gocap/transport"
 )
 
 // hosts bounds the requests in flight to each destination host, so that
@@ -24,12 +26,17 @@ type host struct {
 	users   int           // sends holding or waiting for a slot; guarded by hosts.mu
 }
 
-// busyError is the error of a send that found its host saturated.
+// busyError is the error of a send that found its host saturated: it was
+// not sent.
 type busyError struct {
 	host         string
 	limit, queue int
 	waited       time.Duration // > 0: waited this long for a slot
 }
+
+// Unwrap makes the error a transport.ErrBusy: the message was not sent,
+// and the processor does not count an attempt.
+func (e *busyError) Unwrap() error { return transport.ErrBusy }
 
 func (e *busyError) Error() string {
 	if e.waited > 0 {
@@ -73,7 +80,7 @@ func (hs *hosts) acquire(ctx context.Context, key string, wait time.Duration) (f
 	case <-timer.C:
 		err = &busyError{host: key, limit: hs.limit, queue: hs.queue, waited: wait}
 	case <-ctx.Done():
-		err = fmt.Errorf("webhook: waiting for a request slot of host %s: %w", key, context.Cause(ctx))
+		err = fmt.Errorf("webhook: waiting for a request slot of host %s: %w (%w)", key, context.Cause(ctx), transport.ErrBusy)
 	}
 	hs.mu.Lock()
 	h.waiting--

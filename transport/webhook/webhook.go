@@ -62,7 +62,10 @@
 // timeout, and further sends to that host fail at once as busy. So an
 // endpoint that hangs holds a bounded share of the processor's send slots
 // (outbox.Options.SendConcurrency), and messages to other hosts are sent
-// meanwhile, without delay.
+// meanwhile, without delay. A send that fails as busy (or whose context
+// ends while it waits for a slot) made no request: its error is a
+// transport.ErrBusy, so the processor does not count it as an attempt and
+// tries the message again a second later.
 //
 // # Receiving
 //

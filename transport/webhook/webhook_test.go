@@ -375,7 +375,13 @@ func TestPerHostLimit(t *testing.T) {
 			if time.Since(probe) > 40*time.Millisecond {
 				t.Errorf("the busy send took %v", time.Since(probe))
 			}
+			if !errors.Is(err, transport.ErrBusy) || errors.Is(err, transport.ErrUnavailable) {
+				t.Errorf("the busy send's error is not a transport.ErrBusy (or is an ErrUnavailable): %v", err)
+			}
 			break
+		}
+		if err != nil && !errors.Is(err, transport.ErrBusy) {
+			t.Errorf("a probe whose context ended while it waited for a slot: %v, not a transport.ErrBusy", err)
 		}
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("no send was refused as busy: %v", err)
