@@ -117,11 +117,15 @@ func (d *dispatcher) attempt(ctx context.Context, ms []*storage.Message) []error
 		}
 	}
 	if len(notSent) > 0 {
-		if pause, first := d.outage.begin(); first {
+		pause, first := d.outage.begin()
+		if first {
 			log.Warn("gocap: the transport cannot reach its broker; dispatch paused, attempts are not counted",
 				"probe_in", pause, "err", unavailable)
 		}
 		d.proc.release(context.WithoutCancel(ctx), notSent, unavailable)
+		// The released rows are due at once: the claim loop, which may be
+		// asleep until its next poll, wakes to wait for the probe instead.
+		d.proc.dueAt(time.Now().Add(pause))
 	}
 	return errs
 }

@@ -251,8 +251,10 @@ func (p *processor) claimLoop(ctx, work context.Context) {
 			p.claimed(len(msgs))
 		}
 		p.startAll(work, msgs)
-		if len(msgs) == limit {
-			continue // there may be more due rows
+		if len(msgs) >= limit {
+			// There may be more due rows. (The rows of runs come on top of
+			// the limit: a claim that returns more found limit heads.)
+			continue
 		}
 		// Idle: sleep until the next poll, or until the earliest row
 		// known to become due, if sooner. Rows of other processes become

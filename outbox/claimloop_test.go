@@ -1,0 +1,150 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gocap/gocap/outbox"
+	"github.com/gocap/gocap/storage/sqlite"
+	"github.com/gocap/gocap/transport"
+	"github.com/gocap/gocap/transport/memory"
+)
+
+// The claim loop between two polls: with a PollInterval far longer than
+// each test, anything that leaves due rows waiting for the next poll fails
+// it.
+
+const longPoll = time.Minute
+
+// brokerDownUntil is the in-process broker, unreachable until a time.
+type brokerDownUntil struct {
+	*memory.Transport
+	up atomic.Int64 // Unix nanoseconds
+}
+
+func (b *brokerDownUntil) Send(ctx context.Context, name string, msg transport.Message) error {
+	if time.Now().UnixNano() < b.up.Load() {
+		return fmt.Errorf("test: broker down: %w", transport.ErrUnavailable)
+	}
+	return b.Transport.Send(ctx, name, msg)
+}
+
+// loopOutbox returns an outbox on a fresh SQLite file sending through
+// tr, the database, and the count of deliveries of topic to a consumer
+// group bound before it returns.
+func loopOutbox(t *testing.T, mem *memory.Transport, tr transport.Transport, opts outbox.Options, topic string) (*outbox.Outbox[*sql.Tx], *sql.DB, *atomic.Int32) {
+	t.Helper()
+	db := sqliteDB(t, filepath.Join(t.TempDir(), "gocap.db"))
+	d := sqlite.New(db, sqlite.Options{Logger: quietLogger()})
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	opts.Logger = quietLogger()
+	ob, err := outbox.New(d, tr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var n atomic.Int32
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		mem.Consume(ctx, "watch", []string{topic}, func(_ context.Context, d transport.Delivery) error {
+			if d.Headers["probe"] == "" {
+				n.Add(1)
+			}
+			return nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-consumed })
+	// The group is bound once a send to topic finds it.
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		err := mem.Send(ctx, topic, transport.Message{Headers: map[string]string{"probe": "1"}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
+			t.Fatalf("binding the consumer group: %v", err)
+		}
+	}
+	return ob, db, &n
+}
+
+// runOutbox runs ob until the test ends.
+func runOutbox(t *testing.T, ob *outbox.Outbox[*sql.Tx]) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ob.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// waitCount waits up to within for n to reach want, and returns how long
+// it took; the test fails if it did not.
+func waitCount(t *testing.T, n *atomic.Int32, want int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for int(n.Load()) < want {
+		if time.Since(start) > within {
+			t.Fatalf("%d of %d messages delivered after %v", n.Load(), want, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestOutageResumesBeforeThePoll: a send that finds the broker down
+// releases its row and pauses dispatch; the claim loop, asleep until its
+// next poll, must wake for the probe, so that the message goes out within
+// about a second of the broker's return, not at the next poll.
+func TestOutageResumesBeforeThePoll(t *testing.T) {
+	mem := memory.New(memory.Options{})
+	tr := &brokerDownUntil{Transport: mem}
+	ob, _, n := loopOutbox(t, mem, tr, outbox.Options{PollInterval: longPoll}, "outage.resume")
+	runOutbox(t, ob)
+	back := time.Now().Add(1500 * time.Millisecond)
+	tr.up.Store(back.UnixNano())
+	if _, err := ob.PublishWithoutTx(context.Background(), "outage.resume", map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, n, 1, 10*time.Second)
+	if late := time.Since(back); late > 2500*time.Millisecond {
+		t.Errorf("delivered %v after the broker's return", late.Round(time.Millisecond))
+	}
+}
+
+// TestBacklogWithRunsKeepsClaiming: a claim that found its limit of rows
+// also returns the runs of the ordering keys among them (they do not
+// count against the limit); the claim loop must claim again at once, not
+// go idle until its next poll while rows are due.
+func TestBacklogWithRunsKeepsClaiming(t *testing.T) {
+	mem := memory.New(memory.Options{})
+	ob, db, n := loopOutbox(t, mem, mem, outbox.Options{PollInterval: longPoll, ClaimBatch: 50}, "backlog.runs")
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const groups = 50
+	for g := range groups {
+		for i := range 10 {
+			var opts []outbox.PublishOption
+			if i < 2 { // a run of two rows in every ten
+				opts = append(opts, outbox.WithOrderingKey(fmt.Sprint("k", g)))
+			}
+			if _, err := ob.Publish(context.Background(), tx, "backlog.runs", map[string]int{"g": g, "i": i}, opts...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	runOutbox(t, ob)
+	took := waitCount(t, n, groups*10, 20*time.Second)
+	t.Logf("%d messages in %v", groups*10, took.Round(time.Millisecond))
+}
