@@ -81,7 +81,17 @@
 // request that carries a proxy header (Forwarded, X-Forwarded-For,
 // X-Real-IP), even from loopback: behind a reverse proxy on the same host
 // (nginx → 127.0.0.1) every request arrives from loopback, including those
-// from the internet. Set Authorize to serve the dashboard through a proxy. With it, every request is checked.
+// from the internet. And it refuses, with 403, every request whose Host
+// is not localhost (in any case) or a loopback IP literal (127.0.0.0/8,
+// ::1), with or without a port. A web page on attacker.example whose name
+// is re-bound to 127.0.0.1 (DNS rebinding) is same-origin with itself, so
+// the browser would let it read the dashboard and post actions from
+// loopback; its requests say Host: attacker.example. Any other name that
+// resolves to 127.0.0.1 is refused too, names under .localhost included:
+// RFC 6761 reserves them for loopback, but not every browser and resolver
+// keeps them off DNS, which a hostile network's resolver could answer.
+// Set Authorize to serve the dashboard through a proxy or under another
+// name. With it, every request is checked.
 // Requests that change something are POSTs, refused when they come from
 // another origin (net/http.CrossOriginProtection: Sec-Fetch-Site and
 // Origin). Message content is escaped by html/template, and the Content
@@ -129,7 +139,10 @@ type Options struct {
 	// Authorize, if set, is called for every request: it returns the user's
 	// name, or an error to refuse the request (401). Without it, only
 	// loopback clients are served, and not through a proxy (requests with
-	// a Forwarded, X-Forwarded-For or X-Real-IP header are refused).
+	// a Forwarded, X-Forwarded-For or X-Real-IP header are refused), and
+	// only under a loopback host name (localhost, or a loopback IP such as
+	// 127.0.0.1 or [::1]: other Host headers are refused, against DNS
+	// rebinding).
 	Authorize func(r *http.Request) (user string, err error)
 	// Logger receives the audit log of actions. Nil means slog.Default().
 	Logger *slog.Logger
@@ -247,6 +260,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			" header): behind a proxy every client looks like loopback, so set dashboard.Options.Authorize to serve it there",
 			http.StatusForbidden)
 		return
+	} else if !isLocalHost(r.Host) {
+		http.Error(w, fmt.Sprintf("forbidden: the gocap dashboard has no Authorize function and serves only requests for a loopback "+
+			"host name (localhost, or a loopback IP such as 127.0.0.1 or [::1]), not %q: a web page whose name was re-bound to 127.0.0.1 "+
+			"(DNS rebinding) would send such requests; set dashboard.Options.Authorize to serve it under another name", r.Host),
+			http.StatusForbidden)
+		return
 	}
 	h.root.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 }
@@ -259,6 +278,25 @@ func proxyHeader(r *http.Request) string {
 		}
 	}
 	return ""
+}
+
+// isLocalHost reports whether host, a request's Host (with or without a
+// port), names this machine in a way no DNS server can change: localhost,
+// in any case (browsers and the hosts file answer it), or a loopback IP
+// literal (127.0.0.0/8, ::1). Any other name is refused, even one that
+// resolves to 127.0.0.1: that is how DNS rebinding reaches loopback.
+// Names under .localhost are refused too, as not every resolver keeps
+// them off DNS.
+func isLocalHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1] // "[::1]" without a port
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().IsLoopback()
+	}
+	return strings.EqualFold(host, "localhost")
 }
 
 func isLoopback(remote string) bool {

@@ -79,6 +79,7 @@ func serve(t *testing.T, h http.Handler, method, target string, body io.Reader, 
 	t.Helper()
 	r := httptest.NewRequest(method, target, body)
 	r.RemoteAddr = "127.0.0.1:50000"
+	r.Host = "127.0.0.1:8080" // not httptest's example.com, refused without Authorize
 	for k, v := range hdr {
 		r.Header.Set(k, v)
 	}
@@ -274,6 +275,7 @@ func TestAccess(t *testing.T) {
 		t.Errorf("remote client without an authorizer: %d, want 403", w.Code)
 	}
 	r.RemoteAddr = "[::1]:4000"
+	r.Host = "[::1]:8080"
 	w = httptest.NewRecorder()
 	open.ServeHTTP(w, r)
 	if w.Code != 200 {
@@ -283,6 +285,7 @@ func TestAccess(t *testing.T) {
 	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP", "x-forwarded-for"} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = "127.0.0.1:4000"
+		r.Host = "localhost:8080"
 		r.Header.Set(h, "203.0.113.7")
 		w := httptest.NewRecorder()
 		open.ServeHTTP(w, r)
@@ -310,6 +313,106 @@ func TestAccess(t *testing.T) {
 	guarded.ServeHTTP(w, r)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), "Signed in as ops") || strings.Contains(w.Body.String(), "loopback clients only") {
 		t.Errorf("authorized remote client: %d", w.Code)
+	}
+}
+
+// TestHostCheck: without Authorize, only requests for a loopback host name
+// are served. A page on attacker.example whose name is re-bound to
+// 127.0.0.1 (DNS rebinding) is same-origin with itself and reaches the
+// dashboard from loopback, so its requests, which say Host:
+// attacker.example, must be refused, reads and actions alike.
+func TestHostCheck(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(dashboard.New(f.ob, dashboard.Options{Prefix: "/gocap"}))
+	defer srv.Close()
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	do := func(host, method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		// What the attacker's page sends: a same-origin request.
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		req.Header.Set("Origin", "http://"+host)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	evil := "attacker.example:" + port
+	id := strconv.FormatInt(f.failed, 10)
+	st, body := do(evil, "GET", "/gocap/api/published?limit=2", "")
+	if st != http.StatusForbidden || !strings.Contains(body, `"`+evil+`"`) || !strings.Contains(body, "Authorize") || strings.Contains(body, id) {
+		t.Errorf("GET list with Host %s: %d %.200q, want 403 naming the host and Authorize", evil, st, body)
+	}
+	st, body = do(evil, "POST", "/gocap/api/published/delete", `{"ids":["`+id+`"]}`)
+	if st != http.StatusForbidden {
+		t.Errorf("POST delete with Host %s: %d %q, want 403", evil, st, body)
+	}
+	if _, err := f.ob.Store().Get(context.Background(), storage.Published, f.failed); err != nil {
+		t.Errorf("row %s after a delete for Host %s: %v", id, evil, err)
+	}
+
+	for _, c := range []struct {
+		host string
+		ok   bool
+	}{
+		{"127.0.0.1:" + port, true},
+		{"127.0.0.1", true},
+		{"127.8.9.10:" + port, true},
+		{"localhost:" + port, true},
+		{"LocalHost", true},
+		{"[::1]:" + port, true},
+		{"[::1]", true},
+		{"[::ffff:127.0.0.1]:" + port, true},
+		{evil, false},
+		{"attacker.example", false},
+		{"localhost.attacker.example:" + port, false},
+		{"127.0.0.1.nip.io:" + port, false},
+		{"gocap.localhost:" + port, false},
+		{"0.0.0.0:" + port, false},
+		{"192.0.2.1:" + port, false},
+		{"[::2]:" + port, false},
+	} {
+		st, body := do(c.host, "GET", "/gocap/api/stats", "")
+		if c.ok && st != 200 {
+			t.Errorf("Host %s: %d %q, want 200", c.host, st, body)
+		}
+		if !c.ok && st != http.StatusForbidden {
+			t.Errorf("Host %s: %d %.100q, want 403", c.host, st, body)
+		}
+	}
+	st, _ = do("127.0.0.1:"+port, "POST", "/gocap/api/published/delete", `{"ids":["`+id+`"]}`)
+	if _, err := f.ob.Store().Get(context.Background(), storage.Published, f.failed); st != 200 || err == nil {
+		t.Errorf("delete for Host 127.0.0.1: %d, row still there: %v", st, err == nil)
+	}
+
+	// With Authorize, the host is the application's business.
+	guarded := httptest.NewServer(dashboard.New(f.ob, dashboard.Options{Authorize: func(*http.Request) (string, error) { return "ops", nil }}))
+	defer guarded.Close()
+	req, err := http.NewRequest("GET", guarded.URL+"/api/stats", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "ops.example"
+	resp, err := guarded.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("Host ops.example with Authorize: %d, want 200", resp.StatusCode)
 	}
 }
 
