@@ -228,6 +228,45 @@ func TestSlackBlocks(t *testing.T) {
 	}
 }
 
+// hostile is a summary whose topics, group, id and error (an endpoint's
+// answer quoted by a webhook transport) are full of Markdown and of the
+// characters Slack reserves.
+func hostile() alert.Summary {
+	at := time.Date(2026, 3, 1, 10, 0, 1, 0, time.UTC)
+	return alert.Summary{
+		Source: "orders*api", Count: 2, First: at, Last: at, Locale: "en", DashboardURL: "https://ops.example/gocap",
+		Topics: []alert.TopicCount{
+			{Kind: "published", Topic: "a]b)c_d", Count: 1},
+			{Kind: "received", Topic: "a&b", Group: "bill[ing]", Count: 1},
+		},
+		Examples: []alert.Example{{Kind: "published", ID: 1, MsgID: `m<1>\`, Topic: "a]b)c_d", Attempts: 3, At: at,
+			Error: "webhook: HTTP 500 from https://merchant.example/cb: [Reset your password](https://phish.example/login) " +
+				"![x](https://track.example/p.png) **urgent** _now_ ~~old~~ `code` <font color=\"warning\">red</font> <@zhangsan>"}},
+	}
+}
+
+// Slack's link text is escaped once: a topic a&b reads a&b.
+func TestSlackEscapesLinkTextOnce(t *testing.T) {
+	r := newRobot(t, http.StatusOK, "ok")
+	if err := (alert.Slack{URL: r.URL + "/services/T0/B0/x"}).Post(context.Background(), hostile()); err != nil {
+		t.Fatal(err)
+	}
+	blocks := r.requests()[0].JSON(t)["blocks"].([]any)
+	md := str(t, blocks[1], "text", "text")
+	for _, want := range []string{
+		"<https://ops.example/gocap/received?group=bill%5Bing%5D&name=a%26b&status=Failed|received a&amp;b (group bill[ing]): 1>",
+		"<https://ops.example/gocap/published/1|#m&lt;1&gt;\\>",
+		"&lt;font color=\"warning\"&gt;red&lt;/font&gt; &lt;@zhangsan&gt;",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the section lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "&amp;amp;") || strings.Contains(md, "&amp;lt;") {
+		t.Errorf("text escaped twice:\n%s", md)
+	}
+}
+
 // The generic webhook gets the summary's fields as JSON, with the
 // configured headers.
 func TestWebhookJSON(t *testing.T) {

@@ -262,8 +262,9 @@ const (
 	slack           // Slack mrkdwn
 )
 
-// render writes the summary in st. User content (topics, groups, errors)
-// is put on one line; for Slack, &, < and > are escaped as it requires.
+// render writes the summary in st. User content (topics, groups, ids,
+// errors) is put on one line; for Slack, &, < and > are escaped, once, as
+// it requires.
 func (s Summary) render(st style) string {
 	l := s.labels()
 	esc := func(t string) string { return oneLine(t) }
@@ -279,12 +280,13 @@ func (s Summary) render(st style) string {
 		}
 		return t + ": "
 	}
+	// link's text is escaped already: built of esc'd content and labels.
 	link := func(text, u string) string {
 		switch st {
 		case markdown:
 			return "[" + text + "](" + u + ")"
 		case slack:
-			return "<" + u + "|" + slackEscape(text) + ">"
+			return "<" + u + "|" + text + ">"
 		}
 		return text + ": " + u
 	}
