@@ -245,6 +245,43 @@ func hostile() alert.Summary {
 	}
 }
 
+// In the Markdown DingTalk and WeCom get, what comes from elsewhere is
+// text: an error quoting an endpoint's answer adds no link, image,
+// emphasis or mention, and a ']' in a topic or a '\' ending an id does not
+// break the links to the dashboard.
+func TestMarkdownNeutralizesContent(t *testing.T) {
+	md := hostile().Markdown()
+	for _, want := range []string{
+		"### gocap [orders＊api]: 2 messages failed",
+		"- [published a］b)c＿d: 1](https://ops.example/gocap/published?name=a%5Db%29c_d&status=Failed)",
+		"- [received a&b (group bill［ing］): 1](https://ops.example/gocap/received?group=bill%5Bing%5D&name=a%26b&status=Failed)",
+		"- published a］b)c＿d [#m＜1＞＼](https://ops.example/gocap/published/1), 3 attempts: " +
+			"webhook: HTTP 500 from https://merchant.example/cb: ［Reset your password］(https://phish.example/login) " +
+			"!［x］(https://track.example/p.png) ＊＊urgent＊＊ ＿now＿ ～～old～～ ｀code｀ ＜font color=\"warning\"＞red＜/font＞ ＜@zhangsan＞",
+		"[Open the dashboard](https://ops.example/gocap)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the Markdown lacks\n%s\nin\n%s", want, md)
+		}
+	}
+	// The syntax left is the summary's own: 4 links, 4 bold labels.
+	if n := strings.Count(md, "]("); n != 4 {
+		t.Errorf("%d links, want 4 (2 topics, 1 example, the dashboard):\n%s", n, md)
+	}
+	if n := strings.Count(md, "*"); n != 4*4 {
+		t.Errorf("%d asterisks, want those of 4 bold labels:\n%s", n, md)
+	}
+	for _, c := range []string{"<", ">", "`", "~", "\\"} {
+		if strings.Contains(md, c) {
+			t.Errorf("the Markdown has %q:\n%s", c, md)
+		}
+	}
+	// The plain text keeps every character.
+	if txt := hostile().Text(); !strings.Contains(txt, "[Reset your password](https://phish.example/login)") || !strings.Contains(txt, "published a]b)c_d: 1") {
+		t.Errorf("the plain text changed the content:\n%s", txt)
+	}
+}
+
 // Slack's link text is escaped once: a topic a&b reads a&b.
 func TestSlackEscapesLinkTextOnce(t *testing.T) {
 	r := newRobot(t, http.StatusOK, "ok")

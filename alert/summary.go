@@ -250,7 +250,11 @@ func (s Summary) Title() string { return s.labels().title(s.Source, s.Count) }
 func (s Summary) Text() string { return s.render(plain) }
 
 // Markdown renders the summary in the Markdown that DingTalk and WeCom
-// robots show: a heading, bold labels, lists and links.
+// robots show: a heading, bold labels, lists and links. In the source,
+// topics, groups, message ids and errors, the characters Markdown or
+// these robots' HTML could read as syntax are replaced by their fullwidth
+// forms (［ for [, ＊ for *, ＜ for <, …), so that an error quoting an
+// endpoint's answer cannot add links, images, emphasis or mentions.
 func (s Summary) Markdown() string { return s.render(markdown) }
 
 type style int
@@ -262,14 +266,17 @@ const (
 	slack           // Slack mrkdwn
 )
 
-// render writes the summary in st. User content (topics, groups, ids,
-// errors) is put on one line; for Slack, &, < and > are escaped, once, as
-// it requires.
+// render writes the summary in st. User content (source, topics, groups,
+// ids, errors) is put on one line and escaped once: for Slack, &, < and >
+// as it requires; for Markdown, neutralized by markdownNeutral.
 func (s Summary) render(st style) string {
 	l := s.labels()
 	esc := func(t string) string { return oneLine(t) }
-	if st == slack {
+	switch st {
+	case slack:
 		esc = func(t string) string { return slackEscape(oneLine(t)) }
+	case markdown:
+		esc = func(t string) string { return markdownNeutral(oneLine(t)) }
 	}
 	label := func(t string) string {
 		switch st {
@@ -295,7 +302,7 @@ func (s Summary) render(st style) string {
 	para := func() { b.WriteString("\n\n") }
 	switch st {
 	case markdown:
-		b.WriteString("### " + esc(s.Title()))
+		b.WriteString("### " + l.title(esc(s.Source), s.Count))
 		para()
 	case plain:
 		b.WriteString(s.Title())
@@ -378,6 +385,23 @@ func oneLine(s string) string {
 		return r
 	}, s)
 }
+
+// markdownEscaper replaces each character that DingTalk's or WeCom's
+// Markdown could read as syntax in the middle of a line (links and images
+// [ ], emphasis * _ ~, code `, escapes \, HTML tags and WeCom's <@user>
+// mentions < >) by its fullwidth form, which reads the same (and fits the
+// CJK text these robots mostly show) and is syntax in no Markdown. Backslash escapes are not used: neither robot documents
+// them, and where one shows "\[" literally, "\[text](url)" is still a
+// link. Parentheses are kept: without brackets they make no link, and the
+// dashboard URLs put in links are query-escaped. & is kept, so URLs in
+// errors stay readable (an entity is text, never syntax). Line breaks are
+// gone already (oneLine), so # > - and digits cannot start a heading,
+// quote or list.
+var markdownEscaper = strings.NewReplacer(
+	`\`, "＼", "[", "［", "]", "］", "*", "＊", "_", "＿", "~", "～", "`", "｀", "<", "＜", ">", "＞")
+
+// markdownNeutral makes s plain text in DingTalk's and WeCom's Markdown.
+func markdownNeutral(s string) string { return markdownEscaper.Replace(s) }
 
 var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
