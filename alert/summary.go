@@ -390,9 +390,9 @@ func oneLine(s string) string {
 // Markdown could read as syntax in the middle of a line (links and images
 // [ ], emphasis * _ ~, code `, escapes \, HTML tags and WeCom's <@user>
 // mentions < >) by its fullwidth form, which reads the same (and fits the
-// CJK text these robots mostly show) and is syntax in no Markdown. Backslash escapes are not used: neither robot documents
-// them, and where one shows "\[" literally, "\[text](url)" is still a
-// link. Parentheses are kept: without brackets they make no link, and the
+// CJK text these robots mostly show) and is syntax in no Markdown.
+// Backslash escapes are not used: neither robot documents them, and where
+// one shows "\[" literally, "\[text](url)" is still a link. Parentheses are kept: without brackets they make no link, and the
 // dashboard URLs put in links are query-escaped. & is kept, so URLs in
 // errors stay readable (an entity is text, never syntax). Line breaks are
 // gone already (oneLine), so # > - and digits cannot start a heading,
