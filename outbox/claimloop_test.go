@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,4 +148,88 @@ func TestBacklogWithRunsKeepsClaiming(t *testing.T) {
 	runOutbox(t, ob)
 	took := waitCount(t, n, groups*10, 20*time.Second)
 	t.Logf("%d messages in %v", groups*10, took.Round(time.Millisecond))
+}
+
+// TestReceivedWaitingForASlotKeepsItsLease: deliveries stored leased to
+// a process whose handler slots are busy wait for one; a row whose lease
+// no longer outlasts its handler's timeout by then must be given back,
+// not started, since another process may claim it as its lease ends. Two
+// processes share the received table: A, one handler slot, stores four
+// deliveries whose handler takes 1.2 s under a 2 s lease; B, four slots,
+// claims what A gives back. Each message is handled once.
+func TestReceivedWaitingForASlotKeepsItsLease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gocap.db")
+	d := sqlite.New(sqliteDB(t, path), sqlite.Options{Logger: quietLogger()})
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := map[string][]string{}
+	handler := func(who string) func(ctx context.Context, m outbox.Received[[]byte]) error {
+		return func(ctx context.Context, m outbox.Received[[]byte]) error {
+			mu.Lock()
+			calls[m.ID] = append(calls[m.ID], who)
+			mu.Unlock()
+			select {
+			case <-time.After(1200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			return nil
+		}
+	}
+	opts := outbox.Options{Logger: quietLogger(), Lease: 2 * time.Second, HandlerTimeout: 1500 * time.Millisecond,
+		HandlerConcurrency: 1, PollInterval: 100 * time.Millisecond}
+	trA := memory.New(memory.Options{})
+	a, err := outbox.New(d, trA, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Subscribe(a, "lease.wait", handler("A"), outbox.Group("g")); err != nil {
+		t.Fatal(err)
+	}
+	opts.HandlerConcurrency = 4
+	b, err := outbox.New(sqlite.New(sqliteDB(t, path), sqlite.Options{Logger: quietLogger()}), memory.New(memory.Options{}), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Subscribe(b, "lease.wait", handler("B"), outbox.Group("g")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.Run(ctx) }()
+	go func() { defer wg.Done(); b.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	// The deliveries go out once A's group is bound.
+	for i := range 4 {
+		msg := transport.Message{Headers: map[string]string{"cap-msg-id": fmt.Sprint(1000 + i), "cap-msg-name": "lease.wait"}, Body: []byte("{}")}
+		for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+			err := trA.Send(ctx, "lease.wait", msg)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
+				t.Fatalf("sending delivery %d: %v", i, err)
+			}
+		}
+	}
+	handled := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls)
+	}
+	for start := time.Now(); handled() < 4; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("%d of 4 messages handled after 15 s", handled())
+		}
+	}
+	time.Sleep(2500 * time.Millisecond) // a lease and more: a second call would have started
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range calls {
+		if len(c) > 1 {
+			t.Errorf("message %s handled %d times, by %v", id, len(c), c)
+		}
+	}
 }

@@ -369,25 +369,47 @@ func (p *processor) startAll(work context.Context, msgs []*storage.Message) {
 
 // startClaimed runs the attempt of a row the caller claimed itself (a
 // received message just stored), waiting for a free slot first. It returns
-// false if ctx ends before a slot is free, or the processor has stopped;
-// the caller then gives the row's lease back (or a claim loop attempts it
-// when its lease ends).
-func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) bool {
+// "" once the attempt started, else why it did not: ctx ended before a
+// slot was free, the processor has stopped, or the row's lease no longer
+// outlasts an attempt (leaseOutlasts) — another processor may claim it
+// any moment. The caller then gives the row's lease back.
+func (p *processor) startClaimed(ctx, work context.Context, m *storage.Message) string {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return false
+		return "not attempted: the processor stopped before its handler started"
 	}
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
 		<-p.slots
-		return false
+		return "not attempted: the processor stopped before its handler started"
+	}
+	if !p.leaseOutlasts(m) {
+		p.mu.Unlock()
+		<-p.slots
+		select {
+		case p.freed <- struct{}{}:
+		default:
+		}
+		return "not attempted: too little of its lease was left when a handler slot became free"
 	}
 	p.wg.Add(1)
 	p.mu.Unlock()
 	p.launch(work, job{ms: []*storage.Message{m}, slots: 1})
-	return true
+	return ""
+}
+
+// leaseOutlasts reports whether m's lease outlasts the longest attempt
+// of m: the attempt's deadline, or attemptTime's bound if shorter. A row
+// whose lease does not is not attempted: it could be claimed by another
+// processor while its attempt runs.
+func (p *processor) leaseOutlasts(m *storage.Message) bool {
+	need := p.deadline
+	if p.attemptTime != nil {
+		need = min(need, p.attemptTime(m))
+	}
+	return time.Until(m.LeaseUntil) > need
 }
 
 // launch processes j under work on an idle worker, or on a new one if

@@ -261,12 +261,13 @@ func (r *receiver) start(ctx, work context.Context, m *storage.Message, res stor
 		r.e.cfg.OnReceived(m)
 	}
 	m.LeaseToken, m.LeaseUntil = token, leaseUntil
-	if !r.proc.startClaimed(ctx, work, m) {
-		// The processor stopped before the handler could start: give the
-		// lease back, so that the row (and, for a keyed row, every later
-		// row of its key) does not wait for the lease to end before
-		// another process handles it.
-		r.release(ctx, []*storage.Message{m}, time.Now(), "not attempted: the processor stopped before its handler started")
+	if why := r.proc.startClaimed(ctx, work, m); why != "" {
+		// The handler did not start (the processor stopped, or the lease
+		// ran low while the row waited for a slot): give the lease back,
+		// so that the row (and, for a keyed row, every later row of its
+		// key) does not wait for the lease to end before a processor
+		// handles it.
+		r.release(ctx, []*storage.Message{m}, time.Now(), why)
 	}
 }
 

@@ -118,11 +118,7 @@ func (p *processor) runStop(work context.Context, m *storage.Message) string {
 	if closing || work.Err() != nil {
 		return "not attempted: the processor stopped during its ordering key's run"
 	}
-	need := p.deadline
-	if p.attemptTime != nil {
-		need = min(need, p.attemptTime(m))
-	}
-	if time.Until(m.LeaseUntil) <= need {
+	if !p.leaseOutlasts(m) {
 		return "not attempted: too little of its run's lease was left"
 	}
 	return ""
