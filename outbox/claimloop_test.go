@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gocap/gocap/outbox"
+	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/sqlite"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/memory"
@@ -231,5 +232,84 @@ func TestReceivedWaitingForASlotKeepsItsLease(t *testing.T) {
 		if len(c) > 1 {
 			t.Errorf("message %s handled %d times, by %v", id, len(c), c)
 		}
+	}
+}
+
+// slowSucceed is a SQLite driver whose Succeed takes a while, and tells
+// when it is first called.
+type slowSucceed struct {
+	storage.Driver[*sql.Tx]
+	called chan struct{}
+	once   sync.Once
+}
+
+func (s *slowSucceed) Succeed(ctx context.Context, kind storage.Kind, rows []storage.Completed, expires time.Time) (int64, error) {
+	s.once.Do(func() { close(s.called) })
+	select {
+	case <-time.After(700 * time.Millisecond):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return s.Driver.Succeed(ctx, kind, rows, expires)
+}
+
+// hangTopic is the in-process broker, whose sends to one topic hang
+// until their context ends.
+type hangTopic struct {
+	*memory.Transport
+	topic string
+}
+
+func (h hangTopic) Send(ctx context.Context, name string, m transport.Message) error {
+	if name == h.topic {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.Transport.Send(ctx, name, m)
+}
+
+// TestShutdownRecordsSuccessesAfterItsTimeout: a message sent before Run
+// stops is recorded Succeeded, even though the write of its success is
+// still under way when the ShutdownTimeout passes (another send hangs
+// past it) and the attempts are cancelled.
+func TestShutdownRecordsSuccessesAfterItsTimeout(t *testing.T) {
+	d := sqlite.New(sqliteDB(t, filepath.Join(t.TempDir(), "gocap.db")), sqlite.Options{Logger: quietLogger()})
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store := &slowSucceed{Driver: d, called: make(chan struct{})}
+	tr := hangTopic{Transport: memory.New(memory.Options{AcceptUnroutable: true}), topic: "shutdown.hang"}
+	ob, err := outbox.New[*sql.Tx](store, tr, outbox.Options{Logger: quietLogger(), ShutdownTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ob.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	hang, err := ob.PublishWithoutTx(context.Background(), "shutdown.hang", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := ob.PublishWithoutTx(context.Background(), "shutdown.fast", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-store.called:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Succeed after 10 s")
+	}
+	cancel()
+	<-done
+	m, err := d.Get(context.Background(), storage.Published, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != storage.StatusSucceeded {
+		t.Errorf("the sent message is %s after Run returned, want Succeeded", m.Status)
+	}
+	if m, err := d.Get(context.Background(), storage.Published, hang); err != nil || m.Status == storage.StatusSucceeded {
+		t.Errorf("the hanging message: %v, %v", m, err)
 	}
 }

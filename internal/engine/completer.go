@@ -88,14 +88,21 @@ func (c *completer) run(ctx context.Context) {
 // needs no claim: that row is not there yet (its insert wakes the claim
 // loop, or stores it claimed), is in flight elsewhere, or waits for its
 // due time, which the claim loop knows of.
+//
+// The write runs under writeContext, not under ctx: the successes of
+// attempts that ended are recorded even when ctx (the attempts' context,
+// which Run cancels once its ShutdownTimeout has passed) ends meanwhile.
+// The rows it claims run under ctx.
 func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed int) (wake bool) {
 	p := c.p
+	wctx, cancel := writeContext(ctx)
+	defer cancel()
 	expires := time.Now().UTC().Add(p.cfg.SucceededTTL)
 	if keyed > 0 && c.next != nil {
 		if reserved := p.reserve(keyed); reserved > 0 {
 			var next []*storage.Message
-			err := p.retryStore(ctx, func() (err error) {
-				_, next, err = c.next.SucceedClaimNext(ctx, p.kind, batch, expires, p.claimRequest(time.Now().UTC(), reserved))
+			err := p.retryStore(wctx, func() (err error) {
+				_, next, err = c.next.SucceedClaimNext(wctx, p.kind, batch, expires, p.claimRequest(time.Now().UTC(), reserved))
 				return err
 			})
 			p.startReserved(ctx, reserved, next)
@@ -105,8 +112,8 @@ func (c *completer) write(ctx context.Context, batch []storage.Completed, keyed 
 			return err != nil || reserved < keyed
 		}
 	}
-	err := p.retryStore(ctx, func() error {
-		_, err := p.store.Succeed(ctx, p.kind, batch, expires)
+	err := p.retryStore(wctx, func() error {
+		_, err := p.store.Succeed(wctx, p.kind, batch, expires)
 		return err
 	})
 	if err != nil {

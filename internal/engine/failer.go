@@ -65,8 +65,13 @@ func (f *failer) run(ctx context.Context) {
 // text it cannot hold), each row is recorded alone with recordFailure,
 // which falls back to a shortened text, so that every row's retry count
 // still advances.
+//
+// Like the completer's, the write runs under writeContext, so that the
+// failures of attempts that ended are recorded even when ctx ends.
 func (f *failer) write(ctx context.Context, batch []pendingFailure) {
 	p := f.p
+	ctx, cancel := writeContext(ctx)
+	defer cancel()
 	rows := make([]storage.FailedAttempt, len(batch))
 	for i, pf := range batch {
 		rows[i] = storage.FailedAttempt{Lease: pf.lease, Failure: pf.f}

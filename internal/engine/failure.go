@@ -109,6 +109,8 @@ func (p *processor) failed(ctx context.Context, pf pendingFailure, res storage.F
 // row's retry count advances and it ends Failed by its policy whatever
 // the text of its errors.
 func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f storage.Failure) (storage.FailResult, error) {
+	ctx, cancel := writeContext(ctx) // recorded even if ctx ends meanwhile
+	defer cancel()
 	var res storage.FailResult
 	record := func() error {
 		var err error

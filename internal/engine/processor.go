@@ -190,7 +190,7 @@ const writeTimeout = 10 * time.Second
 
 // writeContext returns the context of a storage write whose effect the
 // caller must see through once it has begun — a claim, the insert of
-// received rows — bounded by writeTimeout but not ended by ctx: were the
+// received rows, the record of an attempt that ended — bounded by writeTimeout but not ended by ctx: were the
 // statement cancelled as run stops, the database could commit it while
 // the caller sees an error, leaving rows leased that nobody attempts
 // until their lease ends (and, for rows of an ordering key, every later
