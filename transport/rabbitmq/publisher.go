@@ -3,6 +3,7 @@ package rabbitmq
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -19,12 +20,33 @@ type publisher struct {
 	conn    *amqp.Connection
 	ch      *amqp.Channel
 	returns chan amqp.Return
+	closes  chan *amqp.Error // the reason the broker closed ch, if it did
 
 	mu       sync.Mutex
 	returned map[string]int // message ids the broker returned, not yet claimed by their Send
+	closeErr *amqp.Error    // what closes held, once read
 }
 
 func (p *publisher) close() { p.conn.Close() }
+
+// closeReason returns the error the broker closed the channel with, nil
+// if the channel is open or was closed by the client or with its
+// connection. amqp091 hands it to closes before it fails the pending
+// confirms, so a Send whose confirm was lost finds it here.
+func (p *publisher) closeReason() *amqp.Error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closeErr == nil {
+		select {
+		case err, ok := <-p.closes:
+			if ok {
+				p.closeErr = err
+			}
+		default:
+		}
+	}
+	return p.closeErr
+}
 
 // drainReturns moves the returns the broker already sent into p.returned.
 // A basic.return is dispatched before the basic.ack of the same message, so
@@ -114,6 +136,7 @@ func (t *Transport) dialPublisher() (*publisher, error) {
 	p := &publisher{conn: conn, ch: ch, returned: map[string]int{}}
 	// Large enough that the broker never waits for us: every Send drains it.
 	p.returns = ch.NotifyReturn(make(chan amqp.Return, 4096))
+	p.closes = ch.NotifyClose(make(chan *amqp.Error, 1))
 	return p, nil
 }
 
@@ -126,6 +149,9 @@ func (t *Transport) Send(ctx context.Context, topic string, msg transport.Messag
 // SendBatch publishes msgs on the publisher channel one after the other,
 // without waiting, then waits for their confirmations (see
 // transport.BatchSender). Concurrent calls interleave on the channel.
+//
+// A message that the broker cannot take (see [RefusedError]) is not
+// published.
 func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
 	p, err := t.publisher()
 	if err != nil {
@@ -139,11 +165,15 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	sent := make([]pending, len(msgs))
 	now := time.Now().UTC()
 	for i, m := range msgs {
+		id := m.Headers[wire.MsgID]
+		if err := t.check(p, m, id); err != nil {
+			errs[i] = err
+			continue
+		}
 		headers := make(amqp.Table, len(m.Headers))
 		for k, v := range m.Headers {
 			headers[k] = v
 		}
-		id := m.Headers[wire.MsgID]
 		if id == "" {
 			id = "gocap-" + strconv.FormatUint(t.seq.Add(1), 10)
 		}
@@ -162,7 +192,7 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	}
 	for i, s := range sent {
 		if s.dc != nil {
-			errs[i] = t.confirmed(ctx, p, s.dc, s.id, msgs[i].Topic)
+			errs[i] = t.confirmed(ctx, p, s.dc, s.id, msgs[i])
 		}
 	}
 	return errs
@@ -170,19 +200,128 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 
 // confirmed waits for the broker's confirmation of one published message
 // and reports whether it was accepted and routed.
-func (t *Transport) confirmed(ctx context.Context, p *publisher, dc *amqp.DeferredConfirmation, id, topic string) error {
+func (t *Transport) confirmed(ctx context.Context, p *publisher, dc *amqp.DeferredConfirmation, id string, m transport.Outgoing) error {
 	ok, err := dc.WaitContext(ctx)
 	if err != nil {
-		return fmt.Errorf("rabbitmq: send to %q: waiting for the confirm: %w", topic, err)
+		return fmt.Errorf("rabbitmq: send to %q: waiting for the confirm: %w", m.Topic, err)
 	}
 	if !ok {
 		if p.ch.IsClosed() {
-			return fmt.Errorf("rabbitmq: send to %q: the connection closed before the broker confirmed the message: %w", topic, transport.ErrUnavailable)
+			return lost(m.Topic, len(m.Body), p.closeReason())
 		}
-		return fmt.Errorf("rabbitmq: send to %q: the broker rejected the message (nack)", topic)
+		return fmt.Errorf("rabbitmq: send to %q: the broker rejected the message (nack)", m.Topic)
 	}
 	if p.takeReturned(id) && !t.cfg.AcceptUnroutable {
-		return fmt.Errorf("rabbitmq: send to %q on exchange %q: %w", topic, t.cfg.Exchange, ErrUnroutable)
+		return fmt.Errorf("rabbitmq: send to %q on exchange %q: %w", m.Topic, t.cfg.Exchange, ErrUnroutable)
 	}
 	return nil
+}
+
+// RefusedError is the error of a send of a message that RabbitMQ can never
+// take, whose sending again cannot succeed: a topic (routing key), header
+// name or message id longer than the 255 bytes of an AMQP short string, a
+// body larger than Config.MaxMessageSize or than the broker's
+// max_message_size, headers larger than a frame. It is permanent: the
+// outbox marks the message Failed at once. The transport refuses what it
+// can tell before publishing (nothing is sent, the connection is
+// untouched); the broker's refusal of a body for its size closes the
+// publishing channel, and Err then carries the broker's reason.
+type RefusedError struct {
+	// Topic is the topic the message was sent to.
+	Topic string
+	// Err is the reason.
+	Err error
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("rabbitmq: send to %q refused: %v", clip(e.Topic), e.Err)
+}
+
+// Unwrap returns the reason.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Permanent reports true: retrying cannot help.
+func (e *RefusedError) Permanent() bool { return true }
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "..."
+}
+
+// maxShortString is the length limit of an AMQP short string: a routing
+// key, a header name, a message id.
+const maxShortString = 255
+
+// frameOverhead is the size of an AMQP frame's header and end marker: a
+// content header frame carries at most the negotiated frame size less it.
+const frameOverhead = 8
+
+// check returns the RefusedError of m if RabbitMQ cannot take it, nil
+// otherwise. id is the message id it is published with, empty for one the
+// transport makes up.
+func (t *Transport) check(p *publisher, m transport.Outgoing, id string) error {
+	refuse := func(format string, args ...any) error {
+		return &RefusedError{Topic: m.Topic, Err: fmt.Errorf(format, args...)}
+	}
+	if len(m.Topic) > maxShortString {
+		return refuse("the topic (routing key) is %d bytes; AMQP allows at most %d", len(m.Topic), maxShortString)
+	}
+	if len(id) > maxShortString {
+		return refuse("the message id (header %s) is %d bytes; AMQP allows at most %d", wire.MsgID, len(id), maxShortString)
+	}
+	// The content header frame: class, weight, body size, property flags,
+	// then the properties Send sets: headers (each a short string name and
+	// a long string value), delivery mode, message id, timestamp.
+	header := 2 + 2 + 8 + 2 + 4 + 1 + 1 + max(len(id), 32) + 8
+	for k, v := range m.Headers {
+		if len(k) > maxShortString {
+			return refuse("header name %q is %d bytes; AMQP allows at most %d", clip(k), len(k), maxShortString)
+		}
+		header += 1 + len(k) + 1 + 4 + len(v)
+	}
+	if limit := p.conn.Config.FrameSize - frameOverhead; p.conn.Config.FrameSize > 0 && header > limit {
+		return refuse("the headers take %d bytes; a frame of this connection carries at most %d (the broker's frame_max)", header, limit)
+	}
+	if t.cfg.MaxMessageSize > 0 && len(m.Body) > t.cfg.MaxMessageSize {
+		return refuse("the body is %d bytes, more than Config.MaxMessageSize (%d)", len(m.Body), t.cfg.MaxMessageSize)
+	}
+	return nil
+}
+
+// maxSizeReason matches the reason of the channel exception of a body
+// larger than the broker's max_message_size.
+var maxSizeReason = regexp.MustCompile(`message size \d+ is larger than (?:configured )?max size (\d+)`)
+
+// lost is the error of a message of size bytes whose confirm was lost
+// because its channel closed with reason: nil when the client or a
+// connection loss closed it.
+//
+// When the broker closed the channel for a message it refuses (a
+// PRECONDITION_FAILED channel exception), every message published on the
+// channel and not confirmed yet loses its confirm, the one refused and
+// those published with it. A body larger than the broker's
+// max_message_size is told by the reason, which gives the limit: such a
+// message gets a RefusedError, the others are unavailable (sent again
+// without counting an attempt; one published before the refused one may
+// have been enqueued, and then arrives twice). For
+// another refusal the message cannot be told apart: each gets an error
+// that is neither permanent nor unavailable, so that the attempt counts
+// and the refused message ends Failed after its retries.
+func lost(topic string, size int, reason *amqp.Error) error {
+	if reason == nil || !reason.Server || (reason.Code != amqp.PreconditionFailed && reason.Code != amqp.ContentTooLarge) {
+		return fmt.Errorf("rabbitmq: send to %q: the connection closed before the broker confirmed the message: %w", topic, transport.ErrUnavailable)
+	}
+	if m := maxSizeReason.FindStringSubmatch(reason.Reason); m != nil {
+		limit, err := strconv.Atoi(m[1])
+		if err == nil && size > limit {
+			return &RefusedError{Topic: topic, Err: fmt.Errorf("the body is %d bytes, more than the broker's max_message_size (%d): %w", size, limit, reason)}
+		}
+		if err == nil {
+			return fmt.Errorf("rabbitmq: send to %q: the broker closed the channel for a larger message published with this one, before it confirmed it (%v): %w", topic, reason, transport.ErrUnavailable)
+		}
+	}
+	return fmt.Errorf("rabbitmq: send to %q: the broker refused this message, or one published with it, and closed the channel: %w", topic, reason)
 }

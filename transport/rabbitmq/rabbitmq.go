@@ -99,8 +99,21 @@
 // A Send that fails because the broker cannot be reached (not connected,
 // waiting to reconnect, a dial failure, the channel or connection closed
 // before the publish or before the confirm) returns an error wrapping
-// transport.ErrUnavailable. ErrUnroutable and a broker nack are not: the
-// broker was reached.
+// transport.ErrUnavailable. ErrUnroutable and a broker nack are not unavailable: the
+// broker was reached. A message that RabbitMQ can never take (a topic,
+// header name or message id longer than an AMQP short string's 255 bytes,
+// headers larger than a frame, a body larger than Config.MaxMessageSize or
+// the broker's max_message_size) fails with a permanent [RefusedError]:
+// the outbox marks it Failed at once. The transport tells these before
+// publishing, except a body larger than the broker's limit when
+// Config.MaxMessageSize is not set: the broker then closes the publishing
+// channel, the message gets a RefusedError carrying the broker's reason,
+// and the others whose confirms the closed channel lost are unavailable.
+// Another refusal of a message by the broker (a PRECONDITION_FAILED
+// channel exception, such as a string CC header) cannot be told apart
+// from the other messages on the channel: each gets an error that counts
+// as an attempt, so that the refused message ends Failed after its
+// retries.
 package rabbitmq
 
 import (
@@ -184,6 +197,14 @@ type Config struct {
 	QueueType string
 	// AcceptUnroutable counts a message that no queue receives as sent.
 	AcceptUnroutable bool
+	// MaxMessageSize, if positive, is the largest body Send publishes: a
+	// larger one fails at once with a [RefusedError], and nothing is sent.
+	// Set it to the broker's max_message_size (RabbitMQ 4's default is 16
+	// MiB, 3.8 to 3.13's 128 MiB) to refuse such messages without the
+	// broker closing the publishing channel, which fails the Sends in
+	// flight on it as unavailable. Zero leaves the check to the broker: its
+	// refusal is a RefusedError too.
+	MaxMessageSize int
 	// RequeueDelay is how long a delivery whose handler failed waits before
 	// it is handed back to the broker (to the tail of its queue), so that a
 	// failing store does not spin. The delivery counts against Prefetch
