@@ -2,6 +2,7 @@ package rabbitmq_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/url"
@@ -119,6 +120,42 @@ func (p *stallProxy) accept() {
 	}
 }
 
+// stall stops reading from the clients of the connections open now, and
+// returns a channel closed once each of them wrote after that.
+func (p *stallProxy) stall() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	stuck := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range p.conns {
+		close(c.stall)
+		wg.Add(1)
+		go func() { defer wg.Done(); <-c.stuck }()
+	}
+	go func() { wg.Wait(); close(stuck) }()
+	return stuck
+}
+
+// inject writes an AMQP method frame of channel 0 (class 10, connection)
+// to the clients of the connections open now.
+func (p *stallProxy) inject(t *testing.T, method uint16, args []byte) {
+	t.Helper()
+	payload := append([]byte{0, 10, byte(method >> 8), byte(method)}, args...)
+	frame := []byte{1, 0, 0}
+	frame = binary.BigEndian.AppendUint32(frame, uint32(len(payload)))
+	frame = append(append(frame, payload...), 0xCE)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.writing.Lock()
+		_, err := c.client.Write(frame)
+		c.writing.Unlock()
+		if err != nil {
+			t.Fatalf("writing a frame to the client: %v", err)
+		}
+	}
+}
+
 // newStallTransport returns a transport on an exchange of its own, through
 // a stallProxy, that counts unroutable messages as sent.
 func newStallTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, *stallProxy) {
@@ -159,6 +196,125 @@ func newStallTransport(t *testing.T, cfg rabbitmq.Config) (*rabbitmq.Transport, 
 
 func msg(id string, body []byte) transport.Message {
 	return transport.Message{Headers: map[string]string{wire.MsgID: id}, Body: body}
+}
+
+// send runs tr.Send with a context of timeout in a goroutine.
+func send(tr *rabbitmq.Transport, timeout time.Duration, m transport.Message) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- tr.Send(ctx, "a.b", m)
+	}()
+	return done
+}
+
+func within(t *testing.T, what string, done <-chan error, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s has not returned after %v", what, d)
+		return nil
+	}
+}
+
+// TestSendReturnsWhenTheBrokerStopsReading checks that a Send stuck writing
+// to a broker that stopped reading, and a Send queued behind it, return by
+// the end of the shorter context, as unavailable, and that the next Send
+// connects again.
+func TestSendReturnsWhenTheBrokerStopsReading(t *testing.T) {
+	tr, px := newStallTransport(t, rabbitmq.Config{})
+	if err := tr.Send(context.Background(), "a.b", msg("1", []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	stuck := px.stall()
+	big := send(tr, 30*time.Second, msg("2", make([]byte, 32<<20))) // more than the socket buffers hold
+	select {
+	case <-stuck:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the big Send wrote nothing after the stall")
+	}
+	start := time.Now()
+	small := send(tr, time.Second, msg("3", []byte("x")))
+	err := within(t, "a Send with a 1s context behind a stuck one", small, 4*time.Second)
+	t.Logf("queued Send returned after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if !errors.Is(err, transport.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("queued Send: %v, want ErrUnavailable and DeadlineExceeded", err)
+	}
+	err = within(t, "the stuck Send, its connection torn down", big, 3*time.Second)
+	if !errors.Is(err, transport.ErrUnavailable) {
+		t.Errorf("stuck Send: %v, want ErrUnavailable", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Send(ctx, "a.b", msg("4", []byte("x"))); err != nil {
+		t.Fatalf("Send on a new connection: %v", err)
+	}
+	if n := px.dialed.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: the stuck one and the new one", n)
+	}
+}
+
+// TestCloseWhileTheBrokerStopsReading checks that Close returns while a Send
+// is stuck writing to a broker that stopped reading, and that the Send
+// then returns.
+func TestCloseWhileTheBrokerStopsReading(t *testing.T) {
+	tr, px := newStallTransport(t, rabbitmq.Config{})
+	if err := tr.Send(context.Background(), "a.b", msg("1", []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	stuck := px.stall()
+	big := send(tr, 30*time.Second, msg("2", make([]byte, 32<<20)))
+	select {
+	case <-stuck:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the big Send wrote nothing after the stall")
+	}
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- tr.Close() }()
+	within(t, "Close", closed, 4*time.Second)
+	t.Logf("Close returned after %v", time.Since(start).Round(time.Millisecond))
+	if err := within(t, "the stuck Send after Close", big, 3*time.Second); err == nil {
+		t.Error("the stuck Send returned nil")
+	}
+}
+
+// TestSendWhileBlocked checks that Sends fail at once as unavailable while
+// the broker blocks the connection (connection.blocked, as under a memory
+// alarm), and succeed again once it unblocks it.
+func TestSendWhileBlocked(t *testing.T) {
+	tr, px := newStallTransport(t, rabbitmq.Config{})
+	if err := tr.Send(context.Background(), "a.b", msg("1", []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	const reason = "low on memory"
+	px.inject(t, 60, append([]byte{byte(len(reason))}, reason...)) // connection.blocked
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		start := time.Now()
+		err = within(t, "Send", send(tr, 5*time.Second, msg("2", []byte("x"))), 10*time.Second)
+		if errors.Is(err, transport.ErrUnavailable) {
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("a Send on a blocked connection took %v", d)
+			}
+			break
+		}
+	}
+	if !errors.Is(err, transport.ErrUnavailable) || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("Send on a blocked connection: %v, want ErrUnavailable naming %q", err, reason)
+	}
+	px.inject(t, 61, nil) // connection.unblocked
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = within(t, "Send", send(tr, 5*time.Second, msg("3", []byte("x"))), 10*time.Second); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("Send after connection.unblocked: %v", err)
+	}
 }
 
 // permanent reports whether err says retrying cannot help, as the outbox

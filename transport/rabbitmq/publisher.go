@@ -2,10 +2,14 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -18,16 +22,55 @@ import (
 // publisher is one connection with a confirm-mode channel.
 type publisher struct {
 	conn    *amqp.Connection
+	sock    net.Conn // conn's socket, closed to tear down a connection the broker stopped reading
 	ch      *amqp.Channel
 	returns chan amqp.Return
 	closes  chan *amqp.Error // the reason the broker closed ch, if it did
+	blocked atomic.Pointer[string]
+	watched chan struct{} // closed when the watch of connection.blocked ended
 
 	mu       sync.Mutex
 	returned map[string]int // message ids the broker returned, not yet claimed by their Send
 	closeErr *amqp.Error    // what closes held, once read
 }
 
-func (p *publisher) close() { p.conn.Close() }
+// closeTimeout bounds the closing handshake of a publisher's connection:
+// a broker that does not answer in time (or does not read what is sent)
+// has the socket closed under it.
+const closeTimeout = time.Second
+
+// close closes the connection, waiting for the broker's answer at most
+// closeTimeout, and waits (as long again at most) for the watch of
+// connection.blocked to end.
+func (p *publisher) close() {
+	p.conn.CloseDeadline(time.Now().Add(closeTimeout))
+	p.sock.Close()
+	select {
+	case <-p.watched:
+	case <-time.After(closeTimeout):
+	}
+}
+
+// abort tears the connection down at once by closing its socket: a write
+// that the broker does not read fails, and so does every Send waiting for
+// the channel behind it or for a confirm; the next Send connects again.
+func (p *publisher) abort() { p.sock.Close() }
+
+// watchBlocked records connection.blocked and connection.unblocked (a
+// broker's memory or disk alarm) until the connection closes, which closes
+// blocks.
+func (p *publisher) watchBlocked(blocks <-chan amqp.Blocking, log *slog.Logger) {
+	defer close(p.watched)
+	for b := range blocks {
+		if b.Active {
+			reason := b.Reason
+			p.blocked.Store(&reason)
+			log.Warn("gocap: RabbitMQ blocked the publishing connection; sends fail as unavailable until it unblocks it", "reason", reason)
+		} else if p.blocked.Swap(nil) != nil {
+			log.Info("gocap: RabbitMQ unblocked the publishing connection")
+		}
+	}
+}
 
 // closeReason returns the error the broker closed the channel with, nil
 // if the channel is open or was closed by the client or with its
@@ -116,7 +159,21 @@ func (t *Transport) publisher() (*publisher, error) {
 }
 
 func (t *Transport) dialPublisher() (*publisher, error) {
-	conn, err := amqp.Dial(t.cfg.URL)
+	uri, err := amqp.ParseURI(t.cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: Config.URL: %w", err)
+	}
+	timeout := 30 * time.Second // amqp091's default
+	if uri.ConnectionTimeout > 0 {
+		timeout = time.Duration(uri.ConnectionTimeout) * time.Millisecond
+	}
+	var sock net.Conn
+	dial := amqp.DefaultDial(timeout)
+	conn, err := amqp.DialConfig(t.cfg.URL, amqp.Config{Dial: func(network, addr string) (net.Conn, error) {
+		c, err := dial(network, addr)
+		sock = c
+		return c, err
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: connecting: %w", err)
 	}
@@ -133,10 +190,11 @@ func (t *Transport) dialPublisher() (*publisher, error) {
 		conn.Close()
 		return nil, fmt.Errorf("rabbitmq: enabling publisher confirms: %w", err)
 	}
-	p := &publisher{conn: conn, ch: ch, returned: map[string]int{}}
+	p := &publisher{conn: conn, sock: sock, ch: ch, returned: map[string]int{}, watched: make(chan struct{})}
 	// Large enough that the broker never waits for us: every Send drains it.
 	p.returns = ch.NotifyReturn(make(chan amqp.Return, 4096))
 	p.closes = ch.NotifyClose(make(chan *amqp.Error, 1))
+	go p.watchBlocked(conn.NotifyBlocked(make(chan amqp.Blocking, 1)), t.log)
 	return p, nil
 }
 
@@ -151,11 +209,21 @@ func (t *Transport) Send(ctx context.Context, topic string, msg transport.Messag
 // transport.BatchSender). Concurrent calls interleave on the channel.
 //
 // A message that the broker cannot take (see [RefusedError]) is not
-// published.
+// published. If ctx ends while a message is being written (the broker
+// stopped reading, or the channel is held by a write it does not read),
+// the connection is torn down, which fails every Send in flight on it as
+// unavailable, and the next Send connects again.
 func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
+	if err := ctx.Err(); err != nil {
+		return adapter.FailBatch("rabbitmq", "", msgs, ctxEnded("publishing", err))
+	}
 	p, err := t.publisher()
 	if err != nil {
 		return adapter.FailBatch("rabbitmq", "", msgs, err)
+	}
+	if reason := p.blocked.Load(); reason != nil {
+		return adapter.FailBatch("rabbitmq", "", msgs,
+			fmt.Errorf("the broker blocks publishing (%s): %w", *reason, transport.ErrUnavailable))
 	}
 	errs := make([]error, len(msgs))
 	type pending struct {
@@ -164,6 +232,13 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	}
 	sent := make([]pending, len(msgs))
 	now := time.Now().UTC()
+	var writing atomic.Bool
+	writing.Store(true)
+	stop := context.AfterFunc(ctx, func() {
+		if writing.Load() {
+			p.abort()
+		}
+	})
 	for i, m := range msgs {
 		id := m.Headers[wire.MsgID]
 		if err := t.check(p, m, id); err != nil {
@@ -185,11 +260,16 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 			Body:         m.Body,
 		})
 		if err != nil {
+			if ctx.Err() != nil {
+				err = ctxEnded("publishing", ctx.Err())
+			}
 			errs[i] = adapter.SendError("rabbitmq", m.Topic, unavailable(err))
 			continue
 		}
 		sent[i] = pending{dc: dc, id: id}
 	}
+	writing.Store(false)
+	stop()
 	for i, s := range sent {
 		if s.dc != nil {
 			errs[i] = t.confirmed(ctx, p, s.dc, s.id, msgs[i])
@@ -198,12 +278,24 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	return errs
 }
 
+// ctxEnded is the error of a send whose context ended while it was doing
+// what: past its deadline it did not reach the broker in time (it may have
+// reached it, unconfirmed, as when the connection breaks before the
+// confirm), so it wraps transport.ErrUnavailable; cancelled, the caller
+// gave up, and it wraps context.Canceled only.
+func ctxEnded(what string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: the send's deadline passed before the broker confirmed the message: %w: %w", what, transport.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // confirmed waits for the broker's confirmation of one published message
 // and reports whether it was accepted and routed.
 func (t *Transport) confirmed(ctx context.Context, p *publisher, dc *amqp.DeferredConfirmation, id string, m transport.Outgoing) error {
 	ok, err := dc.WaitContext(ctx)
 	if err != nil {
-		return fmt.Errorf("rabbitmq: send to %q: waiting for the confirm: %w", m.Topic, err)
+		return adapter.SendError("rabbitmq", m.Topic, ctxEnded("waiting for the confirm", err))
 	}
 	if !ok {
 		if p.ch.IsClosed() {

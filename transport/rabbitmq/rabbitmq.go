@@ -98,8 +98,13 @@
 //
 // A Send that fails because the broker cannot be reached (not connected,
 // waiting to reconnect, a dial failure, the channel or connection closed
-// before the publish or before the confirm) returns an error wrapping
-// transport.ErrUnavailable. ErrUnroutable and a broker nack are not unavailable: the
+// before the publish or before the confirm, the connection blocked by a
+// broker's memory or disk alarm, the send's deadline passed before the
+// confirm) returns an error wrapping transport.ErrUnavailable. A Send
+// returns when its context ends (cancelled, with the context's error): if
+// it was still writing the message (to a broker that stopped reading), the
+// connection is torn down, which fails the other Sends in flight on it as
+// unavailable, and the next Send connects again. ErrUnroutable and a broker nack are not unavailable: the
 // broker was reached. A message that RabbitMQ can never take (a topic,
 // header name or message id longer than an AMQP short string's 255 bytes,
 // headers larger than a frame, a body larger than Config.MaxMessageSize or
@@ -317,15 +322,19 @@ func unavailable(err error) error {
 func (t *Transport) Exchange() string { return t.cfg.Exchange }
 
 // Close closes the connections; Sends fail with ErrClosed and Consumes
-// return. It is safe to call more than once.
+// return. The publishing connection's closing handshake waits for the
+// broker at most a second (a broker that stopped reading has its socket
+// closed), and Sends in flight on it fail. It is safe to call more than
+// once.
 func (t *Transport) Close() error {
 	t.once.Do(func() {
 		close(t.closed)
 		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.pub != nil {
-			t.pub.close()
-			t.pub = nil
+		p := t.pub
+		t.pub = nil
+		t.mu.Unlock()
+		if p != nil {
+			p.close()
 		}
 	})
 	return nil
