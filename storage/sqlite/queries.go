@@ -56,19 +56,21 @@ func newQueries(prefix string) queries {
 		insertPublished: `INSERT INTO ` + pub + ` (id, name, headers, body, status, retries, last_error, added, next_attempt_at, policy, ordering_key, version)
 			VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?, ?, ?)`,
 		// A keyed row (ordering_key ?12 set) is leased only as the head of
-		// its key: no row of its key, group and version that is not
-		// Succeeded (from the *_key index, whose predicate it repeats;
-		// #18). Else it is stored for a claim, unleased, as is a Failed
-		// keyed row reset (it is itself such a row). SQLite's one writer
-		// makes the check and the insert atomic; rows inserted before in
-		// the same transaction (a batch) count.
+		// its key: one that may be (?14: in a batch, the smallest id of
+		// its key, see sqlstore.ReceivedBatch.Heads) when no row of its
+		// key, group and version is not Succeeded (from the *_key index,
+		// whose predicate it repeats; #18). Else it is stored for a
+		// claim, unleased, as is a Failed keyed row reset (it is itself
+		// such a row). SQLite's one writer makes the check and the insert
+		// atomic; rows inserted before in the same transaction (a batch)
+		// count.
 		insertReceived: `INSERT INTO ` + rec + `
 			(id, msg_id, grp, name, headers, body, status, retries, last_error, added, next_attempt_at, lease_token, lease_until, policy, ordering_key, version)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Scheduled', 0, '', ?7, ?8, ?9,
-				CASE WHEN ?12 IS NULL OR NOT EXISTS (
+				CASE WHEN ?12 IS NULL OR (?14 AND NOT EXISTS (
 					SELECT 1 FROM ` + rec + ` AS p INDEXED BY ` + rec + `_key
 					WHERE p.ordering_key = ?12 AND p.grp = ?3 AND p.version = ?13
-					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded') THEN ?10 END,
+					  AND p.ordering_key IS NOT NULL AND p.status <> 'Succeeded')) THEN ?10 END,
 				?11, ?12, ?13)
 			ON CONFLICT (msg_id, grp) DO UPDATE SET status = 'Scheduled', retries = 0, last_error = '', expires_at = NULL,
 				next_attempt_at = excluded.next_attempt_at, lease_token = excluded.lease_token, lease_until = excluded.lease_until

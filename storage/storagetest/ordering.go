@@ -229,6 +229,52 @@ func (s *suite[TTx]) orderingReceived(t *testing.T) {
 	}
 }
 
+// orderingReceivedBatchIDOrder: of one key's messages in a batch, the
+// one with the smallest ID is its head, whatever the order of their
+// message ids as text (a storage sorts a batch's rows by message id) and
+// of the messages in the batch: with "evt-9", "evt-10" and "evt-100"
+// (ids ascending, text order "evt-10" < "evt-100" < "evt-9"), "evt-9" is
+// stored claimed and the others unleased, claimed in id order after it.
+func (s *suite[TTx]) orderingReceivedBatchIDOrder(t *testing.T) {
+	d, bi := newAs[storage.ReceivedBatchInserter](t, s)
+	t0 := now()
+	var seq []*storage.Message // in id order
+	for _, msgID := range []string{"evt-9", "evt-10", "evt-100"} {
+		m := s.received(msgID, "g", "t", []byte("b"))
+		m.OrderingKey = "k"
+		seq = append(seq, m)
+	}
+	// The batch in neither id nor text order.
+	batch := []*storage.Message{seq[1], seq[0], seq[2]}
+	rs, err := bi.InsertReceivedBatch(bg, batch, ids.Token(), t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range batch {
+		head := m == seq[0]
+		if rs[i].Claimed != head || rs[i].Queued == head || rs[i].ID != m.ID {
+			t.Errorf("batch result of %q (id %d): %+v, want claimed %v (the smallest id of its key is the head), queued %v",
+				m.MsgID, m.ID, rs[i], head, !head)
+		}
+		if r := get(t, d, storage.Received, m.ID); r.LeaseUntil.IsZero() == head {
+			t.Errorf("stored row of %q: lease until %v, want leased %v", m.MsgID, r.LeaseUntil, head)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// The rest of the key follows its head, in id order.
+	head := get(t, d, storage.Received, seq[0].ID)
+	for _, next := range seq[1:] {
+		succeedAll(t, d, storage.Received, head)
+		got := claimReq(t, d, storage.Received, t0.Add(time.Second), 100, true, nil)
+		if !slices.Equal(idsOf(got), []int64{next.ID}) {
+			t.Fatalf("claim after %q succeeded: %v, want %q (id %d)", head.MsgID, idsOf(got), next.MsgID, next.ID)
+		}
+		head = got[0]
+	}
+}
+
 // orderingConcurrent: claimers racing over many keys never hold two rows
 // of one key at once, and never claim a row before the previous row of
 // its key succeeded.

@@ -90,10 +90,12 @@
 //     keys per group; no row of a key while another is in flight, also a
 //     smaller id committed after a larger one was claimed), keyed
 //     received rows stored claimed as the head of their key and unleased
-//     otherwise (one by one and in batches), claimers racing over many
-//     keys, inserters and claimers racing over received keys with rows
-//     stored out of id order (ordering_inflight.go), and, for a Store
-//     that implements storage.KeyInspector, BlockedKeys; with versions
+//     otherwise (one by one and in batches, the head of a batch's key
+//     its smallest id whatever the text order of the message ids),
+//     claimers racing over many keys, inserters and claimers racing
+//     over received keys with rows stored out of id order
+//     (ordering_inflight.go), and, for a Store that implements
+//     storage.KeyInspector, BlockedKeys; with versions
 //     (ordering_version.go), a key's sequence per version: rows of
 //     another version never hold the key, and BlockedKeys names the
 //     version; with ClaimRequest.Run (ordering_runs.go), a head and the
@@ -248,6 +250,7 @@ func (s *suite[TTx]) areas() []area {
 			{"HeadOnly", s.orderingHeadOnly},
 			{"PredecessorBlocks", s.orderingPredecessorBlocks},
 			{"Received", s.orderingReceived},
+			{"ReceivedBatchIDOrder", s.orderingReceivedBatchIDOrder},
 			{"Concurrent", s.orderingConcurrent},
 			{"LateCommit", s.orderingLateCommit},
 			{"ReceivedConcurrent", s.orderingReceivedConcurrent},
