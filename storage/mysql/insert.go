@@ -16,6 +16,9 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 	if err := sqlstore.CheckTx(tx); err != nil {
 		return d.base.Wrap(err)
 	}
+	if err := d.readVersion(ctx, tx); err != nil {
+		return err
+	}
 	batches := insertBatches(msgs)
 	if len(batches) > 1 {
 		// A statement that fails (a taken id, see storage.ErrIDTaken) is
@@ -30,6 +33,9 @@ func (d *Driver) InsertPublishedTx(ctx context.Context, tx *sql.Tx, msgs []*stor
 // in autocommit when they fit in one, else a transaction around several.
 // opts.Notify is ignored.
 func (d *Driver) InsertPublished(ctx context.Context, msgs []*storage.Message, _ storage.InsertOptions) error {
+	if err := d.readVersion(ctx, d.db); err != nil {
+		return err
+	}
 	batches := insertBatches(msgs)
 	if len(batches) <= 1 {
 		return d.insertPublished(ctx, d.db, batches)

@@ -74,6 +74,19 @@
 // INSERT statements (at most 1,000 rows or about 8 MiB of bodies each) in
 // one transaction.
 //
+// The session must be utf8mb4 too: leave charset out of the DSN
+// (go-sql-driver's default collation, utf8mb4_general_ci, is utf8mb4) or
+// set charset=utf8mb4. With charset=utf8 (utf8mb3, as in the common
+// "charset=utf8&parseTime=True&loc=Local") the server refuses every text
+// with a 4-byte character, an emoji in a header say, and reads such
+// characters back as '?'. The driver cannot change the session of a
+// pool's connections itself (a SET NAMES reaches one connection only), so
+// it checks: on first use (Migrate, the first insert or claim) it reads
+// character_set_client, character_set_connection and
+// character_set_results on a connection, and if one is not utf8mb4,
+// Migrate, inserts and claims return an error that says so and names the
+// DSN parameter to fix.
+//
 // interpolateParams=true in the DSN saves the prepare and close round trips
 // that database/sql otherwise makes for every statement with arguments
 // (about 15% of a one-message publish transaction on loopback; see
@@ -131,8 +144,9 @@ type Driver struct {
 	q    queries
 	base sqlstore.Base
 
-	mu          sync.Mutex // guards the three fields below
+	mu          sync.Mutex // guards the four fields below
 	versionRead bool       // the server version has been read
+	charsetErr  error      // the session's character set is not utf8mb4 (checkCharset)
 	skipLocked  string     // skipLockedSQL where the server has it
 	returning   bool       // the server has INSERT ... RETURNING (MariaDB)
 }

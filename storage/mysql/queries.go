@@ -10,7 +10,9 @@ import (
 
 // Statements that do not depend on the table prefix.
 const (
-	versionSQL     = `SELECT VERSION()`
+	// versionSQL reads the server version and the session's character
+	// sets (see checkCharset).
+	versionSQL     = `SELECT VERSION(), @@character_set_client, @@character_set_connection, @@character_set_results`
 	getLockSQL     = `SELECT GET_LOCK(?, 60)`
 	releaseLockSQL = `SELECT RELEASE_LOCK(?)`
 	skipLockedSQL  = ` SKIP LOCKED` // appended to a claim's FOR UPDATE where the server has it

@@ -37,8 +37,12 @@ func SchemaSQL(prefix string) []string {
 }
 
 // Migrate creates the tables if they do not exist, and upgrades tables of
-// an earlier schema (see upgradeTable).
+// an earlier schema (see upgradeTable). It first checks that the session's character set is utf8mb4 (see
+// "Connection settings" in the package documentation).
 func (d *Driver) Migrate(ctx context.Context) error {
+	if err := d.readVersion(ctx, d.db); err != nil {
+		return fmt.Errorf("mysql: migrate: %w", err)
+	}
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("mysql: migrate: %w", classify(err))
@@ -69,7 +73,7 @@ func (d *Driver) Migrate(ctx context.Context) error {
 // lockClause returns " SKIP LOCKED" if the server supports it. The server
 // version is read once; a failed read is tried again on the next call.
 func (d *Driver) lockClause(ctx context.Context) (string, error) {
-	if err := d.readVersion(ctx); err != nil {
+	if err := d.readVersion(ctx, d.db); err != nil {
 		return "", err
 	}
 	return d.skipLocked, nil
@@ -78,31 +82,68 @@ func (d *Driver) lockClause(ctx context.Context) (string, error) {
 // insertReturns tells whether the server has INSERT ... RETURNING
 // (MariaDB 10.5+; no MySQL has it), reading its version first if needed.
 func (d *Driver) insertReturns(ctx context.Context) (bool, error) {
-	if err := d.readVersion(ctx); err != nil {
+	if err := d.readVersion(ctx, d.db); err != nil {
 		return false, err
 	}
 	return d.returning, nil
 }
 
-// readVersion reads the server version once, and what it supports.
-func (d *Driver) readVersion(ctx context.Context) error {
+// rowQuerier is what *sql.DB, *sql.Conn and *sql.Tx have to read a row.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readVersion reads, with q (the pool, or a caller's transaction, so
+// that a caller holding the pool's last connection does not wait for
+// another), the server version once, and what it supports, and checks
+// the session's character set (checkCharset). A failed read is tried
+// again on the next call; a wrong character set, which the DSN sets for
+// every connection, is returned by every call.
+func (d *Driver) readVersion(ctx context.Context, q rowQuerier) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.versionRead {
-		return nil
+		return d.charsetErr
 	}
-	var version string
-	if err := d.db.QueryRowContext(ctx, versionSQL).Scan(&version); err != nil {
+	var version, client, conn string
+	var results sql.NullString // NULL: no conversion of results
+	if err := q.QueryRowContext(ctx, versionSQL).Scan(&version, &client, &conn, &results); err != nil {
 		return fmt.Errorf("mysql: reading the server version: %w", classify(err))
 	}
 	d.versionRead = true
+	d.charsetErr = checkCharset(client, conn, results)
 	if supportsSkipLocked(version) {
 		d.skipLocked = skipLockedSQL
 	} else {
 		d.opts.Logger.Warn("gocap: this MySQL server has no SKIP LOCKED; claims wait for each other", "version", version)
 	}
 	d.returning = supportsInsertReturning(version)
-	return nil
+	return d.charsetErr
+}
+
+// checkCharset checks the session's character sets (the values of
+// character_set_client, character_set_connection and
+// character_set_results) against the tables' utf8mb4: a session in
+// another character set, such as the utf8 (utf8mb3) of the common DSN
+// "charset=utf8&parseTime=True&loc=Local", has the server refuse every
+// value with a 4-byte character (an emoji in a header, say: error 1366)
+// and read such characters back as '?'. The error names the DSN
+// parameter to fix. It is not storage.ErrPermanent: no message is to be
+// taken as unstorable for it, and a delivery goes back to the broker.
+func checkCharset(client, conn string, results sql.NullString) error {
+	ok := strings.EqualFold(client, "utf8mb4") && strings.EqualFold(conn, "utf8mb4") &&
+		(!results.Valid || strings.EqualFold(results.String, "utf8mb4") || strings.EqualFold(results.String, "binary"))
+	if ok {
+		return nil
+	}
+	res := "NULL"
+	if results.Valid {
+		res = results.String
+	}
+	return fmt.Errorf("mysql: the connection's character set is not utf8mb4 (character_set_client %s, character_set_connection %s, character_set_results %s): "+
+		"text with 4-byte characters, such as emoji, would be refused or read back as '?'; "+
+		"set charset=utf8mb4 in the DSN (charset=utf8 is utf8mb3), or leave charset out (go-sql-driver's default collation, utf8mb4_general_ci, is utf8mb4)",
+		client, conn, res)
 }
 
 // supportsSkipLocked reads a VERSION() string: MariaDB 10.6+, MySQL 8.0.1+.

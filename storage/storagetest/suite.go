@@ -76,8 +76,9 @@
 //     results in order, a long message id twice, an empty batch, a
 //     failing batch storing nothing, and concurrent batches with
 //     overlapping ids claiming each row once;
-//   - Text: text a database cannot hold as it is (long message ids,
-//     invalid UTF-8 and NUL, long error texts);
+//   - Text: characters of 4 bytes in UTF-8 (emoji) stored as they are;
+//     text a database cannot hold as it is (long message ids, invalid
+//     UTF-8 and NUL, long error texts);
 //   - Dashboard: List's filters and paging, Counts, Histogram, Requeue
 //     (of a Delayed row too) and Delete; for a Store that implements
 //     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
@@ -233,6 +234,7 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Text", []testCase{
 			{"ReceivedLongMsgID", s.receivedLongMsgID},
+			{"FourByteText", s.fourByteText},
 			{"InvalidText", s.invalidText},
 			{"FailLongErrorText", s.failLongErrorText},
 		}},

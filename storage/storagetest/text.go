@@ -47,6 +47,46 @@ func (s *suite[TTx]) receivedLongMsgID(t *testing.T) {
 	}
 }
 
+// fourByteText: text with characters outside the Basic Multilingual Plane
+// (4 bytes in UTF-8, emoji say), which a MySQL session in utf8mb3 refuses,
+// is stored and read back as it is: names, headers, message ids and
+// groups, published (in and out of a transaction) and received.
+func (s *suite[TTx]) fourByteText(t *testing.T) {
+	d := s.h.New(t)
+	const emoji = "party 🎉 𝄞"
+	pub, pubTx := s.msg("orders.🎉", now()), s.msg("orders.🎉", now())
+	for _, m := range []*storage.Message{pub, pubTx} {
+		m.Headers["note 🎉"] = emoji
+	}
+	s.insert(t, d, pub)
+	tx, commit, rollback := s.h.Begin(bg, t, d)
+	if err := d.InsertPublishedTx(bg, tx, []*storage.Message{pubTx}, storage.InsertOptions{}); err != nil {
+		rollback()
+		t.Fatalf("InsertPublishedTx with 4-byte characters: %v", err)
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*storage.Message{pub, pubTx} {
+		if got := get(t, d, storage.Published, m.ID); got.Name != m.Name || got.Headers["note 🎉"] != emoji {
+			t.Errorf("published row: name %q, headers %q; want %q with %q", got.Name, got.Headers, m.Name, emoji)
+		}
+	}
+	r := s.received("id-🎉", "group-🎉", "orders.🎉", []byte(emoji))
+	r.Headers["note 🎉"] = emoji
+	if res, err := d.InsertReceived(bg, r, ids.Token(), now().Add(time.Minute)); err != nil || !res.Claimed {
+		t.Fatalf("InsertReceived with 4-byte characters: %+v %v", res, err)
+	}
+	got := get(t, d, storage.Received, r.ID)
+	if got.MsgID != r.MsgID || got.Group != r.Group || got.Name != r.Name || got.Headers["note 🎉"] != emoji || string(got.Body) != emoji {
+		t.Errorf("received row: id %q, group %q, name %q, headers %q, body %q; want %q, %q, %q, %q with %q, %q",
+			got.MsgID, got.Group, got.Name, got.Headers, got.Body, r.MsgID, r.Group, r.Name, "note 🎉", emoji, emoji)
+	}
+	if res, err := d.InsertReceived(bg, s.received(r.MsgID, r.Group, r.Name, nil), ids.Token(), now().Add(time.Minute)); err != nil || res.Claimed {
+		t.Errorf("the same 4-byte id again: %+v %v; want a duplicate", res, err)
+	}
+}
+
 func (s *suite[TTx]) invalidText(t *testing.T) {
 	d := s.h.New(t)
 	t0 := now()
