@@ -173,15 +173,23 @@ func (d refusingDriver[TTx]) InsertReceived(ctx context.Context, m *storage.Mess
 }
 
 // testUnstorable checks the last resort: a delivery the storage refuses
-// permanently, and one it keeps failing on with an error that looks
-// transient, each become a Failed row with the reason and the original
-// headers, OnFailed is called once for each, and good deliveries flow.
+// permanently, one it keeps failing on with an error that looks
+// transient, and one with a 4-byte character in a header, which a storage
+// that cannot hold such characters refuses (a MySQL session in utf8mb3),
+// each become a Failed row with the reason and the original headers
+// (quoted in ASCII, so that even that storage holds them), OnFailed is
+// called once for each, and good deliveries flow.
 func testUnstorable[TTx any](t *testing.T, be backend[TTx]) {
 	url := testenv.AMQPURL(t)
 	env := be.open(t)
 	tr, ex := rabbitFor(t, url)
 	var transientTries atomic.Int32
 	d := refusingDriver[TTx]{Driver: env.driver(t), refuse: func(m *storage.Message) error {
+		for k, v := range m.Headers { // the fallback row's too
+			if i := strings.IndexFunc(k+v, func(r rune) bool { return r > 0xFFFF }); i >= 0 {
+				return fmt.Errorf("simulated: incorrect string value %q for a 3-byte character set: %w", (k + v)[i:], storage.ErrPermanent)
+			}
+		}
 		if _, fallback := m.Headers[wire.UnstorableHeaders]; fallback {
 			return nil
 		}
@@ -216,17 +224,18 @@ func testUnstorable[TTx any](t *testing.T, be backend[TTx]) {
 	foreignPublishAll(t, url, ex, "order.paid", []amqp.Publishing{
 		{Headers: amqp.Table{"cap-msg-id": "refused-permanently", "x-tenant": "acme"}, Body: []byte(`{"n":1}`)},
 		{Headers: amqp.Table{"cap-msg-id": "refused-transiently", "x-tenant": "acme"}, Body: []byte(`{"n":2}`)},
+		{Headers: amqp.Table{"cap-msg-id": "refused-4byte", "x-tenant": "acme", "x-note": "party 🎉"}, Body: []byte(`{"n":3}`)},
 		{Headers: amqp.Table{"cap-msg-id": "fine-1"}, Body: []byte(`{}`)},
 		{Headers: amqp.Table{"cap-msg-id": "fine-2"}, Body: []byte(`{}`)},
 	})
-	waitFor(t, 30*time.Second, "both refused deliveries Failed", func() bool {
+	waitFor(t, 30*time.Second, "the three refused deliveries Failed", func() bool {
 		n := 0
 		for _, r := range receivedRows(t, ob.Store()) {
 			if r.Status == storage.StatusFailed {
 				n++
 			}
 		}
-		return n == 2 && handled.Load() == 2
+		return n == 3 && handled.Load() == 2
 	})
 	for _, r := range receivedRows(t, ob.Store()) {
 		if r.Status != storage.StatusFailed {
@@ -241,6 +250,14 @@ func testUnstorable[TTx any](t *testing.T, be backend[TTx]) {
 		if len(r.Body) == 0 {
 			t.Errorf("%s: body not kept", r.MsgID)
 		}
+		if r.MsgID == "refused-4byte" {
+			if q := r.Headers[wire.UnstorableHeaders]; !strings.Contains(q, `"x-note": "party \U0001f389"`) {
+				t.Errorf("%s: original headers not kept in ASCII: %q", r.MsgID, q)
+			}
+			if strings.ContainsFunc(r.LastError, func(r rune) bool { return r > 0x7F }) {
+				t.Errorf("%s: last error %q is not ASCII", r.MsgID, r.LastError)
+			}
+		}
 	}
 	if n := transientTries.Load(); n < 5 || n > 30 {
 		t.Errorf("the transiently refused delivery was tried %d times; want a bounded number, at least 5", n)
@@ -249,7 +266,7 @@ func testUnstorable[TTx any](t *testing.T, be backend[TTx]) {
 	failedMu.Lock()
 	defer failedMu.Unlock()
 	slices.Sort(failed)
-	if !slices.Equal(failed, []string{"refused-permanently", "refused-transiently"}) {
+	if !slices.Equal(failed, []string{"refused-4byte", "refused-permanently", "refused-transiently"}) {
 		t.Errorf("OnFailed called for %q, want each refused message once", failed)
 	}
 }

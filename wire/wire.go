@@ -54,8 +54,9 @@ const (
 // Headers gocap adds to a received row that could not be stored as it
 // arrived (see the outbox package's documentation of poison deliveries).
 const (
-	// UnstorableHeaders holds the delivery's original headers, each
-	// quoted as a Go string literal on a line of its own.
+	// UnstorableHeaders holds the delivery's original headers, each key
+	// and value quoted as an ASCII Go string literal (strconv.QuoteToASCII;
+	// strconv.Unquote gives the original back), a header a line.
 	UnstorableHeaders = "gocap-unstorable-headers"
 	// UnstorableBody says why the body was left out, when it was.
 	UnstorableBody = "gocap-unstorable-body"

@@ -49,9 +49,9 @@ func (r *receiver) queued(m *storage.Message, res storage.ReceivedInsert) {
 // row stored as the head of its key is failed at once by
 // storeUnstorable; one stored behind others of its key reaches this when
 // its turn comes, and again after a requeue (delete it to release the
-// key).
+// key). Its text is ASCII, as storeUnstorable's.
 func unstorableTurn(m *storage.Message) error {
-	return permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s); ordering key %q",
+	return permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s); ordering key %+q",
 		wire.UnstorableHeaders, m.OrderingKey))
 }
 

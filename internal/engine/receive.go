@@ -310,17 +310,17 @@ const maxTransientStores = 5
 // row, visible and requeueable, carrying the reason and as much of the
 // delivery as can be stored: an id the storage can hold, the headers
 // quoted in wire.UnstorableHeaders, and the body (left out if it is the
-// body that cannot be stored), and its ordering key: stored as the head
+// body that cannot be stored), and its ordering key. The text it makes
+// up (the quoted headers, why the body was left out, and the reason
+// recorded as the row's error) is ASCII, so that a storage that cannot
+// hold some characters of the delivery still holds it. Stored as the head
 // of its key, it is failed at once; stored behind others of its key, it
 // fails at its turn (unstorableTurn). It calls OnFailed for it. It returns an
 // error, so the broker delivers the message again, if the storage is
 // unreachable; and a transport.Discard error, after logging the delivery,
 // if even that row is refused.
 func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message, cause error) error {
-	var quoted strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
-		fmt.Fprintf(&quoted, "%s: %s\n", strconv.Quote(k), strconv.Quote(m.Headers[k]))
-	}
+	quoted := quoteHeaders(m.Headers)
 	msgID := storage.StorableMsgID(m.MsgID)
 	name := storage.TruncateText(m.Name, 200)
 	row := &storage.Message{
@@ -333,7 +333,7 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 			wire.MsgID:             msgID,
 			wire.MsgName:           name,
 			wire.Group:             m.Group,
-			wire.UnstorableHeaders: storage.TruncateText(quoted.String(), 64<<10),
+			wire.UnstorableHeaders: storage.TruncateText(quoted, 64<<10),
 		},
 		Body:    m.Body,
 		Status:  storage.StatusScheduled,
@@ -357,7 +357,7 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	}
 	err := r.proc.retryStore(wctx, insert)
 	if err != nil && errors.Is(err, storage.ErrPermanent) && len(row.Body) > 0 {
-		row.Headers[wire.UnstorableBody] = fmt.Sprintf("%d bytes, left out: %s", len(row.Body), storage.TruncateText(err.Error(), 500))
+		row.Headers[wire.UnstorableBody] = fmt.Sprintf("%d bytes, left out: %s", len(row.Body), asciiText(storage.TruncateText(err.Error(), 500)))
 		row.Body = nil
 		err = r.proc.retryStore(wctx, insert)
 	}
@@ -367,7 +367,7 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	switch {
 	case err != nil && errors.Is(err, storage.ErrPermanent):
 		r.e.log.Error("gocap: a delivery could not be stored, not even as Failed; it is discarded",
-			"group", m.Group, "topic", m.Name, "headers", quoted.String(), "body", string(m.Body),
+			"group", m.Group, "topic", m.Name, "headers", quoted, "body", string(m.Body),
 			"cause", cause, "err", err)
 		return transport.Discard(fmt.Errorf("storing received message %q (group %q) as Failed: %w", msgID, m.Group, err))
 	case err != nil:
@@ -388,9 +388,39 @@ func (r *receiver) storeUnstorable(ctx, work context.Context, m *storage.Message
 	// failer, and the delivery is acknowledged when this returns.
 	r.proc.fail(work, row, storage.Lease{ID: row.ID, Token: token}, storage.Attempt{At: time.Now().UTC()},
 		permanent(fmt.Errorf("the delivery could not be stored as received (its original headers are in %s): %w",
-			wire.UnstorableHeaders, cause)))
+			wire.UnstorableHeaders, asciiError{cause})))
 	return nil
 }
+
+// quoteHeaders is the text of wire.UnstorableHeaders for the headers h:
+// one line per header, sorted by key, the key and the value each quoted
+// as a Go string literal with every character outside ASCII escaped
+// (strconv.QuoteToASCII), so that any storage can hold it — a MySQL
+// session in utf8mb3 refuses 4-byte characters, say — and
+// strconv.Unquote gives the original text back.
+func quoteHeaders(h map[string]string) string {
+	var quoted strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		fmt.Fprintf(&quoted, "%s: %s\n", strconv.QuoteToASCII(k), strconv.QuoteToASCII(h[k]))
+	}
+	return quoted.String()
+}
+
+// asciiText is s with every character outside printable ASCII escaped as
+// in a Go string literal (without the quotes), for text written to a row
+// that must be storable whatever the storage's character set.
+func asciiText(s string) string {
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
+}
+
+// asciiError is an error whose text is that of the error it wraps made
+// ASCII (asciiText), for the reason recorded on a Failed row that stands
+// for a delivery the storage refused.
+type asciiError struct{ error }
+
+func (e asciiError) Error() string { return asciiText(e.error.Error()) }
+func (e asciiError) Unwrap() error { return e.error }
 
 // permanentError is an engine error that retrying cannot fix.
 type permanentError struct{ error }
