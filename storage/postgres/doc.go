@@ -71,4 +71,13 @@
 // allows, never a loss. Under a sustained load this takes the processor's
 // commits out of the queue of commits waiting for a flush.
 // Options.DurableBookkeeping makes them wait for the flush as well.
+//
+// Ordering keys lose one promise in such a crash: a lost Claim leaves a
+// row unleased that a processor is already sending, and a lost Succeed
+// leaves a row Scheduled whose key's next row was claimed after it, so
+// that once the database is back another processor may send a key's row
+// while an earlier one is still (or again) in flight — a key's messages
+// can then arrive out of order, around the crash only. Set
+// DurableBookkeeping where a key's order must hold across a database
+// crash too.
 package postgres

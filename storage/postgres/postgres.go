@@ -5,7 +5,9 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -51,7 +53,9 @@ type Options struct {
 	// the WAL flush like the inserts. Off, they commit with
 	// synchronous_commit off: a database crash may then lose their last
 	// commits, so that rows are sent or handled again (duplicates, never a
-	// loss); see "Durability of the bookkeeping" in the package doc.
+	// loss) and, around such a crash, a key's rows may be in flight
+	// together (out of order); see "Durability of the bookkeeping" in the
+	// package doc.
 	DurableBookkeeping bool
 }
 
@@ -87,13 +91,32 @@ func New(pool *pgxpool.Pool, opts Options) *Driver {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	d := &Driver{pool: pool, opts: opts, channel: opts.Schema + "_published"}
+	d := &Driver{pool: pool, opts: opts, channel: notifyChannel(opts.Schema)}
 	d.q = newQueries(opts.Schema, d.channel)
 	d.base = sqlstore.Base{Name: "postgres", Query: d.query, Classify: classify, TimeDest: timeDest}
 	d.book = bookkeeper{pool: pool, async: !opts.DurableBookkeeping}
 	d.bookQ = d.base
 	d.bookQ.Query = d.book.query
 	return d
+}
+
+// maxIdentifier is the longest name PostgreSQL keeps (NAMEDATALEN - 1
+// bytes): LISTEN truncates a longer channel name, pg_notify refuses it.
+const maxIdentifier = 63
+
+// notifyChannel is the channel the publishes to schema notify on:
+// schema + "_published", or, for a schema too long for that to be a
+// name, the schema's start, a hash of the whole and "_published", so
+// that it stays a valid name and one of its own.
+func notifyChannel(schema string) string {
+	const suffix = "_published"
+	if len(schema)+len(suffix) <= maxIdentifier {
+		return schema + suffix
+	}
+	h := fnv.New32a()
+	h.Write([]byte(schema))
+	hash := fmt.Sprintf("_%08x", h.Sum32())
+	return schema[:maxIdentifier-len(hash)-len(suffix)] + hash + suffix
 }
 
 // table returns the statements of kind's table.
@@ -302,7 +325,10 @@ func (d *Driver) Fail(ctx context.Context, kind storage.Kind, lease storage.Leas
 	}
 	var res storage.FailResult
 	var status string
-	err = d.book.QueryRow(ctx, t.fail, lease.ID, lease.Token, storage.TruncateText(f.Error, maxErrorBytes), f.MaxAttempts, f.Permanent,
+	// MaxAttempts as an SQL integer, as FailBatch binds it: a larger value
+	// is as good as no limit reached.
+	maxAttempts := int32(min(max(f.MaxAttempts, math.MinInt32), math.MaxInt32))
+	err = d.book.QueryRow(ctx, t.fail, lease.ID, lease.Token, storage.TruncateText(f.Error, maxErrorBytes), maxAttempts, f.Permanent,
 		f.ExpiresAt.UTC(), f.NextAttemptAt.UTC(), sqlstore.AttemptJSON(sqlstore.FailedAttempt(f))).Scan(&res.Retries, &status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, fmt.Errorf("postgres: recording failure of %s message %d: %w", kind, lease.ID, storage.ErrLeaseLost)

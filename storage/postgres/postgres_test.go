@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +129,7 @@ func publish(t *testing.T, d *postgres.Driver, pool *pgxpool.Pool, commit bool, 
 	m := &storage.Message{ID: time.Now().UnixNano(), Name: "n", Headers: map[string]string{}, Body: []byte("x"),
 		Added: time.Now().UTC(), NextAttemptAt: time.Now().UTC()}
 	if err := d.InsertPublishedTx(ctx, tx, []*storage.Message{m}, opts); err != nil {
+		tx.Rollback(ctx) // its locks would hold up the cleanup's DROP SCHEMA
 		t.Fatal(err)
 	}
 	if commit {
@@ -213,5 +216,55 @@ func TestClaimDueFromLeavesOutEarlierRows(t *testing.T) {
 	}
 	if got := claimFrom(time.Time{}); len(got) != 1 || got[0].ID != early.ID {
 		t.Fatalf("claim from the start: %d rows, want row %d", len(got), early.ID)
+	}
+}
+
+// TestLongSchemaNotifies: a schema name of the longest PostgreSQL keeps
+// (63 bytes) leaves no room for "_published" in a channel name; the
+// driver's channel is still a name of its own, which its publishes notify
+// on and its listener hears.
+func TestLongSchemaNotifies(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := testenv.Name("gocap_long")
+	schema := base + strings.Repeat("x", 63-len(base))
+	t.Cleanup(func() {
+		pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		pool.Close()
+	})
+	d := postgres.New(pool, postgres.Options{Schema: schema})
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fired := listening(t, d, pool, schema)
+	publish(t, d, pool, true, storage.InsertOptions{Notify: true})
+	if !waitFire(fired, 5*time.Second) {
+		t.Fatal("a notifying publish to a 63-byte schema was not heard")
+	}
+}
+
+// TestFailMaxAttemptsBeyondInt32: a MaxAttempts no SQL integer holds is
+// recorded as no limit reached (as FailBatch binds it), not refused by
+// the client as a value it cannot encode (an error the engine would take
+// for a transient one).
+func TestFailMaxAttemptsBeyondInt32(t *testing.T) {
+	ctx := context.Background()
+	d, _ := newDriver(t)
+	now := time.Now().UTC()
+	m := &storage.Message{ID: 777 << 22, Kind: storage.Published, Name: "t", Added: now, NextAttemptAt: now, Status: storage.StatusScheduled}
+	if err := d.InsertPublished(ctx, []*storage.Message{m}, storage.InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Claim(ctx, storage.Published, storage.ClaimRequest{Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Token: 9, Limit: 10})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %d rows, %v", len(got), err)
+	}
+	res, err := d.Fail(ctx, storage.Published, storage.Lease{ID: m.ID, Token: 9},
+		storage.Failure{Error: "x", Now: now, NextAttemptAt: now, MaxAttempts: math.MaxInt32 + 1, ExpiresAt: now})
+	if err != nil || res.Retries != 1 || res.Status != storage.StatusScheduled {
+		t.Errorf("Fail with MaxAttempts %d: %+v, %v; want 1 retry, Scheduled", math.MaxInt32+1, res, err)
 	}
 }
