@@ -54,7 +54,10 @@ const (
 // [WithRetry] gives one message its policy, [WithSubscriptionRetry] the
 // messages received for one subscription. A message's own policy is stored
 // with its row when it is published (or received), so any processor, after
-// any restart, and a requeue from the dashboard, keep to it.
+// any restart, and a requeue from the dashboard, keep to it. It is stored
+// with its waits in whole milliseconds: a wait (Interval, a Schedule's,
+// Backoff's Initial or Max) that is positive but under 1ms is an error, in
+// Options.Retry too; a fraction of a millisecond above that is dropped.
 //
 // Only attempts that reached the broker or the handler count. A send that
 // fails because the transport cannot reach its broker (the error wraps
@@ -70,7 +73,8 @@ type RetryPolicy struct {
 	// number for none.
 	ImmediateRetries int
 	// Interval is the wait between the later retries. Zero means
-	// DefaultRetryInterval (one minute).
+	// DefaultRetryInterval (one minute); negative, or under 1ms, is an
+	// error.
 	Interval time.Duration
 	// MaxAttempts is the number of attempts in all, the first one included.
 	// In Options.Retry, zero means DefaultMaxAttempts (50), or, with a
@@ -79,7 +83,7 @@ type RetryPolicy struct {
 	MaxAttempts int
 	// Schedule, if set, is the wait before each retry: Schedule[0] after
 	// the first failure, Schedule[1] after the second, and so on; past its
-	// end the last wait repeats. Every wait must be positive. See
+	// end the last wait repeats. Every wait must be at least 1ms. See
 	// NotifySchedule for the payment-notification style.
 	Schedule []time.Duration
 	// Backoff, if set (and Schedule is not), makes the waits grow
@@ -92,7 +96,7 @@ type RetryPolicy struct {
 // to ±Jitter of itself (0.1 = ±10 %) so that retries of many messages do
 // not come in waves.
 type ExponentialBackoff struct {
-	// Initial is the wait after the first failure; must be positive.
+	// Initial is the wait after the first failure; must be at least 1ms.
 	Initial time.Duration
 	// Max caps the wait; at least Initial. Zero means Initial × 1024.
 	Max time.Duration

@@ -39,7 +39,9 @@ type Backoff struct {
 	Jitter       float64
 }
 
-// Validate reports what is wrong with p, if anything.
+// Validate reports what is wrong with p, if anything. A wait is stored in
+// whole milliseconds (Encode), so a positive wait under a millisecond,
+// which would be stored as none, is an error too.
 func (p Policy) Validate() error {
 	if p.MaxAttempts < 1 {
 		return fmt.Errorf("retry policy: MaxAttempts %d: a message needs at least 1 attempt", p.MaxAttempts)
@@ -47,12 +49,24 @@ func (p Policy) Validate() error {
 	if p.ImmediateRetries < 0 || p.Interval < 0 {
 		return fmt.Errorf("retry policy: ImmediateRetries %d and Interval %v must not be negative", p.ImmediateRetries, p.Interval)
 	}
+	if err := storableWait("Interval", p.Interval); err != nil {
+		return err
+	}
 	for i, w := range p.Schedule {
 		if w <= 0 {
 			return fmt.Errorf("retry policy: Schedule[%d] = %v: every wait of a schedule must be positive", i, w)
 		}
+		if err := storableWait(fmt.Sprintf("Schedule[%d]", i), w); err != nil {
+			return err
+		}
 	}
 	if b := p.Backoff; b != nil {
+		if err := storableWait("Backoff.Initial", b.Initial); err != nil {
+			return err
+		}
+		if err := storableWait("Backoff.Max", b.Max); err != nil {
+			return err
+		}
 		switch {
 		case b.Initial <= 0:
 			return fmt.Errorf("retry policy: Backoff.Initial %v must be positive", b.Initial)
@@ -87,6 +101,17 @@ func (p Policy) Wait(retries int) time.Duration {
 	default:
 		return p.Interval
 	}
+}
+
+// storableWait returns an error naming field if the wait w is positive but
+// under a millisecond: the stored form keeps whole milliseconds, so it
+// would be stored as no wait at all, and the stored policy refused when
+// read back.
+func storableWait(field string, w time.Duration) error {
+	if w > 0 && w < time.Millisecond {
+		return fmt.Errorf("retry policy: %s = %v: waits are stored in whole milliseconds; use at least 1ms", field, w)
+	}
+	return nil
 }
 
 // encodedPolicy is the stored form of a Policy: short keys, durations in

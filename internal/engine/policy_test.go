@@ -58,10 +58,24 @@ func TestPolicyEncodeAndValidate(t *testing.T) {
 		{Policy{MaxAttempts: 3, Schedule: []time.Duration{-time.Second}}, "Schedule[0]"},
 		{Policy{MaxAttempts: 3, Backoff: &Backoff{Initial: time.Second, Max: time.Millisecond, Multiplier: 2}}, "Backoff.Max"},
 		{Policy{MaxAttempts: 3, Interval: -time.Second}, "negative"},
+		// Stored in whole milliseconds: a wait under 1ms would be stored as none.
+		{Policy{MaxAttempts: 3, Schedule: []time.Duration{time.Second, 500 * time.Microsecond}}, "Schedule[1] = 500µs: waits are stored in whole milliseconds"},
+		{Policy{MaxAttempts: 3, Interval: time.Nanosecond}, "Interval = 1ns"},
+		{Policy{MaxAttempts: 3, Backoff: &Backoff{Initial: 999 * time.Microsecond, Max: time.Second, Multiplier: 2}}, "Backoff.Initial = 999µs"},
+		{Policy{MaxAttempts: 3, Backoff: &Backoff{Initial: time.Second, Max: 10 * time.Microsecond, Multiplier: 2}}, "Backoff.Max = 10µs"},
 	} {
 		if err := c.p.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Validate(%+v) = %v, want an error naming %q", c.p, err, c.want)
 		}
+	}
+	// Every policy Validate accepts comes back from its stored form.
+	ms := Policy{MaxAttempts: 2, Interval: time.Millisecond, Schedule: []time.Duration{time.Millisecond},
+		Backoff: &Backoff{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}}
+	if err := ms.Validate(); err != nil {
+		t.Errorf("waits of 1ms refused: %v", err)
+	}
+	if _, err := DecodePolicy(ms.Encode()); err != nil {
+		t.Errorf("waits of 1ms do not come back from %s: %v", ms.Encode(), err)
 	}
 	if _, err := DecodePolicy("{not json"); err == nil {
 		t.Error("a broken stored policy decoded")
