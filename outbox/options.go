@@ -246,7 +246,9 @@ type Options struct {
 	// callback topic. Handlers see the prefixed name in Received.Name.
 	// Services that share a database and a broker but not a prefix do not
 	// see each other's messages. It must be a topic name without
-	// wildcards.
+	// wildcards, and a topic with the prefix and its dot at most 255 bytes
+	// (see Publish): Publish and Subscribe refuse a topic that does not
+	// fit with it.
 	TopicPrefix string
 	// Version isolates this outbox from the outboxes of other versions
 	// that share its database and broker, as DotNetCore.CAP's

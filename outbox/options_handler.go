@@ -30,6 +30,10 @@ func (o *Options) handlerDefaults() error {
 		if topic.HasWildcard(o.TopicPrefix) {
 			return fmt.Errorf("outbox: Options.TopicPrefix %q: wildcards are not allowed in a prefix", o.TopicPrefix)
 		}
+		if len(o.TopicPrefix)+2 > topic.MaxLen {
+			return fmt.Errorf("outbox: Options.TopicPrefix %q is %d bytes long: with its dot and a topic it must fit %d",
+				o.TopicPrefix, len(o.TopicPrefix), topic.MaxLen)
+		}
 	}
 	return nil
 }

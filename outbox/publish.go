@@ -86,6 +86,12 @@ func WithHeaders(h map[string]string) PublishOption {
 //
 // A []byte payload is sent as is; anything else goes through the
 // serializer (JSON by default).
+//
+// topic is words separated by dots, without wildcards; any text but white
+// space and control characters, in valid UTF-8, of at most 255 bytes
+// with Options.TopicPrefix and its dot (RabbitMQ's limit on a routing
+// key; MySQL's name column holds 255 characters). Another topic is an
+// error, and nothing is stored.
 func (o *Outbox[TTx]) Publish(ctx context.Context, tx TTx, topic string, payload any, opts ...PublishOption) (int64, error) {
 	m, err := o.newMessage(topic, payload, opts)
 	if err != nil {
@@ -154,7 +160,10 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 	if topic.HasWildcard(name) {
 		return nil, fmt.Errorf("outbox: publish: topic %q: wildcards are for subscriptions, not for publishing", name)
 	}
-	name = o.topicName(name)
+	name, err := o.prefixed(name)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: publish: %w", err)
+	}
 	var body []byte
 	typ := ""
 	switch p := payload.(type) {

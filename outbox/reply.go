@@ -63,8 +63,9 @@ func validCallback(name string) error {
 // process stop between the two, the message is handled again and replied
 // to again: replies are at least once, like every delivery. A reply that
 // cannot be stored fails the attempt, which is retried. A callback name
-// that is no valid topic, or a cap-corr-seq that is not a number, fails
-// the message at once (CAP fails it too).
+// that is no valid topic (see Publish; too long with Options.TopicPrefix,
+// say), or a cap-corr-seq that is not a number, fails the message at once
+// (CAP fails it too).
 func SubscribeReply[T, R any, TTx any](o *Outbox[TTx], topicPattern string, h func(ctx context.Context, m Received[T]) (R, error), opts ...SubscribeOption) error {
 	if h == nil {
 		return fmt.Errorf("outbox: subscribe to %q: handler is nil", topicPattern)
@@ -90,6 +91,9 @@ func (o *Outbox[TTx]) reply(ctx context.Context, m *Message, payload any) error 
 		return nil
 	}
 	if err := validCallback(callback); err != nil {
+		return Permanent(fmt.Errorf("replying to message %s: %s: %w", m.ID, wire.CallbackName, err))
+	}
+	if _, err := o.prefixed(callback); err != nil { // Publish would refuse it on every attempt
 		return Permanent(fmt.Errorf("replying to message %s: %s: %w", m.ID, wire.CallbackName, err))
 	}
 	seq := 0

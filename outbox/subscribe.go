@@ -60,7 +60,10 @@ func Group(name string) SubscribeOption {
 
 // Subscribe registers h for the messages of topic (a name or a pattern with
 // '*' for one word and '#' for any number of words) in a consumer group.
-// Call it before Run.
+// Call it before Run. The pattern is checked as Publish checks a topic
+// (words separated by dots, no white space or control characters, at most
+// 255 bytes with Options.TopicPrefix); the names of the messages it
+// receives are not: a delivery is stored with its name as it came.
 //
 // Every message is stored in the received table before it is acknowledged
 // to the broker, de-duplicated by message id and group, and handed to h
@@ -111,6 +114,10 @@ func subscribe[TTx any](o *Outbox[TTx], topicPattern string, opts []SubscribeOpt
 	if err := topic.Validate(topicPattern); err != nil {
 		return fmt.Errorf("outbox: subscribe: %w", err)
 	}
+	pattern, err := o.prefixed(topicPattern)
+	if err != nil {
+		return fmt.Errorf("outbox: subscribe: %w", err)
+	}
 	cfg := subscribeConfig{group: o.opts.DefaultGroup}
 	for _, opt := range opts {
 		opt(&cfg)
@@ -140,7 +147,7 @@ func subscribe[TTx any](o *Outbox[TTx], topicPattern string, opts []SubscribeOpt
 	chain := o.handlerChain(handler, timeout, cfg.middleware)
 	return o.e.Subscribe(engine.Subscription{
 		Group:       o.opts.groupName(cfg.group),
-		Pattern:     o.topicName(topicPattern),
+		Pattern:     pattern,
 		Policy:      policy,
 		Concurrency: cfg.concurrency,
 		Timeout:     timeout,

@@ -8,7 +8,14 @@ package topic
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
+
+// MaxLen is the longest topic name or pattern, in bytes, that Validate
+// accepts: RabbitMQ's limit on a routing key, and within the 255
+// characters of MySQL's name column, which would cut a longer name.
+const MaxLen = 255
 
 // Match reports whether name matches pattern.
 func Match(pattern, name string) bool {
@@ -61,11 +68,31 @@ func HasWildcard(pattern string) bool {
 }
 
 // Validate returns an error naming the problem if s is not a usable topic
-// name or pattern: it must be non-empty, without empty words, and use "*" and
-// "#" only as whole words.
+// name or pattern: it must be non-empty, at most MaxLen bytes of valid
+// UTF-8 without white space or control characters, without empty words,
+// and use "*" and "#" only as whole words. Anything else goes: dashes,
+// underscores, colons, slashes, letters of any script.
+//
+// It is for the names and patterns an application gives (to publish, to
+// subscribe, in a configuration): a name a broker delivers is taken as it
+// is, never checked with Validate.
 func Validate(s string) error {
 	if s == "" {
 		return fmt.Errorf("topic is empty")
+	}
+	if len(s) > MaxLen {
+		return fmt.Errorf("topic %q is %d bytes long: at most %d fit a routing key and the storage's name column", s, len(s), MaxLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("topic %q is not valid UTF-8", s)
+	}
+	for i, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			return fmt.Errorf("topic %q has white space (%q at byte %d)", s, r, i)
+		case unicode.IsControl(r):
+			return fmt.Errorf("topic %q has a control character (%U at byte %d)", s, r, i)
+		}
 	}
 	for _, w := range strings.Split(s, ".") {
 		if w == "" {

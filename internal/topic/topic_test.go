@@ -1,6 +1,9 @@
 package topic
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestMatch(t *testing.T) {
 	cases := []struct {
@@ -37,14 +40,34 @@ func TestMatch(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, ok := range []string{"order.paid", "order.*", "#", "a.#.b", "order-paid_v2"} {
+	for _, ok := range []string{"order.paid", "order.*", "#", "a.#.b", "order-paid_v2",
+		// CAP takes any string: what is neither white space nor control passes.
+		"sample.rabbitmq.mysql:v1", "tenant/a.order", "订单.已支付", "a+b.c@d", "a$b.c=d",
+		strings.Repeat("x", MaxLen), strings.Repeat("é", MaxLen/2)} {
 		if err := Validate(ok); err != nil {
 			t.Errorf("Validate(%q) = %v, want nil", ok, err)
 		}
 	}
-	for _, bad := range []string{"", ".a", "a.", "a..b", "ord*er", "a.#b"} {
-		if err := Validate(bad); err == nil {
-			t.Errorf("Validate(%q) = nil, want an error", bad)
+	for _, c := range []struct{ bad, want string }{
+		{"", "empty"},
+		{".a", "empty word"},
+		{"a.", "empty word"},
+		{"a..b", "empty word"},
+		{"ord*er", "wildcards"},
+		{"a.#b", "wildcards"},
+		{"a b", `topic "a b" has white space (' ' at byte 1)`},
+		{"a\tb", "white space"},
+		{"a.b\n", "white space"},
+		{"a\u00a0b", "white space"},
+		{"a\x00b", `topic "a\x00b" has a control character (U+0000 at byte 1)`},
+		{"a\x7fb", "control character"},
+		{"a\u0085b", "white space"},
+		{"a\xffb", `topic "a\xffb" is not valid UTF-8`},
+		{strings.Repeat("x", MaxLen+1), "is 256 bytes long: at most 255"},
+		{strings.Repeat("é", MaxLen/2+1), "is 256 bytes long"},
+	} {
+		if err := Validate(c.bad); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate(%q) = %v, want an error saying %q", c.bad, err, c.want)
 		}
 	}
 	if !HasWildcard("a.*") || !HasWildcard("#") || HasWildcard("a.b") {
