@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/gocap/gocap/storage/sqlite"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/memory"
+	"github.com/gocap/gocap/wire"
 )
 
 // inputOutbox is an outbox on a SQLite file of its own and the in-memory
@@ -192,5 +194,53 @@ func TestReceivedNamesTakenAsTheyCame(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a delivery named with white space was not handled in 10 s")
+	}
+}
+
+// TestWithHeaderAndGocapHeaders: a header of the application's named like
+// one of gocap's replaces gocap's value, except those that say what the
+// message is, as WithHeader's doc lists them: the id and name, the delay
+// headers of a delayed message, the ordering key of a keyed one.
+func TestWithHeaderAndGocapHeaders(t *testing.T) {
+	ctx := context.Background()
+	ob := inputOutbox(t, outbox.Options{})
+	mine := map[string]string{wire.MsgID: "mine", wire.MsgName: "mine", wire.CorrelationID: "corr-mine",
+		wire.SentTime: "sent-mine", wire.DelayTime: "delay-mine", wire.OrderingKey: "key-mine"}
+	headers := func(id int64) map[string]string { return getRow(t, ob.Store(), storage.Published, id).Headers }
+
+	// Neither delayed nor keyed: all but the id and name are the application's.
+	id, err := ob.PublishWithoutTx(ctx, "a.b", orderPaid{}, outbox.WithHeaders(mine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := headers(id)
+	if h[wire.MsgID] != strconv.FormatInt(id, 10) || h[wire.MsgName] != "a.b" {
+		t.Errorf("cap-msg-id %q, cap-msg-name %q: want gocap's", h[wire.MsgID], h[wire.MsgName])
+	}
+	for _, k := range []string{wire.CorrelationID, wire.SentTime, wire.DelayTime, wire.OrderingKey} {
+		if h[k] != mine[k] {
+			t.Errorf("%s = %q, want the application's %q", k, h[k], mine[k])
+		}
+	}
+
+	// Delayed and keyed: the delay headers and the key are gocap's.
+	due := time.Now().Add(time.Hour).UTC()
+	id, err = ob.PublishWithoutTx(ctx, "a.b", orderPaid{}, outbox.WithHeaders(mine), outbox.WithDeliverAt(due),
+		outbox.WithOrderingKey("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = headers(id)
+	if got, ok := wire.ParseSentTime(h[wire.SentTime]); !ok || !got.Equal(due) {
+		t.Errorf("cap-senttime %q, want the due time %v", h[wire.SentTime], due)
+	}
+	if d, ok := wire.ParseDelay(h[wire.DelayTime]); !ok || d < 59*time.Minute || d > time.Hour {
+		t.Errorf("cap-delaytime %q, want the delay (about an hour)", h[wire.DelayTime])
+	}
+	if h[wire.OrderingKey] != "order-1" {
+		t.Errorf("gocap-ordering-key %q, want the key", h[wire.OrderingKey])
+	}
+	if h[wire.CorrelationID] != "corr-mine" {
+		t.Errorf("cap-corr-id %q, want the application's", h[wire.CorrelationID])
 	}
 }

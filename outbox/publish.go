@@ -58,8 +58,13 @@ func WithRetry(p RetryPolicy) PublishOption {
 }
 
 // WithHeader adds a transport header to the message. A header named like
-// one of gocap's (cap-corr-id, for example) replaces gocap's value, except
-// cap-msg-id and cap-msg-name, which are always gocap's.
+// one of gocap's (cap-corr-id or cap-senttime, for example) replaces
+// gocap's value, except where gocap's says what the message is:
+// cap-msg-id and cap-msg-name are always gocap's; so are cap-delaytime and
+// cap-senttime on a message that WithDelay or WithDeliverAt makes due
+// later (its delay and its due time, as CAP's delayed publish writes
+// them), and gocap-ordering-key on a message given WithOrderingKey (its
+// key).
 func WithHeader(key, value string) PublishOption {
 	return func(c *publishConfig) {
 		if c.headers == nil {
