@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -208,8 +209,17 @@ func TestWithHeaderAndGocapHeaders(t *testing.T) {
 		wire.SentTime: "sent-mine", wire.DelayTime: "delay-mine", wire.OrderingKey: "key-mine"}
 	headers := func(id int64) map[string]string { return getRow(t, ob.Store(), storage.Published, id).Headers }
 
+	// An ordering key is set with WithOrderingKey, which checks it, not
+	// with a header.
+	if _, err := ob.PublishWithoutTx(ctx, "a.b", orderPaid{}, outbox.WithHeaders(mine)); err == nil ||
+		!strings.Contains(err.Error(), "WithOrderingKey") {
+		t.Errorf("a gocap-ordering-key header without WithOrderingKey: %v, want an error naming WithOrderingKey", err)
+	}
+
 	// Neither delayed nor keyed: all but the id and name are the application's.
-	id, err := ob.PublishWithoutTx(ctx, "a.b", orderPaid{}, outbox.WithHeaders(mine))
+	unkeyed := maps.Clone(mine)
+	delete(unkeyed, wire.OrderingKey)
+	id, err := ob.PublishWithoutTx(ctx, "a.b", orderPaid{}, outbox.WithHeaders(unkeyed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +227,7 @@ func TestWithHeaderAndGocapHeaders(t *testing.T) {
 	if h[wire.MsgID] != strconv.FormatInt(id, 10) || h[wire.MsgName] != "a.b" {
 		t.Errorf("cap-msg-id %q, cap-msg-name %q: want gocap's", h[wire.MsgID], h[wire.MsgName])
 	}
-	for _, k := range []string{wire.CorrelationID, wire.SentTime, wire.DelayTime, wire.OrderingKey} {
+	for _, k := range []string{wire.CorrelationID, wire.SentTime, wire.DelayTime} {
 		if h[k] != mine[k] {
 			t.Errorf("%s = %q, want the application's %q", k, h[k], mine[k])
 		}

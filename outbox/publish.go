@@ -64,7 +64,8 @@ func WithRetry(p RetryPolicy) PublishOption {
 // cap-senttime on a message that WithDelay or WithDeliverAt makes due
 // later (its delay and its due time, as CAP's delayed publish writes
 // them), and gocap-ordering-key on a message given WithOrderingKey (its
-// key).
+// key). A gocap-ordering-key header without WithOrderingKey is an error
+// of Publish: the key is set with WithOrderingKey, which checks it.
 func WithHeader(key, value string) PublishOption {
 	return func(c *publishConfig) {
 		if c.headers == nil {
@@ -188,6 +189,10 @@ func (o *Outbox[TTx]) newMessage(name string, payload any, opts []PublishOption)
 	}
 	if cfg.err != nil {
 		return nil, fmt.Errorf("outbox: publish to %q: %w", name, cfg.err)
+	}
+	if _, ok := cfg.headers[wire.OrderingKey]; ok && cfg.key == "" {
+		// A receiving gocap would order by it; the publishing one would not.
+		return nil, fmt.Errorf("outbox: publish to %q: header %s is the ordering key: set it with WithOrderingKey, not WithHeader", name, wire.OrderingKey)
 	}
 	id := o.e.NextID()
 	now := time.Now().UTC()
