@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -439,8 +441,27 @@ type unstoredCounts struct {
 
 const maxTracked = 10000
 
-// unstoredKey is the message a count is kept for: its id in its group.
-func unstoredKey(m *storage.Message) string { return m.Group + "\x00" + m.MsgID }
+// unstoredKey is the message a count is kept for: its id in its group;
+// for a delivery whose publisher sent no cap-msg-id, whose id
+// receivedMessage made up (each delivery of it gets another), a hash of
+// its topic, headers but that id, and body, so that its deliveries are
+// counted together too.
+func unstoredKey(m *storage.Message) string {
+	if m.MsgID != strconv.FormatInt(m.ID, 10) {
+		return m.Group + "\x00" + m.MsgID
+	}
+	h := sha256.New()
+	field := func(s string) { fmt.Fprintf(h, "%d:%s", len(s), s) }
+	field(m.Name)
+	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
+		if k != wire.MsgID {
+			field(k)
+			field(m.Headers[k])
+		}
+	}
+	h.Write(m.Body)
+	return m.Group + "\x00#" + hex.EncodeToString(h.Sum(nil))
+}
 
 func (u *unstoredCounts) add(m *storage.Message) int {
 	key := unstoredKey(m)
