@@ -254,14 +254,19 @@ func (s *slowSucceed) Succeed(ctx context.Context, kind storage.Kind, rows []sto
 }
 
 // hangTopic is the in-process broker, whose sends to one topic hang
-// until their context ends.
+// until their context ends; sending, if set, is closed at the first.
 type hangTopic struct {
 	*memory.Transport
-	topic string
+	topic   string
+	sending chan struct{}
+	once    *sync.Once
 }
 
 func (h hangTopic) Send(ctx context.Context, name string, m transport.Message) error {
 	if name == h.topic {
+		if h.sending != nil {
+			h.once.Do(func() { close(h.sending) })
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -311,5 +316,50 @@ func TestShutdownRecordsSuccessesAfterItsTimeout(t *testing.T) {
 	}
 	if m, err := d.Get(context.Background(), storage.Published, hang); err != nil || m.Status == storage.StatusSucceeded {
 		t.Errorf("the hanging message: %v, %v", m, err)
+	}
+}
+
+// TestShutdownDoesNotCountCancelledAttempts: a send still in flight when
+// Run's ShutdownTimeout passes is cancelled; that is no attempt of the
+// message: with one attempt allowed it does not end Failed (nor call
+// OnFailed), and its lease is given back, so that it is due at once.
+func TestShutdownDoesNotCountCancelledAttempts(t *testing.T) {
+	d := sqlite.New(sqliteDB(t, filepath.Join(t.TempDir(), "gocap.db")), sqlite.Options{Logger: quietLogger()})
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan struct{})
+	tr := hangTopic{Transport: memory.New(memory.Options{AcceptUnroutable: true}), topic: "shutdown.hang", sending: sent, once: new(sync.Once)}
+	var failed atomic.Int32
+	ob, err := outbox.New[*sql.Tx](d, tr, outbox.Options{Logger: quietLogger(), ShutdownTimeout: 300 * time.Millisecond,
+		OnFailed: func(context.Context, outbox.FailedMessage) { failed.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ob.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	id, err := ob.PublishWithoutTx(context.Background(), "shutdown.hang", 1, outbox.WithRetry(outbox.RetryPolicy{MaxAttempts: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not sent after 10 s")
+	}
+	cancel()
+	<-done
+	m, err := d.Get(context.Background(), storage.Published, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != storage.StatusScheduled || m.Retries != 0 || failed.Load() != 0 {
+		t.Errorf("after the shutdown cancelled its send: %s, %d failed attempts, %d OnFailed calls (last error %q); want Scheduled, none",
+			m.Status, m.Retries, failed.Load(), m.LastError)
+	}
+	if m.LeaseUntil.After(time.Now()) {
+		t.Errorf("its lease runs until %v: want it given back", m.LeaseUntil)
 	}
 }

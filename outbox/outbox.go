@@ -54,8 +54,9 @@ func New[TTx any](driver storage.Driver[TTx], tr transport.Transport, opts Optio
 // received table and runs their handlers, retries failures, cleans expired
 // rows and records a heartbeat. When ctx ends it stops claiming and
 // consuming, waits up to ShutdownTimeout for attempts in flight and records
-// their outcomes; an attempt still running after that is cancelled, and its
-// row is attempted again after its lease ends. Run returns nil after a
+// their outcomes; an attempt still running after that is cancelled, not
+// counted, and its row's lease given back, so that it is attempted again
+// (by another process, or after the restart). Run returns nil after a
 // clean stop, and ErrRunning or ErrClosed if it cannot start.
 //
 // Several processes may Run against one database at once: every row is

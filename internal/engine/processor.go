@@ -492,15 +492,25 @@ func (p *processor) handOverFrom(work context.Context, m *storage.Message, err e
 // failer (all of one attempt together) or, for a Store that cannot
 // record them in batches, with Store.Fail at once. It returns the
 // attempts' errors.
+//
+// An attempt that failed once work had ended — cancelled because Run's
+// ShutdownTimeout passed, or never begun under a work already cancelled —
+// is no attempt: its row's lease is given back without counting it.
 func (p *processor) process(work context.Context, ms []*storage.Message, held *[]completion) []error {
 	start := time.Now()
 	p.floor.keyed(start, ms, p.cfg.Lease)
 	errs := p.timedAttempt(work, ms)
 	took := time.Since(start)
 	var failures []pendingFailure
+	var stopped []storage.Lease
 	for i, m := range ms {
 		lease := storage.Lease{ID: m.ID, Token: m.LeaseToken}
 		attempt := storage.Attempt{At: start.UTC(), Duration: took}
+		if errs[i] != nil && work.Err() != nil && !errors.Is(errs[i], errReleased) && !errors.Is(errs[i], errWaiting) {
+			stopped = append(stopped, lease)
+			errs[i] = errReleased
+			continue
+		}
 		switch {
 		case errs[i] == nil && held != nil:
 			*held = append(*held, completion{Completed: storage.Completed{Lease: lease, Attempt: attempt}, keyed: m.OrderingKey != ""})
@@ -515,6 +525,14 @@ func (p *processor) process(work context.Context, ms []*storage.Message, held *[
 	}
 	if len(failures) > 0 {
 		p.failer.add(failures) // the attempt's failures, recorded in one batch
+	}
+	if len(stopped) > 0 {
+		ctx, cancel := writeContext(work)
+		defer cancel()
+		if err := p.releaseAt(ctx, stopped, time.Now(), "not counted as an attempt: cancelled as the processor stopped"); err != nil {
+			p.log.Warn("gocap: releasing rows whose attempts the shutdown cancelled failed; they are due again after their lease ends",
+				"count", len(stopped), "err", err)
+		}
 	}
 	return errs
 }
