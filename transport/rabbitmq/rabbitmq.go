@@ -100,12 +100,15 @@
 // waiting to reconnect, a dial failure, the channel or connection closed
 // before the publish or before the confirm, the connection blocked by a
 // broker's memory or disk alarm, the send's deadline passed before the
-// confirm) returns an error wrapping transport.ErrUnavailable. A Send
-// returns when its context ends (cancelled, with the context's error): if
-// it was still writing the message (to a broker that stopped reading), the
-// connection is torn down, which fails the other Sends in flight on it as
-// unavailable, and the next Send connects again. ErrUnroutable and a broker nack are not unavailable: the
-// broker was reached. A message that RabbitMQ can never take (a topic,
+// confirm) returns an error wrapping transport.ErrUnavailable. Once
+// connected, a Send returns when its context ends (cancelled, with the
+// context's error): if it was still writing the message (to a broker that
+// stopped reading), the connection is torn down, which fails the other
+// Sends in flight on it as unavailable, and the next Send connects again.
+// Connecting is bounded by the URL's connection_timeout (amqp091's
+// default: 30 s), not by the Send's context, and the Sends that find no
+// connection wait for it. ErrUnroutable and a broker nack are not
+// unavailable: the broker was reached. A message that RabbitMQ can never take (a topic,
 // header name or message id longer than an AMQP short string's 255 bytes,
 // headers larger than a frame, a body larger than Config.MaxMessageSize or
 // the broker's max_message_size) fails with a permanent [RefusedError]:
