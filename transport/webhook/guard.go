@@ -25,8 +25,12 @@ func (e *RefusedError) Error() string {
 	if strings.ContainsRune("aeiou", rune(e.Reason[0])) {
 		article = "an"
 	}
-	return fmt.Sprintf("destination %s refused: %s is %s %s address (allow it with Config.AllowPrivate or Config.AllowedNets)",
-		e.Host, e.Addr, article, e.Reason)
+	allow := "Config.AllowPrivate or Config.AllowedNets"
+	if e.Reason == "cloud-metadata" {
+		allow = "Config.AllowedNets only" // AllowPrivate does not
+	}
+	return fmt.Sprintf("destination %s refused: %s is %s %s address (allow it with %s)",
+		e.Host, e.Addr, article, e.Reason, allow)
 }
 
 // Permanent reports true: retrying cannot make the address acceptable.

@@ -321,6 +321,11 @@ func TestRefused(t *testing.T) {
 		if !errors.As(err, &refused) || !isPermanent(err) || refused.Reason != c.reason || !strings.Contains(err.Error(), "destination callback.example refused") {
 			t.Errorf("%s (AllowPrivate %v): %v", c.addr, c.allowPrivate, err)
 		}
+		// The error names what allows the address: AllowPrivate does not
+		// allow a metadata service.
+		if mentions := strings.Contains(err.Error(), "AllowPrivate"); mentions == (c.reason == "cloud-metadata") {
+			t.Errorf("%s: %q names AllowPrivate %v", c.addr, err, mentions)
+		}
 	}
 
 	// Allowed explicitly: the request goes through.
