@@ -65,8 +65,17 @@
 // kafka-go reconnects by itself; the transport logs errors and backs off.
 // A send that fails at the connection level (a dial or network error, a
 // broker or partition leader not available, not enough in-sync replicas,
-// the writer closed) returns an error wrapping transport.ErrUnavailable;
-// record-level errors (a message too large, an invalid record) do not.
+// the writer closed) returns an error wrapping transport.ErrUnavailable.
+// A record that can never be written fails with a [RefusedError], which is
+// permanent (the outbox marks the message Failed at once): a record larger
+// than the writer takes ([MaxRecordBytes]; checked before anything is
+// written, so the other records of its batch are sent), or one the broker
+// refuses for itself (MESSAGE_TOO_LARGE for the topic's max.message.bytes,
+// INVALID_RECORD, INVALID_TOPIC_EXCEPTION). A broker refuses such a record
+// with the whole record batch it came in, so the records of a refused batch
+// are written again one per batch, and only a record refused alone fails
+// for good. Any other error is a failed attempt, retried by the message's
+// policy.
 package kafka
 
 import (
@@ -102,6 +111,13 @@ func (t *Transport) recordKey(h map[string]string) []byte {
 	}
 	return nil
 }
+
+// MaxRecordBytes is the largest record the transport writes, in bytes, as
+// kafka-go counts a record (its value, key and headers, with a few bytes of
+// framing): the writer's BatchBytes. A larger record fails with a
+// [RefusedError] before anything is written. The brokers' own limit is the
+// topic's max.message.bytes (1 MiB by default).
+const MaxRecordBytes = 1 << 20
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("kafka: transport closed")
@@ -152,6 +168,10 @@ type Transport struct {
 	cfg    Config
 	log    *slog.Logger
 	writer *kafkago.Writer
+	// alone writes each record in a batch of its own: it sends again the
+	// records of a batch the broker refused, to tell which record it
+	// refuses.
+	alone  *kafkago.Writer
 	conns  connections // with Config.TLS and Config.SASL
 	closed chan struct{}
 	once   sync.Once
@@ -196,18 +216,22 @@ func New(cfg Config) (*Transport, error) {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("transport", "kafka")
-	t := &Transport{
-		cfg: cfg, log: log, closed: make(chan struct{}), created: map[string]bool{}, conns: conns,
-		writer: &kafkago.Writer{
+	newWriter := func(batchSize int) *kafkago.Writer {
+		return &kafkago.Writer{
 			Addr:         kafkago.TCP(cfg.Brokers...),
 			Transport:    conns.transport,
 			Balancer:     &kafkago.Hash{},
 			RequiredAcks: kafkago.RequireAll,
 			BatchTimeout: cfg.BatchTimeout,
-			BatchSize:    1000,
+			BatchSize:    batchSize,
+			BatchBytes:   MaxRecordBytes,
 			MaxAttempts:  3,
 			ErrorLogger:  kafkago.LoggerFunc(func(f string, a ...any) { log.Warn("gocap: kafka writer: " + fmt.Sprintf(f, a...)) }),
-		},
+		}
+	}
+	t := &Transport{
+		cfg: cfg, log: log, closed: make(chan struct{}), created: map[string]bool{}, conns: conns,
+		writer: newWriter(1000), alone: newWriter(1),
 	}
 	return t, nil
 }
@@ -251,7 +275,10 @@ func (t *Transport) Send(ctx context.Context, name string, msg transport.Message
 // SendBatch writes msgs with one call to the shared writer, which groups
 // them by partition into produce requests, and returns when every record
 // was acknowledged by all in-sync replicas or refused (see
-// transport.BatchSender).
+// transport.BatchSender). A record larger than [MaxRecordBytes] fails with
+// a [RefusedError] and the others are written; the records of a batch the
+// broker refused for a record's sake are written again one per batch (see
+// the package doc).
 func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []error {
 	fail := func(err error) []error { return adapter.FailBatch("kafka", t.cfg.TopicPrefix, msgs, err) }
 	select {
@@ -263,47 +290,157 @@ func (t *Transport) SendBatch(ctx context.Context, msgs []transport.Outgoing) []
 	if len(msgs) == 0 {
 		return errs
 	}
-	recs := make([]kafkago.Message, len(msgs))
+	recs := make([]kafkago.Message, 0, len(msgs))
+	at := make([]int, 0, len(msgs)) // at[j]: the index in msgs of recs[j]
 	var topics []string
 	for i, m := range msgs {
 		full := t.cfg.TopicPrefix + m.Topic
+		rec := kafkago.Message{Topic: full, Value: m.Body, Headers: make([]kafkago.Header, 0, len(m.Headers))}
+		for k, v := range m.Headers {
+			rec.Headers = append(rec.Headers, kafkago.Header{Key: k, Value: []byte(v)})
+		}
+		rec.Key = t.recordKey(m.Headers)
+		if n := recordSize(&rec); n > MaxRecordBytes {
+			errs[i] = &RefusedError{Topic: full, Err: fmt.Errorf(
+				"record of %d bytes (body %d, key %d, %d headers) is larger than the %d bytes the transport writes (kafka.MaxRecordBytes)",
+				n, len(rec.Value), len(rec.Key), len(rec.Headers), MaxRecordBytes)}
+			continue
+		}
 		if !slices.Contains(topics, full) {
 			topics = append(topics, full)
 		}
-		recs[i] = kafkago.Message{Topic: full, Value: m.Body, Headers: make([]kafkago.Header, 0, len(m.Headers))}
-		for k, v := range m.Headers {
-			recs[i].Headers = append(recs[i].Headers, kafkago.Header{Key: k, Value: []byte(v)})
-		}
-		recs[i].Key = t.recordKey(m.Headers)
+		recs, at = append(recs, rec), append(at, i)
+	}
+	if len(recs) == 0 {
+		return errs
 	}
 	if err := t.ensureTopics(ctx, topics...); err != nil {
-		return fail(unavailable(err))
+		for _, i := range at {
+			errs[i] = adapter.SendError("kafka", t.cfg.TopicPrefix+msgs[i].Topic, unavailable(err))
+		}
+		return errs
 	}
-	err := t.writer.WriteMessages(ctx, recs...)
+	var diagnosed error // of the first record that failed for want of the brokers
+	rerrs := t.write(ctx, t.writer, recs, &diagnosed)
+	var again []int // indexes in recs of records refused with their batch
+	for j, e := range rerrs {
+		if refused(e) {
+			again = append(again, j)
+			continue
+		}
+		errs[at[j]] = e
+	}
+	if len(again) > 0 {
+		alone := make([]kafkago.Message, len(again))
+		for k, j := range again {
+			alone[k] = recs[j]
+		}
+		for k, e := range t.write(ctx, t.alone, alone, &diagnosed) {
+			var kerr kafkago.Error
+			if refused(e) && errors.As(e, &kerr) {
+				e = &RefusedError{Topic: alone[k].Topic, Err: kerr}
+			}
+			errs[at[again[k]]] = e
+		}
+	}
+	return errs
+}
+
+// write writes recs with w and returns one error per record: nil, or the
+// reason wrapped as a send error (with transport.ErrUnavailable when the
+// brokers could not take it). *diagnosed holds the diagnosis of the first
+// record that failed for want of the brokers, shared by the calls of a
+// SendBatch.
+func (t *Transport) write(ctx context.Context, w *kafkago.Writer, recs []kafkago.Message, diagnosed *error) []error {
+	errs := make([]error, len(recs))
+	err := w.WriteMessages(ctx, recs...)
 	var werrs kafkago.WriteErrors
 	switch {
 	case err == nil:
-	case errors.As(err, &werrs) && len(werrs) == len(msgs):
-		var diagnosed error // of the first record that failed for want of the brokers
+	case errors.As(err, &werrs) && len(werrs) == len(recs):
 		for i, e := range werrs {
 			if e == nil {
 				continue
 			}
 			if brokersDown(e) {
-				if diagnosed == nil {
-					diagnosed = t.diagnose(ctx, e)
+				if *diagnosed == nil {
+					*diagnosed = t.diagnose(ctx, e)
 				}
-				if errors.Is(diagnosed, ErrAuthentication) {
-					e = diagnosed
+				if errors.Is(*diagnosed, ErrAuthentication) {
+					e = *diagnosed
 				}
 			}
 			errs[i] = adapter.SendError("kafka", recs[i].Topic, unavailable(t.authError(e)))
 		}
 	default:
-		return fail(unavailable(t.diagnose(ctx, err)))
+		err = unavailable(t.diagnose(ctx, err))
+		for i := range recs {
+			errs[i] = adapter.SendError("kafka", recs[i].Topic, err)
+		}
 	}
 	return errs
 }
+
+// refused reports whether the broker refused a record for itself, or for
+// another record of its batch: a record batch larger than the topic's
+// max.message.bytes (MESSAGE_TOO_LARGE), an invalid record (a record
+// without a key to a compacted topic, say), an invalid topic name.
+func refused(err error) bool {
+	var kerr kafkago.Error
+	if err == nil || !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr {
+	case kafkago.MessageSizeTooLarge, kafkago.InvalidRecord, kafkago.InvalidTopic:
+		return true
+	}
+	return false
+}
+
+// recordSize is the size of rec as kafka-go's Writer counts it when it
+// checks a record against its BatchBytes, before it writes anything
+// (Message.totalSize): the length-prefixed key and value, the framing,
+// the timestamp, and the headers as varint-prefixed keys and values.
+func recordSize(rec *kafkago.Message) int64 {
+	n := int64(varIntLen(len(rec.Headers)))
+	for _, h := range rec.Headers {
+		n += int64(varIntLen(len(h.Key)) + len(h.Key) + varIntLen(len(h.Value)) + len(h.Value))
+	}
+	const framing = 4 + 1 + 1 + 8 // crc, magic byte, attributes, timestamp
+	return n + framing + 4 + int64(len(rec.Key)) + 4 + int64(len(rec.Value))
+}
+
+// varIntLen is the length of n as a zig-zag varint.
+func varIntLen(n int) int {
+	u := uint64(n) << 1 // n ≥ 0: zig-zag encoding
+	l := 1
+	for u >= 0x80 {
+		u >>= 7
+		l++
+	}
+	return l
+}
+
+// RefusedError is the error of a send of a record that can never be
+// written: larger than [MaxRecordBytes], or refused by the broker for
+// itself (see the package doc). It is permanent: the outbox marks the
+// message Failed at once.
+type RefusedError struct {
+	// Topic is the topic the record was sent to, with Config.TopicPrefix.
+	Topic string
+	// Err is the reason.
+	Err error
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("kafka: send to %q refused: %v", e.Topic, e.Err)
+}
+
+// Unwrap returns the reason.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Permanent reports true: retrying cannot help.
+func (e *RefusedError) Permanent() bool { return true }
 
 // unavailable wraps with transport.ErrUnavailable an error that means the
 // brokers could not take the records now: a dial or network error, a
@@ -346,7 +483,7 @@ func (t *Transport) Close() error {
 	var err error
 	t.once.Do(func() {
 		close(t.closed)
-		err = t.writer.Close()
+		err = errors.Join(t.writer.Close(), t.alone.Close())
 		t.conns.transport.CloseIdleConnections()
 	})
 	return err

@@ -176,7 +176,7 @@ func TestBinaryHeaderValues(t *testing.T) {
 
 // TestSendErrors checks that a send the brokers could not take (the
 // cluster is gone) wraps transport.ErrUnavailable, and a record-level
-// error (a record too large) does not.
+// error (a record too large) does not, and is permanent.
 func TestSendErrors(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	if err != nil {
@@ -190,8 +190,8 @@ func TestSendErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = tr.Send(ctx, "t", transport.Message{Body: make([]byte, 2<<20)})
-	if err == nil || errors.Is(err, transport.ErrUnavailable) {
-		t.Errorf("Send of a record too large: %v, want an error that is not ErrUnavailable", err)
+	if !permanent(err) || errors.Is(err, transport.ErrUnavailable) {
+		t.Errorf("Send of a record too large: %v, want a permanent error that is not ErrUnavailable", err)
 	}
 	c.Close()
 	start := time.Now()
