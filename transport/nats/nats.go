@@ -90,10 +90,19 @@
 // at once with an error wrapping transport.ErrUnavailable (publishes are
 // not buffered); so does a send whose acknowledgement did not come before
 // the connection broke, Config.PublishTimeout passed, or the send's
-// context's deadline passed. A message the server refused (no stream holds
-// its subject, larger than the server's maximum payload, a header NATS
+// context's deadline passed, or JetStream answered that it cannot take
+// messages now (status 503: JetStream not enabled or not available, no
+// stream leader, not enough resources; status 429: too many requests). A
+// message the server refused (no stream holds its subject, larger than the
+// server's maximum payload or the stream's MaxMsgSize, a header NATS
 // cannot carry) fails with a permanent error naming the subject: the outbox
-// marks it Failed at once. A send that found no stream for its subject
+// marks it Failed at once. A stream that did not store a message for a
+// reason that may pass — full, with Discard: New and its MaxMsgs, MaxBytes
+// or MaxMsgsPerSubject reached (JetStream's err_code 10077, "maximum
+// messages exceeded"), its store failing, the account's limits reached
+// (10002) — fails the send with an error that is neither: a failed attempt,
+// which the outbox retries by the message's policy, so the message is sent
+// once the stream has room, and fails for good if it never has. A send that found no stream for its subject
 // first adds the subject to its stream again (another service may have
 // replaced the stream's subjects, as CAP's consumer client does) and
 // publishes once more.

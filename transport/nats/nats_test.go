@@ -210,6 +210,60 @@ func TestRefused(t *testing.T) {
 	}
 }
 
+// TestFullStream: a stream whose limits are reached with Discard: New
+// (MaxMsgs, MaxBytes, MaxMsgsPerSubject) fails a send with an error that is
+// a failed attempt — neither transport.ErrUnavailable (it was, and looped
+// for ever uncounted while pausing every send) nor permanent — and the
+// send succeeds once the stream has room. A message larger than the
+// stream's MaxMsgSize stays a permanent refusal.
+func TestFullStream(t *testing.T) {
+	tr, _, iso := newTransport(t, nats.Config{})
+	js := jetStream(t)
+	ctx := timeout(t)
+	limits := map[string]jetstream.StreamConfig{
+		"msgs":    {MaxMsgs: 1},
+		"bytes":   {MaxBytes: 300},
+		"subject": {MaxMsgsPerSubject: 1, DiscardNewPerSubject: true},
+	}
+	for name, cfg := range limits {
+		t.Run(name, func(t *testing.T) {
+			cfg.Name, cfg.Subjects, cfg.Discard = iso.stream(name), []string{iso.subject(name + ".>")}, jetstream.DiscardNew
+			s, err := js.CreateStream(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := transport.Message{Body: make([]byte, 200)}
+			if err := tr.Send(ctx, name+".x", m); err != nil {
+				t.Fatalf("first send: %v", err)
+			}
+			err = tr.Send(ctx, name+".x", m)
+			if err == nil || errors.Is(err, transport.ErrUnavailable) || permanent(err) {
+				t.Fatalf("send to the full stream: %v, want a failed attempt (not ErrUnavailable, not permanent)", err)
+			}
+			if !strings.Contains(err.Error(), iso.subject(name+".x")) || !strings.Contains(err.Error(), "limit") {
+				t.Errorf("error %q, want it to name the subject and the limit", err)
+			}
+			if err := s.Purge(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Send(ctx, name+".x", m); err != nil {
+				t.Errorf("send once the stream has room: %v", err)
+			}
+		})
+	}
+	t.Run("MaxMsgSize", func(t *testing.T) {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: iso.stream("small"), Subjects: []string{iso.subject("small.>")}, MaxMsgSize: 16,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		err := tr.Send(ctx, "small.x", transport.Message{Body: make([]byte, 32)})
+		if !permanent(err) || errors.Is(err, transport.ErrUnavailable) {
+			t.Errorf("send of a message larger than the stream's MaxMsgSize: %v, want a permanent error", err)
+		}
+	})
+}
+
 // TestSubjectsReplaced removes a published topic's subject from its
 // stream, as CAP's consumer client does when it updates the stream with
 // its own subjects, and checks that the next send adds it again.

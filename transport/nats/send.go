@@ -161,8 +161,11 @@ func refused(err error) error { return &RefusedError{Err: err} }
 // sendError returns the error of a send to subject: nil; a *RefusedError
 // for the refusal of the message (no stream for the subject, the server's
 // refusal, a payload too large); an error wrapping transport.ErrUnavailable
-// when the server was not reached or did not answer; otherwise err with the
-// subject named.
+// when the server was not reached, did not answer, or answered that
+// JetStream cannot take messages now (status 503 — JetStream not enabled,
+// no leader, not enough resources — or 429, too many requests); otherwise
+// err with the subject named, a failed attempt (among them a stream or
+// account whose limits are reached: see notStoredNow).
 func (t *Transport) sendError(subject string, err error) error {
 	var re *RefusedError
 	var apiErr *jetstream.APIError
@@ -181,7 +184,9 @@ func (t *Transport) sendError(subject string, err error) error {
 			return fmt.Errorf("nats: send to %q: %w: %w", subject, transport.ErrUnavailable, err)
 		}
 		return &RefusedError{Subject: subject, Err: fmt.Errorf("no stream holds the subject: %w", err)}
-	case errors.As(err, &apiErr) && apiErr.Code == 503:
+	case errors.As(err, &apiErr) && notStoredNow(apiErr):
+		return fmt.Errorf("nats: send to %q: JetStream did not store it now (a limit of its stream or account reached, or the stream's store failing): %w", subject, err)
+	case errors.As(err, &apiErr) && (apiErr.Code == 503 || apiErr.Code == 429):
 		return fmt.Errorf("nats: send to %q: %w: %w", subject, transport.ErrUnavailable, err)
 	case errors.As(err, &apiErr), errors.Is(err, natsgo.ErrMaxPayload), errors.Is(err, natsgo.ErrBadSubject),
 		errors.Is(err, natsgo.ErrBadHeaderMsg):
@@ -190,6 +195,38 @@ func (t *Transport) sendError(subject string, err error) error {
 		return fmt.Errorf("nats: send to %q: %w: %w", subject, transport.ErrUnavailable, err)
 	}
 	return fmt.Errorf("nats: send to %q: %w", subject, err)
+}
+
+// JetStream's error codes (nats-server's errors.json) of a publish that
+// reached the stream and was not stored, for a reason that may pass.
+const (
+	// errCodeStoreFailed (JSStreamStoreFailedF, status 503): the stream
+	// did not store the message: a limit of the stream reached with
+	// Discard: New (MaxMsgs, MaxBytes, MaxMsgsPerSubject: "maximum
+	// messages exceeded"), or its store failing.
+	errCodeStoreFailed jetstream.ErrorCode = 10077
+	// errCodeAccountResourcesExceeded (JSAccountResourcesExceededErr,
+	// status 400): the account's JetStream limits are reached.
+	errCodeAccountResourcesExceeded jetstream.ErrorCode = 10002
+	// errCodeDuplicateInProcess (JSStreamDuplicateMessageConflict, status
+	// 409): a message with the same Nats-Msg-Id is being stored.
+	errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+)
+
+// notStoredNow reports whether err is JetStream's answer that it did not
+// store a message for a reason that may pass without anything changing in
+// the message: a full stream (with Discard: New) or account, the stream's
+// store failing, a duplicate being stored. Such a send reached the server,
+// so it is a failed attempt, retried by the message's policy (the stream
+// may drain); it is not transport.ErrUnavailable, which would pause every
+// send for the sake of one stream and retry it for ever uncounted; and not
+// a refusal of the message, which would fail it for good.
+func notStoredNow(err *jetstream.APIError) bool {
+	switch err.ErrorCode {
+	case errCodeStoreFailed, errCodeAccountResourcesExceeded, errCodeDuplicateInProcess:
+		return true
+	}
+	return false
 }
 
 // unreachable reports whether err means that the server was not reached
