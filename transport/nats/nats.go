@@ -26,10 +26,19 @@
 //     configuration (storage, retention, limits): only subjects are added,
 //     and a subject already covered by a wildcard subject is not. With
 //     Config.FixedStreams the transport creates and changes no stream.
-//   - CAP creates its streams in memory storage; gocap in file storage, so
-//     that a message survives a server restart. Whichever side creates a
-//     stream first decides; to have CAP create file streams too, set CAP's
-//     NATSOptions.StreamOptions to b => b.WithStorageType(StorageType.File).
+//   - CAP creates its streams in memory storage; gocap in file storage
+//     (Config.Storage), so that a message survives a server restart. A
+//     stream shared with CAP must have the storage both sides ask for:
+//     CAP's consumer client updates an existing stream with its own
+//     storage type and its subjects, which the server refuses for a stream
+//     of the other storage ("stream configuration update can not change
+//     storage type"), and CAP ignores the error, so its topics never join
+//     the stream and its subscribers get nothing. Either have CAP create
+//     file streams (set CAP's NATSOptions.StreamOptions to
+//     b => b.WithStorageType(StorageType.File)) or set Config.Storage to
+//     jetstream.MemoryStorage. gocap itself publishes to and consumes from
+//     a stream of either storage, and logs a warning when it finds an
+//     existing stream whose storage is not Config.Storage.
 //   - Received headers are the NATS headers, several values of one header
 //     joined with ", "; Nats-Msg-Id is left out when it equals cap-msg-id
 //     (it is then the copy this transport or CAP made). Delivery.Topic is
@@ -161,8 +170,9 @@ type Config struct {
 	// Storage, Replicas, Retention, MaxAge and DuplicateWindow configure
 	// the streams the transport creates (an existing stream keeps its
 	// configuration). The zero Storage is file storage: messages survive a
-	// server restart (CAP creates memory streams). Zero Replicas means 1,
-	// for a single server; set 3 on a cluster. The zero Retention is the
+	// server restart. CAP creates memory streams by default, and a stream
+	// shared with CAP must have the storage CAP asks for (see the package
+	// doc). Zero Replicas means 1, for a single server; set 3 on a cluster. The zero Retention is the
 	// limits policy (messages stay until MaxAge), which lets CAP's and
 	// gocap's groups share the stream; jetstream.InterestPolicy deletes a
 	// message once every consumer acknowledged it. MaxAge zero means 7
@@ -301,7 +311,7 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("nats: JetStream is not available on %s: %w", cfg.URL, err)
 	}
 	t.nc, t.js = nc, js
-	t.streams = newStreams(js, &t.cfg)
+	t.streams = newStreams(js, &t.cfg, t.log)
 	return t, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/gocap/gocap/internal/testlog"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/nats"
 	"github.com/gocap/gocap/transport/transporttest"
@@ -120,6 +122,47 @@ func TestSharesCAPStream(t *testing.T) {
 	}
 	if s.CachedInfo().State.Msgs != 2 {
 		t.Errorf("the stream holds %d messages, want 2", s.CachedInfo().State.Msgs)
+	}
+}
+
+// TestCAPStorageMismatch: DotNetCore.CAP (default options) updates an
+// existing stream with memory storage and its own subjects; the server
+// refuses it for the file stream gocap created, so CAP's topics are not
+// added (what the package doc says, and why both sides must ask for one
+// storage). gocap warns when it finds an existing stream whose storage is
+// not Config.Storage, and uses it as it is.
+func TestCAPStorageMismatch(t *testing.T) {
+	var logs testlog.Buffer
+	tr, _, iso := newTransport(t, nats.Config{Logger: logs.Logger(slog.LevelWarn)})
+	js := jetStream(t)
+	ctx := timeout(t)
+	if err := tr.Send(ctx, "order.paid", transport.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: iso.stream("order"), Storage: jetstream.MemoryStorage,
+		Subjects: []string{iso.subject("order.shipped")}})
+	if err == nil {
+		t.Fatal("CAP's update of gocap's file stream to memory storage succeeded; the package doc says the server refuses it")
+	}
+	if strings.Contains(logs.String(), "storage") {
+		t.Errorf("a warning about the storage of the stream gocap created with Config.Storage: %s", logs.String())
+	}
+
+	stream := iso.stream("invoice")
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: stream, Subjects: []string{iso.subject("invoice.sent")}, Storage: jetstream.MemoryStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"invoice.sent", "invoice.paid"} {
+		if err := tr.Send(ctx, topic, transport.Message{Body: []byte("x")}); err != nil {
+			t.Fatalf("Send(%s) to CAP's memory stream: %v", topic, err)
+		}
+	}
+	got := logs.String()
+	if strings.Count(got, "storage is not Config.Storage") != 1 || !strings.Contains(got, "stream="+stream) ||
+		!strings.Contains(got, "storage=Memory") || !strings.Contains(got, "config_storage=File") {
+		t.Errorf("want one warning naming stream %s, its storage Memory and Config.Storage File; logs:\n%s", stream, got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -155,15 +156,17 @@ func consumerName(group, subject string) string {
 type streams struct {
 	js  jetstream.JetStream
 	cfg *Config
+	log *slog.Logger
 
 	mu    sync.Mutex
 	known map[string]string // subject → its stream
 
-	ensureMu sync.Mutex // one change of streams at a time in this process
+	ensureMu sync.Mutex      // one change of streams at a time in this process
+	warned   map[string]bool // streams whose storage was warned about; under ensureMu
 }
 
-func newStreams(js jetstream.JetStream, cfg *Config) *streams {
-	return &streams{js: js, cfg: cfg, known: map[string]string{}}
+func newStreams(js jetstream.JetStream, cfg *Config, log *slog.Logger) *streams {
+	return &streams{js: js, cfg: cfg, log: log, known: map[string]string{}, warned: map[string]bool{}}
 }
 
 // has reports whether subject is known to be in a stream.
@@ -215,6 +218,12 @@ func (s *streams) ensure(ctx context.Context, stream string, subjects []string) 
 		return fmt.Errorf("reading stream %q: %w", stream, err)
 	}
 	cfg := st.CachedInfo().Config
+	if cfg.Storage != s.cfg.Storage && !s.warned[stream] {
+		s.warned[stream] = true
+		s.log.Warn("gocap: an existing NATS stream's storage is not Config.Storage; gocap uses it as it is, but "+
+			"a DotNetCore.CAP service sharing it must ask for the same storage, or the server refuses its stream update and its topics are not added",
+			"stream", stream, "storage", cfg.Storage.String(), "config_storage", s.cfg.Storage.String())
+	}
 	merged, changed := mergeSubjects(cfg.Subjects, subjects)
 	if changed {
 		cfg.Subjects = merged
