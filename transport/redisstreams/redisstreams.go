@@ -59,9 +59,17 @@
 // make it). SendBatch pipelines its XADDs in one round trip and reports
 // each one's outcome. A send that failed because Redis could not be
 // reached (a dial error, a broken connection, the pool timing out, or a
-// server that is loading, read-only after a failover or down in a
-// cluster) wraps transport.ErrUnavailable; a command Redis refused (OOM, a
-// key of another type) is a permanent error naming the stream.
+// server that is loading, read-only after a failover, down in a cluster,
+// busy with a script, without enough replicas) wraps
+// transport.ErrUnavailable: it is not an attempt. A message Redis can never
+// take — an XADD refused with WRONGTYPE (the stream's key holds another
+// type) or an ERR reply, or a message that cannot be encoded (an empty
+// topic, a header that is not valid UTF-8) — fails with a permanent
+// *RefusedError naming the stream: the outbox marks it Failed at once. A
+// refusal that may pass with the message unchanged — OOM (maxmemory
+// reached with the noeviction policy), MISCONF (snapshots failing),
+// NOAUTH, WRONGPASS or NOPERM (credentials and ACL, which an operator
+// fixes) — is a failed attempt, retried by the message's policy.
 //
 // Receiving: ConsumeBatch (transport.BatchReceiver) hands over the entries
 // one XREADGROUP returned, and more that arrive within the linger, in
@@ -295,8 +303,8 @@ func (t *Transport) Healthy(ctx context.Context) error {
 // transientReplies are the prefixes of Redis's error replies that mean it
 // cannot serve a command now but will (loading its data, a replica
 // after a failover, a cluster that is down or resharding, too many
-// clients, a script running).
-var transientReplies = []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY ", "ERR max number of clients"}
+// clients, a script running, fewer replicas than min-replicas-to-write).
+var transientReplies = []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY ", "NOREPLICAS", "ERR max number of clients"}
 
 // reachable reports whether err is a reply of a Redis server that serves
 // commands: an error reply, other than a transient one.

@@ -296,8 +296,9 @@ func TestMaxLen(t *testing.T) {
 	}
 }
 
-// TestSendRefused checks that a command Redis refuses is a permanent
-// error naming the stream, not transport.ErrUnavailable.
+// TestSendRefused checks that a command Redis refuses for good, and a
+// message that cannot be encoded, are permanent errors naming the stream,
+// not transport.ErrUnavailable.
 func TestSendRefused(t *testing.T) {
 	tr, _ := newTransport(t, redisstreams.Config{})
 	c := direct(t)
@@ -309,17 +310,29 @@ func TestSendRefused(t *testing.T) {
 		{Topic: "order.paid", Message: transport.Message{Body: []byte("a")}},
 		{Topic: "not.a.stream", Message: transport.Message{Body: []byte("b")}},
 		{Topic: "order.paid", Message: transport.Message{Headers: map[string]string{"bin": "\xff"}, Body: []byte("c")}},
+		{Topic: "", Message: transport.Message{Body: []byte("d")}},
 	})
 	if errs[0] != nil {
 		t.Errorf("message to a stream: %v", errs[0])
 	}
+	var re *redisstreams.RefusedError
+	if err := errs[3]; !errors.As(err, &re) || !permanent(err) || !strings.Contains(err.Error(), "topic is empty") {
+		t.Errorf("message with an empty topic: %v, want a permanent *redisstreams.RefusedError", err)
+	}
 	for i, want := range []string{"WRONGTYPE", "not valid UTF-8"} {
 		err := errs[i+1]
-		if err == nil || errors.Is(err, transport.ErrUnavailable) || !strings.Contains(err.Error(), want) ||
+		if !errors.As(err, &re) || !permanent(err) || errors.Is(err, transport.ErrUnavailable) || !strings.Contains(err.Error(), want) ||
 			!strings.Contains(err.Error(), strconv.Quote(tr.Stream(map[int]string{0: "not.a.stream", 1: "order.paid"}[i]))) {
 			t.Errorf("message %d: %v, want a permanent error naming the stream and %s", i+1, err, want)
 		}
 	}
+}
+
+// permanent reports whether err says retrying cannot help, as the outbox
+// asks it.
+func permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
 }
 
 func TestHealthy(t *testing.T) {
