@@ -42,11 +42,7 @@ func (b *brokerDownUntil) Send(ctx context.Context, name string, msg transport.M
 // group bound before it returns.
 func loopOutbox(t *testing.T, mem *memory.Transport, tr transport.Transport, opts outbox.Options, topic string) (*outbox.Outbox[*sql.Tx], *sql.DB, *atomic.Int32) {
 	t.Helper()
-	db := sqliteDB(t, filepath.Join(t.TempDir(), "gocap.db"))
-	d := sqlite.New(db, sqlite.Options{Logger: quietLogger()})
-	if err := d.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	d, db := sqliteStore(t, "")
 	opts.Logger = quietLogger()
 	ob, err := outbox.New(d, tr, opts)
 	if err != nil {
@@ -78,12 +74,30 @@ func loopOutbox(t *testing.T, mem *memory.Transport, tr transport.Transport, opt
 	return ob, db, &n
 }
 
-// runOutbox runs ob until the test ends.
-func runOutbox(t *testing.T, ob *outbox.Outbox[*sql.Tx]) {
+// runOutbox runs ob until stop is called or the test ends; stop returns
+// once Run has.
+func runOutbox(t *testing.T, ob *outbox.Outbox[*sql.Tx]) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ob.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+// sqliteStore is a migrated SQLite driver on the file at path (a new one
+// in the test's directory if path is empty), and its database.
+func sqliteStore(t *testing.T, path string) (*sqlite.Driver, *sql.DB) {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "gocap.db")
+	}
+	db := sqliteDB(t, path)
+	d := sqlite.New(db, sqlite.Options{Logger: quietLogger()})
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return d, db
 }
 
 // waitCount waits up to within for n to reach want, and returns how long
@@ -160,10 +174,7 @@ func TestBacklogWithRunsKeepsClaiming(t *testing.T) {
 // claims what A gives back. Each message is handled once.
 func TestReceivedWaitingForASlotKeepsItsLease(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gocap.db")
-	d := sqlite.New(sqliteDB(t, path), sqlite.Options{Logger: quietLogger()})
-	if err := d.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	d, _ := sqliteStore(t, path)
 	var mu sync.Mutex
 	calls := map[string][]string{}
 	handler := func(who string) func(ctx context.Context, m outbox.Received[[]byte]) error {
@@ -189,19 +200,17 @@ func TestReceivedWaitingForASlotKeepsItsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.HandlerConcurrency = 4
-	b, err := outbox.New(sqlite.New(sqliteDB(t, path), sqlite.Options{Logger: quietLogger()}), memory.New(memory.Options{}), opts)
+	d2, _ := sqliteStore(t, path)
+	b, err := outbox.New(d2, memory.New(memory.Options{}), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := outbox.Subscribe(b, "lease.wait", handler("B"), outbox.Group("g")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a.Run(ctx) }()
-	go func() { defer wg.Done(); b.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	runOutbox(t, a)
+	runOutbox(t, b)
+	ctx := context.Background()
 	// The deliveries go out once A's group is bound.
 	for i := range 4 {
 		msg := transport.Message{Headers: map[string]string{"cap-msg-id": fmt.Sprint(1000 + i), "cap-msg-name": "lease.wait"}, Body: []byte("{}")}
@@ -278,20 +287,14 @@ func (h hangTopic) Send(ctx context.Context, name string, m transport.Message) e
 // still under way when the ShutdownTimeout passes (another send hangs
 // past it) and the attempts are cancelled.
 func TestShutdownRecordsSuccessesAfterItsTimeout(t *testing.T) {
-	d := sqlite.New(sqliteDB(t, filepath.Join(t.TempDir(), "gocap.db")), sqlite.Options{Logger: quietLogger()})
-	if err := d.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	d, _ := sqliteStore(t, "")
 	store := &slowSucceed{Driver: d, called: make(chan struct{})}
 	tr := hangTopic{Transport: memory.New(memory.Options{AcceptUnroutable: true}), topic: "shutdown.hang"}
 	ob, err := outbox.New[*sql.Tx](store, tr, outbox.Options{Logger: quietLogger(), ShutdownTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ob.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	stop := runOutbox(t, ob)
 	hang, err := ob.PublishWithoutTx(context.Background(), "shutdown.hang", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -305,8 +308,7 @@ func TestShutdownRecordsSuccessesAfterItsTimeout(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no Succeed after 10 s")
 	}
-	cancel()
-	<-done
+	stop()
 	m, err := d.Get(context.Background(), storage.Published, fast)
 	if err != nil {
 		t.Fatal(err)
@@ -324,10 +326,7 @@ func TestShutdownRecordsSuccessesAfterItsTimeout(t *testing.T) {
 // message: with one attempt allowed it does not end Failed (nor call
 // OnFailed), and its lease is given back, so that it is due at once.
 func TestShutdownDoesNotCountCancelledAttempts(t *testing.T) {
-	d := sqlite.New(sqliteDB(t, filepath.Join(t.TempDir(), "gocap.db")), sqlite.Options{Logger: quietLogger()})
-	if err := d.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	d, _ := sqliteStore(t, "")
 	sent := make(chan struct{})
 	tr := hangTopic{Transport: memory.New(memory.Options{AcceptUnroutable: true}), topic: "shutdown.hang", sending: sent, once: new(sync.Once)}
 	var failed atomic.Int32
@@ -336,10 +335,7 @@ func TestShutdownDoesNotCountCancelledAttempts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ob.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	stop := runOutbox(t, ob)
 	id, err := ob.PublishWithoutTx(context.Background(), "shutdown.hang", 1, outbox.WithRetry(outbox.RetryPolicy{MaxAttempts: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -349,8 +345,7 @@ func TestShutdownDoesNotCountCancelledAttempts(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not sent after 10 s")
 	}
-	cancel()
-	<-done
+	stop()
 	m, err := d.Get(context.Background(), storage.Published, id)
 	if err != nil {
 		t.Fatal(err)

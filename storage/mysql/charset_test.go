@@ -2,34 +2,15 @@ package mysql_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gocap/gocap/internal/ids"
-	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/mysql"
 )
-
-// openWithParams opens the test database with params added to its DSN.
-func openWithParams(t *testing.T, params string) *sql.DB {
-	t.Helper()
-	dsn := testenv.MySQLDSN(t)
-	if strings.Contains(dsn, "?") {
-		dsn += "&" + params
-	} else {
-		dsn += "?" + params
-	}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // A DSN with charset=utf8 (utf8mb3), as in the common
 // "charset=utf8&parseTime=True&loc=Local", is refused on first use with an

@@ -17,29 +17,37 @@ import (
 	"github.com/gocap/gocap/storage/storagetest"
 )
 
-// driverWithParams returns a migrated driver on tables of its own, on a
-// connection pool whose DSN has params appended (for example
-// "parseTime=true&loc=Asia%2FTokyo").
-func driverWithParams(t testing.TB, params string) (*mysql.Driver, *sql.DB, string) {
+// openWithParams opens the test database with params (if any) added to
+// its DSN; the pool is closed when the test ends.
+func openWithParams(t testing.TB, params string) *sql.DB {
 	t.Helper()
 	dsn := testenv.MySQLDSN(t)
-	if params != "" {
-		if strings.Contains(dsn, "?") {
-			dsn += "&" + params
-		} else {
-			dsn += "?" + params
-		}
+	switch {
+	case params == "":
+	case strings.Contains(dsn, "?"):
+		dsn += "&" + params
+	default:
+		dsn += "?" + params
 	}
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// driverWithParams returns a migrated driver on tables of its own, on a
+// connection pool whose DSN has params appended (for example
+// "parseTime=true&loc=Asia%2FTokyo").
+func driverWithParams(t testing.TB, params string) (*mysql.Driver, *sql.DB, string) {
+	t.Helper()
+	db := openWithParams(t, params)
 	prefix := testenv.Name("gocap_rb") + "_"
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before openWithParams's Close
 		for _, tb := range []string{"published", "received", "instances"} {
 			db.Exec("DROP TABLE IF EXISTS `" + prefix + tb + "`")
 		}
-		db.Close()
 	})
 	d := mysql.New(db, mysql.Options{TablePrefix: prefix})
 	if err := d.Migrate(context.Background()); err != nil {
