@@ -358,3 +358,68 @@ func TestShutdownDoesNotCountCancelledAttempts(t *testing.T) {
 		t.Errorf("its lease runs until %v: want it given back", m.LeaseUntil)
 	}
 }
+
+// TestShutdownReleasesRowsWaitingForTheLimit: when the ShutdownTimeout
+// cancels the call running under a subscription's WithConcurrency limit,
+// the rows waiting for that limit get their leases back too (with the
+// cancelled one, uncounted), rather than holding them for a whole lease
+// after Run returned.
+func TestShutdownReleasesRowsWaitingForTheLimit(t *testing.T) {
+	d, _ := sqliteStore(t, "")
+	tr := memory.New(memory.Options{})
+	ob, err := outbox.New(d, tr, outbox.Options{Logger: quietLogger(), ShutdownTimeout: 300 * time.Millisecond, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 10)
+	if err := outbox.Subscribe(ob, "wait.limit", func(ctx context.Context, m outbox.Received[[]byte]) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}, outbox.Group("g"), outbox.WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	stop := runOutbox(t, ob)
+	ctx := context.Background()
+	for i := range 3 {
+		msg := transport.Message{Headers: map[string]string{"cap-msg-id": fmt.Sprint(2000 + i), "cap-msg-name": "wait.limit"}, Body: []byte("{}")}
+		for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+			err := tr.Send(ctx, "wait.limit", msg)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
+				t.Fatalf("sending delivery %d: %v", i, err)
+			}
+		}
+	}
+	<-started
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		rows, err := d.List(ctx, storage.Filter{Kind: storage.Received})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) == 3 {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%d rows stored", len(rows))
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the two others are set aside, waiting for the limit
+	stop()
+	rows, err := d.List(ctx, storage.Filter{Kind: storage.Received})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		m, err := d.Get(ctx, storage.Received, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.LeaseUntil.After(time.Now()) || m.Retries != 0 {
+			t.Errorf("row %s: %d failed attempts, still leased for %v after Run returned; want none, released",
+				m.MsgID, m.Retries, time.Until(m.LeaseUntil).Round(time.Second))
+		}
+	}
+}

@@ -23,6 +23,12 @@ type attemptFunc func(ctx context.Context, ms []*storage.Message) []error
 // whose lease the attempt released: nothing more is recorded for it.
 var errReleased = errors.New("released without an attempt")
 
+// errStopped is the outcome of a row whose attempt the shutdown cancelled
+// (see process): released without counting it, like errReleased, which it
+// wraps; unlike a row errReleased marks, the row was admitted to its
+// subscription's concurrency limit, whose hand-over must run.
+var errStopped = fmt.Errorf("%w: cancelled as the processor stopped", errReleased)
+
 // errWaiting is the outcome of a row whose attempt was put off, with its
 // lease kept: it waits for its subscription's concurrency limit
 // (limit.go), and its outcome is recorded when it has run.
@@ -508,7 +514,7 @@ func (p *processor) process(work context.Context, ms []*storage.Message, held *[
 		attempt := storage.Attempt{At: start.UTC(), Duration: took}
 		if errs[i] != nil && work.Err() != nil && !errors.Is(errs[i], errReleased) && !errors.Is(errs[i], errWaiting) {
 			stopped = append(stopped, lease)
-			errs[i] = errReleased
+			errs[i] = errStopped
 			continue
 		}
 		switch {
