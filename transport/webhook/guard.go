@@ -26,7 +26,7 @@ func (e *RefusedError) Error() string {
 		article = "an"
 	}
 	allow := "Config.AllowPrivate or Config.AllowedNets"
-	if e.Reason == "cloud-metadata" {
+	if strings.HasSuffix(e.Reason, "cloud-metadata") {
 		allow = "Config.AllowedNets only" // AllowPrivate does not
 	}
 	return fmt.Sprintf("destination %s refused: %s is %s %s address (allow it with %s)",
@@ -75,8 +75,15 @@ func (g guard) check(ip netip.Addr) string {
 	if slices.ContainsFunc(g.allowed, func(p netip.Prefix) bool { return p.Contains(ip) }) {
 		return ""
 	}
-	if slices.ContainsFunc(metadataNets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+	metadata := func(ip netip.Addr) bool {
+		return slices.ContainsFunc(metadataNets, func(p netip.Prefix) bool { return p.Contains(ip) })
+	}
+	if metadata(ip) {
 		return "cloud-metadata"
+	}
+	v4, via, embeds := embeddedIPv4(ip)
+	if embeds && metadata(v4) && !slices.ContainsFunc(g.allowed, func(p netip.Prefix) bool { return p.Contains(v4) }) {
+		return via + " cloud-metadata" // refused under AllowPrivate too
 	}
 	if g.allowPrivate {
 		return ""
@@ -100,19 +107,28 @@ func (g guard) check(ip netip.Addr) string {
 			return s.reason
 		}
 	}
-	if ip.Is6() && ip.As16()[0] == 0x20 && ip.As16()[1] == 0x02 { // 6to4: the IPv4 address it embeds
-		b := ip.As16()
-		if r := g.check(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})); r != "" {
-			return "6to4 " + r
-		}
-	}
-	if netip.MustParsePrefix("64:ff9b::/96").Contains(ip) { // NAT64: the IPv4 address it embeds
-		b := ip.As16()
-		if r := g.check(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})); r != "" {
-			return "NAT64 " + r
+	if embeds {
+		if r := g.check(v4); r != "" {
+			return via + " " + r
 		}
 	}
 	return ""
+}
+
+// nat64 is the well-known NAT64 prefix.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// embeddedIPv4 returns the IPv4 address that a 6to4 or NAT64 address
+// reaches, and which of the two it is.
+func embeddedIPv4(ip netip.Addr) (v4 netip.Addr, via string, ok bool) {
+	b := ip.As16()
+	switch {
+	case ip.Is6() && b[0] == 0x20 && b[1] == 0x02:
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), "6to4", true
+	case nat64.Contains(ip):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), "NAT64", true
+	}
+	return netip.Addr{}, "", false
 }
 
 // control is the net.Dialer's Control: it runs on the address actually

@@ -303,6 +303,9 @@ func TestRefused(t *testing.T) {
 		{"0.1.2.3", "\"this network\"", false},
 		{"100.64.1.1", "shared (carrier-grade NAT)", false},
 		{"100.100.100.200", "cloud-metadata", true},
+		{"64:ff9b::a9fe:a9fe", "NAT64 cloud-metadata", true}, // 169.254.169.254 through NAT64
+		{"2002:a9fe:a9fe::1", "6to4 cloud-metadata", true},   // and through 6to4
+		{"64:ff9b::a00:1", "NAT64 private", false},
 		{"::ffff:10.0.0.1", "private", false},
 	} {
 		resolver := func(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -323,7 +326,7 @@ func TestRefused(t *testing.T) {
 		}
 		// The error names what allows the address: AllowPrivate does not
 		// allow a metadata service.
-		if mentions := strings.Contains(err.Error(), "AllowPrivate"); mentions == (c.reason == "cloud-metadata") {
+		if mentions := strings.Contains(err.Error(), "AllowPrivate"); mentions == strings.HasSuffix(c.reason, "cloud-metadata") {
 			t.Errorf("%s: %q names AllowPrivate %v", c.addr, err, mentions)
 		}
 	}
