@@ -303,8 +303,10 @@ func (t *Transport) Healthy(ctx context.Context) error {
 // transientReplies are the prefixes of Redis's error replies that mean it
 // cannot serve a command now but will (loading its data, a replica
 // after a failover, a cluster that is down or resharding, too many
-// clients, a script running, fewer replicas than min-replicas-to-write).
-var transientReplies = []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY ", "NOREPLICAS", "ERR max number of clients"}
+// clients, a script running, fewer replicas than min-replicas-to-write,
+// a cluster's redirect that the client's MaxRedirects did not follow to
+// its end: MOVED and ASK while slots move).
+var transientReplies = []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY ", "NOREPLICAS", "ERR max number of clients", "MOVED ", "ASK "}
 
 // reachable reports whether err is a reply of a Redis server that serves
 // commands: an error reply, other than a transient one.
