@@ -180,10 +180,12 @@ func (a *api) validate(req *TaskRequest) ([]outbox.PublishOption, error) {
 			return nil, fmt.Errorf("%s: control characters are not allowed", f.name)
 		}
 	}
-	delay := time.Duration(req.DelaySeconds) * time.Second
-	if req.DelaySeconds < 0 || delay > MaxDelay {
+	// Bound the seconds before turning them into a Duration: a large count
+	// would overflow the multiplication and pass a check on the product.
+	if req.DelaySeconds < 0 || req.DelaySeconds > int(MaxDelay/time.Second) {
 		return nil, fmt.Errorf("delay_seconds: %d, want 0 to %d", req.DelaySeconds, int(MaxDelay/time.Second))
 	}
+	delay := time.Duration(req.DelaySeconds) * time.Second
 	opts := []outbox.PublishOption{
 		webhook.To(req.URL),
 		webhook.Method(req.Method),

@@ -109,7 +109,10 @@ func TestCallbackCenter(t *testing.T) {
 		{`{"url":"http://x/","retry_limit":0}`, "retry_limit:"},
 		{`{"url":"http://x/","retry_limit":51}`, "retry_limit:"},
 		{`{"url":"http://x/","retry_limit":2,"params":[1]}`, "params:"},
-		{`{"url":"http://x/","retry_limit":2,"delay_seconds":-1}`, "delay_seconds:"},
+		{`{"url":"http://x/","retry_limit":2,"delay_seconds":-1}`, "delay_seconds: -1, want 0 to 604800"},
+		{`{"url":"http://x/","retry_limit":2,"delay_seconds":604801}`, "delay_seconds: 604801, want 0 to 604800"},
+		// 2^55+60 seconds overflows a time.Duration to 60 s.
+		{`{"url":"http://x/","retry_limit":2,"delay_seconds":36028797018964028}`, "delay_seconds: 36028797018964028, want 0 to 604800"},
 		{`{"url":"http://x/","retry_limit":2,"colour":"red"}`, "colour"},
 	} {
 		status, body := do(t, ctx, "POST", base+"/tasks", bad.body, "")
