@@ -63,7 +63,7 @@ func run(ctx context.Context, db string) error {
 		fmt.Println("in-process Kafka on", brokers)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tr, err := kafka.New(kafka.Config{Brokers: brokers, AutoCreateTopics: true, KeyHeader: "invoice", Logger: quiet})
+	tr, err := kafka.New(kafka.Config{Brokers: brokers, AutoCreateTopics: true, Logger: quiet})
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,12 @@ func run(ctx context.Context, db string) error {
 		return nil
 	}
 	invoice := InvoiceIssued{Invoice: "INV-7", Total: "99.00"}
-	key := outbox.WithHeader("invoice", "INV-7") // the record key: one invoice's messages stay in order
+	// The ordering key keeps one invoice's messages in order: they are sent
+	// one at a time in publish order, the Kafka transport makes the key the
+	// record key (one partition), and each consumer group handles them one
+	// at a time in that order. A record key alone (kafka.Config.KeyHeader)
+	// would give partition affinity, not order.
+	key := outbox.WithOrderingKey(invoice.Invoice)
 
 	var done <-chan error
 	switch db {
