@@ -7,7 +7,8 @@
 //
 // GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults. The
 // example works in a schema and on an exchange of its own, and removes them
-// at the end.
+// at the end, also when interrupted (Ctrl-C, SIGTERM); it removes what an
+// earlier run killed outright left behind at the start.
 package main
 
 import (
@@ -17,7 +18,9 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,9 +44,17 @@ const (
 )
 
 func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := run(ctx); err != nil {
+	// An interrupt cancels ctx, so that run stops and cleans up.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(sigCtx, time.Minute)
+	err := run(ctx)
+	cancel()
+	if err != nil && sigCtx.Err() != nil {
+		log.Printf("interrupted (%v); the example's schema, queues and exchange are removed", err)
+		os.Exit(130)
+	}
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -58,7 +69,16 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	defer pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	// What a run killed outright left (orders, unsent rows) would change
+	// this one's story: start from nothing.
+	dropSchema := func() error {
+		_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		return err
+	}
+	if err := dropSchema(); err != nil {
+		return fmt.Errorf("dropping the schema of an earlier run: %w", err)
+	}
+	defer dropSchema()
 	store := postgres.New(pool, postgres.Options{Schema: schema, Logger: logger})
 	if err := store.Migrate(ctx); err != nil {
 		return err
@@ -68,6 +88,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 
+	if err := cleanupBroker(amqpURL); err != nil {
+		return fmt.Errorf("removing the queues of an earlier run: %w", err)
+	}
 	tr, err := rabbitmq.New(rabbitmq.Config{URL: amqpURL, Exchange: exchange, QueuePrefix: "gocap.example.", Logger: logger})
 	if err != nil {
 		return err
@@ -95,10 +118,15 @@ func run(ctx context.Context) error {
 		}
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- ob.Run(runCtx) }()
-	time.Sleep(500 * time.Millisecond) // let the consumers bind their queues
+	// However run returns, Run has stopped before the deferred cleanup
+	// removes its schema and queues.
+	stopRun := sync.OnceValue(func() error { stop(); return <-done })
+	defer stopRun()
+	if err := sleep(ctx, 500*time.Millisecond); err != nil { // let the consumers bind their queues
+		return err
+	}
 
 	pay := func(order int, commit bool) error {
 		tx, err := pool.Begin(ctx)
@@ -138,13 +166,13 @@ func run(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			stop()
 			return errors.New("timed out waiting for the messages")
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := stopRun(); err != nil {
 		return err
 	}
 	counts, err := store.Counts(ctx, storage.Published)
@@ -155,20 +183,39 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-func cleanupBroker(url string) {
+// cleanupBroker deletes the example's queues and exchange.
+func cleanupBroker(url string) error {
 	conn, err := amqp.Dial(url)
 	if err != nil {
-		return
+		return err
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
-		return
+		return err
 	}
 	for _, q := range []string{"gocap.example.billing", "gocap.example.shipping"} {
-		ch.QueueDelete(q, false, false, false)
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			return fmt.Errorf("deleting queue %s: %w", q, err)
+		}
 	}
-	ch.ExchangeDelete(exchange, false, false)
+	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
+		return fmt.Errorf("deleting exchange %s: %w", exchange, err)
+	}
+	return nil
+}
+
+// sleep waits for d, or returns ctx's error if ctx ends first (an
+// interrupt).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func env(k, def string) string {

@@ -1,0 +1,115 @@
+// Package interrupttest runs an example's main in a child process and
+// interrupts it (SIGINT, as Ctrl-C does) midway, so that a test can check
+// what the interrupted example left behind.
+//
+// The example's test binary is the child: its TestMain calls Main first,
+// which runs the example's main instead of the tests when the parent asked
+// for it.
+package interrupttest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv, set to "1" in the child's environment, makes Main run the
+// example's main.
+const childEnv = "GOCAP_INTERRUPTTEST_CHILD"
+
+// Main runs main and exits with status 0 when the process is a child
+// started by Run; it returns otherwise. Call it first in TestMain.
+func Main(main func()) {
+	if os.Getenv(childEnv) != "1" {
+		return
+	}
+	main()
+	os.Exit(0)
+}
+
+// Result is what an interrupted child did.
+type Result struct {
+	// Output is the child's standard output and standard error, in the
+	// order it wrote them.
+	Output string
+	// Interrupted reports whether the child was still running when it was
+	// sent SIGINT (false: it had ended before marker was seen, or before
+	// the signal).
+	Interrupted bool
+	// Err is the child's exit error (nil for status 0).
+	Err error
+}
+
+// Run starts the test binary as a child running the example's main with
+// args as its command line and env added to its environment, waits for a
+// line of its output containing marker, sends it SIGINT, and waits for it
+// to end. Each wait is bounded: the marker within 60 s, the end within
+// 60 s of the signal, after which the child is killed and the test fails.
+func Run(t testing.TB, marker string, env []string, args ...string) Result {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the example: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		exited <- err
+	}()
+
+	var out bytes.Buffer
+	seen := make(chan struct{})
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		found := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !found && strings.Contains(sc.Text(), marker) {
+				found = true
+				close(seen)
+			}
+		}
+		io.Copy(io.Discard, pr) // a line too long for the scanner: keep the child unblocked
+	}()
+
+	var res Result
+	select {
+	case <-seen:
+		res.Interrupted = cmd.Process.Signal(syscall.SIGINT) == nil
+	case <-scanned:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		<-scanned
+		t.Fatalf("the example printed no line containing %q within 60 s:\n%s", marker, out.String())
+	}
+	select {
+	case res.Err = <-exited:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		<-scanned
+		t.Fatalf("the example did not end within 60 s of SIGINT:\n%s", out.String())
+	}
+	<-scanned
+	res.Output = out.String()
+	var exit *exec.ExitError
+	if errors.As(res.Err, &exit) && !exit.Exited() {
+		// Killed by the signal itself: the example does not handle it.
+		t.Logf("the example was killed by %v", exit.ProcessState)
+	}
+	return res
+}
