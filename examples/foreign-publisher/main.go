@@ -15,7 +15,11 @@
 //
 //     go run ./examples/foreign-publisher
 //
-// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
+// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults. The
+// example works in a schema and on an exchange of its own, and removes them
+// at the end, also when interrupted (Ctrl-C, SIGTERM); it removes what an
+// earlier run killed outright left behind at the start (its messages'
+// fixed ids would be de-duplicated).
 package main
 
 import (
@@ -25,7 +29,10 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"os/signal"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,9 +57,17 @@ const (
 )
 
 func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := run(ctx); err != nil {
+	// An interrupt cancels ctx, so that run stops and cleans up.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(sigCtx, time.Minute)
+	err := run(ctx)
+	cancel()
+	if err != nil && sigCtx.Err() != nil {
+		log.Printf("interrupted (%v); the example's schema, queue and exchange are removed", err)
+		os.Exit(130)
+	}
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -67,7 +82,20 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	defer pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	// The messages' ids are fixed: rows an earlier run killed outright left
+	// would de-duplicate them. Start from nothing.
+	dropSchema := func() error {
+		_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		return err
+	}
+	if err := dropSchema(); err != nil {
+		return fmt.Errorf("dropping the schema of an earlier run: %w", err)
+	}
+	defer dropSchema()
+	if err := cleanupBroker(amqpURL); err != nil {
+		return fmt.Errorf("removing the queue of an earlier run: %w", err)
+	}
+	defer cleanupBroker(amqpURL)
 	store := postgres.New(pool, postgres.Options{Schema: schema, Logger: logger})
 	if err := store.Migrate(ctx); err != nil {
 		return err
@@ -92,10 +120,16 @@ func run(ctx context.Context) error {
 		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- ob.Run(runCtx) }()
-	time.Sleep(500 * time.Millisecond) // let the consumer bind its queue
+	// However run returns, Run has stopped before the deferred cleanup
+	// removes its schema and queue.
+	stopRun := sync.OnceValue(func() error { stop(); return <-done })
+	defer stopRun()
+	fmt.Println("gocap consumes shipment.# for group " + group + "; a foreign service publishes three messages")
+	if err := sleep(ctx, 500*time.Millisecond); err != nil { // let the consumer bind its queue
+		return err
+	}
 
 	// The foreign publisher.
 	conn, err := amqp.Dial(amqpURL)
@@ -103,12 +137,6 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	defer func() {
-		if ch, err := conn.Channel(); err == nil {
-			ch.QueueDelete(exchange+"."+group, false, false, false)
-			ch.ExchangeDelete(exchange, false, false)
-		}
-	}()
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -143,10 +171,44 @@ func run(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return errors.New("timed out waiting for the three messages")
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
-	stop()
-	return <-done
+	return stopRun()
+}
+
+// cleanupBroker deletes the example's queue and exchange.
+func cleanupBroker(url string) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if _, err := ch.QueueDelete(exchange+"."+group, false, false, false); err != nil {
+		return fmt.Errorf("deleting queue %s.%s: %w", exchange, group, err)
+	}
+	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
+		return fmt.Errorf("deleting exchange %s: %w", exchange, err)
+	}
+	return nil
+}
+
+// sleep waits for d, or returns ctx's error if ctx ends first (an
+// interrupt).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func env(k, def string) string {
