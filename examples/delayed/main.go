@@ -14,7 +14,10 @@
 //
 //	go run ./examples/delayed [-n 10000] [-window 10s] [-delayed 1000000] [-immediate 20000] [-rounds 3]
 //
-// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults.
+// GOCAP_POSTGRES_URL and GOCAP_AMQP_URL override the local defaults. The
+// run works in schemas and on an exchange and queues of its own (their
+// names are printed first), and removes them at the end, also when it
+// fails or is interrupted (Ctrl-C, SIGTERM).
 package main
 
 import (
@@ -26,9 +29,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,50 +49,86 @@ import (
 )
 
 func main() {
-	n := flag.Int("n", 10000, "delayed messages for the lateness run")
-	window := flag.Duration("window", 10*time.Second, "due times are spread over this window")
-	delayed := flag.Int("delayed", 1_000_000, "Delayed rows in the table of the second dispatch run")
-	immediate := flag.Int("immediate", 20000, "immediate messages per dispatch round")
-	rounds := flag.Int("rounds", 3, "dispatch rounds of each kind (medians are reported)")
+	var c config
+	flag.IntVar(&c.n, "n", 10000, "delayed messages for the lateness run")
+	flag.DurationVar(&c.window, "window", 10*time.Second, "due times are spread over this window")
+	flag.IntVar(&c.delayed, "delayed", 1_000_000, "Delayed rows in the table of the second dispatch run")
+	flag.IntVar(&c.immediate, "immediate", 20000, "immediate messages per dispatch round")
+	flag.IntVar(&c.rounds, "rounds", 3, "dispatch rounds of each kind (medians are reported)")
 	flag.Parse()
-	ctx := context.Background()
-	pgURL := env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	amqpURL := env("GOCAP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-	b, err := newBench(ctx, pgURL, amqpURL)
-	check("setup", err)
-	defer b.close()
+	c.pgURL = env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	c.amqpURL = env("GOCAP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	// An interrupt cancels ctx, so that run stops and removes what it
+	// created.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		log.Printf("interrupted (%v); the run's schemas, queues and exchange are removed", err)
+		os.Exit(130)
+	}
+	stop()
+	if err != nil {
+		log.Fatal(err)
+	}
+}
 
-	p50, p99, worst, err := b.lateness(ctx, *n, *window)
-	check("lateness run", err)
+// config is the command line.
+type config struct {
+	n, delayed, immediate, rounds int
+	window                        time.Duration
+	pgURL, amqpURL                string
+}
+
+// run measures and prints; it removes the schemas, queues and exchange it
+// created however it returns.
+func run(ctx context.Context, c config) error {
+	b, err := newBench(ctx, c.pgURL, c.amqpURL)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	defer b.close()
+	fmt.Printf("working in schemas %s_* and on exchange %s, removed at the end\n", b.prefix, b.exchange)
+
+	p50, p99, worst, err := b.lateness(ctx, c.n, c.window)
+	if err != nil {
+		return fmt.Errorf("lateness run: %w", err)
+	}
 	fmt.Printf("lateness of %d delayed messages due over %v, due time -> consumer: p50 %v, p99 %v, max %v (target p99 <= 100ms)\n",
-		*n, *window, p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))
+		c.n, c.window, p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))
 
 	empty, err := b.schemaWith(ctx, 0)
-	check("empty table", err)
-	loaded, err := b.schemaWith(ctx, *delayed)
-	check("loading Delayed rows", err)
+	if err != nil {
+		return fmt.Errorf("empty table: %w", err)
+	}
+	loaded, err := b.schemaWith(ctx, c.delayed)
+	if err != nil {
+		return fmt.Errorf("loading Delayed rows: %w", err)
+	}
 	var without, with []float64
-	for round := 1; round <= *rounds; round++ {
+	for round := 1; round <= c.rounds; round++ {
 		// Alternate which table goes first; each round starts from the same
 		// state (its Succeeded rows are deleted and vacuumed after it).
-		var r0, r1 float64
-		if round%2 == 1 {
-			r0, err = b.dispatchRate(ctx, empty, *immediate)
-			check("dispatch run", err)
-			r1, err = b.dispatchRate(ctx, loaded, *immediate)
-		} else {
-			r1, err = b.dispatchRate(ctx, loaded, *immediate)
-			check("dispatch run", err)
-			r0, err = b.dispatchRate(ctx, empty, *immediate)
+		first, second := empty, loaded
+		if round%2 == 0 {
+			first, second = loaded, empty
 		}
-		check("dispatch run", err)
+		rates := map[string]float64{}
+		for _, schema := range []string{first, second} {
+			r, err := b.dispatchRate(ctx, schema, c.immediate)
+			if err != nil {
+				return fmt.Errorf("dispatch run: %w", err)
+			}
+			rates[schema] = r
+		}
+		r0, r1 := rates[empty], rates[loaded]
 		fmt.Printf("round %d: immediate dispatch %6.0f msg/s without Delayed rows, %6.0f msg/s beside %d Delayed rows\n",
-			round, r0, r1, *delayed)
+			round, r0, r1, c.delayed)
 		without, with = append(without, r0), append(with, r1)
 	}
 	m0, m1 := median(without), median(with)
 	fmt.Printf("medians of %d rounds of %d immediate messages: %6.0f msg/s without, %6.0f msg/s with %d Delayed rows = %.0f%% (target >= 90%%)\n",
-		*rounds, *immediate, m0, m1, *delayed, 100*m1/m0)
+		c.rounds, c.immediate, m0, m1, c.delayed, 100*m1/m0)
+	return nil
 }
 
 type bench struct {
@@ -110,6 +151,7 @@ func newBench(ctx context.Context, pgURL, amqpURL string) (*bench, error) {
 	b := &bench{pool: pool, amqpURL: amqpURL, prefix: "gocap_delaybench_" + suffix, exchange: "gocap.delaybench." + suffix,
 		quiet: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if b.conn, err = amqp.Dial(amqpURL); err != nil {
+		pool.Close()
 		return nil, err
 	}
 	return b, nil
@@ -229,10 +271,20 @@ func (b *bench) lateness(ctx context.Context, n int, window time.Duration) (p50,
 
 	late := make([]time.Duration, 0, n)
 	recv := make(chan error, 1)
+	// The receiver stops when lateness returns (an error, an interrupt):
+	// it is waited for, so that late is not written after.
+	recvCtx, stopRecv := context.WithCancel(ctx)
+	var receiving sync.WaitGroup
+	receiving.Add(1)
+	defer func() { stopRecv(); receiving.Wait() }()
 	go func() {
+		defer receiving.Done()
 		timeout := time.After(window + time.Minute)
 		for len(late) < n {
 			select {
+			case <-recvCtx.Done():
+				recv <- context.Cause(recvCtx)
+				return
 			case m := <-got:
 				at := time.Now()
 				due, ok := wire.ParseSentTime(fmt.Sprint(m.Headers[wire.SentTime]))
@@ -249,6 +301,7 @@ func (b *bench) lateness(ctx context.Context, n int, window time.Duration) (p50,
 		recv <- nil
 	}()
 	start := time.Now().Add(3 * time.Second) // every due time after the publishing
+	fmt.Printf("lateness run: publishing %d messages due over %v from %s\n", n, window, start.Format(time.TimeOnly))
 	var pub sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := range 8 {
@@ -278,6 +331,7 @@ func (b *bench) lateness(ctx context.Context, n int, window time.Duration) (p50,
 	if err := <-recv; err != nil {
 		return 0, 0, 0, err
 	}
+	receiving.Wait()
 	b.deleteQueues()
 	slices.Sort(late)
 	return late[len(late)/2], late[len(late)*99/100], late[len(late)-1], nil
@@ -347,7 +401,9 @@ func (b *bench) dispatchRate(ctx context.Context, schema string, n int) (float64
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("messages still Scheduled after 5 minutes")
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return 0, err
+		}
 	}
 }
 
@@ -364,8 +420,15 @@ func env(k, def string) string {
 	return def
 }
 
-func check(what string, err error) {
-	if err != nil {
-		log.Fatalf("%s: %v", what, err)
+// sleep waits for d, or returns ctx's error if ctx ends first (an
+// interrupt).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }

@@ -4,11 +4,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/examples/internal/interrupttest"
 	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/outboxtest"
@@ -17,6 +21,65 @@ import (
 	"github.com/gocap/gocap/transport/memory"
 	"github.com/gocap/gocap/wire"
 )
+
+func TestMain(m *testing.M) {
+	interrupttest.Main(main)
+	os.Exit(m.Run())
+}
+
+// A run interrupted midway (Ctrl-C), in its lateness run, removes its
+// schemas and exchange (and queues) as a finished one does.
+func TestInterruptCleansUp(t *testing.T) {
+	pgURL, amqpURL := testenv.PostgresURL(t), testenv.AMQPURL(t)
+	res := interrupttest.Run(t, "lateness run: publishing", []string{
+		testenv.PostgresEnv + "=" + pgURL, testenv.AMQPEnv + "=" + amqpURL,
+	}, "-n", "100", "-window", "2s", "-delayed", "100", "-immediate", "100", "-rounds", "1")
+	t.Logf("output:\n%s", res.Output)
+	if !res.Interrupted {
+		t.Fatal("the run ended before it was interrupted")
+	}
+	names := regexp.MustCompile(`working in schemas (\S+)_\* and on exchange (\S+),`).FindStringSubmatch(res.Output)
+	if names == nil {
+		t.Fatal("the run did not print its schemas and exchange")
+	}
+	prefix, exchange := names[1], names[2]
+
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rows, err := pool.Query(ctx, "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix+"_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("schema %s is left", s)
+		defer pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A passive declare of a missing exchange fails (404).
+	if err := ch.ExchangeDeclarePassive(exchange, "topic", true, false, false, false, nil); err == nil {
+		t.Errorf("exchange %s is left", exchange)
+		ch.ExchangeDelete(exchange, false, false)
+	}
+}
 
 // The lateness run's messages are Delayed rows of bench.delayed whose
 // cap-senttime is their due time — what the run measures lateness from —
