@@ -16,6 +16,10 @@
 // exporter and client_golang's promhttp) on /orders/metrics and
 // /billing/metrics, beside each service's /livez and /readyz; the
 // walkthrough prints gocap's lines of both metrics endpoints.
+//
+// The work directory (unless -dir names one) and, with -amqp, the exchange
+// and queue of the run (names of their own, printed) are removed at the
+// end, also when the run fails or is interrupted (Ctrl-C, SIGTERM).
 package main
 
 import (
@@ -31,14 +35,18 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -48,6 +56,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage/sqlite"
 	"github.com/gocap/gocap/transport"
@@ -69,7 +78,16 @@ func main() {
 	jsonOut := flag.Bool("json", false, "print stdouttrace's JSON to stdout instead of traces.json")
 	dir := flag.String("dir", "", "work directory (default: a new temporary one)")
 	flag.Parse()
-	if err := run(*addr, *amqpURL, *n, *serve, *jsonOut, *dir); err != nil {
+	// An interrupt cancels ctx, so that run stops and removes what it
+	// created.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *addr, *amqpURL, *n, *serve, *jsonOut, *dir)
+	if err != nil && ctx.Err() != nil {
+		log.Printf("interrupted (%v); the run's work directory, queue and exchange are removed", err)
+		os.Exit(130)
+	}
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -78,6 +96,7 @@ func main() {
 type service struct {
 	name   string
 	db     *sql.DB
+	tr     transport.Transport
 	ob     *outbox.Outbox[*sql.Tx]
 	tp     *sdktrace.TracerProvider
 	mp     *sdkmetric.MeterProvider
@@ -85,8 +104,25 @@ type service struct {
 	reg    *prometheus.Registry
 }
 
-func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir string) error {
-	ctx, cancel := context.WithCancel(context.Background())
+// close releases what newService opened, in reverse: the outbox (stopping
+// Run), the telemetry (flushing the spans), the transport and the database.
+func (s *service) close() {
+	if s.ob != nil {
+		s.ob.Close()
+	}
+	s.tp.Shutdown(context.Background())
+	s.mp.Shutdown(context.Background())
+	if s.tr != nil {
+		s.tr.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+}
+
+// run is the walkthrough; however it returns, it removes what it created.
+func run(ctx context.Context, addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir string) error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if dir == "" {
 		d, err := os.MkdirTemp("", "gocap-observability-")
@@ -109,15 +145,23 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	// The transport of each service: two handles on one in-process
-	// broker, or two RabbitMQ connections.
+	// broker, or two RabbitMQ connections, on an exchange and a queue of
+	// this run's own: a queue named like the group ("billing") could be
+	// another application's on a shared broker.
 	var newTransport func() (transport.Transport, error)
 	if amqpURL == "" {
 		broker := memory.NewBroker(memory.Options{})
 		newTransport = func() (transport.Transport, error) { return broker.Transport(), nil }
 	} else {
-		newTransport = func() (transport.Transport, error) {
-			return rabbitmq.New(rabbitmq.Config{URL: amqpURL, Exchange: "gocap.observability", Logger: logger})
-		}
+		exchange := "gocap.observability." + strconv.FormatInt(ids.Token()%1_000_000, 10)
+		cfg := rabbitmq.Config{URL: amqpURL, Exchange: exchange, QueuePrefix: exchange + ".", Logger: logger}
+		newTransport = func() (transport.Transport, error) { return rabbitmq.New(cfg) }
+		fmt.Printf("RabbitMQ exchange %s, queue %sbilling, removed at the end\n", exchange, cfg.QueuePrefix)
+		defer func() {
+			if err := deleteRabbitMQ(amqpURL, exchange, cfg.QueuePrefix+"billing"); err != nil {
+				log.Printf("removing the exchange and queue: %v", err)
+			}
+		}()
 	}
 	newService := func(name string) (*service, error) {
 		s := &service{name: name, reg: prometheus.NewRegistry()}
@@ -126,14 +170,20 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 		if err != nil {
 			return nil, fmt.Errorf("%s: stdouttrace: %w", name, err)
 		}
-		s.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp),
-			sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(summary)))
 		prom, err := otelprom.New(otelprom.WithRegisterer(s.reg), otelprom.WithoutScopeInfo())
 		if err != nil {
 			return nil, fmt.Errorf("%s: prometheus exporter: %w", name, err)
 		}
+		s.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp),
+			sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(summary)))
 		s.mp = sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(prom))
 		s.tracer = s.tp.Tracer("example/" + name)
+		ok := false
+		defer func() {
+			if !ok {
+				s.close()
+			}
+		}()
 		s.db, err = sqlite.Open(ctx, filepath.Join(dir, name+".db"))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -142,11 +192,10 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 		if err := store.Migrate(ctx); err != nil {
 			return nil, fmt.Errorf("%s: migrate: %w", name, err)
 		}
-		tr, err := newTransport()
-		if err != nil {
+		if s.tr, err = newTransport(); err != nil {
 			return nil, fmt.Errorf("%s: transport: %w", name, err)
 		}
-		s.ob, err = outbox.New(store, tr, outbox.Options{
+		s.ob, err = outbox.New(store, s.tr, outbox.Options{
 			Logger:         logger,
 			PollInterval:   100 * time.Millisecond,
 			TracerProvider: s.tp,
@@ -157,16 +206,19 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		ok = true
 		return s, nil
 	}
 	orders, err := newService("orders")
 	if err != nil {
 		return err
 	}
+	defer orders.close()
 	billing, err := newService("billing")
 	if err != nil {
 		return err
 	}
+	defer billing.close()
 
 	// Billing charges the card of each paid order; the second charge
 	// fails once and is retried.
@@ -232,7 +284,9 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 	if err := waitReady(ctx, "http://"+ln.Addr().String()+"/billing/readyz"); err != nil {
 		return err
 	}
-	time.Sleep(300 * time.Millisecond)
+	if err := sleep(ctx, 300*time.Millisecond); err != nil {
+		return err
+	}
 
 	// Orders: each order is paid inside a request span, and order.paid
 	// published in the same transaction as the order's update.
@@ -253,15 +307,20 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 			return fmt.Errorf("order %d: %w", i, err)
 		}
 	}
+	charging := time.After(30 * time.Second)
 	for range n {
 		select {
 		case <-done:
-		case <-time.After(30 * time.Second):
+		case <-charging:
 			return errors.New("the orders were not all charged within 30 s")
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
 	}
 	// Let the last outcomes be recorded, then flush the spans.
-	time.Sleep(500 * time.Millisecond)
+	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		return err
+	}
 	for _, s := range []*service{orders, billing} {
 		if err := s.tp.ForceFlush(ctx); err != nil {
 			return fmt.Errorf("%s: flush: %w", s.name, err)
@@ -287,17 +346,44 @@ func run(addr, amqpURL string, n int, serve time.Duration, jsonOut bool, dir str
 		case <-time.After(serve):
 		case err := <-served:
 			return fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
 	}
-	cancel()
-	wg.Wait()
-	for _, s := range []*service{orders, billing} {
-		s.ob.Close()
-		s.tp.Shutdown(context.Background())
-		s.mp.Shutdown(context.Background())
-		s.db.Close()
+	return nil
+}
+
+// deleteRabbitMQ deletes the run's queue and exchange.
+func deleteRabbitMQ(url, exchange, queue string) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+		return fmt.Errorf("deleting queue %s: %w", queue, err)
+	}
+	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
+		return fmt.Errorf("deleting exchange %s: %w", exchange, err)
 	}
 	return nil
+}
+
+// sleep waits for d, or returns ctx's error if ctx ends first (an
+// interrupt).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // waitReady polls a readiness endpoint until it answers 200, for at most
@@ -316,7 +402,9 @@ func waitReady(ctx context.Context, url string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready within 10 s", url)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
 }
 
