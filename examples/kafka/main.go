@@ -6,7 +6,9 @@
 //
 // With GOCAP_KAFKA_BROKERS unset it starts an in-process Kafka (kfake) on
 // loopback, so it runs without a Kafka installation. GOCAP_POSTGRES_URL and
-// GOCAP_MYSQL_DSN override the local database defaults.
+// GOCAP_MYSQL_DSN override the local database defaults. The example works
+// in a schema (tables) of its own and removes it at the end, also when
+// interrupted (Ctrl-C, SIGTERM), and at the start.
 package main
 
 import (
@@ -18,7 +20,9 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
@@ -44,9 +48,17 @@ const schema = "gocap_kafka_example"
 func main() {
 	db := flag.String("db", "postgres", "postgres or mysql")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := run(ctx, *db); err != nil {
+	// An interrupt cancels ctx, so that run stops and cleans up.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(sigCtx, time.Minute)
+	err := run(ctx, *db)
+	cancel()
+	if err != nil && sigCtx.Err() != nil {
+		log.Printf("interrupted (%v); the example's tables are removed", err)
+		os.Exit(130)
+	}
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -89,7 +101,14 @@ func run(ctx context.Context, db string) error {
 			return err
 		}
 		defer pool.Close()
-		defer pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		drop := func() error {
+			_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			return err
+		}
+		if err := drop(); err != nil { // what a run killed outright left
+			return fmt.Errorf("dropping the schema of an earlier run: %w", err)
+		}
+		defer drop()
 		ob, err := start(ctx, postgres.New(pool, postgres.Options{Schema: schema, Logger: quiet}), tr, handler, &done)
 		if err != nil {
 			return err
@@ -110,11 +129,18 @@ func run(ctx context.Context, db string) error {
 		}
 		defer sqlDB.Close()
 		prefix := "gocap_kafka_example_"
-		defer func() {
+		drop := func() error {
 			for _, t := range []string{"published", "received", "instances"} {
-				sqlDB.Exec("DROP TABLE IF EXISTS " + prefix + t)
+				if _, err := sqlDB.Exec("DROP TABLE IF EXISTS " + prefix + t); err != nil {
+					return err
+				}
 			}
-		}()
+			return nil
+		}
+		if err := drop(); err != nil { // what a run killed outright left
+			return fmt.Errorf("dropping the tables of an earlier run: %w", err)
+		}
+		defer drop()
 		ob, err := start(ctx, mysql.New(sqlDB, mysql.Options{TablePrefix: prefix, Logger: quiet}), tr, handler, &done)
 		if err != nil {
 			return err
@@ -136,6 +162,8 @@ func run(ctx context.Context, db string) error {
 		fmt.Printf("accounting received %s from Kafka: %+v (message %s)\n", m.Name, m.Value, m.ID)
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("the message did not arrive")
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 	return nil
 }

@@ -2,15 +2,50 @@ package main
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/gocap/gocap/examples/internal/interrupttest"
 	"github.com/gocap/gocap/internal/testenv"
 	"github.com/gocap/gocap/wire"
 )
+
+func TestMain(m *testing.M) {
+	interrupttest.Main(main)
+	os.Exit(m.Run())
+}
+
+// An example interrupted midway (Ctrl-C) removes its schema as a finished
+// one does.
+func TestInterruptCleansUp(t *testing.T) {
+	pgURL := testenv.PostgresURL(t)
+	res := interrupttest.Run(t, "in a PostgreSQL transaction", []string{
+		testenv.PostgresEnv + "=" + pgURL, "GOCAP_KAFKA_BROKERS=",
+	})
+	t.Logf("output:\n%s", res.Output)
+	if !res.Interrupted {
+		t.Fatal("the example ended before it was interrupted")
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("schema %s is left", schema)
+		pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	}
+}
 
 // The example's invoice travels with its ordering key (outbox.WithOrderingKey),
 // which is what keeps one invoice's messages in order: the record key alone
