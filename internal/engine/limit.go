@@ -75,6 +75,16 @@ func (l *limiter) leave(stop bool) (next *storage.Message, drop []*storage.Messa
 	return next, nil
 }
 
+// withdraw takes back the admission of next, which leave handed over but
+// the caller does not run (it releases the row instead): should the row
+// come back, claimed afresh, it enters as any other row. The caller calls
+// leave again, which hands the call's place on or ends it.
+func (l *limiter) withdraw(next *storage.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.handed, next.ID)
+}
+
 // limited runs m's handler if its subscription is below its limit, puts
 // it aside (errWaiting), or releases it (errReleased).
 func (r *receiver) limited(ctx context.Context, s Subscription, m *storage.Message) error {
@@ -119,6 +129,7 @@ func (r *receiver) handOver(m *storage.Message, err error, closing bool) *storag
 		}
 		// Its lease would end during the call: release it to be claimed
 		// afresh, and end its admission in turn.
+		s.limit.withdraw(next)
 		r.release(context.Background(), []*storage.Message{next}, time.Now(), "not attempted: its lease ran out while it waited for its subscription's concurrency limit")
 	}
 }

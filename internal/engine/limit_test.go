@@ -52,3 +52,43 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("after every call ended: %d running, %d waiting", l.running, len(l.waiting))
 	}
 }
+
+// TestLimiterWithdrawnHandOver: a row handed over that the caller does
+// not run (handOver releases a row whose lease ran low) is withdrawn: the
+// call's place goes to the next waiting row or ends, and the row, claimed
+// again later, enters as any other — it does not run beside the limit.
+func TestLimiterWithdrawnHandOver(t *testing.T) {
+	l := &limiter{max: 1, maxWaiting: 4}
+	a, b, c := &storage.Message{ID: 1}, &storage.Message{ID: 2}, &storage.Message{ID: 3}
+	if run, _ := l.enter(a); !run {
+		t.Fatal("a is not admitted")
+	}
+	if run, full := l.enter(b); run || full {
+		t.Fatal("b does not wait behind a")
+	}
+	// a ends: b is handed over, but released instead of run.
+	if next, _ := l.leave(false); next != b {
+		t.Fatalf("a's end hands over %v, want b", next)
+	}
+	l.withdraw(b)
+	if next, _ := l.leave(false); next != nil || l.running != 0 {
+		t.Fatalf("after b's hand-over was withdrawn: next %v, %d running; want none", next, l.running)
+	}
+	// b, claimed again, runs; c must wait for it.
+	if run, _ := l.enter(b); !run {
+		t.Fatal("b claimed again is not admitted")
+	}
+	if run, full := l.enter(c); run || full {
+		t.Errorf("c admitted beside b under a limit of 1 (run %v, full %v)", run, full)
+	}
+	if next, _ := l.leave(false); next != c {
+		t.Fatalf("b's end hands over %v, want c", next)
+	}
+	if run, _ := l.enter(c); !run {
+		t.Fatal("c handed over is not admitted")
+	}
+	l.leave(false)
+	if l.running != 0 || len(l.handed) != 0 {
+		t.Errorf("after every call ended: %d running, handed %v", l.running, l.handed)
+	}
+}

@@ -18,9 +18,11 @@ import (
 	"github.com/gocap/gocap/transport/memory"
 )
 
-// The claim loop between two polls: with a PollInterval far longer than
-// each test, anything that leaves due rows waiting for the next poll fails
-// it.
+// The processor at its edges, on SQLite and the in-process broker: the
+// claim loop between two polls (with a PollInterval far longer than each
+// test, anything that leaves due rows waiting for the next poll fails
+// it), leases running low while rows wait, the subscription's concurrency
+// limit, and what a shutdown past its ShutdownTimeout records.
 
 const longPoll = time.Minute
 
@@ -421,5 +423,48 @@ func TestShutdownReleasesRowsWaitingForTheLimit(t *testing.T) {
 			t.Errorf("row %s: %d failed attempts, still leased for %v after Run returned; want none, released",
 				m.MsgID, m.Retries, time.Until(m.LeaseUntil).Round(time.Second))
 		}
+	}
+}
+
+// TestConcurrencyLimitHoldsWhenWaitingRowsRunLow: rows waiting for their
+// subscription's WithConcurrency limit longer than their lease allows are
+// released when their turn comes, and claimed again; the limit holds
+// throughout: never two calls at once under WithConcurrency(1).
+func TestConcurrencyLimitHoldsWhenWaitingRowsRunLow(t *testing.T) {
+	ob := memOutbox(t, outbox.Options{Lease: 2 * time.Second, HandlerConcurrency: 8})
+	var running, most, done atomic.Int32
+	if err := outbox.Subscribe(ob, "lim.job", func(ctx context.Context, m outbox.Received[[]byte]) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			old := most.Load()
+			if n <= old || most.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		select {
+		case <-time.After(700 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		done.Add(1)
+		return nil
+	}, outbox.WithConcurrency(1), outbox.WithHandlerTimeout(1500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ob)
+	ctx := context.Background()
+	const n = 6
+	for range n {
+		if _, err := ob.PublishWithoutTx(ctx, "lim.job", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "all handled", func() bool {
+		c, err := ob.Store().Counts(ctx, storage.Received)
+		return err == nil && c[storage.StatusSucceeded] == n
+	})
+	if m := most.Load(); m > 1 {
+		t.Errorf("WithConcurrency(1): at most %d calls ran at once", m)
 	}
 }
