@@ -61,23 +61,32 @@ func requireMany(ctx context.Context, tb testing.TB, list lister, fn string, exp
 			since[e.Topic] = o.Since
 		}
 	}
-	var got []*storage.Message
+	// Each row with the topic it was listed under: the application's name
+	// of it, which m.Name is with Options.TopicPrefix before it.
+	type row struct {
+		m     *storage.Message
+		topic string
+	}
+	var rows []row
 	for _, topic := range slices.Sorted(maps.Keys(since)) {
 		ms, err := published(ctx, list, topic, since[topic])
 		if err != nil {
 			tb.Fatalf("outboxtest: %s: %v", fn, err)
 		}
-		got = append(got, ms...)
+		for _, m := range ms {
+			rows = append(rows, row{m, topic})
+		}
 	}
-	slices.SortFunc(got, func(a, b *storage.Message) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.m.ID, b.m.ID) })
 
 	want := make([]string, len(expected))
 	for i, e := range expected {
 		want[i] = e.Topic
 	}
-	have := make([]string, len(got))
-	for i, m := range got {
-		have[i] = m.Name
+	got := make([]*storage.Message, len(rows))
+	have := make([]string, len(rows))
+	for i, r := range rows {
+		got[i], have[i] = r.m, r.topic
 	}
 	if !slices.Equal(have, want) {
 		tb.Fatalf("outboxtest: %s: published topics %q, want %q:\n%s", fn, have, want, lines(got, Opts{}))

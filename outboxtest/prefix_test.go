@@ -6,6 +6,7 @@ import (
 
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/outboxtest"
+	"github.com/gocap/gocap/storage"
 )
 
 // TestTopicPrefixAndVersion: assertions and Handle name topics as the
@@ -22,11 +23,18 @@ func TestTopicPrefixAndVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx, commit, _ := e.begin(t)
-	if _, err := e.ob.Publish(ctx, tx, "orders.placed", order{ID: 1}); err != nil {
-		t.Fatal(err)
+	for _, tp := range []string{"orders.placed", "orders.reminder"} {
+		if _, err := e.ob.Publish(ctx, tx, tp, order{ID: 1}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if v := outboxtest.RequirePublishedTx[order](ctx, t, e.ob, tx, "orders.placed", nil); v.ID != 1 {
 		t.Errorf("RequirePublishedTx decoded %+v", v)
+	}
+	if ms := outboxtest.RequireManyPublishedTx(ctx, t, e.ob, tx, []outboxtest.Expected{
+		{Topic: "orders.placed"}, {Topic: "orders.reminder"},
+	}); ms[0].Name != "shop.orders.placed" || ms[1].Name != "shop.orders.reminder" {
+		t.Errorf("RequireManyPublishedTx returned names %q, %q", ms[0].Name, ms[1].Name)
 	}
 	if err := commit(); err != nil {
 		t.Fatal(err)
@@ -35,6 +43,13 @@ func TestTopicPrefixAndVersion(t *testing.T) {
 	if ms[0].Name != "shop.orders.placed" || ms[0].Version != "v2" {
 		t.Errorf("stored name %q version %q, want shop.orders.placed and v2", ms[0].Name, ms[0].Version)
 	}
+	outboxtest.RequireManyPublished(ctx, t, e.ob, []outboxtest.Expected{
+		{Topic: "orders.placed", Opts: &outboxtest.Opts{Status: storage.StatusScheduled}}, {Topic: "orders.reminder"},
+	})
+	// A failure names the topics as the application does.
+	fails(t, "RequireManyPublished in another order", func(tb testing.TB) {
+		outboxtest.RequireManyPublished(ctx, tb, e.ob, []outboxtest.Expected{{Topic: "orders.reminder"}, {Topic: "orders.placed"}})
+	}, `published topics ["orders.placed" "orders.reminder"], want ["orders.reminder" "orders.placed"]`)
 	if err := outboxtest.Handle(ctx, e.ob, "orders.placed", order{ID: 2}, nil); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
