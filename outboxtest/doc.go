@@ -26,5 +26,11 @@
 //	err := outboxtest.Handle(ctx, ob, "orders.placed", OrderPlaced{ID: 7}, nil)
 //
 // Every assertion takes a testing.TB and fails the test with a message
-// that names the topic and what was found instead.
+// that names the topic and what was found instead. A topic is named as the
+// application publishes it, without Options.TopicPrefix. An argument that
+// no published message can match fails the assertion at once, naming it,
+// so that a RequireNotPublished cannot pass for it whatever was published:
+// an empty topic, a topic that Publish refuses (a wildcard such as
+// "orders.*", for one), an [Opts].Status that is not a status, a negative
+// [Opts].Delay or count.
 package outboxtest

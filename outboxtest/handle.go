@@ -22,8 +22,10 @@ type HandleOpts struct {
 // value to topic would send — serialized by ob's serializer, with CAP's
 // headers and opts' — delivered as a broker delivers it, through the same
 // handler chain (panic recovery, handle middleware). Nothing is stored,
-// sent or retried, no broker is needed and ob need not be running. See
-// [outbox.Outbox.HandleDirect].
+// sent or retried, no broker is needed and ob need not be running. A
+// topic or value that Publish refuses (an empty topic, a wildcard) is
+// Publish's error, and a topic that no subscription of the group matches
+// is an error too. See [outbox.Outbox.HandleDirect].
 func Handle[T any, TTx any](ctx context.Context, ob *outbox.Outbox[TTx], topic string, value T, opts *HandleOpts) error {
 	var o HandleOpts
 	if opts != nil {

@@ -80,6 +80,9 @@ func TestHandle(t *testing.T) {
 	if err := outboxtest.Handle(ctx, ob, "orders.*", order{}, nil); err == nil {
 		t.Error("Handle of a wildcard topic: no error")
 	}
+	if err := outboxtest.Handle(ctx, ob, "", order{}, nil); err == nil || !strings.Contains(err.Error(), "topic is empty") {
+		t.Errorf("Handle of an empty topic = %v, want Publish's error", err)
+	}
 
 	// Nothing was stored.
 	for _, kind := range []storage.Kind{storage.Published, storage.Received} {

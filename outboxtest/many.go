@@ -14,8 +14,9 @@ import (
 	"github.com/gocap/gocap/storage"
 )
 
-// Expected is one message that [RequireManyPublishedTx] expects: of Topic,
-// satisfying Opts (nil: anything).
+// Expected is one message that [RequireManyPublishedTx] expects: of Topic
+// (as the application publishes to it: not empty, no wildcard), satisfying
+// Opts (nil: anything).
 type Expected struct {
 	Topic string
 	Opts  *Opts
@@ -29,6 +30,7 @@ type Expected struct {
 // message of a topic not expected is not looked at.
 func RequireManyPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], tx TTx, expected []Expected) []*storage.Message {
 	tb.Helper()
+	checkExpected(tb, ob, "RequireManyPublishedTx", expected)
 	list, err := txLister(ob, tx)
 	if err != nil {
 		tb.Fatalf("outboxtest: RequireManyPublishedTx: %v", err)
@@ -40,21 +42,36 @@ func RequireManyPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *out
 // messages of the outbox's storage.
 func RequireManyPublished[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], expected []Expected) []*storage.Message {
 	tb.Helper()
+	checkExpected(tb, ob, "RequireManyPublished", expected)
 	return requireMany(ctx, tb, storeLister(ob), "RequireManyPublished", expected)
 }
 
-func requireMany(ctx context.Context, tb testing.TB, list lister, fn string, expected []Expected) []*storage.Message {
+// checkExpected fails the test if expected is empty, or if no message
+// that ob publishes can be of the topic of one of them or satisfy its Opts.
+func checkExpected[TTx any](tb testing.TB, ob *outbox.Outbox[TTx], fn string, expected []Expected) {
 	tb.Helper()
 	if len(expected) == 0 {
 		tb.Fatalf("outboxtest: %s: no message expected (use RequireNotPublished to require none)", fn)
 	}
+	for i, e := range expected {
+		if err := checkTopic(ob, e.Topic); err != nil {
+			tb.Fatalf("outboxtest: %s: expected[%d]: %v", fn, i, err)
+		}
+		if err := e.Opts.orZero().check(); err != nil {
+			tb.Fatalf("outboxtest: %s: expected[%d] (topic %q): %v", fn, i, e.Topic, err)
+		}
+	}
+}
+
+// requireMany returns the messages of the topics of expected, which
+// checkExpected has checked, if they are those expected, or fails the
+// test.
+func requireMany(ctx context.Context, tb testing.TB, list lister, fn string, expected []Expected) []*storage.Message {
+	tb.Helper()
 	// The messages of each topic since the earliest Since of the
 	// expectations of that topic (all of them if one has none).
 	since := map[string]time.Time{}
-	for i, e := range expected {
-		if e.Topic == "" {
-			tb.Fatalf("outboxtest: %s: expected[%d] has no topic", fn, i)
-		}
+	for _, e := range expected {
 		s, seen := since[e.Topic]
 		o := e.Opts.orZero()
 		if !seen || (!s.IsZero() && (o.Since.IsZero() || o.Since.Before(s))) {

@@ -22,11 +22,13 @@ type Opts struct {
 	// wire.CorrelationID.
 	Headers map[string]string
 	// Delay, when not zero, is the delay the message was published with
-	// (outbox.WithDelay): its cap-delaytime header must be Delay's.
+	// (outbox.WithDelay): its cap-delaytime header must be Delay's. A
+	// negative Delay, which no publish has, fails the assertion.
 	Delay time.Duration
 	// Status, when not empty, is the status the message must have: a
 	// message published with a delay is Delayed until it is due, one not
-	// yet sent Scheduled, one sent Succeeded.
+	// yet sent Scheduled, one sent Succeeded. A Status that is not one of
+	// storage.Statuses (spelled as they are) fails the assertion.
 	Status storage.Status
 	// Since, when not zero, leaves out the messages published before it
 	// (by the time their id encodes, to the millisecond): in a table that

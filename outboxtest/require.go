@@ -22,6 +22,7 @@ import (
 //	got := outboxtest.RequirePublishedTx[OrderPlaced](ctx, t, ob, tx, "orders.placed", nil)
 func RequirePublishedTx[T any, TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], tx TTx, topic string, opts *Opts) T {
 	tb.Helper()
+	checkArgs(tb, ob, "RequirePublishedTx", topic, opts)
 	list, err := txLister(ob, tx)
 	if err != nil {
 		tb.Fatalf("outboxtest: RequirePublishedTx(%q): %v", topic, err)
@@ -34,6 +35,7 @@ func RequirePublishedTx[T any, TTx any](ctx context.Context, tb testing.TB, ob *
 // the outbox's storage.
 func RequirePublished[T any, TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], topic string, opts *Opts) T {
 	tb.Helper()
+	checkArgs(tb, ob, "RequirePublished", topic, opts)
 	m := requireOne(ctx, tb, storeLister(ob), "RequirePublished", topic, opts)
 	return Decode[T](tb, ob, m)
 }
@@ -43,6 +45,7 @@ func RequirePublished[T any, TTx any](ctx context.Context, tb testing.TB, ob *ou
 // it found.
 func RequireNotPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], tx TTx, topic string, opts *Opts) {
 	tb.Helper()
+	checkArgs(tb, ob, "RequireNotPublishedTx", topic, opts)
 	list, err := txLister(ob, tx)
 	if err != nil {
 		tb.Fatalf("outboxtest: RequireNotPublishedTx(%q): %v", topic, err)
@@ -54,6 +57,7 @@ func RequireNotPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *outb
 // messages of the outbox's storage.
 func RequireNotPublished[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], topic string, opts *Opts) {
 	tb.Helper()
+	checkArgs(tb, ob, "RequireNotPublished", topic, opts)
 	requireCount(ctx, tb, storeLister(ob), "RequireNotPublished", topic, 0, opts)
 }
 
@@ -63,6 +67,8 @@ func RequireNotPublished[TTx any](ctx context.Context, tb testing.TB, ob *outbox
 // what it found.
 func RequirePublishedCountTx[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], tx TTx, topic string, n int, opts *Opts) []*storage.Message {
 	tb.Helper()
+	checkArgs(tb, ob, "RequirePublishedCountTx", topic, opts)
+	checkCount(tb, "RequirePublishedCountTx", topic, n)
 	list, err := txLister(ob, tx)
 	if err != nil {
 		tb.Fatalf("outboxtest: RequirePublishedCountTx(%q): %v", topic, err)
@@ -74,6 +80,8 @@ func RequirePublishedCountTx[TTx any](ctx context.Context, tb testing.TB, ob *ou
 // messages of the outbox's storage.
 func RequirePublishedCount[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], topic string, n int, opts *Opts) []*storage.Message {
 	tb.Helper()
+	checkArgs(tb, ob, "RequirePublishedCount", topic, opts)
+	checkCount(tb, "RequirePublishedCount", topic, n)
 	return requireCount(ctx, tb, storeLister(ob), "RequirePublishedCount", topic, n, opts)
 }
 
