@@ -47,6 +47,12 @@ func TestTopicPrefixAndVersion(t *testing.T) {
 		{Topic: "orders.placed", Opts: &outboxtest.Opts{Status: storage.StatusScheduled}}, {Topic: "orders.reminder"},
 	})
 	// A failure names the topics as the application does.
+	fails(t, "RequirePublished into the wrong type", func(tb testing.TB) {
+		outboxtest.RequirePublished[int](ctx, tb, e.ob, "orders.placed", nil)
+	}, `of topic "orders.placed" into int`)
+	fails(t, "RequirePublished of a topic not published", func(tb testing.TB) {
+		outboxtest.RequirePublished[order](ctx, tb, e.ob, "orders.cancelled", nil)
+	}, `no message published to "orders.cancelled"; the newest messages are of topics ["orders.reminder" "orders.placed"]`)
 	fails(t, "RequireManyPublished in another order", func(tb testing.TB) {
 		outboxtest.RequireManyPublished(ctx, tb, e.ob, []outboxtest.Expected{{Topic: "orders.reminder"}, {Topic: "orders.placed"}})
 	}, `published topics ["orders.placed" "orders.reminder"], want ["orders.reminder" "orders.placed"]`)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gocap/gocap/outbox"
@@ -79,17 +80,36 @@ func published(ctx context.Context, list lister, topic string, since time.Time) 
 	return nil, fmt.Errorf("more than %d messages were published to %q: narrow the assertion with Opts.Since", maxRows, topic)
 }
 
-// newestTopics returns the topics of the newest published rows, newest
-// first and each once, to show what was published when a topic was not.
-func newestTopics(ctx context.Context, list lister, since time.Time) []string {
+// appTopics returns a function that names a stored topic as the
+// application publishes it: without ob's Options.TopicPrefix and its dot.
+// A name without the prefix (of another publisher's row in a shared
+// table) stays as it is.
+func appTopics[TTx any](ob *outbox.Outbox[TTx]) func(stored string) string {
+	prefix := ob.TopicName("") // "": no TopicPrefix; else the prefix and a dot
+	return func(stored string) string {
+		if prefix == "" {
+			return stored
+		}
+		if name, ok := strings.CutPrefix(stored, prefix); ok && name != "" {
+			return name
+		}
+		return stored
+	}
+}
+
+// newestTopics returns the topics of the newest published rows, named by
+// app, newest first and each once, to show what was published when a
+// topic was not.
+func newestTopics(ctx context.Context, list lister, app func(string) string, since time.Time) []string {
 	page, err := list(ctx, storage.Filter{Kind: storage.Published, Limit: 20})
 	if err != nil {
 		return nil
 	}
 	var topics []string
 	for _, m := range page {
-		if (since.IsZero() || m.ID >= storage.MinIDAt(since)) && !slices.Contains(topics, m.Name) {
-			topics = append(topics, m.Name)
+		name := app(m.Name)
+		if (since.IsZero() || m.ID >= storage.MinIDAt(since)) && !slices.Contains(topics, name) {
+			topics = append(topics, name)
 		}
 	}
 	return topics

@@ -27,7 +27,7 @@ func RequirePublishedTx[T any, TTx any](ctx context.Context, tb testing.TB, ob *
 	if err != nil {
 		tb.Fatalf("outboxtest: RequirePublishedTx(%q): %v", topic, err)
 	}
-	m := requireOne(ctx, tb, list, "RequirePublishedTx", topic, opts)
+	m := requireOne(ctx, tb, list, appTopics(ob), "RequirePublishedTx", topic, opts)
 	return Decode[T](tb, ob, m)
 }
 
@@ -36,7 +36,7 @@ func RequirePublishedTx[T any, TTx any](ctx context.Context, tb testing.TB, ob *
 func RequirePublished[T any, TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], topic string, opts *Opts) T {
 	tb.Helper()
 	checkArgs(tb, ob, "RequirePublished", topic, opts)
-	m := requireOne(ctx, tb, storeLister(ob), "RequirePublished", topic, opts)
+	m := requireOne(ctx, tb, storeLister(ob), appTopics(ob), "RequirePublished", topic, opts)
 	return Decode[T](tb, ob, m)
 }
 
@@ -50,7 +50,7 @@ func RequireNotPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *outb
 	if err != nil {
 		tb.Fatalf("outboxtest: RequireNotPublishedTx(%q): %v", topic, err)
 	}
-	requireCount(ctx, tb, list, "RequireNotPublishedTx", topic, 0, opts)
+	requireCount(ctx, tb, list, appTopics(ob), "RequireNotPublishedTx", topic, 0, opts)
 }
 
 // RequireNotPublished is [RequireNotPublishedTx] over the committed
@@ -58,7 +58,7 @@ func RequireNotPublishedTx[TTx any](ctx context.Context, tb testing.TB, ob *outb
 func RequireNotPublished[TTx any](ctx context.Context, tb testing.TB, ob *outbox.Outbox[TTx], topic string, opts *Opts) {
 	tb.Helper()
 	checkArgs(tb, ob, "RequireNotPublished", topic, opts)
-	requireCount(ctx, tb, storeLister(ob), "RequireNotPublished", topic, 0, opts)
+	requireCount(ctx, tb, storeLister(ob), appTopics(ob), "RequireNotPublished", topic, 0, opts)
 }
 
 // RequirePublishedCountTx requires that exactly n messages of topic
@@ -73,7 +73,7 @@ func RequirePublishedCountTx[TTx any](ctx context.Context, tb testing.TB, ob *ou
 	if err != nil {
 		tb.Fatalf("outboxtest: RequirePublishedCountTx(%q): %v", topic, err)
 	}
-	return requireCount(ctx, tb, list, "RequirePublishedCountTx", topic, n, opts)
+	return requireCount(ctx, tb, list, appTopics(ob), "RequirePublishedCountTx", topic, n, opts)
 }
 
 // RequirePublishedCount is [RequirePublishedCountTx] over the committed
@@ -82,7 +82,7 @@ func RequirePublishedCount[TTx any](ctx context.Context, tb testing.TB, ob *outb
 	tb.Helper()
 	checkArgs(tb, ob, "RequirePublishedCount", topic, opts)
 	checkCount(tb, "RequirePublishedCount", topic, n)
-	return requireCount(ctx, tb, storeLister(ob), "RequirePublishedCount", topic, n, opts)
+	return requireCount(ctx, tb, storeLister(ob), appTopics(ob), "RequirePublishedCount", topic, n, opts)
 }
 
 // Decode returns m's body decoded into T by the outbox's serializer (a
@@ -95,14 +95,14 @@ func Decode[T any, TTx any](tb testing.TB, ob *outbox.Outbox[TTx], m *storage.Me
 		return v
 	}
 	if err := ob.Serializer().Unmarshal(m.Body, &v); err != nil {
-		tb.Fatalf("outboxtest: decoding %s of topic %q into %T: %v", describe(m), m.Name, v, err)
+		tb.Fatalf("outboxtest: decoding %s of topic %q into %T: %v", describe(m), appTopics(ob)(m.Name), v, err)
 	}
 	return v
 }
 
 // requireOne returns the one message of topic that satisfies opts, or
-// fails the test.
-func requireOne(ctx context.Context, tb testing.TB, list lister, fn, topic string, opts *Opts) *storage.Message {
+// fails the test; app names other topics in its message.
+func requireOne(ctx context.Context, tb testing.TB, list lister, app func(string) string, fn, topic string, opts *Opts) *storage.Message {
 	tb.Helper()
 	o := opts.orZero()
 	all, matched := find(ctx, tb, list, fn, topic, o)
@@ -110,7 +110,7 @@ func requireOne(ctx context.Context, tb testing.TB, list lister, fn, topic strin
 	case 1:
 		return matched[0]
 	case 0:
-		tb.Fatalf("outboxtest: %s: %s", fn, notFound(ctx, list, topic, o, all))
+		tb.Fatalf("outboxtest: %s: %s", fn, notFound(ctx, list, app, topic, o, all))
 	default:
 		tb.Fatalf("outboxtest: %s: %d messages published to %q%s, want one (RequirePublishedCount and RequireManyPublished take several):\n%s",
 			fn, len(matched), topic, with(o), lines(matched, o))
@@ -119,8 +119,8 @@ func requireOne(ctx context.Context, tb testing.TB, list lister, fn, topic strin
 }
 
 // requireCount returns the n messages of topic that satisfy opts, or fails
-// the test.
-func requireCount(ctx context.Context, tb testing.TB, list lister, fn, topic string, n int, opts *Opts) []*storage.Message {
+// the test; app names other topics in its message.
+func requireCount(ctx context.Context, tb testing.TB, list lister, app func(string) string, fn, topic string, n int, opts *Opts) []*storage.Message {
 	tb.Helper()
 	o := opts.orZero()
 	all, matched := find(ctx, tb, list, fn, topic, o)
@@ -128,7 +128,7 @@ func requireCount(ctx context.Context, tb testing.TB, list lister, fn, topic str
 	case len(matched) == n:
 		return matched
 	case len(matched) == 0:
-		tb.Fatalf("outboxtest: %s: want %d, found none: %s", fn, n, notFound(ctx, list, topic, o, all))
+		tb.Fatalf("outboxtest: %s: want %d, found none: %s", fn, n, notFound(ctx, list, app, topic, o, all))
 	case n == 0:
 		tb.Fatalf("outboxtest: %s: %d messages published to %q%s, want none:\n%s", fn, len(matched), topic, with(o), lines(matched, o))
 	default:
@@ -153,14 +153,15 @@ func find(ctx context.Context, tb testing.TB, list lister, fn, topic string, o O
 	return all, matched
 }
 
-// notFound says that no message of topic satisfied o, and what there was.
-func notFound(ctx context.Context, list lister, topic string, o Opts, all []*storage.Message) string {
+// notFound says that no message of topic satisfied o, and what there was;
+// app names the topics of other messages.
+func notFound(ctx context.Context, list lister, app func(string) string, topic string, o Opts, all []*storage.Message) string {
 	if len(all) == 0 {
 		msg := fmt.Sprintf("no message published to %q", topic)
 		if !o.Since.IsZero() {
 			msg += " since " + o.Since.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 		}
-		if others := newestTopics(ctx, list, o.Since); len(others) > 0 {
+		if others := newestTopics(ctx, list, app, o.Since); len(others) > 0 {
 			msg += fmt.Sprintf("; the newest messages are of topics %q", others)
 		} else {
 			msg += "; no message of any topic"
