@@ -26,8 +26,12 @@
 // The tables live in their own schema (Options.Schema, default "gocap"):
 // published, received and instances. [Driver.Migrate] creates them; it is
 // idempotent and serialized by an advisory lock, so several instances may
-// run it at once. Teams that run their own migrations apply [SchemaSQL]
-// instead. Every background query is an index scan: see QUERY_PLANS.md.
+// run it at once. On tables that are current it takes no lock on them, so
+// an instance starting beside running ones holds up none of their
+// queries; an upgrade that needs a table lock waits at most 5 s for it
+// and otherwise returns an error, to be retried. Teams that run their own
+// migrations apply [SchemaSQL] instead. Every background query is an
+// index scan: see QUERY_PLANS.md.
 //
 // Claims use UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) in
 // one statement, so no transaction stays open while a message is sent.

@@ -24,6 +24,9 @@ import (
 var schemaSQL string
 
 // SchemaSQL returns the DDL that Migrate runs, for schema (empty = "gocap").
+// Migrate runs it in a transaction with lock_timeout = 5s (see
+// [Driver.Migrate]); give your own migration tool's transaction a
+// lock_timeout too.
 func SchemaSQL(schema string) string {
 	if schema == "" {
 		schema = DefaultSchema
@@ -128,16 +131,44 @@ func (d *Driver) table(kind storage.Kind) (*tableQueries, error) {
 	return t, nil
 }
 
-// Migrate creates the schema, tables and indexes if they do not exist.
+// migrateLockTimeout is the lock_timeout of Migrate's DDL: the longest it
+// waits for each lock on a table that an upgrade needs.
+const migrateLockTimeout = 5 * time.Second
+
+// Migrate creates the schema, tables and indexes if they do not exist, and
+// upgrades the tables of an earlier gocap (SchemaSQL, in one transaction).
+// Migrations of one schema run one at a time, across processes: Migrate
+// waits for an advisory lock as long as ctx allows.
+//
+// On tables that are current Migrate takes no lock on them, so a process
+// starting beside running ones holds up none of their queries. An upgrade
+// (a column or index to add, an index to drop) locks the table it
+// changes, and waits at most 5 s (lock_timeout) for each such lock: a
+// lock request waiting behind an open transaction on the table would
+// hold up every later query on it. When the wait runs out Migrate
+// changes nothing and returns an error that says so (SQLSTATE 55P03,
+// not storage.ErrPermanent); run it again once the transaction holding
+// the table has ended, or at a quieter time.
 func (d *Driver) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		// One migration at a time per schema, across processes.
 		if _, err := tx.Exec(ctx, d.q.migrateLock, "gocap.migrate."+d.opts.Schema); err != nil {
 			return err
 		}
+		// After the advisory lock, which may be held by a long upgrade.
+		if _, err := tx.Exec(ctx, d.q.migrateLockTimeout); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, d.q.schema)
 		return err
 	})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+		return fmt.Errorf("postgres: migrating schema %q: the upgrade of its tables waited more than %v for a lock on one "+
+			"and gave up, changing nothing, rather than hold up every query on the table behind its wait: another "+
+			"transaction holds the table (an open transaction that wrote it, a long query; see pg_stat_activity); "+
+			"run Migrate again once that has ended, or at a quieter time: %w", d.opts.Schema, migrateLockTimeout, err)
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: migrating schema %q: %w", d.opts.Schema, classify(err))
 	}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,7 @@ type queries struct {
 	notifyChannel       string // a NOTIFY outside an insert (a requeue)
 	listen              string
 	migrateLock         string // serializes migrations of one schema
+	migrateLockTimeout  string // bounds Migrate's waits for table locks
 	schema              string // the DDL of Migrate
 }
 
@@ -117,6 +119,7 @@ func newQueries(schema, channel string) queries {
 	q.notifyChannel = `SELECT pg_notify(` + lit + `, '')`
 	q.listen = `LISTEN ` + pgx.Identifier{channel}.Sanitize()
 	q.migrateLock = `SELECT pg_advisory_xact_lock(hashtext($1))`
+	q.migrateLockTimeout = fmt.Sprintf(`SET LOCAL lock_timeout = %d`, migrateLockTimeout.Milliseconds())
 	q.schema = SchemaSQL(schema)
 	return q
 }

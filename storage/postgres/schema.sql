@@ -5,6 +5,20 @@
 -- existing table the CREATE INDEX of that upgrade blocks writes while it
 -- builds: create the *_pending_version_idx and *_key_idx indexes CONCURRENTLY
 -- beforehand to avoid that.
+--
+-- Applied to tables that are current, it takes no lock on them, so it runs
+-- beside running processes: every ALTER TABLE and CREATE INDEX is in a DO
+-- block that runs it only when the catalog lacks the column or index
+-- (ALTER TABLE ... ADD COLUMN IF NOT EXISTS takes the table's ACCESS
+-- EXCLUSIVE lock, and CREATE INDEX IF NOT EXISTS its SHARE lock, before
+-- they find the column or index there; a DROP INDEX IF EXISTS of a missing
+-- index takes none). Migrate runs the file in one transaction with
+-- lock_timeout = 5s, so that an upgrade waiting for a table's lock behind
+-- an open transaction gives up rather than hold up every later query on
+-- the table; give your own tool's transaction a lock_timeout too. The DO
+-- blocks are dollar-quoted statements with semicolons inside: psql, and
+-- tools that send the file in one Exec (golang-migrate), run them as they
+-- are; goose needs -- +goose StatementBegin / StatementEnd around each.
 
 CREATE SCHEMA IF NOT EXISTS {{schema}};
 
@@ -28,14 +42,23 @@ CREATE TABLE IF NOT EXISTS {{schema}}.published (
 
 -- Tables created before delayed messages and attempt histories (#13):
 -- the columns are added with constant defaults, which PostgreSQL 11+ does
--- without rewriting the table.
-ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS policy text NOT NULL DEFAULT '';
-ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]';
--- --- version isolation (issue #17) ---
--- Tables created before versions: the rows get the empty version, that of
--- a processor without Options.Version. A constant default: no rewrite.
-ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS version text NOT NULL DEFAULT '';
--- --- end version isolation ---
+-- without rewriting the table. Each only when missing (see the header).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.published'::regclass AND attname = 'policy' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS policy text NOT NULL DEFAULT '';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.published'::regclass AND attname = 'attempts' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]';
+    END IF;
+    -- --- version isolation (issue #17) ---
+    -- Tables created before versions: the rows get the empty version, that of
+    -- a processor without Options.Version. A constant default: no rewrite.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.published'::regclass AND attname = 'version' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS version text NOT NULL DEFAULT '';
+    END IF;
+    -- --- end version isolation ---
+END $$;
 
 -- Claim: due Scheduled and Delayed rows, oldest first, and NextDue: the
 -- first entry after a time. A claim of a Scheduled row sets only
@@ -45,17 +68,30 @@ ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS version text NOT NULL 
 -- --- version isolation (issue #17) ---
 -- Claims and NextDue are of one version (version = $n): the version leads
 -- the index, so that each reads only its version's entries, in due order.
-CREATE INDEX IF NOT EXISTS published_pending_version_idx ON {{schema}}.published (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+-- Each index is created only when missing (see the header).
+DO $$
+BEGIN
+    IF to_regclass('{{schema}}.published_pending_version_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS published_pending_version_idx ON {{schema}}.published (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+    END IF;
+END $$;
 -- Replaced by published_pending_version_idx.
 DROP INDEX IF EXISTS {{schema}}.published_pending_idx;
 -- --- end version isolation ---
 -- Replaced by published_pending_idx (itself replaced, see above), which also holds Delayed rows.
 DROP INDEX IF EXISTS {{schema}}.published_due_idx;
--- Cleaner: expired rows.
-CREATE INDEX IF NOT EXISTS published_expires_idx ON {{schema}}.published (expires_at) WHERE expires_at IS NOT NULL;
--- Dashboard: Scheduled or Failed rows, newest first. Succeeded rows, the
--- bulk of the table, are listed by a backward scan of the primary key.
-CREATE INDEX IF NOT EXISTS published_status_idx ON {{schema}}.published (status, id) WHERE status <> 'Succeeded';
+DO $$
+BEGIN
+    -- Cleaner: expired rows.
+    IF to_regclass('{{schema}}.published_expires_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS published_expires_idx ON {{schema}}.published (expires_at) WHERE expires_at IS NOT NULL;
+    END IF;
+    -- Dashboard: Scheduled or Failed rows, newest first. Succeeded rows, the
+    -- bulk of the table, are listed by a backward scan of the primary key.
+    IF to_regclass('{{schema}}.published_status_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS published_status_idx ON {{schema}}.published (status, id) WHERE status <> 'Succeeded';
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS {{schema}}.received (
     id              bigint      PRIMARY KEY,
@@ -78,19 +114,40 @@ CREATE TABLE IF NOT EXISTS {{schema}}.received (
     UNIQUE (msg_id, grp)
 ) WITH (fillfactor = 80);
 
-ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS policy text NOT NULL DEFAULT '';
-ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]';
--- --- version isolation (issue #17) ---
-ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS version text NOT NULL DEFAULT '';
--- --- end version isolation ---
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.received'::regclass AND attname = 'policy' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS policy text NOT NULL DEFAULT '';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.received'::regclass AND attname = 'attempts' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]';
+    END IF;
+    -- --- version isolation (issue #17) ---
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.received'::regclass AND attname = 'version' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS version text NOT NULL DEFAULT '';
+    END IF;
+    -- --- end version isolation ---
+END $$;
 
 -- --- version isolation (issue #17) ---
-CREATE INDEX IF NOT EXISTS received_pending_version_idx ON {{schema}}.received (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+DO $$
+BEGIN
+    IF to_regclass('{{schema}}.received_pending_version_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS received_pending_version_idx ON {{schema}}.received (version, next_attempt_at) WHERE status IN ('Scheduled', 'Delayed');
+    END IF;
+END $$;
 DROP INDEX IF EXISTS {{schema}}.received_pending_idx;
 -- --- end version isolation ---
 DROP INDEX IF EXISTS {{schema}}.received_due_idx;
-CREATE INDEX IF NOT EXISTS received_expires_idx ON {{schema}}.received (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS received_status_idx ON {{schema}}.received (status, id) WHERE status <> 'Succeeded';
+DO $$
+BEGIN
+    IF to_regclass('{{schema}}.received_expires_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS received_expires_idx ON {{schema}}.received (expires_at) WHERE expires_at IS NOT NULL;
+    END IF;
+    IF to_regclass('{{schema}}.received_status_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS received_status_idx ON {{schema}}.received (status, id) WHERE status <> 'Succeeded';
+    END IF;
+END $$;
 
 -- Ordering keys (#18): the column, NULL for unordered rows, and the
 -- index of the claim's check that no earlier row of a key holds it (and
@@ -98,12 +155,23 @@ CREATE INDEX IF NOT EXISTS received_status_idx ON {{schema}}.received (status, i
 -- Succeeded, so unordered rows never enter it and a claim of a keyed row
 -- stays a HOT update. A key's sequence is that of one version (issue
 -- #17), hence the version before the id.
-ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS ordering_key text;
-ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS ordering_key text;
-CREATE INDEX IF NOT EXISTS published_key_idx ON {{schema}}.published (ordering_key, version, id)
-    WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
-CREATE INDEX IF NOT EXISTS received_key_idx ON {{schema}}.received (ordering_key, grp, version, id)
-    WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.published'::regclass AND attname = 'ordering_key' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.published ADD COLUMN IF NOT EXISTS ordering_key text;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{{schema}}.received'::regclass AND attname = 'ordering_key' AND NOT attisdropped) THEN
+        ALTER TABLE {{schema}}.received ADD COLUMN IF NOT EXISTS ordering_key text;
+    END IF;
+    IF to_regclass('{{schema}}.published_key_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS published_key_idx ON {{schema}}.published (ordering_key, version, id)
+            WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+    END IF;
+    IF to_regclass('{{schema}}.received_key_idx') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS received_key_idx ON {{schema}}.received (ordering_key, grp, version, id)
+            WHERE ordering_key IS NOT NULL AND status <> 'Succeeded';
+    END IF;
+END $$;
 
 -- Autovacuum of the queue tables (#14, scale). A message's Succeed (or
 -- Failed) changes its status, so its row is not a HOT update: the row's
