@@ -491,8 +491,11 @@ type InsertOptions struct {
 
 // ReceivedInsert is the outcome of [Store.InsertReceived].
 type ReceivedInsert struct {
-	// ID is the id of the stored row: the message's, or that of the
-	// existing row with the same MsgID and Group.
+	// ID is the id of the row the call stored (Claimed or Queued): the
+	// message's, or that of the existing Failed row with the same MsgID
+	// and Group that it reset. For a duplicate left alone (neither Claimed
+	// nor Queued) it is zero or the existing row's id, as the Store
+	// chooses: a caller must not rely on it then.
 	ID int64
 	// Claimed reports that the caller now holds the row's lease: the row
 	// is new, or was a Failed duplicate that was reset.

@@ -275,3 +275,23 @@ func (s *suite[TTx]) batchConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// batchDuplicateOfHandled: InsertReceivedBatch of a message already
+// handled (Succeeded) or waiting for its retry (Scheduled, lease ended)
+// is a duplicate, as in InsertReceived: neither claimed nor reset, the
+// row unchanged.
+func (s *suite[TTx]) batchDuplicateOfHandled(t *testing.T) {
+	d, b := newAs[storage.ReceivedBatchInserter](t, s)
+	done, retry := s.handledRows(t, d)
+	fresh := s.received("fresh", "g", "t", nil)
+	res, _ := insertBatch(t, b, s.received("done", "g", "t", []byte(`redelivered`)), fresh,
+		s.received("retry", "g", "t", []byte(`redelivered`)))
+	checkResults(t, "a batch with a Succeeded and a retrying duplicate", res, want{}, want{claimed: true, id: fresh.ID}, want{})
+	for _, i := range []int{0, 2} {
+		if res[i].Queued {
+			t.Errorf("result %d = %+v, want a duplicate, not queued", i, res[i])
+		}
+	}
+	checkUnchanged(t, d, "a Succeeded row redelivered in a batch", done)
+	checkUnchanged(t, d, "a row waiting for its retry redelivered in a batch", retry)
+}

@@ -87,3 +87,68 @@ func (s *suite[TTx]) receivedClaimByGroup(t *testing.T) {
 		t.Errorf("claim without groups: %d rows", len(rest))
 	}
 }
+
+// handledRows stores two received rows of group g and returns them as
+// Get reads them: one Succeeded (msgID "done"), one that failed an attempt
+// and waits for its retry (msgID "retry": Scheduled, due in an hour, its
+// lease ended). Neither is a Failed row: a redelivery of either is a
+// duplicate that leaves it alone.
+func (s *suite[TTx]) handledRows(t *testing.T, d storage.Store) (done, retry *storage.Message) {
+	t.Helper()
+	t0 := now()
+	d1, d2 := s.received("done", "g", "t", []byte(`done`)), s.received("retry", "g", "t", []byte(`retry`))
+	tok := ids.Token()
+	for _, m := range []*storage.Message{d1, d2} {
+		if res, err := d.InsertReceived(bg, m, tok, t0.Add(time.Minute)); err != nil || !res.Claimed {
+			t.Fatalf("InsertReceived: %+v %v", res, err)
+		}
+	}
+	if n, err := d.Succeed(bg, storage.Received, []storage.Completed{{Lease: storage.Lease{ID: d1.ID, Token: tok},
+		Attempt: storage.Attempt{At: t0, Duration: time.Millisecond}}}, t0.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Succeed: %d %v", n, err)
+	}
+	res, err := d.Fail(bg, storage.Received, storage.Lease{ID: d2.ID, Token: tok}, storage.Failure{
+		Error: "later", Now: t0, NextAttemptAt: t0.Add(time.Hour), MaxAttempts: 5, ExpiresAt: t0.Add(24 * time.Hour),
+	})
+	if err != nil || res.Status != storage.StatusScheduled || res.Retries != 1 {
+		t.Fatalf("Fail: %+v %v; want Scheduled after 1", res, err)
+	}
+	return get(t, d, storage.Received, d1.ID), get(t, d, storage.Received, d2.ID)
+}
+
+// checkUnchanged fails the test if the row of was, read again, differs
+// from was in status, retries, due time, expiry, lease or content.
+func checkUnchanged(t *testing.T, d storage.Store, what string, was *storage.Message) {
+	t.Helper()
+	r := get(t, d, storage.Received, was.ID)
+	if r.Status != was.Status || r.Retries != was.Retries || !r.NextAttemptAt.Equal(was.NextAttemptAt) ||
+		!r.ExpiresAt.Equal(was.ExpiresAt) || r.LeaseToken != was.LeaseToken || !r.LeaseUntil.Equal(was.LeaseUntil) ||
+		r.LastError != was.LastError || string(r.Body) != string(was.Body) {
+		t.Errorf("%s: the row changed: status %s retries %d next %v expires %v lease %d until %v error %q body %q; was status %s retries %d next %v expires %v lease %d until %v error %q body %q",
+			what, r.Status, r.Retries, r.NextAttemptAt, r.ExpiresAt, r.LeaseToken, r.LeaseUntil, r.LastError, r.Body,
+			was.Status, was.Retries, was.NextAttemptAt, was.ExpiresAt, was.LeaseToken, was.LeaseUntil, was.LastError, was.Body)
+	}
+}
+
+// receivedDuplicateOfHandled: a redelivery of a message already handled
+// (Succeeded) or waiting for its retry (Scheduled, lease ended) is a
+// duplicate: neither claimed nor reset, the row unchanged. Only a Failed
+// row is reset.
+func (s *suite[TTx]) receivedDuplicateOfHandled(t *testing.T) {
+	d := s.h.New(t)
+	done, retry := s.handledRows(t, d)
+	for _, was := range []*storage.Message{done, retry} {
+		what := "a redelivery of a " + string(was.Status) + " row"
+		if was.Status == storage.StatusScheduled {
+			what += " waiting for its retry"
+		}
+		res, err := d.InsertReceived(bg, s.received(was.MsgID, "g", "t", []byte(`redelivered`)), ids.Token(), now().Add(time.Minute))
+		if err != nil || res.Claimed || res.Reset || res.Queued {
+			t.Errorf("%s: %+v %v; want a duplicate (neither claimed nor reset)", what, res, err)
+		}
+		checkUnchanged(t, d, what, was)
+	}
+	if c := claim(t, d, storage.Received, now(), time.Minute, 10); len(c) != 0 {
+		t.Errorf("claimed %d rows after the redeliveries, want none", len(c))
+	}
+}

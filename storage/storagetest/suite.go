@@ -68,11 +68,13 @@
 //     whose lease was lost is not marked and still holds its key; a zero
 //     limit refused;
 //   - Received: InsertReceived's de-duplication and reset of Failed
-//     duplicates, claims restricted to consumer groups;
+//     duplicates, a Succeeded row or one waiting for its retry left
+//     alone by a duplicate, claims restricted to consumer groups;
 //   - ReceivedBatch (batch.go), for a Store that implements
 //     storage.ReceivedBatchInserter (skipped otherwise): InsertReceivedBatch
 //     of new messages, of duplicates within a batch, across batches and
-//     against InsertReceived, the reset of Failed rows, a mix of all with
+//     against InsertReceived, the reset of Failed rows, Succeeded rows
+//     and rows waiting for a retry left alone, a mix of all with
 //     results in order, a long message id twice, an empty batch, a
 //     failing batch storing nothing, and concurrent batches with
 //     overlapping ids claiming each row once;
@@ -220,6 +222,7 @@ func (s *suite[TTx]) areas() []area {
 		{"Received", []testCase{
 			{"ReceivedDedup", s.receivedDedup},
 			{"ReceivedClaimByGroup", s.receivedClaimByGroup},
+			{"DuplicateOfHandled", s.receivedDuplicateOfHandled},
 		}},
 		{"ReceivedBatch", []testCase{
 			{"New", s.batchNew},
@@ -227,6 +230,7 @@ func (s *suite[TTx]) areas() []area {
 			{"DuplicateInBatch", s.batchDuplicateInBatch},
 			{"DuplicateAcrossBatches", s.batchDuplicateAcrossBatches},
 			{"ResetFailed", s.batchResetFailed},
+			{"DuplicateOfHandled", s.batchDuplicateOfHandled},
 			{"Mix", s.batchMix},
 			{"LongMsgID", s.batchLongMsgID},
 			{"Atomic", s.batchAtomic},
