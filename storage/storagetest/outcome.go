@@ -107,6 +107,43 @@ func (s *suite[TTx]) failPermanent(t *testing.T) {
 	}
 }
 
+// failPastMaxAttempts: a Fail whose MaxAttempts the row's retry count
+// has already passed (three failures without a limit, then the policy's
+// limit set to 2) ends the row Failed, as one that reaches it does.
+func (s *suite[TTx]) failPastMaxAttempts(t *testing.T) {
+	d := s.h.New(t)
+	t0 := now()
+	m := s.msg("past", t0.Add(-time.Second))
+	s.insert(t, d, m)
+	at := t0
+	for attempt := 1; attempt <= 3; attempt++ {
+		c := claim(t, d, storage.Published, at, time.Minute, 1)
+		if len(c) != 1 {
+			t.Fatalf("attempt %d: claimed %d rows", attempt, len(c))
+		}
+		res, err := d.Fail(bg, storage.Published, lease(c[0]), storage.Failure{Error: "no limit", Now: at, NextAttemptAt: at})
+		if err != nil || res.Status != storage.StatusScheduled || res.Retries != attempt {
+			t.Fatalf("attempt %d without a limit: %+v %v; want Scheduled after %d", attempt, res, err, attempt)
+		}
+	}
+	c := claim(t, d, storage.Published, at, time.Minute, 1)
+	if len(c) != 1 {
+		t.Fatalf("attempt 4: claimed %d rows", len(c))
+	}
+	res, err := d.Fail(bg, storage.Published, lease(c[0]), storage.Failure{
+		Error: "limit 2", Now: at, NextAttemptAt: at.Add(time.Second), MaxAttempts: 2, ExpiresAt: at.Add(time.Hour),
+	})
+	if err != nil || res.Status != storage.StatusFailed || res.Retries != 4 {
+		t.Errorf("Fail past MaxAttempts (4 attempts, limit 2): %+v %v; want Failed after 4", res, err)
+	}
+	if r := get(t, d, storage.Published, m.ID); r.Status != storage.StatusFailed || r.Retries != 4 || !r.ExpiresAt.Equal(at.Add(time.Hour)) {
+		t.Errorf("row after a Fail past MaxAttempts: status %s retries %d expires %v; want Failed, 4, %v", r.Status, r.Retries, r.ExpiresAt, at.Add(time.Hour))
+	}
+	if c := claim(t, d, storage.Published, at.Add(time.Hour), time.Minute, 1); len(c) != 0 {
+		t.Error("claimed a row failed past its MaxAttempts")
+	}
+}
+
 func (s *suite[TTx]) release(t *testing.T) {
 	d := s.h.New(t)
 	t0 := now()

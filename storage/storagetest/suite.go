@@ -47,7 +47,7 @@
 //     they end, concurrent claimers never sharing a row, argument checks,
 //     Delayed rows claimed when due (and made Scheduled), NextDue;
 //   - Outcome: Succeed, Fail (retry counting, final and permanent
-//     failures, no limit), Release, DeleteExpired of what they made
+//     failures, no limit, a limit the row has passed already), Release, DeleteExpired of what they made
 //     expire, the attempt history they append (the last 20 kept), and a
 //     Succeed of 1,000 rows;
 //   - FailBatch (failbatch.go), for a Store that implements
@@ -201,6 +201,7 @@ func (s *suite[TTx]) areas() []area {
 			{"Succeed", s.succeed},
 			{"FailRetriesAndFinal", s.failRetriesAndFinal},
 			{"FailPermanent", s.failPermanent},
+			{"FailPastMaxAttempts", s.failPastMaxAttempts},
 			{"Release", s.release},
 			{"DeleteExpired", s.deleteExpired},
 			{"AttemptHistory", s.attemptHistory},
