@@ -86,6 +86,9 @@
 //     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
 //     unmarked on small tables with rows of every status, and on empty
 //     ones;
+//   - Times: every time of a row (Added, NextAttemptAt, ExpiresAt,
+//     LeaseUntil, the attempts' At) that Get, Claim and List return is
+//     UTC, for rows leased, waiting for a retry, Succeeded and Failed;
 //   - Instances: Heartbeat, Instances and RemoveInstance;
 //   - Ordering: the claim rule of ordering keys (the head of each key
 //     only; a smaller id Scheduled, Delayed, waiting for a retry or in
@@ -249,6 +252,9 @@ func (s *suite[TTx]) areas() []area {
 			{"RequeueDelayed", s.requeueDelayed},
 			{"BoundedCounts", s.boundedCounts},
 			{"BoundedCountsEmpty", s.boundedCountsEmpty},
+		}},
+		{"Times", []testCase{
+			{"UTC", s.timesUTC},
 		}},
 		{"Instances", []testCase{
 			{"Instances", s.instances},
