@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/storage"
 )
 
@@ -89,6 +90,37 @@ func (s *suite[TTx]) listFiltersAndPaging(t *testing.T) {
 	}
 	if n := count(storage.Filter{Status: storage.StatusScheduled, Name: "list.a"}); n+count(storage.Filter{Status: storage.StatusScheduled, Name: "list.b"}) != len(msgs)-1 {
 		t.Errorf("by status Scheduled and name: %d", n)
+	}
+}
+
+// listGroup: List's Group filter returns the received rows of that
+// consumer group only.
+func (s *suite[TTx]) listGroup(t *testing.T) {
+	d := s.h.New(t)
+	want := map[int64]bool{}
+	for i, g := range []string{"a", "b", "b"} {
+		m := s.received(fmt.Sprintf("lg-%d", i), g, "list.group", nil)
+		if _, err := d.InsertReceived(bg, m, ids.Token(), now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if g == "b" {
+			want[m.ID] = true
+		}
+	}
+	rows, err := d.List(bg, storage.Filter{Kind: storage.Received, Group: "b", Limit: 100})
+	if err != nil {
+		t.Fatalf("List by group: %v", err)
+	}
+	if len(rows) != len(want) {
+		t.Errorf("List by group b: %d rows, want %d", len(rows), len(want))
+	}
+	for _, r := range rows {
+		if r.Group != "b" || !want[r.ID] {
+			t.Errorf("List by group b: row %d of group %q", r.ID, r.Group)
+		}
+	}
+	if rows, err := d.List(bg, storage.Filter{Kind: storage.Received, Group: "c", Limit: 100}); err != nil || len(rows) != 0 {
+		t.Errorf("List by group c: %d rows %v, want none", len(rows), err)
 	}
 }
 

@@ -81,8 +81,9 @@
 //   - Text: characters of 4 bytes in UTF-8 (emoji) stored as they are;
 //     text a database cannot hold as it is (long message ids, invalid
 //     UTF-8 and NUL, long error texts);
-//   - Dashboard: List's filters and paging, Counts, Histogram, Requeue
-//     (of a Delayed row too) and Delete; for a Store that implements
+//   - Dashboard: List's filters (received rows by group too) and
+//     paging, Counts, Histogram, Requeue (of a Delayed row too) and
+//     Delete; for a Store that implements
 //     storage.BoundedCounter (skipped otherwise), BoundedCounts exact and
 //     unmarked on small tables with rows of every status, and on empty
 //     ones;
@@ -248,6 +249,7 @@ func (s *suite[TTx]) areas() []area {
 		}},
 		{"Dashboard", []testCase{
 			{"ListFiltersAndPaging", s.listFiltersAndPaging},
+			{"ListGroup", s.listGroup},
 			{"CountsHistogramRequeueDelete", s.countsHistogramRequeueDelete},
 			{"RequeueDelayed", s.requeueDelayed},
 			{"BoundedCounts", s.boundedCounts},
