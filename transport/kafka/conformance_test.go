@@ -16,5 +16,9 @@ func TestConformance(t *testing.T) {
 		},
 		Settle:              time.Second,
 		RebalanceRedelivers: true,
+		// A record larger than the writer takes.
+		Refused: func(*testing.T) (string, transport.Message) {
+			return "order.refused", transport.Message{Body: make([]byte, kafka.MaxRecordBytes+1)}
+		},
 	})
 }

@@ -18,5 +18,9 @@ func TestConformance(t *testing.T) {
 		},
 		Wildcards: true,
 		Settle:    20 * time.Millisecond,
+		// No group is bound to the topic: memory.ErrUnroutable.
+		Refused: func(*testing.T) (string, transport.Message) {
+			return "nobody.listens", transport.Message{Body: []byte("x")}
+		},
 	})
 }

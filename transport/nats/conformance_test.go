@@ -24,6 +24,10 @@ func TestConformance(t *testing.T) {
 			return tr
 		},
 		Wildcards: true,
+		// A body larger than the server's max_payload (1 MiB by default).
+		Refused: func(*testing.T) (string, transport.Message) {
+			return "order.refused", transport.Message{Body: make([]byte, 8<<20)}
+		},
 		// The pull consumer's buffer (FetchBatch, 128), a delivery in
 		// each of the 4 workers (Concurrency) and one on its way to them.
 		InFlight: 128 + 4 + 1,

@@ -89,6 +89,11 @@ func TestConformance(t *testing.T) {
 		},
 		Wildcards: true,
 		InFlight:  512, // the default prefetch (128) on each of the default 4 channels
+		// No queue is bound to the topic: the mandatory publish comes
+		// back, rabbitmq.ErrUnroutable.
+		Refused: func(*testing.T) (string, transport.Message) {
+			return "nobody.listens", transport.Message{Body: []byte("x")}
+		},
 		Disconnect: func(t *testing.T, tr transport.Transport) func() {
 			p := proxies[tr]
 			p.Down()

@@ -91,6 +91,10 @@ func TestConformance(t *testing.T) {
 		Wildcards: false,
 		// Consume reads BatchSize (100) entries of a stream at a time.
 		InFlight: 100,
+		// A header value that is not valid UTF-8 cannot be encoded.
+		Refused: func(*testing.T) (string, transport.Message) {
+			return "order.refused", transport.Message{Headers: map[string]string{"x-bad": "\xff\xfe"}, Body: []byte("x")}
+		},
 		Disconnect: func(t *testing.T, tr transport.Transport) func() {
 			p := proxies[tr]
 			p.Down()

@@ -74,6 +74,11 @@ func TestConformance(t *testing.T) {
 		},
 		Wildcards: true,
 		Settle:    20 * time.Millisecond,
+		// To the default, the in-process broker, where no group is bound
+		// to the topic: memory.ErrUnroutable.
+		Refused: func(*testing.T) (string, transport.Message) {
+			return "nobody.listens", transport.Message{Body: []byte("x")}
+		},
 	})
 }
 

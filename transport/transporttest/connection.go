@@ -3,6 +3,7 @@ package transporttest
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -20,6 +21,12 @@ func runConnection(t *testing.T, h Harness) {
 	t.Run("UnavailableWhileDisconnected", func(t *testing.T) {
 		needDisconnect(t, h)
 		unavailable(t, h)
+	})
+	t.Run("RefusedIsNotUnavailable", func(t *testing.T) {
+		if h.Refused == nil {
+			t.Skip("Harness.Refused is nil")
+		}
+		refused(t, h)
 	})
 	t.Run("Close", func(t *testing.T) { closeTest(t, h) })
 }
@@ -116,6 +123,52 @@ func unavailable(t *testing.T, h Harness) {
 		t.Fatalf("message 2 not handled within 5s after the connection came back")
 	}
 	t.Logf("consumer resumed: message 2 handled %v after the connection came back", time.Since(start).Round(time.Millisecond))
+}
+
+// refused checks that a message the broker refuses (Harness.Refused) is
+// an error of Send, and of its place in a SendBatch, that is not
+// transport.ErrUnavailable (which would make it no attempt: the outbox
+// would pause and send it again for ever), and that the transport sends
+// the next message.
+func refused(t *testing.T, h Harness) {
+	tr := h.New(t)
+	r := new(recorder)
+	consume(t, tr, "refusals", []string{"order.paid"}, r)
+	time.Sleep(h.Settle)
+	topic, m := h.Refused(t)
+	check := func(what string, err error) {
+		t.Helper()
+		t.Logf("%s of the refused message: %v", what, err)
+		if err == nil || errors.Is(err, transport.ErrUnavailable) {
+			t.Errorf("%s of a message the broker refuses: %v, want an error that is not transport.ErrUnavailable", what, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	check("Send", tr.Send(ctx, topic, m))
+	want := map[string]bool{"2": true}
+	if bs, ok := tr.(transport.BatchSender); ok {
+		want["1"] = true
+		errs := bs.SendBatch(ctx, []transport.Outgoing{{Topic: "order.paid", Message: msg(1)}, {Topic: topic, Message: m}})
+		if len(errs) != 2 {
+			t.Fatalf("SendBatch of 2 messages: %d results", len(errs))
+		}
+		if errs[0] != nil {
+			t.Errorf("SendBatch: the message taken beside a refused one: %v", errs[0])
+		}
+		check("SendBatch", errs[1])
+	}
+	send(t, tr, "order.paid", msg(2))
+	seen := map[string]bool{}
+	if !poll(30*time.Second, func() bool {
+		got, _ := r.snapshot()
+		for _, d := range got {
+			seen[d.Headers[wire.MsgID]] = true
+		}
+		return len(seen) >= len(want)
+	}) || !reflect.DeepEqual(seen, want) {
+		t.Errorf("after the refusals the consumer got messages %v, want %v", seen, want)
+	}
 }
 
 func closeTest(t *testing.T, h Harness) {

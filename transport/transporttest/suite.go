@@ -16,12 +16,16 @@
 //     message, the consumers of a group share them, and wildcards route
 //     where supported (Harness.Wildcards).
 //   - Redelivery: a delivery whose handler failed comes again and an
-//     acknowledged one does not, a discarded one does not come again, and
+//     acknowledged one does not, a discarded one does not come again,
 //     failing deliveries (more than the transport holds at once) do not
-//     hold up the others.
+//     hold up the others, and a group's consumer stopped while it held a
+//     delivery and started again gets that delivery and those sent while
+//     it was down.
 //   - Connection: the transport survives a broken connection and reports
 //     sends made while it is broken as transport.ErrUnavailable (with
-//     Harness.Disconnect), and Close ends sends and consumes.
+//     Harness.Disconnect), reports a message the broker refuses as an
+//     error that is not transport.ErrUnavailable and goes on sending
+//     (with Harness.Refused), and Close ends sends and consumes.
 //   - Batch: transport.BatchSender, when the transport implements it.
 //   - BatchReceive: transport.BatchReceiver, when the transport implements
 //     it: every message is delivered once across batches of at most max,
@@ -71,6 +75,15 @@ type Harness struct {
 	// once (RabbitMQ: the prefetch). The starvation check sends twice as
 	// many failing messages before the good ones. Zero means 16.
 	InFlight int
+	// Refused, if set, returns a message, and the topic to send it to,
+	// that a transport made by New refuses for good (too large, a topic
+	// or header the broker cannot take, unroutable): its Send, and its
+	// result in a SendBatch, must be an error that is not
+	// transport.ErrUnavailable, so that the outbox counts the attempt and
+	// fails the message instead of pausing dispatch for ever. The topic
+	// must not be order.paid, on which the check sends a message the
+	// transport takes afterwards.
+	Refused func(t *testing.T) (topic string, msg transport.Message)
 }
 
 // Run runs the suite as subtests of t, grouped by area: Delivery,
