@@ -17,6 +17,64 @@ func runRedelivery(t *testing.T, h Harness) {
 	t.Run("FailedDeliveryComesAgain", func(t *testing.T) { redelivery(t, h) })
 	t.Run("DiscardedDeliveryDoesNotComeAgain", func(t *testing.T) { discard(t, h) })
 	t.Run("FailingDeliveriesDoNotStarveOthers", func(t *testing.T) { noStarvation(t, h) })
+	t.Run("ConsumerRestart", func(t *testing.T) { consumerRestart(t, h) })
+}
+
+// consumerRestart checks that a group outlives its consumers: a consumer
+// stopped while its handler held a delivery, and started again in the
+// same group, gets that delivery and the message sent while no consumer
+// of the group ran (as after a process restart). A transport whose group
+// queue lived only while a consumer ran would lose both.
+func consumerRestart(t *testing.T, h Harness) {
+	tr := h.New(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	holding := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		done <- tr.Consume(ctx, "restart", []string{"order.paid"}, func(ctx context.Context, d transport.Delivery) error {
+			once.Do(func() { close(holding) })
+			<-ctx.Done() // the process stops while handling it
+			return ctx.Err()
+		})
+	}()
+	time.Sleep(h.Settle)
+	send(t, tr, "order.paid", transport.Message{Headers: map[string]string{wire.MsgID: "held"}, Body: []byte(`"held"`)})
+	select {
+	case <-holding:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first consumer got no delivery within 30s")
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the first Consume returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first Consume did not return after its context ended")
+	}
+	send(t, tr, "order.paid", transport.Message{Headers: map[string]string{wire.MsgID: "while-down"}, Body: []byte(`"while-down"`)})
+	got := make(chan string, 16)
+	Consume(t, tr, "restart", []string{"order.paid"}, func(ctx context.Context, d transport.Delivery) error {
+		select {
+		case got <- d.Headers[wire.MsgID]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	})
+	seen := map[string]bool{}
+	timeout := time.After(10 * time.Second)
+	for !seen["held"] || !seen["while-down"] {
+		select {
+		case id := <-got:
+			seen[id] = true
+		case <-timeout:
+			t.Fatalf("within 10s of the restart the group got %v, want held (unacknowledged when its consumer stopped) and while-down (sent while none ran)", seen)
+		}
+	}
 }
 
 func redelivery(t *testing.T, h Harness) {
