@@ -24,10 +24,11 @@ type limiter struct {
 	max        int
 	maxWaiting int
 
-	mu      sync.Mutex
-	running int                // calls admitted, handed over ones included
-	waiting []*storage.Message // in arrival order
-	handed  map[int64]bool     // rows handed over: admitted already
+	mu       sync.Mutex
+	running  int                // calls admitted, handed over ones included
+	waiting  []*storage.Message // in arrival order
+	handed   map[int64]bool     // rows handed over: admitted already
+	admitted map[int64]bool     // rows whose calls entered and have not left
 }
 
 // limitRetry is how long a row released because too many rows of its
@@ -39,12 +40,17 @@ const limitRetry = 500 * time.Millisecond
 func (l *limiter) enter(m *storage.Message) (run, full bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.admitted == nil {
+		l.admitted = map[int64]bool{}
+	}
 	if l.handed[m.ID] {
 		delete(l.handed, m.ID)
+		l.admitted[m.ID] = true
 		return true, false
 	}
 	if l.running < l.max {
 		l.running++
+		l.admitted[m.ID] = true
 		return true, false
 	}
 	if len(l.waiting) >= l.maxWaiting {
@@ -54,12 +60,25 @@ func (l *limiter) enter(m *storage.Message) (run, full bool) {
 	return false, false
 }
 
-// leave ends an admitted call and returns the row to run next in its
-// place, admitted, or nil. With stop set, or none waiting, nothing is
-// handed over; with stop set it returns the waiting rows to be released.
-func (l *limiter) leave(stop bool) (next *storage.Message, drop []*storage.Message) {
+// leave ends the call of m and returns the row to run next in its place,
+// admitted, or nil (see passOn). A row that was not admitted (it waited,
+// was released, or never entered: a row that is no call of the handler)
+// holds no place: leaving does nothing.
+func (l *limiter) leave(m *storage.Message, stop bool) (next *storage.Message, drop []*storage.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.admitted[m.ID] {
+		return nil, nil
+	}
+	delete(l.admitted, m.ID)
+	return l.passOn(stop)
+}
+
+// passOn gives the place of a call that ended to the next waiting row,
+// which it returns, admitted; with stop set, or none waiting, the place
+// ends, and with stop set it returns the waiting rows to be released.
+// l.mu is held.
+func (l *limiter) passOn(stop bool) (next *storage.Message, drop []*storage.Message) {
 	if stop || len(l.waiting) == 0 {
 		l.running--
 		drop, l.waiting = l.waiting, nil
@@ -75,14 +94,15 @@ func (l *limiter) leave(stop bool) (next *storage.Message, drop []*storage.Messa
 	return next, nil
 }
 
-// withdraw takes back the admission of next, which leave handed over but
-// the caller does not run (it releases the row instead): should the row
-// come back, claimed afresh, it enters as any other row. The caller calls
-// leave again, which hands the call's place on or ends it.
-func (l *limiter) withdraw(next *storage.Message) {
+// withdraw takes back the admission of next, which leave or withdraw
+// handed over but the caller does not run (it releases the row instead):
+// should the row come back, claimed afresh, it enters as any other row.
+// The place passes on, as when a call ends (passOn).
+func (l *limiter) withdraw(next *storage.Message, stop bool) (*storage.Message, []*storage.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.handed, next.ID)
+	return l.passOn(stop)
 }
 
 // limited runs m's handler if its subscription is below its limit, puts
@@ -116,8 +136,8 @@ func (r *receiver) handOver(m *storage.Message, err error, closing bool) *storag
 	if !ok || s.limit == nil {
 		return nil
 	}
+	next, drop := s.limit.leave(m, closing)
 	for {
-		next, drop := s.limit.leave(closing)
 		if len(drop) > 0 {
 			r.release(context.Background(), drop, time.Now(), "not attempted: the processor stopped while it waited for its subscription's concurrency limit")
 		}
@@ -128,9 +148,10 @@ func (r *receiver) handOver(m *storage.Message, err error, closing bool) *storag
 			return next
 		}
 		// Its lease would end during the call: release it to be claimed
-		// afresh, and end its admission in turn.
-		s.limit.withdraw(next)
-		r.release(context.Background(), []*storage.Message{next}, time.Now(), "not attempted: its lease ran out while it waited for its subscription's concurrency limit")
+		// afresh; its place passes on in turn.
+		skipped := next
+		next, drop = s.limit.withdraw(skipped, closing)
+		r.release(context.Background(), []*storage.Message{skipped}, time.Now(), "not attempted: its lease ran out while it waited for its subscription's concurrency limit")
 	}
 }
 

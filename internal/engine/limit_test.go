@@ -30,7 +30,7 @@ func TestLimiter(t *testing.T) {
 	if want := []string{"run", "run", "wait", "wait", "full"}; !slices.Equal(outcome, want) {
 		t.Fatalf("enter: %v, want %v", outcome, want)
 	}
-	next, _ := l.leave(false)
+	next, _ := l.leave(rows[0], false)
 	if next != rows[2] {
 		t.Fatalf("the first call to end hands over %v, want row 3", next)
 	}
@@ -43,11 +43,11 @@ func TestLimiter(t *testing.T) {
 	if run, full := l.enter(rows[5]); run || full {
 		t.Fatalf("a new row while one waits: run %v full %v, want it to wait", run, full)
 	}
-	next, drop := l.leave(true)
+	next, drop := l.leave(rows[1], true)
 	if next != nil || len(drop) != 2 || drop[0] != rows[3] || drop[1] != rows[5] {
 		t.Fatalf("stopping: next %v, dropped %v; want rows 4 and 6 dropped", next, drop)
 	}
-	l.leave(false)
+	l.leave(rows[2], false)
 	if l.running != 0 || len(l.waiting) != 0 {
 		t.Errorf("after every call ended: %d running, %d waiting", l.running, len(l.waiting))
 	}
@@ -67,11 +67,10 @@ func TestLimiterWithdrawnHandOver(t *testing.T) {
 		t.Fatal("b does not wait behind a")
 	}
 	// a ends: b is handed over, but released instead of run.
-	if next, _ := l.leave(false); next != b {
+	if next, _ := l.leave(a, false); next != b {
 		t.Fatalf("a's end hands over %v, want b", next)
 	}
-	l.withdraw(b)
-	if next, _ := l.leave(false); next != nil || l.running != 0 {
+	if next, _ := l.withdraw(b, false); next != nil || l.running != 0 {
 		t.Fatalf("after b's hand-over was withdrawn: next %v, %d running; want none", next, l.running)
 	}
 	// b, claimed again, runs; c must wait for it.
@@ -81,14 +80,36 @@ func TestLimiterWithdrawnHandOver(t *testing.T) {
 	if run, full := l.enter(c); run || full {
 		t.Errorf("c admitted beside b under a limit of 1 (run %v, full %v)", run, full)
 	}
-	if next, _ := l.leave(false); next != c {
+	if next, _ := l.leave(b, false); next != c {
 		t.Fatalf("b's end hands over %v, want c", next)
 	}
 	if run, _ := l.enter(c); !run {
 		t.Fatal("c handed over is not admitted")
 	}
-	l.leave(false)
-	if l.running != 0 || len(l.handed) != 0 {
+	l.leave(c, false)
+	if l.running != 0 || len(l.handed) != 0 || len(l.admitted) != 0 {
 		t.Errorf("after every call ended: %d running, handed %v", l.running, l.handed)
+	}
+}
+
+// TestLimiterLeaveOfRowNotAdmitted: a row that holds no place — it
+// waited, was released, or is no call of the handler at all (a keyed
+// row that could not be stored, failed at its turn without a call) —
+// frees none when it ends: the limit holds.
+func TestLimiterLeaveOfRowNotAdmitted(t *testing.T) {
+	l := &limiter{max: 1, maxWaiting: 4}
+	a, b, u := &storage.Message{ID: 1}, &storage.Message{ID: 2}, &storage.Message{ID: 3}
+	if run, _ := l.enter(a); !run {
+		t.Fatal("a is not admitted")
+	}
+	if run, full := l.enter(b); run || full {
+		t.Fatal("b does not wait behind a")
+	}
+	if next, drop := l.leave(u, false); next != nil || drop != nil || l.running != 1 || len(l.waiting) != 1 {
+		t.Fatalf("a row never admitted left: next %v, drop %v, %d running, %d waiting; want nothing changed",
+			next, drop, l.running, len(l.waiting))
+	}
+	if next, _ := l.leave(a, false); next != b {
+		t.Fatalf("a's end hands over %v, want b", next)
 	}
 }
