@@ -69,7 +69,10 @@
 // refusal that may pass with the message unchanged — OOM (maxmemory
 // reached with the noeviction policy), MISCONF (snapshots failing),
 // NOAUTH, WRONGPASS or NOPERM (credentials and ACL, which an operator
-// fixes) — is a failed attempt, retried by the message's policy.
+// fixes), MOVED or ASK (a cluster's redirect the client did not follow:
+// slots moving, or a plain client on one node of a cluster, which needs
+// a cluster client) — is a failed attempt, retried by the message's
+// policy.
 //
 // Receiving: ConsumeBatch (transport.BatchReceiver) hands over the entries
 // one XREADGROUP returned, and more that arrive within the linger, in
@@ -303,10 +306,8 @@ func (t *Transport) Healthy(ctx context.Context) error {
 // transientReplies are the prefixes of Redis's error replies that mean it
 // cannot serve a command now but will (loading its data, a replica
 // after a failover, a cluster that is down or resharding, too many
-// clients, a script running, fewer replicas than min-replicas-to-write,
-// a cluster's redirect that the client's MaxRedirects did not follow to
-// its end: MOVED and ASK while slots move).
-var transientReplies = []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY ", "NOREPLICAS", "ERR max number of clients", "MOVED ", "ASK "}
+// clients, a script running, fewer replicas than min-replicas-to-write).
+var transientReplies = []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY ", "NOREPLICAS", "ERR max number of clients"}
 
 // reachable reports whether err is a reply of a Redis server that serves
 // commands: an error reply, other than a transient one.

@@ -93,9 +93,12 @@ func sendError(stream string, err error) error {
 // acknowledging, trimming or an operator may free it), snapshots failing
 // to persist (MISCONF), the connection's credentials or ACL permissions
 // (NOAUTH, WRONGPASS, NOPERM: an operator's change fixes them, and every
-// message would fail alike). A send refused so is a failed attempt,
-// retried by the message's policy.
-var retriedReplies = []string{"OOM ", "MISCONF ", "NOAUTH ", "WRONGPASS ", "NOPERM "}
+// message would fail alike), a cluster's redirect (MOVED, ASK) left after
+// the client's redirects — slots moving under a cluster client, which
+// passes; or a plain client on one node of a cluster, which does not,
+// and must end Failed rather than loop. A send refused so is a failed
+// attempt, retried by the message's policy.
+var retriedReplies = []string{"OOM ", "MISCONF ", "NOAUTH ", "WRONGPASS ", "NOPERM ", "MOVED ", "ASK "}
 
 // refusedSend reports whether err is an error reply of Redis that refuses
 // an XADD for good: neither transient (see reachable) nor one of

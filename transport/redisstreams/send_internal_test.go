@@ -45,8 +45,8 @@ func TestSendErrorClassification(t *testing.T) {
 		{reply("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), unavailable},
 		{reply("NOREPLICAS Not enough good replicas to write."), unavailable},
 		{reply("ERR max number of clients reached"), unavailable},
-		{reply("MOVED 3999 127.0.0.1:6381"), unavailable},
-		{reply("ASK 3999 127.0.0.1:6381"), unavailable},
+		{reply("MOVED 3999 127.0.0.1:6381"), attempt},
+		{reply("ASK 3999 127.0.0.1:6381"), attempt},
 		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, unavailable},
 		{fmt.Errorf("sending: %w", context.Canceled), attempt},
 	} {
