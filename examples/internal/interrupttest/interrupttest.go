@@ -39,12 +39,35 @@ type Result struct {
 	// Output is the child's standard output and standard error, in the
 	// order it wrote them.
 	Output string
-	// Interrupted reports whether the child was still running when it was
-	// sent SIGINT (false: it had ended before marker was seen, or before
-	// the signal).
+	// Interrupted reports whether the interrupt reached the child's run:
+	// it was sent SIGINT and logged a line containing InterruptedLog
+	// (false: it had ended before marker was seen, before the signal, or
+	// before the signal reached its run).
 	Interrupted bool
 	// Err is the child's exit error (nil for status 0).
 	Err error
+}
+
+// InterruptedLog is what an example logs when an interrupt ended its run
+// ("interrupted (context canceled); ... are removed").
+const InterruptedLog = "interrupted ("
+
+// Interrupt runs the example as Run does until an interrupt reaches its
+// run (Result.Interrupted), at most three times: the rest of a run after
+// marker may be short, and on a loaded machine the example can finish
+// before the signal lands. It fails the test if no try was interrupted.
+func Interrupt(t testing.TB, marker string, env []string, args ...string) Result {
+	t.Helper()
+	var res Result
+	for try := 1; try <= 3; try++ {
+		res = Run(t, marker, env, args...)
+		if res.Interrupted {
+			return res
+		}
+		t.Logf("try %d: the example ended before the interrupt reached its run:\n%s", try, res.Output)
+	}
+	t.Fatalf("the example ended before the interrupt reached its run, three times")
+	return res
 }
 
 // Run starts the test binary as a child running the example's main with
@@ -110,6 +133,7 @@ func Run(t testing.TB, marker string, env []string, args ...string) Result {
 	}
 	<-scanned
 	res.Output = out.String()
+	res.Interrupted = res.Interrupted && strings.Contains(res.Output, InterruptedLog)
 	var exit *exec.ExitError
 	if errors.As(res.Err, &exit) && !exit.Exited() {
 		// Killed by the signal itself: the example does not handle it.
