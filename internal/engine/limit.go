@@ -24,11 +24,14 @@ type limiter struct {
 	max        int
 	maxWaiting int
 
-	mu       sync.Mutex
-	running  int                // calls admitted, handed over ones included
-	waiting  []*storage.Message // in arrival order
-	handed   map[int64]bool     // rows handed over: admitted already
-	admitted map[int64]bool     // rows whose calls entered and have not left
+	mu      sync.Mutex
+	running int                // calls admitted, handed over ones included
+	waiting []*storage.Message // in arrival order
+	handed  map[int64]bool     // rows handed over: admitted already
+	// admitted counts each row's calls that entered and have not left:
+	// two when a call overran its lease and the row, claimed again,
+	// entered a second.
+	admitted map[int64]int
 }
 
 // limitRetry is how long a row released because too many rows of its
@@ -41,16 +44,16 @@ func (l *limiter) enter(m *storage.Message) (run, full bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.admitted == nil {
-		l.admitted = map[int64]bool{}
+		l.admitted = map[int64]int{}
 	}
 	if l.handed[m.ID] {
 		delete(l.handed, m.ID)
-		l.admitted[m.ID] = true
+		l.admitted[m.ID]++
 		return true, false
 	}
 	if l.running < l.max {
 		l.running++
-		l.admitted[m.ID] = true
+		l.admitted[m.ID]++
 		return true, false
 	}
 	if len(l.waiting) >= l.maxWaiting {
@@ -67,10 +70,14 @@ func (l *limiter) enter(m *storage.Message) (run, full bool) {
 func (l *limiter) leave(m *storage.Message, stop bool) (next *storage.Message, drop []*storage.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.admitted[m.ID] {
+	switch n := l.admitted[m.ID]; n {
+	case 0:
 		return nil, nil
+	case 1:
+		delete(l.admitted, m.ID)
+	default:
+		l.admitted[m.ID] = n - 1
 	}
-	delete(l.admitted, m.ID)
 	return l.passOn(stop)
 }
 

@@ -113,3 +113,21 @@ func TestLimiterLeaveOfRowNotAdmitted(t *testing.T) {
 		t.Fatalf("a's end hands over %v, want b", next)
 	}
 }
+
+// TestLimiterRowAdmittedTwice: a call that overran its lease while its
+// row, claimed again, entered a second call holds a place of its own: the
+// two calls' ends free both places.
+func TestLimiterRowAdmittedTwice(t *testing.T) {
+	l := &limiter{max: 2, maxWaiting: 4}
+	r := &storage.Message{ID: 1}
+	for i := range 2 {
+		if run, _ := l.enter(r); !run {
+			t.Fatalf("call %d of the row is not admitted", i+1)
+		}
+	}
+	l.leave(r, false)
+	l.leave(r, false)
+	if l.running != 0 || len(l.admitted) != 0 {
+		t.Errorf("after both calls ended: %d running, admitted %v; want none", l.running, l.admitted)
+	}
+}

@@ -97,9 +97,12 @@ func (t *Transport) consume(ctx context.Context, group string, topics []string, 
 // refused reports whether err is Redis's refusal of a consumer's command
 // that reconnecting does not fix (a key of another type, CROSSSLOT, a
 // missing permission). A missing group (NOGROUP: the stream or group was
-// deleted) is not: the next session creates it again.
+// deleted) is not: the next session creates it again; nor is a cluster's
+// redirect (MOVED, ASK) left after the client's redirects: slots move,
+// and the next session finds them.
 func refused(err error) bool {
-	return err != nil && reachable(err) && !redis.HasErrorPrefix(err, "NOGROUP")
+	return err != nil && reachable(err) && !redis.HasErrorPrefix(err, "NOGROUP") &&
+		!redis.HasErrorPrefix(err, "MOVED") && !redis.HasErrorPrefix(err, "ASK")
 }
 
 // consumer is one Consume's state.

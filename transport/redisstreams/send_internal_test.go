@@ -67,3 +67,25 @@ func TestSendErrorClassification(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerRefused: a consumer's command refused for good ends
+// Consume; a missing group or a cluster's redirect (slots moving) has it
+// reconnect instead.
+func TestConsumerRefused(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{reply("WRONGTYPE Operation against a key holding the wrong kind of value"), true},
+		{reply("NOPERM this user has no permissions to access one of the keys used as arguments"), true},
+		{reply("NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option"), false},
+		{reply("MOVED 3999 127.0.0.1:6381"), false},
+		{reply("ASK 3999 127.0.0.1:6381"), false},
+		{reply("TRYAGAIN Multiple keys request during rehashing of slot"), false},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, false},
+	} {
+		if got := refused(c.err); got != c.want {
+			t.Errorf("refused(%q) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
