@@ -16,6 +16,7 @@ import (
 	"github.com/gocap/gocap/storage/sqlite"
 	"github.com/gocap/gocap/transport"
 	"github.com/gocap/gocap/transport/memory"
+	"github.com/gocap/gocap/wire"
 )
 
 // The processor at its edges, on SQLite and the in-process broker: the
@@ -466,5 +467,73 @@ func TestConcurrencyLimitHoldsWhenWaitingRowsRunLow(t *testing.T) {
 	})
 	if m := most.Load(); m > 1 {
 		t.Errorf("WithConcurrency(1): at most %d calls ran at once", m)
+	}
+}
+
+// TestRunSuccessesWrittenBeforeAHandOver: a run of an ordering key under
+// WithConcurrency(1): after its first row succeeds, its worker takes over
+// the rows waiting for the limit (a hand-over), for longer than the
+// row's lease while rows keep coming. The run's successes are written
+// before that chain starts: held until the run ends, the first row's
+// lease ran out meanwhile and it was handled a second time.
+func TestRunSuccessesWrittenBeforeAHandOver(t *testing.T) {
+	ob := memOutbox(t, outbox.Options{Lease: 1500 * time.Millisecond, HandlerConcurrency: 4})
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var running, most atomic.Int32
+	k1Started := make(chan struct{}, 10)
+	if err := outbox.Subscribe(ob, "lim.t", func(ctx context.Context, m outbox.Received[[]byte]) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			old := most.Load()
+			if n <= old || most.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		mu.Lock()
+		calls[m.ID]++
+		mu.Unlock()
+		if m.ID == "900001" {
+			k1Started <- struct{}{}
+		}
+		time.Sleep(150 * time.Millisecond)
+		return nil
+	}, outbox.Group("g"), outbox.WithConcurrency(1), outbox.WithHandlerTimeout(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st := ob.Store()
+	// A run of key K, claimable at once (its head's lease already ended).
+	for i := int64(1); i <= 3; i++ {
+		id := fmt.Sprint(900000 + i)
+		m := &storage.Message{ID: 900000 + i, Kind: storage.Received, MsgID: id, Name: "lim.t", Group: "g",
+			Headers: map[string]string{wire.MsgID: id, wire.MsgName: "lim.t", wire.OrderingKey: "K"},
+			Body:    []byte("x"), Status: storage.StatusScheduled, Added: time.Now().UTC(), OrderingKey: "K"}
+		if _, err := st.InsertReceived(ctx, m, 1, time.Now().UTC().Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, ob)
+	select {
+	case <-k1Started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("k1 never started")
+	}
+	// Keep rows of the subscription waiting for 3 s, twice the lease.
+	for i := 0; i < 30; i++ {
+		if _, err := ob.PublishWithoutTx(ctx, "lim.t", []byte("u")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the rest handed over, a second call of k1 started if any
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["900001"] != 1 {
+		t.Errorf("the run's first row, which succeeded in time, was handled %d times", calls["900001"])
+	}
+	if m := most.Load(); m > 1 {
+		t.Errorf("WithConcurrency(1): %d calls at once", m)
 	}
 }

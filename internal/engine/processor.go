@@ -469,13 +469,16 @@ func (p *processor) worker(j job) {
 func (p *processor) processJob(j job) {
 	errs := p.process(j.work, j.ms, nil)
 	if len(j.ms) == 1 {
-		p.handOverFrom(j.work, j.ms[0], errs[0])
+		p.handOverFrom(j.work, j.ms[0], errs[0], nil)
 	}
 }
 
 // handOverFrom tells handOver, if set, the outcome of m's attempt, and
 // attempts each row it gives in m's place, in the same worker and slot.
-func (p *processor) handOverFrom(work context.Context, m *storage.Message, err error) {
+// Before the first of them it calls before, if set: a caller holding
+// completions writes them then, rather than after a chain of other rows
+// that may outlast their leases.
+func (p *processor) handOverFrom(work context.Context, m *storage.Message, err error, before func()) {
 	if p.handOver == nil {
 		return
 	}
@@ -486,6 +489,10 @@ func (p *processor) handOverFrom(work context.Context, m *storage.Message, err e
 		next := p.handOver(m, err, closing)
 		if next == nil {
 			return
+		}
+		if before != nil {
+			before()
+			before = nil
 		}
 		m = next
 		err = p.process(work, []*storage.Message{m}, nil)[0]

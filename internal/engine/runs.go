@@ -77,12 +77,23 @@ func (p *processor) units(msgs []*storage.Message) []job {
 // processRun attempts the rows of a run one after the other, in id order,
 // each as a job of one row is attempted (handOver included), and hands
 // their successes to the completer together when the run ends, so that
-// one write records them and claims the key's next run. After a row whose
-// attempt failed, or did not take place, the rest are released without an
-// attempt; so are they when the processor stops, or when too little of
-// the run's lease is left for another attempt.
+// one write records them and claims the key's next run — or before a
+// hand-over (a subscription's concurrency limit) runs other rows in this
+// worker, which may take longer than the successes' leases. After a row
+// whose attempt failed, or did not take place, the rest are released
+// without an attempt; so are they when the processor stops, or when too
+// little of the run's lease is left for another attempt.
 func (p *processor) processRun(work context.Context, run []*storage.Message) {
 	var done []completion
+	// complete hands done to the completer. One completion per key says
+	// that its next rows may be due: the completer claims them once.
+	complete := func() {
+		for i := range done {
+			done[i].keyed = i == len(done)-1
+			p.completer.succeeded(done[i])
+		}
+		done = done[:0]
+	}
 	for i, m := range run {
 		if i > 0 {
 			if reason := p.runStop(work, m); reason != "" {
@@ -91,7 +102,7 @@ func (p *processor) processRun(work context.Context, run []*storage.Message) {
 			}
 		}
 		err := p.process(work, []*storage.Message{m}, &done)[0]
-		p.handOverFrom(work, m, err)
+		p.handOverFrom(work, m, err, complete)
 		if err != nil {
 			if i+1 < len(run) {
 				p.releaseRest(work, run[i+1:], "not attempted: an earlier row of its ordering key failed or was put off in the same run")
@@ -99,14 +110,7 @@ func (p *processor) processRun(work context.Context, run []*storage.Message) {
 			break
 		}
 	}
-	// One completion per key says that its next rows may be due: the
-	// completer claims them once for the run.
-	for i := range done {
-		done[i].keyed = i == len(done)-1
-	}
-	for _, c := range done {
-		p.completer.succeeded(c)
-	}
+	complete()
 }
 
 // runStop returns why the next row m of a run is not to be attempted, or
