@@ -27,11 +27,17 @@ type limiter struct {
 	mu      sync.Mutex
 	running int                // calls admitted, handed over ones included
 	waiting []*storage.Message // in arrival order
-	handed  map[int64]bool     // rows handed over: admitted already
-	// admitted counts each row's calls that entered and have not left:
-	// two when a call overran its lease and the row, claimed again,
-	// entered a second.
-	admitted map[int64]int
+	// handed holds the rows handed over, admitted already; admitted
+	// counts the calls that entered and have not left. Both are kept by
+	// lease, not by row: a row waiting past its lease's end may be
+	// claimed again, and its two copies are two calls.
+	handed   map[storage.Lease]bool
+	admitted map[storage.Lease]int
+}
+
+// leaseOf is the lease m is attempted under: the limiter's key of a call.
+func leaseOf(m *storage.Message) storage.Lease {
+	return storage.Lease{ID: m.ID, Token: m.LeaseToken}
 }
 
 // limitRetry is how long a row released because too many rows of its
@@ -44,16 +50,17 @@ func (l *limiter) enter(m *storage.Message) (run, full bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.admitted == nil {
-		l.admitted = map[int64]int{}
+		l.admitted = map[storage.Lease]int{}
 	}
-	if l.handed[m.ID] {
-		delete(l.handed, m.ID)
-		l.admitted[m.ID]++
+	key := leaseOf(m)
+	if l.handed[key] {
+		delete(l.handed, key)
+		l.admitted[key]++
 		return true, false
 	}
 	if l.running < l.max {
 		l.running++
-		l.admitted[m.ID]++
+		l.admitted[key]++
 		return true, false
 	}
 	if len(l.waiting) >= l.maxWaiting {
@@ -70,13 +77,14 @@ func (l *limiter) enter(m *storage.Message) (run, full bool) {
 func (l *limiter) leave(m *storage.Message, stop bool) (next *storage.Message, drop []*storage.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch n := l.admitted[m.ID]; n {
+	key := leaseOf(m)
+	switch n := l.admitted[key]; n {
 	case 0:
 		return nil, nil
 	case 1:
-		delete(l.admitted, m.ID)
+		delete(l.admitted, key)
 	default:
-		l.admitted[m.ID] = n - 1
+		l.admitted[key] = n - 1
 	}
 	return l.passOn(stop)
 }
@@ -95,9 +103,9 @@ func (l *limiter) passOn(stop bool) (next *storage.Message, drop []*storage.Mess
 	l.waiting[0] = nil
 	l.waiting = l.waiting[1:]
 	if l.handed == nil {
-		l.handed = map[int64]bool{}
+		l.handed = map[storage.Lease]bool{}
 	}
-	l.handed[next.ID] = true
+	l.handed[leaseOf(next)] = true
 	return next, nil
 }
 
@@ -108,7 +116,7 @@ func (l *limiter) passOn(stop bool) (next *storage.Message, drop []*storage.Mess
 func (l *limiter) withdraw(next *storage.Message, stop bool) (*storage.Message, []*storage.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.handed, next.ID)
+	delete(l.handed, leaseOf(next))
 	return l.passOn(stop)
 }
 

@@ -131,3 +131,56 @@ func TestLimiterRowAdmittedTwice(t *testing.T) {
 		t.Errorf("after both calls ended: %d running, admitted %v; want none", l.running, l.admitted)
 	}
 }
+
+// TestLimiterTwoCopiesOfARow: a row that waited past its lease's end and
+// was claimed again waits as two copies (two leases of one row); each
+// copy's hand-over, withdrawal and call is its own, so that no place is
+// lost and none is given twice.
+func TestLimiterTwoCopiesOfARow(t *testing.T) {
+	stale, fresh := &storage.Message{ID: 7, LeaseToken: 1}, &storage.Message{ID: 7, LeaseToken: 2}
+
+	// Two calls end at once and hand over both copies; the stale one is
+	// withdrawn before the fresh one enters.
+	l := &limiter{max: 2, maxWaiting: 4}
+	c1, c2 := &storage.Message{ID: 1}, &storage.Message{ID: 2}
+	for _, m := range []*storage.Message{c1, c2, stale, fresh} {
+		l.enter(m)
+	}
+	if n1, _ := l.leave(c1, false); n1 != stale {
+		t.Fatalf("c1's end hands over %v, want the stale copy", n1)
+	}
+	if n2, _ := l.leave(c2, false); n2 != fresh {
+		t.Fatalf("c2's end hands over %v, want the fresh copy", n2)
+	}
+	l.withdraw(stale, false)
+	if run, _ := l.enter(fresh); !run {
+		t.Fatal("the fresh copy, handed over, is not admitted")
+	}
+	l.leave(fresh, false)
+	if l.running != 0 || len(l.handed) != 0 || len(l.admitted) != 0 {
+		t.Errorf("after every call ended: %d running, handed %v, admitted %v; want none", l.running, l.handed, l.admitted)
+	}
+
+	// The fresh copy arrives between the stale one's hand-over and its
+	// withdrawal: it waits for the place, which the withdrawal passes on
+	// to it, once.
+	l = &limiter{max: 1, maxWaiting: 4}
+	c, d := &storage.Message{ID: 1}, &storage.Message{ID: 9}
+	l.enter(c)
+	l.enter(stale)
+	if n, _ := l.leave(c, false); n != stale {
+		t.Fatalf("c's end hands over %v, want the stale copy", n)
+	}
+	if run, _ := l.enter(fresh); run {
+		t.Fatal("the fresh copy runs on the stale copy's hand-over")
+	}
+	if n, _ := l.withdraw(stale, false); n != fresh {
+		t.Fatalf("the stale copy's withdrawal hands over %v, want the fresh copy", n)
+	}
+	if run, _ := l.enter(fresh); !run {
+		t.Fatal("the fresh copy, handed over, is not admitted")
+	}
+	if run, _ := l.enter(d); run {
+		t.Errorf("a third row runs beside the fresh copy under a limit of 1 (%d running)", l.running)
+	}
+}
