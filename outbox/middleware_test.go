@@ -221,16 +221,10 @@ func TestHandlerOptionsBadInput(t *testing.T) {
 func TestConcurrencyLimit(t *testing.T) {
 	ob := memOutbox(t, outbox.Options{HandlerConcurrency: 4})
 	release := make(chan struct{})
-	var running, most, slowDone atomic.Int32
+	var calls concurrency
+	var slowDone atomic.Int32
 	if err := outbox.Subscribe(ob, "slow.job", func(ctx context.Context, m outbox.Received[[]byte]) error {
-		n := running.Add(1)
-		defer running.Add(-1)
-		for {
-			old := most.Load()
-			if n <= old || most.CompareAndSwap(old, n) {
-				break
-			}
-		}
+		defer calls.enter()()
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -256,7 +250,7 @@ func TestConcurrencyLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "two slow calls running", func() bool { return running.Load() == 2 })
+	waitFor(t, 10*time.Second, "two slow calls running", func() bool { return calls.running.Load() == 2 })
 	for range fast {
 		if _, err := ob.PublishWithoutTx(ctx, "fast.job", []byte("x")); err != nil {
 			t.Fatal(err)
@@ -265,12 +259,12 @@ func TestConcurrencyLimit(t *testing.T) {
 	// The slow subscription holds its two calls; the pool has four workers.
 	waitFor(t, 10*time.Second, "every fast message handled while the slow ones wait", func() bool { return fastDone.Load() == fast })
 	time.Sleep(200 * time.Millisecond) // give a third slow call the chance to start, were the limit not kept
-	if n := running.Load(); n != 2 {
+	if n := calls.running.Load(); n != 2 {
 		t.Errorf("%d slow calls at once, want the limit, 2", n)
 	}
 	close(release)
 	waitFor(t, 20*time.Second, "every slow message handled", func() bool { return slowDone.Load() == slow })
-	if n := most.Load(); n != 2 {
+	if n := calls.most.Load(); n != 2 {
 		t.Errorf("at most %d slow calls ran at once, want 2", n)
 	}
 	// The handlers returned; their rows become Succeeded when the

@@ -64,16 +64,7 @@ func loopOutbox(t *testing.T, mem *memory.Transport, tr transport.Transport, opt
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-consumed })
-	// The group is bound once a send to topic finds it.
-	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-		err := mem.Send(ctx, topic, transport.Message{Headers: map[string]string{"probe": "1"}})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
-			t.Fatalf("binding the consumer group: %v", err)
-		}
-	}
+	sendWhenBound(t, mem, topic, transport.Message{Headers: map[string]string{"probe": "1"}})
 	return ob, db, &n
 }
 
@@ -86,6 +77,33 @@ func runOutbox(t *testing.T, ob *outbox.Outbox[*sql.Tx]) (stop func()) {
 	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)
 	return stop
+}
+
+// sendWhenBound sends msg to topic on mem once a consumer group is bound
+// to it (a send before finds no queue: memory.ErrUnroutable), waiting at
+// most 5 s.
+func sendWhenBound(t *testing.T, mem *memory.Transport, topic string, msg transport.Message) {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		err := mem.Send(context.Background(), topic, msg)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
+			t.Fatalf("sending to %s: %v", topic, err)
+		}
+	}
+}
+
+// concurrency counts the calls running at once, and the most seen.
+type concurrency struct{ running, most atomic.Int32 }
+
+// enter counts a call in; the function it returns counts it out.
+func (c *concurrency) enter() (leave func()) {
+	n := c.running.Add(1)
+	for old := c.most.Load(); n > old && !c.most.CompareAndSwap(old, n); old = c.most.Load() {
+	}
+	return func() { c.running.Add(-1) }
 }
 
 // sqliteStore is a migrated SQLite driver on the file at path (a new one
@@ -213,19 +231,9 @@ func TestReceivedWaitingForASlotKeepsItsLease(t *testing.T) {
 	}
 	runOutbox(t, a)
 	runOutbox(t, b)
-	ctx := context.Background()
-	// The deliveries go out once A's group is bound.
 	for i := range 4 {
-		msg := transport.Message{Headers: map[string]string{"cap-msg-id": fmt.Sprint(1000 + i), "cap-msg-name": "lease.wait"}, Body: []byte("{}")}
-		for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-			err := trA.Send(ctx, "lease.wait", msg)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
-				t.Fatalf("sending delivery %d: %v", i, err)
-			}
-		}
+		sendWhenBound(t, trA, "lease.wait", transport.Message{
+			Headers: map[string]string{"cap-msg-id": fmt.Sprint(1000 + i), "cap-msg-name": "lease.wait"}, Body: []byte("{}")})
 	}
 	handled := func() int {
 		mu.Lock()
@@ -385,16 +393,8 @@ func TestShutdownReleasesRowsWaitingForTheLimit(t *testing.T) {
 	stop := runOutbox(t, ob)
 	ctx := context.Background()
 	for i := range 3 {
-		msg := transport.Message{Headers: map[string]string{"cap-msg-id": fmt.Sprint(2000 + i), "cap-msg-name": "wait.limit"}, Body: []byte("{}")}
-		for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-			err := tr.Send(ctx, "wait.limit", msg)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, memory.ErrUnroutable) || time.Since(start) > 5*time.Second {
-				t.Fatalf("sending delivery %d: %v", i, err)
-			}
-		}
+		sendWhenBound(t, tr, "wait.limit", transport.Message{
+			Headers: map[string]string{"cap-msg-id": fmt.Sprint(2000 + i), "cap-msg-name": "wait.limit"}, Body: []byte("{}")})
 	}
 	<-started
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
@@ -433,16 +433,10 @@ func TestShutdownReleasesRowsWaitingForTheLimit(t *testing.T) {
 // throughout: never two calls at once under WithConcurrency(1).
 func TestConcurrencyLimitHoldsWhenWaitingRowsRunLow(t *testing.T) {
 	ob := memOutbox(t, outbox.Options{Lease: 2 * time.Second, HandlerConcurrency: 8})
-	var running, most, done atomic.Int32
+	var calls concurrency
+	var done atomic.Int32
 	if err := outbox.Subscribe(ob, "lim.job", func(ctx context.Context, m outbox.Received[[]byte]) error {
-		n := running.Add(1)
-		defer running.Add(-1)
-		for {
-			old := most.Load()
-			if n <= old || most.CompareAndSwap(old, n) {
-				break
-			}
-		}
+		defer calls.enter()()
 		select {
 		case <-time.After(700 * time.Millisecond):
 		case <-ctx.Done():
@@ -465,7 +459,7 @@ func TestConcurrencyLimitHoldsWhenWaitingRowsRunLow(t *testing.T) {
 		c, err := ob.Store().Counts(ctx, storage.Received)
 		return err == nil && c[storage.StatusSucceeded] == n
 	})
-	if m := most.Load(); m > 1 {
+	if m := calls.most.Load(); m > 1 {
 		t.Errorf("WithConcurrency(1): at most %d calls ran at once", m)
 	}
 }
@@ -480,17 +474,10 @@ func TestRunSuccessesWrittenBeforeAHandOver(t *testing.T) {
 	ob := memOutbox(t, outbox.Options{Lease: 1500 * time.Millisecond, HandlerConcurrency: 4})
 	var mu sync.Mutex
 	calls := map[string]int{}
-	var running, most atomic.Int32
+	var running concurrency
 	k1Started := make(chan struct{}, 10)
 	if err := outbox.Subscribe(ob, "lim.t", func(ctx context.Context, m outbox.Received[[]byte]) error {
-		n := running.Add(1)
-		defer running.Add(-1)
-		for {
-			old := most.Load()
-			if n <= old || most.CompareAndSwap(old, n) {
-				break
-			}
-		}
+		defer running.enter()()
 		mu.Lock()
 		calls[m.ID]++
 		mu.Unlock()
@@ -533,7 +520,7 @@ func TestRunSuccessesWrittenBeforeAHandOver(t *testing.T) {
 	if calls["900001"] != 1 {
 		t.Errorf("the run's first row, which succeeded in time, was handled %d times", calls["900001"])
 	}
-	if m := most.Load(); m > 1 {
+	if m := running.most.Load(); m > 1 {
 		t.Errorf("WithConcurrency(1): %d calls at once", m)
 	}
 }
