@@ -25,21 +25,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/examples/internal/cleanup"
+	"github.com/gocap/gocap/examples/internal/interrupt"
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
@@ -58,18 +57,11 @@ func main() {
 	flag.Parse()
 	c.pgURL = env("GOCAP_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	c.amqpURL = env("GOCAP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-	// An interrupt cancels ctx, so that run stops and removes what it
-	// created.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, c)
-	if err != nil && ctx.Err() != nil {
-		log.Printf("interrupted (%v); the run's schemas, queues and exchange are removed", err)
-		os.Exit(130)
-	}
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
+	// An interrupt cancels run's ctx, so that run stops and removes what
+	// it created.
+	interrupt.Main("the run's schemas, queues and exchange", func(ctx context.Context) error {
+		return run(ctx, c)
+	})
 }
 
 // config is the command line.
@@ -159,14 +151,9 @@ func newBench(ctx context.Context, pgURL, amqpURL string) (*bench, error) {
 
 func (b *bench) close() {
 	for _, s := range b.schemas {
-		b.pool.Exec(context.Background(), "drop schema if exists "+s+" cascade")
+		cleanup.PostgresSchema(b.pool, s)
 	}
-	if ch, err := b.conn.Channel(); err == nil {
-		for _, q := range b.queues {
-			ch.QueueDelete(q, false, false, false)
-		}
-		ch.ExchangeDelete(b.exchange, false, false)
-	}
+	cleanup.RabbitMQ(b.amqpURL, b.exchange, b.queues...)
 	b.conn.Close()
 	b.pool.Close()
 }
@@ -401,7 +388,7 @@ func (b *bench) dispatchRate(ctx context.Context, schema string, n int) (float64
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("messages still Scheduled after 5 minutes")
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := interrupt.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return 0, err
 		}
 	}
@@ -418,17 +405,4 @@ func env(k, def string) string {
 		return v
 	}
 	return def
-}
-
-// sleep waits for d, or returns ctx's error if ctx ends first (an
-// interrupt).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }

@@ -26,18 +26,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/examples/internal/cleanup"
+	"github.com/gocap/gocap/examples/internal/interrupt"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
@@ -57,19 +56,12 @@ const (
 )
 
 func main() {
-	// An interrupt cancels ctx, so that run stops and cleans up.
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(sigCtx, time.Minute)
-	err := run(ctx)
-	cancel()
-	if err != nil && sigCtx.Err() != nil {
-		log.Printf("interrupted (%v); the example's schema, queue and exchange are removed", err)
-		os.Exit(130)
-	}
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
+	// An interrupt cancels run's ctx, so that run stops and cleans up.
+	interrupt.Main("the example's schema, queue and exchange", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return run(ctx)
+	})
 }
 
 func run(ctx context.Context) error {
@@ -84,18 +76,14 @@ func run(ctx context.Context) error {
 	defer pool.Close()
 	// The messages' ids are fixed: rows an earlier run killed outright left
 	// would de-duplicate them. Start from nothing.
-	dropSchema := func() error {
-		_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		return err
+	if err := cleanup.PostgresSchema(pool, schema); err != nil {
+		return fmt.Errorf("removing the schema of an earlier run: %w", err)
 	}
-	if err := dropSchema(); err != nil {
-		return fmt.Errorf("dropping the schema of an earlier run: %w", err)
-	}
-	defer dropSchema()
-	if err := cleanupBroker(amqpURL); err != nil {
+	defer cleanup.PostgresSchema(pool, schema)
+	if err := cleanup.RabbitMQ(amqpURL, exchange, exchange+"."+group); err != nil {
 		return fmt.Errorf("removing the queue of an earlier run: %w", err)
 	}
-	defer cleanupBroker(amqpURL)
+	defer cleanup.RabbitMQ(amqpURL, exchange, exchange+"."+group)
 	store := postgres.New(pool, postgres.Options{Schema: schema, Logger: logger})
 	if err := store.Migrate(ctx); err != nil {
 		return err
@@ -127,7 +115,7 @@ func run(ctx context.Context) error {
 	stopRun := sync.OnceValue(func() error { stop(); return <-done })
 	defer stopRun()
 	fmt.Println("gocap consumes shipment.# for group " + group + "; a foreign service publishes three messages")
-	if err := sleep(ctx, 500*time.Millisecond); err != nil { // let the consumer bind its queue
+	if err := interrupt.Sleep(ctx, 500*time.Millisecond); err != nil { // let the consumer bind its queue
 		return err
 	}
 
@@ -171,44 +159,11 @@ func run(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return errors.New("timed out waiting for the three messages")
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := interrupt.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	return stopRun()
-}
-
-// cleanupBroker deletes the example's queue and exchange.
-func cleanupBroker(url string) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	if _, err := ch.QueueDelete(exchange+"."+group, false, false, false); err != nil {
-		return fmt.Errorf("deleting queue %s.%s: %w", exchange, group, err)
-	}
-	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
-		return fmt.Errorf("deleting exchange %s: %w", exchange, err)
-	}
-	return nil
-}
-
-// sleep waits for d, or returns ctx's error if ctx ends first (an
-// interrupt).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 func env(k, def string) string {

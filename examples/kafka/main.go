@@ -17,12 +17,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
@@ -30,6 +27,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/gocap/gocap/examples/internal/cleanup"
+	"github.com/gocap/gocap/examples/internal/interrupt"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/mysql"
@@ -48,19 +47,12 @@ const schema = "gocap_kafka_example"
 func main() {
 	db := flag.String("db", "postgres", "postgres or mysql")
 	flag.Parse()
-	// An interrupt cancels ctx, so that run stops and cleans up.
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(sigCtx, time.Minute)
-	err := run(ctx, *db)
-	cancel()
-	if err != nil && sigCtx.Err() != nil {
-		log.Printf("interrupted (%v); the example's tables are removed", err)
-		os.Exit(130)
-	}
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
+	// An interrupt cancels run's ctx, so that run stops and cleans up.
+	interrupt.Main("the example's tables", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return run(ctx, *db)
+	})
 }
 
 func run(ctx context.Context, db string) error {
@@ -101,14 +93,10 @@ func run(ctx context.Context, db string) error {
 			return err
 		}
 		defer pool.Close()
-		drop := func() error {
-			_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			return err
+		if err := cleanup.PostgresSchema(pool, schema); err != nil { // what a run killed outright left
+			return fmt.Errorf("removing the schema of an earlier run: %w", err)
 		}
-		if err := drop(); err != nil { // what a run killed outright left
-			return fmt.Errorf("dropping the schema of an earlier run: %w", err)
-		}
-		defer drop()
+		defer cleanup.PostgresSchema(pool, schema)
 		ob, err := start(ctx, postgres.New(pool, postgres.Options{Schema: schema, Logger: quiet}), tr, handler, &done)
 		if err != nil {
 			return err

@@ -35,18 +35,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -56,6 +53,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gocap/gocap/examples/internal/cleanup"
+	"github.com/gocap/gocap/examples/internal/interrupt"
 	"github.com/gocap/gocap/internal/ids"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage/sqlite"
@@ -78,18 +77,11 @@ func main() {
 	jsonOut := flag.Bool("json", false, "print stdouttrace's JSON to stdout instead of traces.json")
 	dir := flag.String("dir", "", "work directory (default: a new temporary one)")
 	flag.Parse()
-	// An interrupt cancels ctx, so that run stops and removes what it
-	// created.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *addr, *amqpURL, *n, *serve, *jsonOut, *dir)
-	if err != nil && ctx.Err() != nil {
-		log.Printf("interrupted (%v); the run's work directory, queue and exchange are removed", err)
-		os.Exit(130)
-	}
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
+	// An interrupt cancels run's ctx, so that run stops and removes what
+	// it created.
+	interrupt.Main("the run's work directory, queue and exchange", func(ctx context.Context) error {
+		return run(ctx, *addr, *amqpURL, *n, *serve, *jsonOut, *dir)
+	})
 }
 
 // service is one application: its database, outbox and telemetry.
@@ -158,7 +150,7 @@ func run(ctx context.Context, addr, amqpURL string, n int, serve time.Duration, 
 		newTransport = func() (transport.Transport, error) { return rabbitmq.New(cfg) }
 		fmt.Printf("RabbitMQ exchange %s, queue %sbilling, removed at the end\n", exchange, cfg.QueuePrefix)
 		defer func() {
-			if err := deleteRabbitMQ(amqpURL, exchange, cfg.QueuePrefix+"billing"); err != nil {
+			if err := cleanup.RabbitMQ(amqpURL, exchange, cfg.QueuePrefix+"billing"); err != nil {
 				log.Printf("removing the exchange and queue: %v", err)
 			}
 		}()
@@ -284,7 +276,7 @@ func run(ctx context.Context, addr, amqpURL string, n int, serve time.Duration, 
 	if err := waitReady(ctx, "http://"+ln.Addr().String()+"/billing/readyz"); err != nil {
 		return err
 	}
-	if err := sleep(ctx, 300*time.Millisecond); err != nil {
+	if err := interrupt.Sleep(ctx, 300*time.Millisecond); err != nil {
 		return err
 	}
 
@@ -318,7 +310,7 @@ func run(ctx context.Context, addr, amqpURL string, n int, serve time.Duration, 
 		}
 	}
 	// Let the last outcomes be recorded, then flush the spans.
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+	if err := interrupt.Sleep(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
 	for _, s := range []*service{orders, billing} {
@@ -353,39 +345,6 @@ func run(ctx context.Context, addr, amqpURL string, n int, serve time.Duration, 
 	return nil
 }
 
-// deleteRabbitMQ deletes the run's queue and exchange.
-func deleteRabbitMQ(url, exchange, queue string) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
-		return fmt.Errorf("deleting queue %s: %w", queue, err)
-	}
-	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
-		return fmt.Errorf("deleting exchange %s: %w", exchange, err)
-	}
-	return nil
-}
-
-// sleep waits for d, or returns ctx's error if ctx ends first (an
-// interrupt).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 // waitReady polls a readiness endpoint until it answers 200, for at most
 // ten seconds.
 func waitReady(ctx context.Context, url string) error {
@@ -402,7 +361,7 @@ func waitReady(ctx context.Context, url string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready within 10 s", url)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := interrupt.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}

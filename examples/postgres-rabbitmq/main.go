@@ -15,17 +15,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gocap/gocap/examples/internal/cleanup"
+	"github.com/gocap/gocap/examples/internal/interrupt"
 	"github.com/gocap/gocap/outbox"
 	"github.com/gocap/gocap/storage"
 	"github.com/gocap/gocap/storage/postgres"
@@ -44,19 +42,12 @@ const (
 )
 
 func main() {
-	// An interrupt cancels ctx, so that run stops and cleans up.
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(sigCtx, time.Minute)
-	err := run(ctx)
-	cancel()
-	if err != nil && sigCtx.Err() != nil {
-		log.Printf("interrupted (%v); the example's schema, queues and exchange are removed", err)
-		os.Exit(130)
-	}
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
+	// An interrupt cancels run's ctx, so that run stops and cleans up.
+	interrupt.Main("the example's schema, queues and exchange", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return run(ctx)
+	})
 }
 
 func run(ctx context.Context) error {
@@ -71,14 +62,10 @@ func run(ctx context.Context) error {
 	defer pool.Close()
 	// What a run killed outright left (orders, unsent rows) would change
 	// this one's story: start from nothing.
-	dropSchema := func() error {
-		_, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		return err
+	if err := cleanup.PostgresSchema(pool, schema); err != nil {
+		return fmt.Errorf("removing the schema of an earlier run: %w", err)
 	}
-	if err := dropSchema(); err != nil {
-		return fmt.Errorf("dropping the schema of an earlier run: %w", err)
-	}
-	defer dropSchema()
+	defer cleanup.PostgresSchema(pool, schema)
 	store := postgres.New(pool, postgres.Options{Schema: schema, Logger: logger})
 	if err := store.Migrate(ctx); err != nil {
 		return err
@@ -88,7 +75,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	if err := cleanupBroker(amqpURL); err != nil {
+	// The groups' queues (QueuePrefix + group).
+	queues := []string{"gocap.example.billing", "gocap.example.shipping"}
+	if err := cleanup.RabbitMQ(amqpURL, exchange, queues...); err != nil {
 		return fmt.Errorf("removing the queues of an earlier run: %w", err)
 	}
 	tr, err := rabbitmq.New(rabbitmq.Config{URL: amqpURL, Exchange: exchange, QueuePrefix: "gocap.example.", Logger: logger})
@@ -96,7 +85,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer tr.Close()
-	defer cleanupBroker(amqpURL)
+	defer cleanup.RabbitMQ(amqpURL, exchange, queues...)
 
 	ob, err := outbox.New(store, tr, outbox.Options{Logger: logger})
 	if err != nil {
@@ -124,7 +113,7 @@ func run(ctx context.Context) error {
 	// removes its schema and queues.
 	stopRun := sync.OnceValue(func() error { stop(); return <-done })
 	defer stopRun()
-	if err := sleep(ctx, 500*time.Millisecond); err != nil { // let the consumers bind their queues
+	if err := interrupt.Sleep(ctx, 500*time.Millisecond); err != nil { // let the consumers bind their queues
 		return err
 	}
 
@@ -168,7 +157,7 @@ func run(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return errors.New("timed out waiting for the messages")
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := interrupt.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -181,41 +170,6 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("published table: %v (order 2 was rolled back: no row, no message)\n", counts)
 	return nil
-}
-
-// cleanupBroker deletes the example's queues and exchange.
-func cleanupBroker(url string) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	for _, q := range []string{"gocap.example.billing", "gocap.example.shipping"} {
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			return fmt.Errorf("deleting queue %s: %w", q, err)
-		}
-	}
-	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
-		return fmt.Errorf("deleting exchange %s: %w", exchange, err)
-	}
-	return nil
-}
-
-// sleep waits for d, or returns ctx's error if ctx ends first (an
-// interrupt).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 func env(k, def string) string {
