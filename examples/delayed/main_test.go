@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gocap/gocap/examples/internal/interrupttest"
 	"github.com/gocap/gocap/internal/testenv"
@@ -40,42 +39,8 @@ func TestInterruptCleansUp(t *testing.T) {
 		t.Fatal("the run did not print its schemas and exchange")
 	}
 	prefix, exchange := names[1], names[2]
-
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	rows, err := pool.Query(ctx, "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix+"_")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		t.Errorf("schema %s is left", s)
-		defer pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE")
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A passive declare of a missing exchange fails (404).
-	if err := ch.ExchangeDeclarePassive(exchange, "topic", true, false, false, false, nil); err == nil {
-		t.Errorf("exchange %s is left", exchange)
-		ch.ExchangeDelete(exchange, false, false)
-	}
+	interrupttest.RequireNoSchema(t, pgURL, prefix+"_*")
+	interrupttest.RequireNoRabbitMQ(t, amqpURL, exchange)
 }
 
 // The lateness run's messages are Delayed rows of bench.delayed whose

@@ -30,7 +30,8 @@ func TestInterruptCleansUp(t *testing.T) {
 		testenv.PostgresEnv + "=" + pgURL, testenv.AMQPEnv + "=" + amqpURL,
 	})
 	t.Logf("output:\n%s", res.Output)
-	requireGone(t, pgURL, amqpURL)
+	interrupttest.RequireNoSchema(t, pgURL, schema)
+	interrupttest.RequireNoRabbitMQ(t, amqpURL, exchange, exchange+"."+group)
 }
 
 // What a run killed outright (kill -9) leaves behind — the received row of
@@ -76,47 +77,6 @@ func TestLeftoversOfAKilledRun(t *testing.T) {
 	if err := run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	requireGone(t, pgURL, amqpURL)
-}
-
-// requireGone fails the test if the example's schema, queue or exchange
-// exists.
-func requireGone(t *testing.T, pgURL, amqpURL string) {
-	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Errorf("schema %s is left", schema)
-		pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	}
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A passive declare of a missing queue or exchange fails (404) and
-	// closes its channel: one channel each.
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclarePassive(exchange+"."+group, true, false, false, false, nil); err == nil {
-		t.Errorf("queue %s.%s is left", exchange, group)
-		ch.QueueDelete(exchange+"."+group, false, false, false)
-	}
-	if ch, err = conn.Channel(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.ExchangeDeclarePassive(exchange, "topic", true, false, false, false, nil); err == nil {
-		t.Errorf("exchange %s is left", exchange)
-		ch.ExchangeDelete(exchange, false, false)
-	}
+	interrupttest.RequireNoSchema(t, pgURL, schema)
+	interrupttest.RequireNoRabbitMQ(t, amqpURL, exchange, exchange+"."+group)
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -28,20 +27,7 @@ func TestInterruptCleansUp(t *testing.T) {
 		testenv.PostgresEnv + "=" + pgURL, "GOCAP_KAFKA_BROKERS=",
 	})
 	t.Logf("output:\n%s", res.Output)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Errorf("schema %s is left", schema)
-		pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	}
+	interrupttest.RequireNoSchema(t, pgURL, schema)
 }
 
 // The example's invoice travels with its ordering key (outbox.WithOrderingKey),

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"testing"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/gocap/gocap/examples/internal/interrupttest"
 	"github.com/gocap/gocap/internal/testenv"
 )
@@ -56,26 +54,5 @@ func requireGone(t *testing.T, tmp, amqpURL, output string) {
 	if queue == "billing" {
 		t.Errorf("queue %q: named like the group alone", queue)
 	}
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A passive declare of a missing queue or exchange fails (404) and
-	// closes its channel: one channel each.
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
-		t.Errorf("queue %s is left", queue)
-		ch.QueueDelete(queue, false, false, false)
-	}
-	if ch, err = conn.Channel(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.ExchangeDeclarePassive(exchange, "topic", true, false, false, false, nil); err == nil {
-		t.Errorf("exchange %s is left", exchange)
-		ch.ExchangeDelete(exchange, false, false)
-	}
+	interrupttest.RequireNoRabbitMQ(t, amqpURL, exchange, queue)
 }

@@ -4,12 +4,14 @@
 //
 // The example's test binary is the child: its TestMain calls Main first,
 // which runs the example's main instead of the tests when the parent asked
-// for it.
+// for it. RequireNoSchema and RequireNoRabbitMQ check what the example
+// should have removed.
 package interrupttest
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -18,6 +20,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gocap/gocap/examples/internal/interrupt"
 )
 
 // childEnv, set to "1" in the child's environment, makes Main run the
@@ -49,8 +56,9 @@ type Result struct {
 }
 
 // InterruptedLog is what an example logs when an interrupt ended its run
-// ("interrupted (context canceled); ... are removed").
-const InterruptedLog = "interrupted ("
+// ("interrupted (context canceled); ... are removed"): interrupt.Main's
+// LogPrefix.
+const InterruptedLog = interrupt.LogPrefix
 
 // Interrupt runs the example as Run does until an interrupt reaches its
 // run (Result.Interrupted), at most three times: the rest of a run after
@@ -140,4 +148,82 @@ func Run(t testing.TB, marker string, env []string, args ...string) Result {
 		t.Logf("the example was killed by %v", exit.ProcessState)
 	}
 	return res
+}
+
+// RequireNoSchema fails the test if the PostgreSQL database at pgURL has a
+// schema named name or, with name ending in "*", one whose name starts
+// with what precedes the "*". It drops each one it finds, so that a later
+// run does not meet it.
+func RequireNoSchema(t testing.TB, pgURL, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	query := "SELECT nspname FROM pg_namespace WHERE nspname = $1"
+	if prefix, ok := strings.CutSuffix(name, "*"); ok {
+		query, name = "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
+	}
+	rows, err := pool.Query(ctx, query, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range left {
+		t.Errorf("schema %s is left", s)
+		pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE")
+	}
+}
+
+// RequireNoRabbitMQ fails the test if the RabbitMQ broker at amqpURL has
+// one of queues, or exchange. It deletes each one it finds, so that a
+// later run does not meet it.
+func RequireNoRabbitMQ(t testing.TB, amqpURL, exchange string, queues ...string) {
+	t.Helper()
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A passive declare of a missing queue or exchange fails (404) and
+	// closes its channel: one channel each.
+	exists := func(declare func(*amqp.Channel) error) (*amqp.Channel, bool) {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch, declare(ch) == nil
+	}
+	for _, q := range queues {
+		ch, ok := exists(func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+			return err
+		})
+		if ok {
+			t.Errorf("queue %s is left", q)
+			ch.QueueDelete(q, false, false, false)
+		}
+		ch.Close()
+	}
+	ch, ok := exists(func(ch *amqp.Channel) error {
+		return ch.ExchangeDeclarePassive(exchange, "topic", true, false, false, false, nil)
+	})
+	if ok {
+		t.Errorf("exchange %s is left", exchange)
+		ch.ExchangeDelete(exchange, false, false)
+	}
+	ch.Close()
 }
