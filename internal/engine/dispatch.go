@@ -122,7 +122,7 @@ func (d *dispatcher) attempt(ctx context.Context, ms []*storage.Message) []error
 			log.Warn("gocap: the transport cannot reach its broker; dispatch paused, attempts are not counted",
 				"probe_in", pause, "err", unavailable)
 		}
-		d.proc.release(context.WithoutCancel(ctx), notSent, unavailable)
+		d.proc.release(context.WithoutCancel(ctx), notSent, time.Now(), unavailable)
 		// The released rows are due at once: the claim loop, which may be
 		// asleep until its next poll, wakes to wait for the probe instead.
 		d.proc.dueAt(time.Now().Add(pause))
@@ -135,14 +135,11 @@ func (d *dispatcher) attempt(ctx context.Context, ms []*storage.Message) []error
 // busyRetry, and the claim loop wakes then.
 func (d *dispatcher) releaseBusy(ctx context.Context, leases []storage.Lease, cause error) {
 	at := time.Now().Add(busyRetry)
-	if err := d.proc.releaseAt(ctx, leases, at, "not sent, not counted as an attempt: "+cause.Error()); err != nil {
-		d.proc.log.Error("gocap: releasing rows the transport refused as busy failed; they are due again after their lease ends",
-			"count", len(leases), "err", err)
-		return
+	if d.proc.release(ctx, leases, at, cause) {
+		d.proc.log.Debug("gocap: the transport refused sends as busy; released, not counted as attempts",
+			"count", len(leases), "retry_in", busyRetry, "err", cause)
+		d.proc.dueAt(at)
 	}
-	d.proc.log.Debug("gocap: the transport refused sends as busy; released, not counted as attempts",
-		"count", len(leases), "retry_in", busyRetry, "err", cause)
-	d.proc.dueAt(at)
 }
 
 // fastPollWindow is how long the claim loop polls every fastPoll after a

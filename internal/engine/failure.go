@@ -134,13 +134,16 @@ func (p *processor) recordFailure(ctx context.Context, lease storage.Lease, f st
 	return res, err
 }
 
-// release gives up the leases of rows whose attempt did not take place,
-// without counting it, so that they are due again at once.
-func (p *processor) release(ctx context.Context, leases []storage.Lease, cause error) {
-	if err := p.releaseAt(ctx, leases, time.Now(), "not sent, not counted as an attempt: "+cause.Error()); err != nil {
+// release gives up the leases of sends that did not take place, without
+// counting an attempt, so that the rows are due again at at; it logs a
+// failure, and reports whether the leases were given back.
+func (p *processor) release(ctx context.Context, leases []storage.Lease, at time.Time, cause error) bool {
+	if err := p.releaseAt(ctx, leases, at, "not sent, not counted as an attempt: "+cause.Error()); err != nil {
 		p.log.Error("gocap: releasing rows that were not attempted failed; they are due again after their lease ends",
 			"count", len(leases), "err", err)
+		return false
 	}
+	return true
 }
 
 // releaseAt gives up the leases of rows that were not attempted: due
